@@ -1,0 +1,251 @@
+package sdk
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/magicads/r2storage/shared/storage"
+	"github.com/magicads/r2storage/shared/storagepb"
+)
+
+// rpcClient is the host side of the gRPC service: a storage.Provider whose
+// calls run in the plugin process.
+type rpcClient struct {
+	c storagepb.StorageProviderClient
+}
+
+var _ storage.Provider = (*rpcClient)(nil)
+
+func (c *rpcClient) Describe(ctx context.Context) (storage.Info, error) {
+	r, err := c.c.Describe(ctx, &storagepb.DescribeRequest{})
+	if err != nil {
+		return storage.Info{}, fromStatus(ctx, "describe", err)
+	}
+	caps := r.GetCapabilities()
+	return storage.Info{
+		ID: r.GetId(), Name: r.GetName(), Version: r.GetVersion(),
+		Capabilities: storage.Capabilities{
+			PublicURLs:    caps.GetPublicUrls(),
+			RangeReads:    caps.GetRangeReads(),
+			MaxObjectSize: caps.GetMaxObjectSize(),
+		},
+	}, nil
+}
+
+func encodeSettings(s storage.Settings) ([]byte, error) {
+	if s == nil {
+		s = storage.Settings{}
+	}
+	data, err := json.Marshal(s)
+	if err != nil {
+		return nil, &storage.Error{Code: storage.InvalidSettings, Message: "settings cannot be encoded as JSON: " + err.Error(), Err: err}
+	}
+	return data, nil
+}
+
+func (c *rpcClient) ValidateSettings(ctx context.Context, s storage.Settings) ([]storage.FieldError, error) {
+	data, err := encodeSettings(s)
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.c.ValidateSettings(ctx, &storagepb.SettingsRequest{SettingsJson: data})
+	if err != nil {
+		return nil, fromStatus(ctx, "validate settings", err)
+	}
+	return fieldsFromPB(r.GetFields()), nil
+}
+
+func (c *rpcClient) Configure(ctx context.Context, s storage.Settings) (storage.ConfigureResult, error) {
+	data, err := encodeSettings(s)
+	if err != nil {
+		return storage.ConfigureResult{}, err
+	}
+	r, err := c.c.Configure(ctx, &storagepb.SettingsRequest{SettingsJson: data})
+	if err != nil {
+		return storage.ConfigureResult{}, fromStatus(ctx, "configure", err)
+	}
+	return storage.ConfigureResult{PublicBaseURL: r.GetPublicBaseUrl()}, nil
+}
+
+func (c *rpcClient) TestConnection(ctx context.Context) (storage.TestResult, error) {
+	r, err := c.c.TestConnection(ctx, &storagepb.TestConnectionRequest{})
+	if err != nil {
+		return storage.TestResult{}, fromStatus(ctx, "test connection", err)
+	}
+	return storage.TestResult{OK: r.GetOk(), Step: r.GetStep(), Message: r.GetMessage(), ProbeKey: r.GetProbeKey()}, nil
+}
+
+// Put streams r to the plugin in chunks of at most ChunkSize and commits with
+// the size and sha256 of what was sent. If r fails or ctx ends first, the
+// stream is cancelled without a commit and the plugin writes nothing.
+func (c *rpcClient) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) (storage.ObjectInfo, error) {
+	if err := storage.ValidateKey(key); err != nil {
+		return storage.ObjectInfo{}, err
+	}
+	size := opts.Size
+	if size < 0 {
+		size = -1
+	}
+	streamCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.c.Put(streamCtx)
+	if err != nil {
+		return storage.ObjectInfo{}, fromStatus(ctx, "put "+key, err)
+	}
+	// closeWithError fetches the plugin's own error when a send fails because
+	// the plugin already ended the call.
+	closeWithError := func(sendErr error) error {
+		if errors.Is(sendErr, io.EOF) {
+			_, err := stream.CloseAndRecv()
+			return fromStatus(ctx, "put "+key, err)
+		}
+		return fromStatus(ctx, "put "+key, sendErr)
+	}
+	header := &storagepb.PutRequest{Msg: &storagepb.PutRequest_Header{Header: &storagepb.PutHeader{Key: key, ContentType: opts.ContentType, Size: size}}}
+	if err := stream.Send(header); err != nil {
+		return storage.ObjectInfo{}, closeWithError(err)
+	}
+	sum := sha256.New()
+	var sent int64
+	// The buffer is reused: SendMsg encodes the message before it returns,
+	// and no stats handler that reads messages lazily is installed.
+	buf := make([]byte, ChunkSize)
+	chunk := &storagepb.PutRequest_Chunk{}
+	msg := &storagepb.PutRequest{Msg: chunk}
+	for {
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			sum.Write(buf[:n])
+			sent += int64(n)
+			chunk.Chunk = buf[:n]
+			if err := stream.Send(msg); err != nil {
+				return storage.ObjectInfo{}, closeWithError(err)
+			}
+		}
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			break
+		}
+		if rerr != nil {
+			cancel() // abandon the stream: no commit, nothing written
+			if ctxErr := ctx.Err(); ctxErr != nil {
+				return storage.ObjectInfo{}, &storage.Error{Code: storage.Canceled, Message: fmt.Sprintf("put %s: %v", key, ctxErr), Err: ctxErr}
+			}
+			return storage.ObjectInfo{}, &storage.Error{Code: storage.Code(rerr), Message: fmt.Sprintf("put %s: reading the content: %v", key, rerr), Err: rerr}
+		}
+		if err := ctx.Err(); err != nil {
+			return storage.ObjectInfo{}, &storage.Error{Code: storage.Canceled, Message: fmt.Sprintf("put %s: %v", key, err), Err: err}
+		}
+	}
+	if size >= 0 && sent != size {
+		cancel()
+		return storage.ObjectInfo{}, &storage.Error{Code: storage.InvalidArgument, Message: fmt.Sprintf("put %s: the content had %d bytes but %d were declared; nothing was written", key, sent, size)}
+	}
+	commit := &storagepb.PutRequest{Msg: &storagepb.PutRequest_Commit{Commit: &storagepb.PutCommit{Size: sent, Sha256: sum.Sum(nil)}}}
+	if err := stream.Send(commit); err != nil {
+		return storage.ObjectInfo{}, closeWithError(err)
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		return storage.ObjectInfo{}, fromStatus(ctx, "put "+key, err)
+	}
+	return infoFromPB(resp.GetInfo()), nil
+}
+
+func (c *rpcClient) Get(ctx context.Context, key string, opts storage.GetOptions) (io.ReadCloser, storage.ObjectInfo, error) {
+	if err := storage.ValidateKey(key); err != nil {
+		return nil, storage.ObjectInfo{}, err
+	}
+	streamCtx, cancel := context.WithCancel(ctx)
+	length := opts.Length
+	if length < 0 {
+		length = -1
+	}
+	stream, err := c.c.Get(streamCtx, &storagepb.GetRequest{Key: key, Offset: opts.Offset, Length: length})
+	if err != nil {
+		cancel()
+		return nil, storage.ObjectInfo{}, fromStatus(ctx, "get "+key, err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		cancel()
+		return nil, storage.ObjectInfo{}, fromStatus(ctx, "get "+key, err)
+	}
+	info := first.GetInfo()
+	if info == nil {
+		cancel()
+		return nil, storage.ObjectInfo{}, &storage.Error{Code: storage.Unknown, Message: "get " + key + ": the plugin sent data before the object info"}
+	}
+	return &getReader{ctx: ctx, key: key, stream: stream, cancel: cancel}, infoFromPB(info), nil
+}
+
+// getReader yields the chunks of a Get stream.
+type getReader struct {
+	ctx     context.Context
+	key     string
+	stream  storagepb.StorageProvider_GetClient
+	cancel  context.CancelFunc
+	pending []byte
+	err     error
+}
+
+func (g *getReader) Read(p []byte) (int, error) {
+	for len(g.pending) == 0 {
+		if g.err != nil {
+			return 0, g.err
+		}
+		msg, err := g.stream.Recv()
+		switch {
+		case errors.Is(err, io.EOF):
+			g.err = io.EOF
+		case err != nil:
+			g.err = fromStatus(g.ctx, "get "+g.key, err)
+		default:
+			g.pending = msg.GetChunk()
+		}
+	}
+	n := copy(p, g.pending)
+	g.pending = g.pending[n:]
+	return n, nil
+}
+
+// Close ends the stream; reading stops and the plugin side is cancelled.
+func (g *getReader) Close() error {
+	g.cancel()
+	if g.err == nil {
+		g.err = errors.New("read after close")
+	}
+	return nil
+}
+
+func (c *rpcClient) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
+	if err := storage.ValidateKey(key); err != nil {
+		return storage.ObjectInfo{}, err
+	}
+	r, err := c.c.Stat(ctx, &storagepb.StatRequest{Key: key})
+	if err != nil {
+		return storage.ObjectInfo{}, fromStatus(ctx, "stat "+key, err)
+	}
+	return infoFromPB(r.GetInfo()), nil
+}
+
+func (c *rpcClient) Delete(ctx context.Context, key string) error {
+	if err := storage.ValidateKey(key); err != nil {
+		return err
+	}
+	if _, err := c.c.Delete(ctx, &storagepb.DeleteRequest{Key: key}); err != nil {
+		return fromStatus(ctx, "delete "+key, err)
+	}
+	return nil
+}
+
+func (c *rpcClient) Health(ctx context.Context) (storage.Health, error) {
+	r, err := c.c.Health(ctx, &storagepb.HealthRequest{})
+	if err != nil {
+		return storage.Health{}, fromStatus(ctx, "health", err)
+	}
+	return storage.Health{OK: r.GetOk(), Configured: r.GetConfigured(), Message: r.GetMessage()}, nil
+}

@@ -1,0 +1,230 @@
+package sdk
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+
+	"github.com/magicads/r2storage/shared/storage"
+	"github.com/magicads/r2storage/shared/storagepb"
+)
+
+// server adapts a storage.Provider to the gRPC service on the plugin side.
+type server struct {
+	storagepb.UnimplementedStorageProviderServer
+	impl Provider
+}
+
+func (s *server) Describe(ctx context.Context, _ *storagepb.DescribeRequest) (*storagepb.DescribeResponse, error) {
+	info, err := s.impl.Describe(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &storagepb.DescribeResponse{
+		Id: info.ID, Name: info.Name, Version: info.Version,
+		Capabilities: &storagepb.Capabilities{
+			PublicUrls:    info.Capabilities.PublicURLs,
+			RangeReads:    info.Capabilities.RangeReads,
+			MaxObjectSize: info.Capabilities.MaxObjectSize,
+		},
+	}, nil
+}
+
+func decodeSettings(data []byte) (storage.Settings, error) {
+	var s storage.Settings
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&s); err != nil || s == nil {
+		return nil, &storage.Error{Code: storage.InvalidSettings, Message: "settings are not a JSON object"}
+	}
+	return s, nil
+}
+
+func (s *server) ValidateSettings(ctx context.Context, req *storagepb.SettingsRequest) (*storagepb.ValidateSettingsResponse, error) {
+	settings, err := decodeSettings(req.GetSettingsJson())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	fields, err := s.impl.ValidateSettings(ctx, settings)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &storagepb.ValidateSettingsResponse{Fields: fieldsToPB(fields)}, nil
+}
+
+func (s *server) Configure(ctx context.Context, req *storagepb.SettingsRequest) (*storagepb.ConfigureResponse, error) {
+	settings, err := decodeSettings(req.GetSettingsJson())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	res, err := s.impl.Configure(ctx, settings)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &storagepb.ConfigureResponse{PublicBaseUrl: res.PublicBaseURL}, nil
+}
+
+func (s *server) TestConnection(ctx context.Context, _ *storagepb.TestConnectionRequest) (*storagepb.TestConnectionResponse, error) {
+	res, err := s.impl.TestConnection(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &storagepb.TestConnectionResponse{Ok: res.OK, Step: res.Step, Message: res.Message, ProbeKey: res.ProbeKey}, nil
+}
+
+func (s *server) Put(stream storagepb.StorageProvider_PutServer) error {
+	ctx := stream.Context()
+	first, err := stream.Recv()
+	if err != nil {
+		return toStatus(fmt.Errorf("put: reading header: %w", err))
+	}
+	h := first.GetHeader()
+	if h == nil {
+		return toStatus(&storage.Error{Code: storage.InvalidArgument, Message: "put: the first message must be a header"})
+	}
+	if err := storage.ValidateKey(h.GetKey()); err != nil {
+		return toStatus(err)
+	}
+	body := &putBody{stream: stream, declared: h.GetSize(), sum: sha256.New()}
+	info, err := s.impl.Put(ctx, h.GetKey(), body, storage.PutOptions{ContentType: h.GetContentType(), Size: h.GetSize()})
+	if err == nil && !body.committed {
+		// The provider returned before reading to the end: never report
+		// success for bytes it did not take.
+		err = &storage.Error{Code: storage.Unknown, Message: "put: provider returned before reading the whole object"}
+	}
+	if err != nil {
+		if body.err != nil && storage.Code(err) == storage.Unknown {
+			err = body.err
+		}
+		return toStatus(err)
+	}
+	return stream.SendAndClose(&storagepb.PutResponse{Info: infoToPB(info)})
+}
+
+// putBody is the io.Reader a provider's Put reads: it yields the chunks of
+// the stream and returns io.EOF only once the commit arrived and matched what
+// was received, so a provider never completes an object the host abandoned.
+type putBody struct {
+	stream    storagepb.StorageProvider_PutServer
+	declared  int64
+	received  int64
+	sum       hash.Hash
+	pending   []byte
+	committed bool
+	err       error
+}
+
+func (b *putBody) Read(p []byte) (int, error) {
+	for len(b.pending) == 0 {
+		if b.committed {
+			return 0, io.EOF
+		}
+		if b.err != nil {
+			return 0, b.err
+		}
+		b.err = b.next()
+	}
+	n := copy(p, b.pending)
+	b.pending = b.pending[n:]
+	return n, nil
+}
+
+// next receives one message and returns the error that ends the body, if any.
+func (b *putBody) next() error {
+	msg, err := b.stream.Recv()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return &storage.Error{Code: storage.Canceled, Message: "put: the stream ended without a commit; nothing was written"}
+		}
+		if ctxErr := b.stream.Context().Err(); ctxErr != nil {
+			return &storage.Error{Code: storage.Canceled, Message: "put: cancelled by the host; nothing was written", Err: ctxErr}
+		}
+		return &storage.Error{Code: storage.Unavailable, Message: "put: receiving: " + err.Error(), Err: err}
+	}
+	switch m := msg.GetMsg().(type) {
+	case *storagepb.PutRequest_Chunk:
+		b.pending = m.Chunk
+		b.received += int64(len(m.Chunk))
+		b.sum.Write(m.Chunk)
+		if b.declared >= 0 && b.received > b.declared {
+			return &storage.Error{Code: storage.InvalidArgument, Message: fmt.Sprintf("put: received more than the declared %d bytes", b.declared)}
+		}
+		return nil
+	case *storagepb.PutRequest_Commit:
+		c := m.Commit
+		if c.GetSize() != b.received || (b.declared >= 0 && b.declared != b.received) {
+			return &storage.Error{Code: storage.InvalidArgument, Message: fmt.Sprintf("put: received %d bytes, but %d were declared and %d committed", b.received, b.declared, c.GetSize())}
+		}
+		if len(c.GetSha256()) > 0 && !bytes.Equal(c.GetSha256(), b.sum.Sum(nil)) {
+			return &storage.Error{Code: storage.InvalidArgument, Message: "put: sha256 of the received bytes does not match the commit"}
+		}
+		b.committed = true
+		return nil
+	default:
+		return &storage.Error{Code: storage.InvalidArgument, Message: "put: unexpected message after the header"}
+	}
+}
+
+func (s *server) Get(req *storagepb.GetRequest, stream storagepb.StorageProvider_GetServer) error {
+	ctx := stream.Context()
+	if err := storage.ValidateKey(req.GetKey()); err != nil {
+		return toStatus(err)
+	}
+	rc, info, err := s.impl.Get(ctx, req.GetKey(), storage.GetOptions{Offset: req.GetOffset(), Length: req.GetLength()})
+	if err != nil {
+		return toStatus(err)
+	}
+	defer rc.Close()
+	if err := stream.Send(&storagepb.GetResponse{Msg: &storagepb.GetResponse_Info{Info: infoToPB(info)}}); err != nil {
+		return err
+	}
+	buf := make([]byte, ChunkSize)
+	for {
+		n, rerr := io.ReadFull(rc, buf)
+		if n > 0 {
+			if err := stream.Send(&storagepb.GetResponse{Msg: &storagepb.GetResponse_Chunk{Chunk: buf[:n]}}); err != nil {
+				return err
+			}
+		}
+		switch {
+		case rerr == nil:
+		case errors.Is(rerr, io.EOF), errors.Is(rerr, io.ErrUnexpectedEOF):
+			return nil
+		default:
+			return toStatus(fmt.Errorf("get %s: reading object: %w", req.GetKey(), rerr))
+		}
+	}
+}
+
+func (s *server) Stat(ctx context.Context, req *storagepb.StatRequest) (*storagepb.StatResponse, error) {
+	if err := storage.ValidateKey(req.GetKey()); err != nil {
+		return nil, toStatus(err)
+	}
+	info, err := s.impl.Stat(ctx, req.GetKey())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &storagepb.StatResponse{Info: infoToPB(info)}, nil
+}
+
+func (s *server) Delete(ctx context.Context, req *storagepb.DeleteRequest) (*storagepb.DeleteResponse, error) {
+	if err := storage.ValidateKey(req.GetKey()); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := s.impl.Delete(ctx, req.GetKey()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &storagepb.DeleteResponse{}, nil
+}
+
+func (s *server) Health(ctx context.Context, _ *storagepb.HealthRequest) (*storagepb.HealthResponse, error) {
+	h, err := s.impl.Health(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &storagepb.HealthResponse{Ok: h.OK, Configured: h.Configured, Message: h.Message}, nil
+}

@@ -1,0 +1,16 @@
+// Package storage is the storage-provider contract of the MagicAds host.
+//
+// A provider (Cloudflare R2, S3, Wasabi, GCS, ...) implements Provider. The
+// host calls it through a plugin process (see package sdk), but the interface
+// is the same in-process and over gRPC, so a provider is written and tested as
+// plain Go and run as a plugin with one line: sdk.Serve(provider).
+//
+// Rules every provider follows, checked by package conformance:
+//   - keys are relative, slash-separated paths accepted by ValidateKey;
+//     the provider maps them into its bucket (for example under a prefix);
+//   - Put writes the whole object or nothing: a Put whose reader fails or whose
+//     context is cancelled leaves no object behind;
+//   - Delete of a missing key succeeds;
+//   - errors are *Error values with a Code (see Code and IsRetryable), so the
+//     host can decide between retry and give-up.
+package storage

@@ -1,0 +1,68 @@
+package storage
+
+import (
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxKeyBytes is the longest key the contract accepts, in bytes. S3-compatible
+// stores limit the full object key to 1024 bytes; a provider that adds a
+// prefix checks the full key too.
+const MaxKeyBytes = 1024
+
+// ValidateKey reports whether key is an acceptable object key: non-empty
+// valid UTF-8 of at most MaxKeyBytes bytes, slash-separated segments that are
+// neither empty, "." nor "..", no leading or trailing slash, no backslash and
+// no control characters (NUL included). It returns an InvalidArgument *Error
+// naming the problem, or nil.
+func ValidateKey(key string) error {
+	if msg := keyProblem(key); msg != "" {
+		return &Error{Code: InvalidArgument, Message: "invalid key " + quoteKey(key) + ": " + msg}
+	}
+	return nil
+}
+
+func keyProblem(key string) string {
+	switch {
+	case key == "":
+		return "empty"
+	case len(key) > MaxKeyBytes:
+		return "longer than 1024 bytes"
+	case !utf8.ValidString(key):
+		return "not valid UTF-8"
+	case strings.HasPrefix(key, "/"):
+		return "starts with /"
+	case strings.HasSuffix(key, "/"):
+		return "ends with /"
+	case strings.Contains(key, `\`):
+		return `contains a backslash`
+	}
+	for _, r := range key {
+		if r < 0x20 || r == 0x7f {
+			return "contains a control character"
+		}
+	}
+	for _, seg := range strings.Split(key, "/") {
+		switch seg {
+		case "":
+			return "contains an empty segment (//)"
+		case ".", "..":
+			return "contains a " + seg + " segment"
+		}
+	}
+	return ""
+}
+
+// quoteKey shortens and quotes a key for an error message.
+func quoteKey(key string) string {
+	const max = 80
+	if len(key) > max {
+		key = strings.ToValidUTF8(key[:max], "") + "…"
+	}
+	return strings.ToValidUTF8(strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, key), "?")
+}

@@ -1,0 +1,119 @@
+package storage
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Provider is the interface the host uses for every storage provider.
+type Provider interface {
+	// Describe returns the provider's identity and capabilities.
+	Describe(ctx context.Context) (Info, error)
+	// ValidateSettings checks settings without applying them. It returns the
+	// field-level problems found, or an empty slice when the settings are valid.
+	ValidateSettings(ctx context.Context, s Settings) ([]FieldError, error)
+	// Configure applies settings and returns the public base URL objects are
+	// served from ("" when the provider has none). Invalid settings give an
+	// *Error with code InvalidSettings and its Fields set.
+	Configure(ctx context.Context, s Settings) (ConfigureResult, error)
+	// TestConnection uploads a probe object, reads it back, compares it and
+	// deletes it, using the configured settings. A failed probe is reported in
+	// the result, not as an error; the error is for the call itself failing.
+	TestConnection(ctx context.Context) (TestResult, error)
+	// Put streams r into the object at key. The object exists only if Put
+	// returns nil.
+	Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (ObjectInfo, error)
+	// Get opens the object at key for reading. The caller closes the reader.
+	Get(ctx context.Context, key string, opts GetOptions) (io.ReadCloser, ObjectInfo, error)
+	// Stat returns the attributes of the object at key.
+	Stat(ctx context.Context, key string) (ObjectInfo, error)
+	// Delete removes the object at key. Deleting a missing key succeeds.
+	Delete(ctx context.Context, key string) error
+	// Health reports whether the provider can serve, without touching the network.
+	Health(ctx context.Context) (Health, error)
+}
+
+// Settings are a provider's settings as the JSON object its settings schema
+// describes (decoded with encoding/json).
+type Settings map[string]any
+
+// Info identifies a provider.
+type Info struct {
+	ID           string
+	Name         string
+	Version      string
+	Capabilities Capabilities
+}
+
+// Capabilities say what a provider can do beyond the required operations.
+type Capabilities struct {
+	// PublicURLs is true when objects are served from a public base URL.
+	PublicURLs bool
+	// RangeReads is true when Get honours GetOptions.Offset and Length.
+	RangeReads bool
+	// MaxObjectSize is the largest object Put accepts; 0 means no stated limit.
+	MaxObjectSize int64
+}
+
+// ConfigureResult is what Configure reports back.
+type ConfigureResult struct {
+	// PublicBaseURL is the base URL objects are served from, or "".
+	PublicBaseURL string
+}
+
+// Test connection steps, in the order they run.
+const (
+	StepConfig = "config"
+	StepUpload = "upload"
+	StepRead   = "read"
+	StepDelete = "delete"
+)
+
+// TestResult is the outcome of TestConnection.
+type TestResult struct {
+	// OK is true when every step succeeded.
+	OK bool
+	// Step is the step that failed, or StepDelete (the last) when OK.
+	Step string
+	// Message is shown to the admin as is: the cause in plain words.
+	Message string
+	// ProbeKey is the key the probe used, so callers can check it is gone.
+	ProbeKey string
+}
+
+// PutOptions describe an object being written.
+type PutOptions struct {
+	// ContentType is stored with the object; "" means application/octet-stream.
+	ContentType string
+	// Size is the number of bytes r yields, or -1 when unknown.
+	Size int64
+}
+
+// GetOptions select the part of an object to read.
+type GetOptions struct {
+	// Offset is the first byte to read.
+	Offset int64
+	// Length is the number of bytes to read from Offset; -1 reads to the end.
+	Length int64
+}
+
+// ObjectInfo describes a stored object.
+type ObjectInfo struct {
+	// Key is the key the caller used (without any provider prefix).
+	Key string
+	// Size is the object's full size in bytes.
+	Size        int64
+	ContentType string
+	ETag        string
+	ModTime     time.Time
+	// URL is the object's public URL, or "" when the provider has none.
+	URL string
+}
+
+// Health is a provider's own view of whether it can serve.
+type Health struct {
+	OK         bool
+	Configured bool
+	Message    string
+}
