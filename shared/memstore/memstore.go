@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -110,6 +111,15 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 	}
 	if _, err := io.Copy(&buf, ctxReader{ctx, r}); err != nil {
 		return storage.ObjectInfo{}, fmt.Errorf("put %s: reading the content: %w", key, err)
+	}
+	// A cancel during the last read must not commit.
+	if err := ctx.Err(); err != nil {
+		return storage.ObjectInfo{}, &storage.Error{Code: storage.Canceled, Message: fmt.Sprintf("put %s: %v", key, err), Err: err}
+	}
+	if opts.SHA256 != nil {
+		if sum := sha256.Sum256(buf.Bytes()); !bytes.Equal(sum[:], opts.SHA256) {
+			return storage.ObjectInfo{}, storage.Errorf(storage.InvalidArgument, "put %s: content does not match the declared sha256", key)
+		}
 	}
 	if opts.Size >= 0 && int64(buf.Len()) != opts.Size {
 		return storage.ObjectInfo{}, storage.Errorf(storage.InvalidArgument, "put %s: got %d bytes, %d declared", key, buf.Len(), opts.Size)

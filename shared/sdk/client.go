@@ -2,7 +2,6 @@ package sdk
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -80,7 +79,7 @@ func (c *rpcClient) TestConnection(ctx context.Context) (storage.TestResult, err
 }
 
 // Put streams r to the plugin in chunks of at most ChunkSize and commits with
-// the size and sha256 of what was sent. If r fails or ctx ends first, the
+// the size sent; the plugin checks opts.SHA256 when set. If r fails or ctx ends first, the
 // stream is cancelled without a commit and the plugin writes nothing.
 func (c *rpcClient) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) (storage.ObjectInfo, error) {
 	if err := storage.ValidateKey(key); err != nil {
@@ -105,11 +104,10 @@ func (c *rpcClient) Put(ctx context.Context, key string, r io.Reader, opts stora
 		}
 		return fromStatus(ctx, "put "+key, sendErr)
 	}
-	header := &storagepb.PutRequest{Msg: &storagepb.PutRequest_Header{Header: &storagepb.PutHeader{Key: key, ContentType: opts.ContentType, Size: size}}}
+	header := &storagepb.PutRequest{Msg: &storagepb.PutRequest_Header{Header: &storagepb.PutHeader{Key: key, ContentType: opts.ContentType, Size: size, Sha256: opts.SHA256}}}
 	if err := stream.Send(header); err != nil {
 		return storage.ObjectInfo{}, closeWithError(err)
 	}
-	sum := sha256.New()
 	var sent int64
 	// The buffer is reused: SendMsg encodes the message before it returns,
 	// and no stats handler that reads messages lazily is installed.
@@ -119,7 +117,6 @@ func (c *rpcClient) Put(ctx context.Context, key string, r io.Reader, opts stora
 	for {
 		n, rerr := io.ReadFull(r, buf)
 		if n > 0 {
-			sum.Write(buf[:n])
 			sent += int64(n)
 			chunk.Chunk = buf[:n]
 			if err := stream.Send(msg); err != nil {
@@ -144,7 +141,10 @@ func (c *rpcClient) Put(ctx context.Context, key string, r io.Reader, opts stora
 		cancel()
 		return storage.ObjectInfo{}, &storage.Error{Code: storage.InvalidArgument, Message: fmt.Sprintf("put %s: the content had %d bytes but %d were declared; nothing was written", key, sent, size)}
 	}
-	commit := &storagepb.PutRequest{Msg: &storagepb.PutRequest_Commit{Commit: &storagepb.PutCommit{Size: sent, Sha256: sum.Sum(nil)}}}
+	if err := ctx.Err(); err != nil {
+		return storage.ObjectInfo{}, &storage.Error{Code: storage.Canceled, Message: fmt.Sprintf("put %s: %v", key, err), Err: err}
+	}
+	commit := &storagepb.PutRequest{Msg: &storagepb.PutRequest_Commit{Commit: &storagepb.PutCommit{Size: sent}}}
 	if err := stream.Send(commit); err != nil {
 		return storage.ObjectInfo{}, closeWithError(err)
 	}

@@ -38,3 +38,9 @@ func VersionedPlugins(p Provider) map[int]plugin.PluginSet {
 		ProtocolVersion: {PluginName: &GRPCPlugin{Impl: p}},
 	}
 }
+
+// windowSize is the gRPC flow-control window, per stream and per connection.
+// gRPC's 64 KiB default with BDP probing stalls a 1 MiB-chunk stream on a
+// local socket; a fixed window of a few chunks keeps the pipe full while
+// bounding what either side buffers.
+const windowSize = 4 * ChunkSize

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 
 	"github.com/magicads/r2storage/shared/storage"
 )
@@ -70,6 +71,10 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Client, error) {
 		AutoMTLS:         true,
 		StartTimeout:     timeout,
 		SkipHostEnv:      true,
+		GRPCDialOptions: []grpc.DialOption{
+			grpc.WithInitialWindowSize(windowSize),
+			grpc.WithInitialConnWindowSize(windowSize),
+		},
 	}
 	if len(cfg.SHA256) > 0 {
 		pcfg.SecureConfig = &plugin.SecureConfig{Checksum: cfg.SHA256, Hash: sha256.New()}

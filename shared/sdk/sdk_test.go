@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"strings"
@@ -20,7 +21,7 @@ import (
 
 // connect serves p over a real gRPC connection with go-plugin's default
 // server options (4 MiB receive limit) and returns the host-side client.
-func connect(t *testing.T, p storage.Provider) storage.Provider {
+func connect(t testing.TB, p storage.Provider) storage.Provider {
 	t.Helper()
 	client, server := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{PluginName: &GRPCPlugin{Impl: p}})
 	t.Cleanup(func() { client.Close(); server.Stop() })
@@ -88,6 +89,23 @@ func TestLargeObjectsCrossInChunks(t *testing.T) {
 	}
 	if ginfo.ContentType != "video/mp4" || ginfo.Size != int64(len(data)) {
 		t.Fatalf("get info = %+v", ginfo)
+	}
+}
+
+func TestDeclaredDigestIsChecked(t *testing.T) {
+	mem := memstore.New("")
+	p := connect(t, mem)
+	good := sha256.Sum256([]byte("content"))
+	if _, err := p.Put(context.Background(), "ok.txt", strings.NewReader("content"), storage.PutOptions{Size: 7, SHA256: good[:]}); err != nil {
+		t.Fatalf("put with the right digest: %v", err)
+	}
+	bad := sha256.Sum256([]byte("other"))
+	_, err := p.Put(context.Background(), "bad.txt", strings.NewReader("content"), storage.PutOptions{Size: 7, SHA256: bad[:]})
+	if storage.Code(err) != storage.InvalidArgument {
+		t.Fatalf("put with a wrong digest: %v", err)
+	}
+	if _, err := mem.Stat(context.Background(), "bad.txt"); !storage.IsNotFound(err) {
+		t.Fatalf("a put with a wrong digest was written: %v", err)
 	}
 }
 
@@ -203,16 +221,16 @@ func rawPut(t *testing.T, p storage.Provider, msgs ...*storagepb.PutRequest) err
 	return fromStatus(context.Background(), "put", err)
 }
 
-func header(key string, size int64) *storagepb.PutRequest {
-	return &storagepb.PutRequest{Msg: &storagepb.PutRequest_Header{Header: &storagepb.PutHeader{Key: key, Size: size}}}
+func header(key string, size int64, sum ...byte) *storagepb.PutRequest {
+	return &storagepb.PutRequest{Msg: &storagepb.PutRequest_Header{Header: &storagepb.PutHeader{Key: key, Size: size, Sha256: sum}}}
 }
 
 func chunk(b string) *storagepb.PutRequest {
 	return &storagepb.PutRequest{Msg: &storagepb.PutRequest_Chunk{Chunk: []byte(b)}}
 }
 
-func commit(size int64, sum []byte) *storagepb.PutRequest {
-	return &storagepb.PutRequest{Msg: &storagepb.PutRequest_Commit{Commit: &storagepb.PutCommit{Size: size, Sha256: sum}}}
+func commit(size int64) *storagepb.PutRequest {
+	return &storagepb.PutRequest{Msg: &storagepb.PutRequest_Commit{Commit: &storagepb.PutCommit{Size: size}}}
 }
 
 func TestServerChecksTheStream(t *testing.T) {
@@ -223,10 +241,10 @@ func TestServerChecksTheStream(t *testing.T) {
 	}{
 		{"no commit", []*storagepb.PutRequest{header("k", -1), chunk("abc")}, storage.Canceled},
 		{"chunk first", []*storagepb.PutRequest{chunk("abc")}, storage.InvalidArgument},
-		{"bad key", []*storagepb.PutRequest{header("../etc/passwd", -1), commit(0, nil)}, storage.InvalidArgument},
-		{"commit size wrong", []*storagepb.PutRequest{header("k", -1), chunk("abc"), commit(4, nil)}, storage.InvalidArgument},
-		{"more than declared", []*storagepb.PutRequest{header("k", 2), chunk("abc"), commit(3, nil)}, storage.InvalidArgument},
-		{"sha256 wrong", []*storagepb.PutRequest{header("k", 3), chunk("abc"), commit(3, make([]byte, 32))}, storage.InvalidArgument},
+		{"bad key", []*storagepb.PutRequest{header("../etc/passwd", -1), commit(0)}, storage.InvalidArgument},
+		{"commit size wrong", []*storagepb.PutRequest{header("k", -1), chunk("abc"), commit(4)}, storage.InvalidArgument},
+		{"more than declared", []*storagepb.PutRequest{header("k", 2), chunk("abc"), commit(3)}, storage.InvalidArgument},
+		{"sha256 wrong", []*storagepb.PutRequest{header("k", 3, make([]byte, 32)...), chunk("abc"), commit(3)}, storage.InvalidArgument},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 )
 
 // ServeOptions tune Serve; the zero value is right for most providers.
@@ -15,6 +17,11 @@ type ServeOptions struct {
 	// Logger is the provider's logger; its output reaches the host's log.
 	// nil uses Logger("plugin").
 	Logger hclog.Logger
+	// MemoryLimit is a soft limit on the plugin's Go heap in bytes
+	// (runtime/debug.SetMemoryLimit); 0 keeps the runtime's default. A
+	// provider that streams large objects through fixed buffers sets it so
+	// garbage from passing chunks is collected before it grows the process.
+	MemoryLimit int64
 }
 
 // Logger returns an hclog logger writing JSON to stderr, which go-plugin
@@ -39,14 +46,19 @@ func Serve(p Provider, opts ...ServeOptions) {
 	if len(opts) > 0 {
 		o = opts[0]
 	}
+	if o.MemoryLimit > 0 {
+		debug.SetMemoryLimit(o.MemoryLimit)
+	}
 	if o.Logger == nil {
 		o.Logger = Logger("plugin")
 	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake(),
 		VersionedPlugins: VersionedPlugins(p),
-		GRPCServer:       plugin.DefaultGRPCServer,
-		Logger:           o.Logger,
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return grpc.NewServer(append(opts, grpc.InitialWindowSize(windowSize), grpc.InitialConnWindowSize(windowSize))...)
+		},
+		Logger: o.Logger,
 	})
 }
 

@@ -89,7 +89,10 @@ func (s *server) Put(stream storagepb.StorageProvider_PutServer) error {
 	if err := storage.ValidateKey(h.GetKey()); err != nil {
 		return toStatus(err)
 	}
-	body := &putBody{stream: stream, declared: h.GetSize(), sum: sha256.New()}
+	body := &putBody{stream: stream, declared: h.GetSize(), want: h.GetSha256()}
+	if len(body.want) > 0 {
+		body.sum = sha256.New()
+	}
 	info, err := s.impl.Put(ctx, h.GetKey(), body, storage.PutOptions{ContentType: h.GetContentType(), Size: h.GetSize()})
 	if err == nil && !body.committed {
 		// The provider returned before reading to the end: never report
@@ -112,7 +115,8 @@ type putBody struct {
 	stream    storagepb.StorageProvider_PutServer
 	declared  int64
 	received  int64
-	sum       hash.Hash
+	want      []byte    // expected sha256, if the header gave one
+	sum       hash.Hash // nil unless want is set
 	pending   []byte
 	committed bool
 	err       error
@@ -149,7 +153,9 @@ func (b *putBody) next() error {
 	case *storagepb.PutRequest_Chunk:
 		b.pending = m.Chunk
 		b.received += int64(len(m.Chunk))
-		b.sum.Write(m.Chunk)
+		if b.sum != nil {
+			b.sum.Write(m.Chunk)
+		}
 		if b.declared >= 0 && b.received > b.declared {
 			return &storage.Error{Code: storage.InvalidArgument, Message: fmt.Sprintf("put: received more than the declared %d bytes", b.declared)}
 		}
@@ -159,8 +165,8 @@ func (b *putBody) next() error {
 		if c.GetSize() != b.received || (b.declared >= 0 && b.declared != b.received) {
 			return &storage.Error{Code: storage.InvalidArgument, Message: fmt.Sprintf("put: received %d bytes, but %d were declared and %d committed", b.received, b.declared, c.GetSize())}
 		}
-		if len(c.GetSha256()) > 0 && !bytes.Equal(c.GetSha256(), b.sum.Sum(nil)) {
-			return &storage.Error{Code: storage.InvalidArgument, Message: "put: sha256 of the received bytes does not match the commit"}
+		if b.sum != nil && !bytes.Equal(b.want, b.sum.Sum(nil)) {
+			return &storage.Error{Code: storage.InvalidArgument, Message: "put: the sha256 of the received bytes does not match the one declared; nothing was written"}
 		}
 		b.committed = true
 		return nil

@@ -21,8 +21,9 @@ import (
 // Schema is a compiled settings schema.
 type Schema struct {
 	compiled *jsonschema.Schema
-	// messages holds each property's "x-error" annotation: the message shown
-	// when its value is refused, in place of the validator's wording.
+	// messages holds each property's "x-pattern-message" annotation: the
+	// message shown when its value does not match the pattern, in place of
+	// the validator's wording (which quotes the regular expression).
 	messages map[string]string
 	// writeOnly lists the properties marked writeOnly (secrets).
 	writeOnly []string
@@ -33,7 +34,7 @@ type Schema struct {
 func Compile(doc []byte) (*Schema, error) {
 	var raw struct {
 		Properties map[string]struct {
-			Error     string `json:"x-error"`
+			Pattern   string `json:"x-pattern-message"`
 			WriteOnly bool   `json:"writeOnly"`
 		} `json:"properties"`
 	}
@@ -51,8 +52,8 @@ func Compile(doc []byte) (*Schema, error) {
 	}
 	s := &Schema{compiled: compiled, messages: map[string]string{}}
 	for name, p := range raw.Properties {
-		if p.Error != "" {
-			s.messages[name] = p.Error
+		if p.Pattern != "" {
+			s.messages[name] = p.Pattern
 		}
 		if p.WriteOnly {
 			s.writeOnly = append(s.writeOnly, name)
@@ -111,7 +112,7 @@ func (s *Schema) Validate(settings storage.Settings) []storage.FieldError {
 		if _, seen := byField[field]; seen {
 			return
 		}
-		if msg, ok := s.messages[field]; ok {
+		if msg, ok := s.messages[field]; ok && strings.HasSuffix(e.KeywordLocation, "/pattern") {
 			byField[field] = msg
 		} else {
 			byField[field] = e.Message

@@ -21,8 +21,10 @@ type Provider interface {
 	// deletes it, using the configured settings. A failed probe is reported in
 	// the result, not as an error; the error is for the call itself failing.
 	TestConnection(ctx context.Context) (TestResult, error)
-	// Put streams r into the object at key. The object exists only if Put
-	// returns nil.
+	// Put streams r into the object at key, whole or not at all. A failed
+	// Put leaves no new object (and an existing one unchanged); only when it
+	// fails with Canceled or Unavailable after the content was committed may
+	// the object exist.
 	Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (ObjectInfo, error)
 	// Get opens the object at key for reading. The caller closes the reader.
 	Get(ctx context.Context, key string, opts GetOptions) (io.ReadCloser, ObjectInfo, error)
@@ -88,6 +90,11 @@ type PutOptions struct {
 	ContentType string
 	// Size is the number of bytes r yields, or -1 when unknown.
 	Size int64
+	// SHA256 is the content's digest when the caller already knows it. A
+	// provider must refuse (InvalidArgument) and write nothing when the
+	// content does not match; the sdk's plugin server checks it before the
+	// provider commits. nil skips the check.
+	SHA256 []byte
 }
 
 // GetOptions select the part of an object to read.

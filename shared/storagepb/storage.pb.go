@@ -613,7 +613,9 @@ type PutHeader struct {
 	Key         string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	ContentType string                 `protobuf:"bytes,2,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	// size is the number of bytes the client will send, or -1 if unknown.
-	Size          int64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	Size int64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	// sha256 is the digest the content must have; empty skips the check.
+	Sha256        []byte `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -669,11 +671,17 @@ func (x *PutHeader) GetSize() int64 {
 	return 0
 }
 
+func (x *PutHeader) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
 type PutCommit struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Size  int64                  `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
-	// sha256 of all bytes sent; empty skips the check.
-	Sha256        []byte `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// size is the number of bytes sent; it must match what was received.
+	Size          int64 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -713,13 +721,6 @@ func (x *PutCommit) GetSize() int64 {
 		return x.Size
 	}
 	return 0
-}
-
-func (x *PutCommit) GetSha256() []byte {
-	if x != nil {
-		return x.Sha256
-	}
-	return nil
 }
 
 type PutRequest struct {
@@ -1390,14 +1391,14 @@ const file_storage_proto_rawDesc = "" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x12\n" +
 	"\x04step\x18\x02 \x01(\tR\x04step\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x1b\n" +
-	"\tprobe_key\x18\x04 \x01(\tR\bprobeKey\"T\n" +
+	"\tprobe_key\x18\x04 \x01(\tR\bprobeKey\"l\n" +
 	"\tPutHeader\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12!\n" +
 	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x12\x12\n" +
-	"\x04size\x18\x03 \x01(\x03R\x04size\"7\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x04 \x01(\fR\x06sha256\"\x1f\n" +
 	"\tPutCommit\x12\x12\n" +
-	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
-	"\x06sha256\x18\x02 \x01(\fR\x06sha256\"\x9f\x01\n" +
+	"\x04size\x18\x01 \x01(\x03R\x04size\"\x9f\x01\n" +
 	"\n" +
 	"PutRequest\x128\n" +
 	"\x06header\x18\x01 \x01(\v2\x1e.magicads.storage.v1.PutHeaderH\x00R\x06header\x12\x16\n" +

@@ -1,0 +1,13 @@
+-- Host settings entries: one row per setting name. A plugin registers its own
+-- entries (owner = plugin id) from its migrations; the host writes value as
+-- AES-256-GCM ciphertext under the APP_KEY named by key_id. NULL value means
+-- "not configured yet".
+CREATE TABLE settings (
+    name       TEXT      NOT NULL PRIMARY KEY CHECK (name <> ''),
+    owner      TEXT      NOT NULL DEFAULT 'host' CHECK (owner <> ''),
+    value      BLOB,
+    key_id     TEXT      NOT NULL DEFAULT '',
+    created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    updated_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+CREATE INDEX settings_owner_idx ON settings (owner);

@@ -1,0 +1,128 @@
+package r2_test
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/magicads/r2storage/internal/plugintest"
+	"github.com/magicads/r2storage/internal/s3test"
+	"github.com/magicads/r2storage/plugin/r2"
+	"github.com/magicads/r2storage/shared/storage"
+)
+
+// patternReader yields n bytes by repeating one random block: no CPU spent
+// making data, so the benchmark measures the upload path.
+type patternReader struct {
+	block []byte
+	n     int64
+	off   int
+}
+
+func newPattern(n int64) *patternReader {
+	block := make([]byte, 1<<20)
+	rand.Read(block)
+	return &patternReader{block: block, n: n}
+}
+
+func (p *patternReader) Read(b []byte) (int, error) {
+	if p.n == 0 {
+		return 0, io.EOF
+	}
+	k := copy(b, p.block[p.off:])
+	if int64(k) > p.n {
+		k = int(p.n)
+	}
+	p.off = (p.off + k) % len(p.block)
+	p.n -= int64(k)
+	return k, nil
+}
+
+func benchSettings(srv *s3test.Server) storage.Settings {
+	return storage.Settings{
+		"access_key_id": srv.AccessKey, "secret_access_key": srv.SecretKey, "bucket": "bench",
+		"endpoint": srv.Endpoint, "key_prefix": "bench", "use_path_style": true,
+	}
+}
+
+func benchPut(b *testing.B, p storage.Provider, size int64) {
+	ctx := context.Background()
+	b.SetBytes(size)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		key := fmt.Sprintf("videos/bench-%d.bin", i)
+		if _, err := p.Put(ctx, key, newPattern(size), storage.PutOptions{ContentType: "video/mp4", Size: size}); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if err := p.Delete(ctx, key); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+}
+
+// BenchmarkPut256MiB uploads 256 MiB to versitygw through the plugin
+// (go-plugin gRPC, 1 MiB chunks) and in-process with the same SDK setup, in
+// one run. scripts/bench prints the ratio plugin/in-process.
+func BenchmarkPut256MiB(b *testing.B) {
+	const size = 256 << 20
+	srv := s3test.StartVersity(b)
+	srv.CreateBucket(b, "bench")
+	b.Run("in-process", func(b *testing.B) {
+		p, err := r2.NewFromBundle(nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.Configure(context.Background(), benchSettings(srv)); err != nil {
+			b.Fatal(err)
+		}
+		benchPut(b, p, size)
+	})
+	b.Run("plugin", func(b *testing.B) {
+		p := plugintest.Launch(b, binary.Build(b, pluginPkg))
+		if _, err := p.Configure(context.Background(), benchSettings(srv)); err != nil {
+			b.Fatal(err)
+		}
+		benchPut(b, p, size)
+	})
+}
+
+// BenchmarkPut1GiBPluginRSS uploads 1 GiB through the plugin and reports the
+// plugin process's peak resident memory (VmHWM) as peak-RSS-MiB.
+func BenchmarkPut1GiBPluginRSS(b *testing.B) {
+	const size = 1 << 30
+	srv := s3test.StartVersity(b)
+	srv.CreateBucket(b, "bench")
+	p := plugintest.Launch(b, binary.Build(b, pluginPkg))
+	if _, err := p.Configure(context.Background(), benchSettings(srv)); err != nil {
+		b.Fatal(err)
+	}
+	benchPut(b, p, size)
+	b.StopTimer()
+	hwm, err := peakRSS(p.Pid())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(hwm)/(1<<20), "peak-RSS-MiB")
+}
+
+// peakRSS reads a process's peak resident set size from /proc (Linux).
+func peakRSS(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("peak RSS needs /proc: %w", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+}

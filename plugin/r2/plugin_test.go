@@ -1,0 +1,131 @@
+package r2_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/magicads/r2storage/internal/plugintest"
+	"github.com/magicads/r2storage/internal/s3test"
+	"github.com/magicads/r2storage/shared/conformance"
+	"github.com/magicads/r2storage/shared/storage"
+)
+
+// binary is the real plugin, built once for this test binary.
+var binary plugintest.Builder
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	binary.Cleanup()
+	os.Exit(code)
+}
+
+const pluginPkg = "./plugin/cmd/cloudflare-r2"
+
+// launchConfigured starts versitygw and the plugin binary, configured for it.
+func launchConfigured(t *testing.T) (*s3test.Server, *plugintest.Plugin, storage.Settings) {
+	t.Helper()
+	srv := s3test.StartVersity(t)
+	srv.CreateBucket(t, "conformance")
+	settings := storage.Settings{
+		"enabled": true, "access_key_id": srv.AccessKey, "secret_access_key": srv.SecretKey,
+		"bucket": "conformance", "endpoint": srv.Endpoint, "public_url": "https://pub-test.r2.dev",
+		"key_prefix": "magicads", "use_path_style": true,
+	}
+	p := plugintest.Launch(t, binary.Build(t, pluginPkg))
+	if _, err := p.Configure(context.Background(), settings); err != nil {
+		t.Fatalf("configure: %v", err)
+	}
+	return srv, p, settings
+}
+
+// TestConformanceOverGoPlugin runs the contract's conformance suite against
+// the built plugin binary, over go-plugin gRPC, against versitygw.
+func TestConformanceOverGoPlugin(t *testing.T) {
+	srv, p, settings := launchConfigured(t)
+	conformance.Run(t, p)
+	if keys := srv.Keys(t, "conformance"); len(keys) != 0 {
+		t.Errorf("the suite left objects in the bucket: %v", keys)
+	}
+	if ups := srv.MultipartUploads(t, "conformance"); len(ups) != 0 {
+		t.Errorf("the suite left multipart uploads: %v", ups)
+	}
+	if secret := settings["secret_access_key"].(string); strings.Contains(p.Logs(), secret) {
+		t.Error("the plugin logged the secret")
+	}
+}
+
+func TestPluginDescribesItself(t *testing.T) {
+	p := plugintest.Launch(t, binary.Build(t, pluginPkg))
+	info, err := p.Describe(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.ID != "cloudflare-r2" || info.Name != "Cloudflare R2 Storage" || info.Version == "" || !info.Capabilities.PublicURLs {
+		t.Fatalf("describe = %+v", info)
+	}
+	h, err := p.Health(context.Background())
+	if err != nil || !h.OK || h.Configured {
+		t.Fatalf("health before configure = %+v, %v", h, err)
+	}
+}
+
+func TestPluginReturnsFieldErrors(t *testing.T) {
+	p := plugintest.Launch(t, binary.Build(t, pluginPkg))
+	ctx := context.Background()
+	fe, err := p.ValidateSettings(ctx, storage.Settings{"bucket": "Bad_Name", "jurisdiction": "mars", "endpoint": 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, f := range fe {
+		got[f.Field] = true
+		if f.Message == "" {
+			t.Errorf("field %s has no message", f.Field)
+		}
+	}
+	for _, want := range []string{"bucket", "jurisdiction", "endpoint"} {
+		if !got[want] {
+			t.Errorf("no field error for %s in %v", want, fe)
+		}
+	}
+	_, err = p.Configure(ctx, storage.Settings{"bucket": "media"})
+	if storage.Code(err) != storage.InvalidSettings || len(storage.FieldsOf(err)) == 0 {
+		t.Fatalf("configure with incomplete settings: %v", err)
+	}
+	// The plugin is still alive and answering after bad input.
+	if _, err := p.Describe(ctx); err != nil || p.Exited() {
+		t.Fatalf("plugin died after bad input: %v", err)
+	}
+}
+
+func TestPluginRunByHandExplainsAndExits1(t *testing.T) {
+	cmd := exec.Command(binary.Build(t, pluginPkg))
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, err := cmd.CombinedOutput()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v, want status 1", err)
+	}
+	if !strings.Contains(string(out), "plugin for the MagicAds host") || !strings.Contains(string(out), "Cloudflare R2 Storage") {
+		t.Fatalf("output does not say what it is:\n%s", out)
+	}
+}
+
+func TestWrongSecretOverThePlugin(t *testing.T) {
+	srv, p, settings := launchConfigured(t)
+	settings["secret_access_key"] = strings.Repeat("x", len(srv.SecretKey))
+	if _, err := p.Configure(context.Background(), settings); err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.TestConnection(context.Background())
+	if err != nil || res.OK || res.Step != storage.StepUpload || !strings.HasPrefix(res.Message, "Connection failed: bad credentials") {
+		t.Fatalf("wrong secret: %+v, %v", res, err)
+	}
+	_, err = p.Put(context.Background(), "a.png", strings.NewReader("x"), storage.PutOptions{Size: 1})
+	if storage.Code(err) != storage.PermissionDenied || storage.IsRetryable(err) {
+		t.Fatalf("put with a wrong secret: %v (code %v)", err, storage.Code(err))
+	}
+}

@@ -1,0 +1,799 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/magicads/r2storage/shared/storage"
+)
+
+// caseDescribe: Describe returns a non-empty ID, Name and Version.
+func caseDescribe(ctx context.Context, p storage.Provider, _ string) error {
+	info, err := describe(ctx, p)
+	if err != nil {
+		return err
+	}
+	var empty []string
+	for _, f := range []struct{ name, value string }{{"ID", info.ID}, {"Name", info.Name}, {"Version", info.Version}} {
+		if strings.TrimSpace(f.value) == "" {
+			empty = append(empty, f.name)
+		}
+	}
+	if len(empty) > 0 {
+		return fmt.Errorf("describe: %s empty, want a non-empty ID, Name and Version (got ID %q, Name %q, Version %q)",
+			strings.Join(empty, ", "), info.ID, info.Name, info.Version)
+	}
+	if info.Capabilities.MaxObjectSize < 0 {
+		return fmt.Errorf("describe: Capabilities.MaxObjectSize = %d, want 0 (no limit) or a positive size", info.Capabilities.MaxObjectSize)
+	}
+	return nil
+}
+
+// caseHealth: a configured provider reports OK and Configured.
+func caseHealth(ctx context.Context, p storage.Provider, _ string) error {
+	h, err := p.Health(ctx)
+	if err != nil {
+		return fmt.Errorf("health: %w", err)
+	}
+	if !h.OK || !h.Configured {
+		return fmt.Errorf("health of a configured provider: OK = %v, Configured = %v (message %q), want both true", h.OK, h.Configured, h.Message)
+	}
+	return nil
+}
+
+// caseTestConnection: the probe succeeds through its last step and leaves
+// nothing behind.
+func caseTestConnection(ctx context.Context, p storage.Provider, _ string) (err error) {
+	res, err := p.TestConnection(ctx)
+	if err != nil {
+		return fmt.Errorf("test connection: %w", err)
+	}
+	if !res.OK {
+		return fmt.Errorf("test connection: OK = false, failed at step %q: %s", res.Step, res.Message)
+	}
+	if res.Step != storage.StepDelete {
+		return fmt.Errorf("test connection: OK but Step = %q, want %q (the last step)", res.Step, storage.StepDelete)
+	}
+	if res.ProbeKey == "" {
+		return errors.New("test connection: ProbeKey is empty, want the key the probe used")
+	}
+	if kerr := storage.ValidateKey(res.ProbeKey); kerr != nil {
+		return fmt.Errorf("test connection: ProbeKey %q is not a valid caller key: %w", res.ProbeKey, kerr)
+	}
+	defer cleanup(ctx, p, &err, res.ProbeKey)
+	return expectNotFound(ctx, p, res.ProbeKey, "after a successful test connection")
+}
+
+// caseEmptyObject: a 0-byte object, with its size declared and not.
+func caseEmptyObject(ctx context.Context, p storage.Provider, ns string) (err error) {
+	known, unknown := ns+"/declared", ns+"/undeclared"
+	defer cleanup(ctx, p, &err, known, unknown)
+	if _, err := put(ctx, p, known, nil, "text/plain"); err != nil {
+		return err
+	}
+	if err := verify(ctx, p, object{key: known, size: 0, sha: sum(nil), contentType: "text/plain"}); err != nil {
+		return err
+	}
+	if err := putGenerated(ctx, p, unknown, 0, 0, false, "text/plain"); err != nil {
+		return err
+	}
+	return verify(ctx, p, object{key: unknown, size: 0, sha: sum(nil), contentType: "text/plain"})
+}
+
+// caseOneByte: a 1-byte object (a NUL byte).
+func caseOneByte(ctx context.Context, p storage.Provider, ns string) (err error) {
+	key := ns + "/one"
+	defer cleanup(ctx, p, &err, key)
+	data := []byte{0}
+	if _, err := put(ctx, p, key, data, "application/octet-stream"); err != nil {
+		return err
+	}
+	return verify(ctx, p, object{key: key, size: 1, sha: sum(data)})
+}
+
+// caseStatSize: Stat reports the size that was put.
+func caseStatSize(ctx context.Context, p storage.Provider, ns string) (err error) {
+	key := ns + "/sized"
+	defer cleanup(ctx, p, &err, key)
+	data := genBytes(1, 12345)
+	if _, err := put(ctx, p, key, data, "application/octet-stream"); err != nil {
+		return err
+	}
+	st, err := p.Stat(ctx, key)
+	if err != nil {
+		return fmt.Errorf("stat %q after a successful put: %w", key, err)
+	}
+	if err := checkInfo("stat", st, key, int64(len(data))); err != nil {
+		return err
+	}
+	return verify(ctx, p, object{key: key, size: int64(len(data)), sha: sum(data)})
+}
+
+// caseContentType: the content type is kept exactly, and an empty one is
+// reported as some default.
+func caseContentType(ctx context.Context, p storage.Provider, ns string) (err error) {
+	png, charset, dflt := ns+"/typed.png", ns+"/charset.txt", ns+"/untyped"
+	defer cleanup(ctx, p, &err, png, charset, dflt)
+	for _, c := range []struct{ key, ct string }{{png, "image/png"}, {charset, "text/plain; charset=utf-8"}} {
+		data := []byte("content type " + c.ct)
+		info, err := put(ctx, p, c.key, data, c.ct)
+		if err != nil {
+			return err
+		}
+		if info.ContentType != "" && info.ContentType != c.ct {
+			return fmt.Errorf("put %q: ObjectInfo.ContentType = %q, want %q", c.key, info.ContentType, c.ct)
+		}
+		if err := verify(ctx, p, object{key: c.key, size: int64(len(data)), sha: sum(data), contentType: c.ct}); err != nil {
+			return err
+		}
+	}
+	data := []byte("no content type")
+	if _, err := put(ctx, p, dflt, data, ""); err != nil {
+		return err
+	}
+	if err := verify(ctx, p, object{key: dflt, size: int64(len(data)), sha: sum(data)}); err != nil {
+		return err
+	}
+	st, err := p.Stat(ctx, dflt)
+	if err != nil {
+		return fmt.Errorf("stat %q: %w", dflt, err)
+	}
+	if st.ContentType == "" {
+		return fmt.Errorf("stat %q put with an empty content type: ContentType is empty, want a default such as application/octet-stream", dflt)
+	}
+	rc, info, err := p.Get(ctx, dflt, storage.GetOptions{Offset: 0, Length: -1})
+	if err != nil {
+		return fmt.Errorf("get %q: %w", dflt, err)
+	}
+	rc.Close()
+	if info.ContentType == "" {
+		return fmt.Errorf("get %q put with an empty content type: ContentType is empty, want a default such as application/octet-stream", dflt)
+	}
+	return nil
+}
+
+// caseOverwrite: a second put of the same key replaces the object.
+func caseOverwrite(ctx context.Context, p storage.Provider, ns string) (err error) {
+	key := ns + "/twice"
+	defer cleanup(ctx, p, &err, key)
+	first := genBytes(2, 1000)
+	second := []byte(`{"version":2}`)
+	if _, err := put(ctx, p, key, first, "text/plain"); err != nil {
+		return err
+	}
+	if _, err := put(ctx, p, key, second, "application/json"); err != nil {
+		return fmt.Errorf("overwriting: %w", err)
+	}
+	if err := verify(ctx, p, object{key: key, size: int64(len(second)), sha: sum(second), contentType: "application/json"}); err != nil {
+		return fmt.Errorf("after overwriting a %d-byte object with a %d-byte one: %w", len(first), len(second), err)
+	}
+	return nil
+}
+
+// putGenerated streams n generated bytes to key, declaring the size or not.
+func putGenerated(ctx context.Context, p storage.Provider, key string, seed uint64, n int64, declare bool, contentType string) error {
+	size, how := n, "declared"
+	if !declare {
+		size, how = -1, "not declared"
+	}
+	info, err := p.Put(ctx, key, genReader(seed, n), storage.PutOptions{ContentType: contentType, Size: size})
+	if err != nil {
+		return fmt.Errorf("put %q (%d bytes, size %s): %w", key, n, how, err)
+	}
+	return checkInfo("put", info, key, n)
+}
+
+// largeObject puts n generated bytes at ns/object and reads them back.
+func largeObject(ctx context.Context, p storage.Provider, ns string, seed uint64, n int64, declare bool) (err error) {
+	if err := fitsMaxSize(ctx, p, n); err != nil {
+		return err
+	}
+	key := ns + "/object"
+	defer cleanup(ctx, p, &err, key)
+	const ct = "application/octet-stream"
+	if err := putGenerated(ctx, p, key, seed, n, declare, ct); err != nil {
+		return err
+	}
+	if err := verify(ctx, p, object{key: key, size: n, sha: genSum(seed, n), contentType: ct}); err != nil {
+		return err
+	}
+	return partialReadClose(ctx, p, key, seed)
+}
+
+// partialReadClose reads the first KiB of key and checks that closing the
+// reader early returns promptly.
+func partialReadClose(ctx context.Context, p storage.Provider, key string, seed uint64) error {
+	rc, _, err := p.Get(ctx, key, storage.GetOptions{Offset: 0, Length: -1})
+	if err != nil {
+		return fmt.Errorf("get %q: %w", key, err)
+	}
+	buf := make([]byte, kib)
+	if _, err := io.ReadFull(rc, buf); err != nil {
+		rc.Close()
+		return fmt.Errorf("get %q: reading the first KiB: %w", key, err)
+	}
+	if !bytes.Equal(buf, genBytes(seed, kib)) {
+		rc.Close()
+		return fmt.Errorf("get %q: the first KiB differs from what was put", key)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() { _ = recover() }()
+		_ = rc.Close()
+	}()
+	t := time.NewTimer(waitTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("get %q: closing the reader after reading 1 KiB did not return within %v", key, waitTimeout)
+	}
+}
+
+// caseObject5MiB: 5 MiB + 1 byte, over gRPC's 4 MiB default message limit.
+func caseObject5MiB(ctx context.Context, p storage.Provider, ns string) error {
+	return largeObject(ctx, p, ns, 5, 5*mib+1, true)
+}
+
+// caseObject64MiB: 64 MiB + 1 byte, well into multipart territory.
+func caseObject64MiB(ctx context.Context, p storage.Provider, ns string) error {
+	return largeObject(ctx, p, ns, 64, 64*mib+1, true)
+}
+
+// caseUnknownSize: 6 MiB + 1 byte with the size not declared (Size -1),
+// over the 5 MiB part size multipart uploads use.
+func caseUnknownSize(ctx context.Context, p storage.Provider, ns string) error {
+	return largeObject(ctx, p, ns, 6, 6*mib+1, false)
+}
+
+// caseRangeRead: Get honours Offset and Length when Describe says so.
+func caseRangeRead(ctx context.Context, p storage.Provider, ns string) (err error) {
+	info, err := describe(ctx, p)
+	if err != nil {
+		return err
+	}
+	if !info.Capabilities.RangeReads {
+		return skipf("Describe reports no range reads (Capabilities.RangeReads is false)")
+	}
+	const seed, n = 7, 3*mib + 7
+	key := ns + "/ranged"
+	defer cleanup(ctx, p, &err, key)
+	if err := putGenerated(ctx, p, key, seed, n, true, "application/octet-stream"); err != nil {
+		return err
+	}
+	for _, r := range []struct{ off, length int64 }{
+		{0, 10}, {mib - 5, 10}, {12345, mib + 3}, {n - 100, -1}, {n - 1, 1}, {2 * mib, -1}, {0, -1},
+	} {
+		op := fmt.Sprintf("get (Offset %d, Length %d)", r.off, r.length)
+		rc, gi, err := p.Get(ctx, key, storage.GetOptions{Offset: r.off, Length: r.length})
+		if err != nil {
+			return fmt.Errorf("%s %q: %w", op, key, err)
+		}
+		want := r.length
+		if want < 0 {
+			want = n - r.off
+		}
+		err = checkInfo(op, gi, key, n)
+		if err != nil {
+			err = fmt.Errorf("%w (ObjectInfo.Size is the full object size, even for a range)", err)
+		} else if rerr := readCheck(rc, want, genRangeSum(seed, n, r.off, r.length)); rerr != nil {
+			err = fmt.Errorf("%s %q: %w", op, key, rerr)
+		}
+		rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	for _, r := range []struct{ off, length int64 }{{n + 10, -1}, {-1, 10}} {
+		rc, _, err := p.Get(ctx, key, storage.GetOptions{Offset: r.off, Length: r.length})
+		if rc != nil {
+			rc.Close()
+		}
+		if err := expectCode(fmt.Sprintf("get %q (%d bytes) with Offset %d, Length %d", key, n, r.off, r.length), err, storage.InvalidArgument); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// caseNotFound: Get and Stat of a missing key report NotFound.
+func caseNotFound(ctx context.Context, p storage.Provider, ns string) error {
+	return expectNotFound(ctx, p, ns+"/never-written", "of a key never written")
+}
+
+// caseDeleteMissing: deleting a missing key succeeds, also twice after a put.
+func caseDeleteMissing(ctx context.Context, p storage.Provider, ns string) (err error) {
+	missing := ns + "/never-written"
+	if err := p.Delete(ctx, missing); err != nil {
+		return fmt.Errorf("delete %q, a key never written: %w; want success", missing, err)
+	}
+	key := ns + "/deleted-twice"
+	defer cleanup(ctx, p, &err, key)
+	if _, err := put(ctx, p, key, []byte("x"), "text/plain"); err != nil {
+		return err
+	}
+	for i := 1; i <= 2; i++ {
+		if err := p.Delete(ctx, key); err != nil {
+			return fmt.Errorf("delete %q (delete number %d after a put): %w; want success", key, i, err)
+		}
+	}
+	return nil
+}
+
+// caseDeleteThenStat: a deleted object is gone.
+func caseDeleteThenStat(ctx context.Context, p storage.Provider, ns string) (err error) {
+	key := ns + "/deleted"
+	defer cleanup(ctx, p, &err, key)
+	if _, err := put(ctx, p, key, []byte("to be deleted"), "text/plain"); err != nil {
+		return err
+	}
+	if err := p.Delete(ctx, key); err != nil {
+		return fmt.Errorf("delete %q: %w", key, err)
+	}
+	return expectNotFound(ctx, p, key, "after deleting it")
+}
+
+// specialKeys returns key suffixes that must round-trip exactly. Pairs that
+// a provider decoding keys as URLs or forms would merge are all present.
+func specialKeys() []string {
+	return []string{
+		"with space.txt",
+		"  two  spaces ",
+		"ünï cødé/日本.png",
+		"emoji 🙂.gif",
+		"plus+sign", "plus sign",
+		"percent%",
+		"percent%25",
+		"a%2Fb", "a/b",
+		"%2e%2e",
+		"amp&er=eq",
+		"question?mark",
+		"hash#tag",
+		"tilde~star*(paren)!",
+		"semi;colon,comma:at@dollar$",
+		"quote'dq\"",
+		"brackets[]{}<>^|`",
+	}
+}
+
+// caseSpecialKeys: keys with spaces, unicode and URL-special characters
+// round-trip exactly and stay distinct.
+func caseSpecialKeys(ctx context.Context, p storage.Provider, ns string) (err error) {
+	suffixes := specialKeys()
+	keys := make([]string, len(suffixes))
+	for i, s := range suffixes {
+		keys[i] = ns + "/" + s
+	}
+	defer cleanup(ctx, p, &err, keys...)
+	// Put every key first, then check them all, so two keys a provider
+	// maps to the same object are caught.
+	for _, k := range keys {
+		if _, err := put(ctx, p, k, []byte("key:"+k), "text/plain"); err != nil {
+			return err
+		}
+	}
+	var errs []error
+	for _, k := range keys {
+		data := []byte("key:" + k)
+		if err := verify(ctx, p, object{key: k, size: int64(len(data)), sha: sum(data)}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// caseLongKeys: a 200-byte key and a deeply nested key are accepted.
+func caseLongKeys(ctx context.Context, p storage.Provider, ns string) (err error) {
+	const long = 200
+	if len(ns)+2 > long {
+		return fmt.Errorf("namespace %q is too long for a %d-byte key", ns, long)
+	}
+	k200 := ns + "/" + strings.Repeat("k", long-len(ns)-1)
+	deep := ns + "/" + strings.Repeat("d/", 40) + "leaf"
+	defer cleanup(ctx, p, &err, k200, deep)
+	for _, k := range []string{k200, deep} {
+		data := []byte("long key")
+		if _, err := put(ctx, p, k, data, "text/plain"); err != nil {
+			return fmt.Errorf("a %d-byte key: %w", len(k), err)
+		}
+		if err := verify(ctx, p, object{key: k, size: int64(len(data)), sha: sum(data)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// caseInvalidKeys: refused keys give InvalidArgument on every operation and
+// nothing is written, neither at the key nor at a "cleaned" version of it.
+func caseInvalidKeys(ctx context.Context, p storage.Provider, ns string) (err error) {
+	long := ns + "/" + strings.Repeat("k", storage.MaxKeyBytes+1-len(ns)-1)
+	bad := []struct {
+		name, key string
+		// cleaned are valid keys a careless provider might write instead.
+		cleaned []string
+		// mayRefuse: a cleaned key may be refused rather than absent.
+		mayRefuse bool
+	}{
+		{"leading ..", "../" + ns + "/x", []string{ns + "/x"}, false},
+		{".. segment", ns + "/a/../b", []string{ns + "/b", ns + "/a/b"}, false},
+		{". segment", ns + "/a/./b", []string{ns + "/a/b"}, false},
+		{"leading /", "/" + ns + "/leading", []string{ns + "/leading"}, false},
+		{"trailing /", ns + "/trailing/", []string{ns + "/trailing"}, false},
+		{"empty segment", ns + "/a//b", []string{ns + "/a/b"}, false},
+		{"NUL byte", ns + "/nul\x00byte", []string{ns + "/nul", ns + "/nulbyte"}, false},
+		{"newline", ns + "/new\nline", []string{ns + "/newline"}, false},
+		{"backslash", ns + `/back\slash`, []string{ns + "/back/slash"}, false},
+		{"invalid UTF-8", ns + "/bad\xffutf8", []string{ns + "/badutf8"}, false},
+		{"over the length limit", long, []string{long[:storage.MaxKeyBytes]}, true},
+		{"empty", "", nil, false},
+	}
+	var all []string
+	for _, b := range bad {
+		all = append(all, b.cleaned...)
+	}
+	defer cleanup(ctx, p, &err, all...)
+	var errs []error
+	for _, b := range bad {
+		q := fmt.Sprintf("key %s (%s)", display(b.key), b.name)
+		var wrong []string
+		check := func(op string, err error) {
+			switch {
+			case err == nil:
+				wrong = append(wrong, op+" succeeded")
+			case storage.Code(err) != storage.InvalidArgument:
+				wrong = append(wrong, fmt.Sprintf("%s gave code %q (%v)", op, storage.Code(err), err))
+			}
+		}
+		_, perr := p.Put(ctx, b.key, strings.NewReader("x"), storage.PutOptions{ContentType: "text/plain", Size: 1})
+		check("put", perr)
+		_, serr := p.Stat(ctx, b.key)
+		check("stat", serr)
+		rc, _, gerr := p.Get(ctx, b.key, storage.GetOptions{Offset: 0, Length: -1})
+		if rc != nil {
+			rc.Close()
+		}
+		check("get", gerr)
+		check("delete", p.Delete(ctx, b.key))
+		if len(wrong) > 0 {
+			errs = append(errs, fmt.Errorf("%s: want code %q from every operation, but %s", q, storage.InvalidArgument, strings.Join(wrong, ", ")))
+		}
+		for _, c := range b.cleaned {
+			if e := expectAbsent(ctx, p, c, "after a refused put of "+q, b.mayRefuse); e != nil {
+				errs = append(errs, e)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// caseConcurrentPuts: 16 concurrent puts of distinct 256 KiB objects all
+// land intact.
+func caseConcurrentPuts(ctx context.Context, p storage.Provider, ns string) (err error) {
+	const workers, n = 16, 256 * kib
+	keys := make([]string, workers)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%s/object-%02d", ns, i)
+	}
+	defer cleanup(ctx, p, &err, keys...)
+	seed := func(i int) uint64 { return 1000 + uint64(i) }
+	parallel := func(f func(i int) error) error {
+		errs := make([]error, workers)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range workers {
+			wg.Go(func() {
+				defer recoverTo(&errs[i])
+				<-start
+				errs[i] = f(i)
+			})
+		}
+		close(start)
+		wg.Wait()
+		return errors.Join(errs...)
+	}
+	if err := parallel(func(i int) error {
+		return putGenerated(ctx, p, keys[i], seed(i), n, true, "application/octet-stream")
+	}); err != nil {
+		return fmt.Errorf("%d concurrent puts: %w", workers, err)
+	}
+	if err := parallel(func(i int) error {
+		return verify(ctx, p, object{key: keys[i], size: n, sha: genSum(seed(i), n)})
+	}); err != nil {
+		return fmt.Errorf("after %d concurrent puts: %w", workers, err)
+	}
+	return nil
+}
+
+// recoverTo turns a panic into an error stored in *errp.
+func recoverTo(errp *error) {
+	if r := recover(); r != nil {
+		*errp = fmt.Errorf("panic: %v", r)
+	}
+}
+
+// blockingReader yields its bytes, then blocks until ctx is done and only
+// then reports the end of the stream, so the only thing that stops a put
+// from completing is the cancellation.
+type blockingReader struct {
+	ctx     context.Context
+	r       io.Reader
+	drained chan struct{}
+	once    sync.Once
+}
+
+// Read yields the bytes, then waits for the context before returning io.EOF.
+func (b *blockingReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if n > 0 || err != io.EOF {
+		return n, err
+	}
+	b.once.Do(func() { close(b.drained) })
+	<-b.ctx.Done()
+	return 0, io.EOF
+}
+
+// putResult is the outcome of a Put run in a goroutine.
+type putResult struct {
+	info storage.ObjectInfo
+	err  error
+}
+
+// caseCancelledPut: a put cancelled mid-stream fails with Canceled or
+// Unavailable and leaves nothing behind.
+func caseCancelledPut(ctx context.Context, p storage.Provider, ns string) (err error) {
+	key := ns + "/cancelled"
+	defer cleanup(ctx, p, &err, key)
+	putCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	br := &blockingReader{ctx: putCtx, r: genReader(20, 2*mib), drained: make(chan struct{})}
+	done := make(chan putResult, 1)
+	go func() {
+		var r putResult
+		defer func() { done <- r }()
+		defer recoverTo(&r.err)
+		r.info, r.err = p.Put(putCtx, key, br, storage.PutOptions{ContentType: "application/octet-stream", Size: -1})
+	}()
+	t := time.NewTimer(waitTimeout)
+	defer t.Stop()
+	select {
+	case <-br.drained:
+	case <-t.C:
+		// The provider has not read 2 MiB yet; cancel it mid-stream anyway.
+	case r := <-done:
+		if r.err == nil {
+			return fmt.Errorf("put %q returned success before reading to the end of a stream of unknown size", key)
+		}
+		return fmt.Errorf("put %q failed before reading to the end of a stream of unknown size and before its context was cancelled: %w", key, r.err)
+	case <-ctx.Done():
+		return fmt.Errorf("put %q: %w", key, context.Cause(ctx))
+	}
+	cancel()
+	t.Reset(waitTimeout)
+	var r putResult
+	select {
+	case r = <-done:
+	case <-t.C:
+		return fmt.Errorf("put %q did not return within %v after its context was cancelled", key, waitTimeout)
+	}
+	if r.err == nil {
+		return fmt.Errorf("put %q whose context was cancelled after 2 MiB: returned success, want an error with code %q or %q", key, storage.Canceled, storage.Unavailable)
+	}
+	if c := storage.Code(r.err); c != storage.Canceled && c != storage.Unavailable {
+		return fmt.Errorf("put %q whose context was cancelled after 2 MiB: error with code %q (%w), want code %q or %q", key, c, r.err, storage.Canceled, storage.Unavailable)
+	}
+	return expectNotFound(ctx, p, key, "after a put whose context was cancelled mid-stream")
+}
+
+// failingReader yields its bytes and then fails with err.
+type failingReader struct {
+	r   io.Reader
+	err error
+}
+
+// Read yields the bytes, then returns the injected error instead of io.EOF.
+func (f *failingReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if n == 0 && err == io.EOF {
+		return 0, f.err
+	}
+	return n, err
+}
+
+// caseReaderError: a put whose reader fails mid-stream fails and leaves
+// nothing behind, for small and multipart-sized objects.
+func caseReaderError(ctx context.Context, p storage.Provider, ns string) (err error) {
+	scenarios := []struct {
+		name     string
+		yields   int64
+		declared int64
+	}{
+		{"fails after 10 bytes, size not declared", 10, -1},
+		{"fails after 6 MiB, size not declared", 6 * mib, -1},
+		{"fails after 3 MiB of 6 MiB + 1 declared", 3 * mib, 6*mib + 1},
+	}
+	keys := make([]string, len(scenarios))
+	for i := range scenarios {
+		keys[i] = fmt.Sprintf("%s/failed-%d", ns, i)
+	}
+	defer cleanup(ctx, p, &err, keys...)
+	var errs []error
+	for i, s := range scenarios {
+		r := &failingReader{r: genReader(30+uint64(i), s.yields), err: errors.New("conformance: injected reader failure")}
+		_, perr := p.Put(ctx, keys[i], r, storage.PutOptions{ContentType: "application/octet-stream", Size: s.declared})
+		if perr == nil {
+			errs = append(errs, fmt.Errorf("put %q whose reader %s: returned success, want an error", keys[i], s.name))
+			continue
+		}
+		if e := expectNotFound(ctx, p, keys[i], "after a put whose reader "+s.name); e != nil {
+			errs = append(errs, e)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// caseShortReader: a put whose reader yields fewer bytes than PutOptions.Size
+// declared fails and leaves nothing behind.
+func caseShortReader(ctx context.Context, p storage.Provider, ns string) (err error) {
+	scenarios := []struct{ yields, declared int64 }{
+		{500, 1000},
+		{0, 1},
+		{6 * mib, 6*mib + 1},
+	}
+	keys := make([]string, len(scenarios))
+	for i := range scenarios {
+		keys[i] = fmt.Sprintf("%s/short-%d", ns, i)
+	}
+	defer cleanup(ctx, p, &err, keys...)
+	var errs []error
+	for i, s := range scenarios {
+		what := fmt.Sprintf("put %q declaring %d bytes but yielding %d", keys[i], s.declared, s.yields)
+		_, perr := p.Put(ctx, keys[i], genReader(40+uint64(i), s.yields), storage.PutOptions{ContentType: "application/octet-stream", Size: s.declared})
+		if perr == nil {
+			errs = append(errs, fmt.Errorf("%s: returned success, want an error", what))
+			continue
+		}
+		if e := expectNotFound(ctx, p, keys[i], "after a "+what); e != nil {
+			errs = append(errs, e)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// caseFailedOverwrite: a put over an existing object that fails (reader
+// error, short content) leaves the old object as it was.
+func caseFailedOverwrite(ctx context.Context, p storage.Provider, ns string) (err error) {
+	key := ns + "/kept"
+	defer cleanup(ctx, p, &err, key)
+	old := genBytes(50, 4321)
+	if _, err := put(ctx, p, key, old, "text/plain"); err != nil {
+		return err
+	}
+	attempts := []struct {
+		name string
+		r    io.Reader
+		size int64
+	}{
+		{"whose reader fails after 1 MiB", &failingReader{r: genReader(51, mib), err: errors.New("conformance: injected reader failure")}, -1},
+		{"declaring 2 MiB but yielding 1 MiB", genReader(52, mib), 2 * mib},
+	}
+	for _, a := range attempts {
+		if _, perr := p.Put(ctx, key, a.r, storage.PutOptions{ContentType: "application/octet-stream", Size: a.size}); perr == nil {
+			return fmt.Errorf("put %q %s over an existing object: returned success, want an error", key, a.name)
+		}
+		if err := verify(ctx, p, object{key: key, size: int64(len(old)), sha: sum(old), contentType: "text/plain"}); err != nil {
+			return fmt.Errorf("after a failed put %s over an existing object, the old object should be unchanged: %w", a.name, err)
+		}
+	}
+	return nil
+}
+
+// casePutSHA256: a put given the content's sha256 succeeds; one given a
+// wrong digest fails and writes nothing, also over an existing object.
+func casePutSHA256(ctx context.Context, p storage.Provider, ns string) (err error) {
+	good, bad := ns+"/digest-ok", ns+"/digest-wrong"
+	defer cleanup(ctx, p, &err, good, bad)
+	const seed, n = 60, mib + 3
+	right := genSum(seed, n)
+	info, err := p.Put(ctx, good, genReader(seed, n), storage.PutOptions{ContentType: "application/octet-stream", Size: n, SHA256: right})
+	if err != nil {
+		return fmt.Errorf("put %q with its correct sha256: %w", good, err)
+	}
+	if err := checkInfo("put", info, good, n); err != nil {
+		return err
+	}
+	if err := verify(ctx, p, object{key: good, size: n, sha: right}); err != nil {
+		return err
+	}
+	wrong := genSum(seed+1, n)
+	for _, declare := range []bool{true, false} {
+		size := int64(n)
+		if !declare {
+			size = -1
+		}
+		if _, perr := p.Put(ctx, bad, genReader(seed, n), storage.PutOptions{ContentType: "application/octet-stream", Size: size, SHA256: wrong}); perr == nil {
+			return fmt.Errorf("put %q (size %d) with a wrong sha256: returned success, want an error", bad, size)
+		}
+		if err := expectNotFound(ctx, p, bad, "after a put with a wrong sha256"); err != nil {
+			return err
+		}
+	}
+	if _, perr := p.Put(ctx, good, strings.NewReader("replacement"), storage.PutOptions{ContentType: "text/plain", Size: 11, SHA256: wrong}); perr == nil {
+		return fmt.Errorf("put %q over an existing object with a wrong sha256: returned success, want an error", good)
+	}
+	if err := verify(ctx, p, object{key: good, size: n, sha: right}); err != nil {
+		return fmt.Errorf("after a put with a wrong sha256 over an existing object, the old object should be unchanged: %w", err)
+	}
+	return nil
+}
+
+// casePublicURL: with public URLs, a put's URL is an absolute URL ending with
+// the escaped key; without them, it is empty.
+func casePublicURL(ctx context.Context, p storage.Provider, ns string) (err error) {
+	info, err := describe(ctx, p)
+	if err != nil {
+		return err
+	}
+	key := ns + "/url check/ünï cødé+&=?#%2F%.png"
+	defer cleanup(ctx, p, &err, key)
+	data := []byte("public url")
+	pi, err := put(ctx, p, key, data, "image/png")
+	if err != nil {
+		return err
+	}
+	if !info.Capabilities.PublicURLs {
+		if pi.URL != "" {
+			return fmt.Errorf("put %q: ObjectInfo.URL = %q, but Describe reports no public URLs; want \"\"", key, pi.URL)
+		}
+		return skipf("Describe reports no public URLs (Capabilities.PublicURLs is false)")
+	}
+	if err := checkURL("put", key, pi.URL); err != nil {
+		return err
+	}
+	st, err := p.Stat(ctx, key)
+	if err != nil {
+		return fmt.Errorf("stat %q: %w", key, err)
+	}
+	if st.URL != "" && st.URL != pi.URL {
+		return fmt.Errorf("stat %q: ObjectInfo.URL = %q, but put returned %q", key, st.URL, pi.URL)
+	}
+	rc, gi, err := p.Get(ctx, key, storage.GetOptions{Offset: 0, Length: -1})
+	if err != nil {
+		return fmt.Errorf("get %q: %w", key, err)
+	}
+	rc.Close()
+	if gi.URL != "" && gi.URL != pi.URL {
+		return fmt.Errorf("get %q: ObjectInfo.URL = %q, but put returned %q", key, gi.URL, pi.URL)
+	}
+	return nil
+}
+
+// checkURL checks that raw is an absolute URL whose path ends with the
+// escaped key and that has no query or fragment (so ? and # were escaped).
+func checkURL(op, key, raw string) error {
+	if raw == "" {
+		return fmt.Errorf("%s %q: ObjectInfo.URL is empty, but Describe reports public URLs", op, key)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%s %q: ObjectInfo.URL %q is not a valid URL (is the key escaped?): %w", op, key, raw, err)
+	}
+	if !u.IsAbs() || u.Host == "" {
+		return fmt.Errorf("%s %q: ObjectInfo.URL %q is not an absolute URL", op, key, raw)
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return fmt.Errorf("%s %q: ObjectInfo.URL %q has a query or fragment: the key's ? and # must be escaped", op, key, raw)
+	}
+	if !strings.HasSuffix(u.Path, "/"+key) {
+		return fmt.Errorf("%s %q: ObjectInfo.URL %q does not end with the escaped key: its path decodes to %q", op, key, raw, u.Path)
+	}
+	return nil
+}

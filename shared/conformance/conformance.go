@@ -1,0 +1,180 @@
+// Package conformance is the conformance suite every storage provider runs.
+//
+// It checks a configured storage.Provider against the rules of the contract
+// in package storage: whole-or-nothing puts, typed errors, exact key
+// round-trips, refused keys, large streamed objects and so on. A provider
+// author runs it from a test:
+//
+//	func TestConformance(t *testing.T) {
+//		p := myprovider.New()
+//		if _, err := p.Configure(t.Context(), settings); err != nil {
+//			t.Fatal(err)
+//		}
+//		conformance.Run(t, p)
+//	}
+//
+// and anyone can run it against a plugin binary with
+//
+//	go run ./shared/cmd/conformance --plugin PATH --settings SETTINGS.json
+//
+// Every case writes only under a namespace unique to the run
+// (conformance/<random>/<case>), so runs against a shared bucket never clash,
+// and every case deletes what it wrote. Large objects are streamed from a
+// deterministic generator and checked by sha256, so memory stays bounded.
+package conformance
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/magicads/r2storage/shared/storage"
+)
+
+// NamespaceRoot is the first segment of every key the suite writes.
+const NamespaceRoot = "conformance"
+
+// Case is one conformance check.
+type Case struct {
+	// Name identifies the case; it is a valid key segment and a valid
+	// subtest name.
+	Name string
+	// Run performs the check against a configured provider, writing only
+	// keys under ns, and returns nil, a *SkipError when the case does not
+	// apply to the provider, or an error saying what was expected and what
+	// came back.
+	Run func(ctx context.Context, p storage.Provider, ns string) error
+}
+
+// SkipError is returned by a case that does not apply to the provider (for
+// example range reads when Describe reports none). It counts as a pass.
+type SkipError struct {
+	// Reason says why the case does not apply.
+	Reason string
+}
+
+// Error returns the reason prefixed with "skipped: ".
+func (e *SkipError) Error() string { return "skipped: " + e.Reason }
+
+// IsSkip reports whether err says the case did not apply.
+func IsSkip(err error) bool {
+	var s *SkipError
+	return errors.As(err, &s)
+}
+
+// skipf returns a *SkipError with a formatted reason.
+func skipf(format string, args ...any) error {
+	return &SkipError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// Cases returns the suite, in a stable order.
+func Cases() []Case {
+	return []Case{
+		{Name: "describe", Run: caseDescribe},
+		{Name: "health", Run: caseHealth},
+		{Name: "test-connection", Run: caseTestConnection},
+		{Name: "empty-object", Run: caseEmptyObject},
+		{Name: "one-byte", Run: caseOneByte},
+		{Name: "stat-size", Run: caseStatSize},
+		{Name: "content-type", Run: caseContentType},
+		{Name: "overwrite", Run: caseOverwrite},
+		{Name: "object-5mib-plus-1", Run: caseObject5MiB},
+		{Name: "object-64mib-plus-1", Run: caseObject64MiB},
+		{Name: "unknown-size", Run: caseUnknownSize},
+		{Name: "range-read", Run: caseRangeRead},
+		{Name: "not-found", Run: caseNotFound},
+		{Name: "delete-missing", Run: caseDeleteMissing},
+		{Name: "delete-then-stat", Run: caseDeleteThenStat},
+		{Name: "special-keys", Run: caseSpecialKeys},
+		{Name: "long-keys", Run: caseLongKeys},
+		{Name: "invalid-keys", Run: caseInvalidKeys},
+		{Name: "concurrent-puts", Run: caseConcurrentPuts},
+		{Name: "cancelled-put", Run: caseCancelledPut},
+		{Name: "reader-error", Run: caseReaderError},
+		{Name: "short-reader", Run: caseShortReader},
+		{Name: "failed-overwrite", Run: caseFailedOverwrite},
+		{Name: "put-sha256", Run: casePutSHA256},
+		{Name: "public-url", Run: casePublicURL},
+	}
+}
+
+// NewNamespace returns a fresh key namespace for one run:
+// "conformance/<16 random hex digits>".
+func NewNamespace() (string, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("conformance: making a namespace: %w", err)
+	}
+	return NamespaceRoot + "/" + hex.EncodeToString(b[:]), nil
+}
+
+// Run runs every case against p as a subtest of t. A case that does not
+// apply to p is skipped with its reason.
+func Run(t *testing.T, p storage.Provider) {
+	t.Helper()
+	ns, err := NewNamespace()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range Cases() {
+		t.Run(c.Name, func(t *testing.T) {
+			err := runCase(t.Context(), p, ns, c)
+			var skip *SkipError
+			switch {
+			case err == nil:
+			case errors.As(err, &skip):
+				t.Skip(skip.Reason)
+			default:
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// RunAll runs every case against p, one after the other, and calls report
+// (if not nil) after each. It returns how many cases passed and failed; a
+// skipped case counts as passed and is reported with a *SkipError (see
+// IsSkip).
+func RunAll(ctx context.Context, p storage.Provider, report func(name string, err error, d time.Duration)) (passed, failed int) {
+	return RunCases(ctx, p, Cases(), report)
+}
+
+// RunCases is RunAll for a chosen subset of the cases, such as a filtered
+// Cases().
+func RunCases(ctx context.Context, p storage.Provider, cases []Case, report func(name string, err error, d time.Duration)) (passed, failed int) {
+	ns, err := NewNamespace()
+	for _, c := range cases {
+		start := time.Now()
+		cerr := err
+		if cerr == nil {
+			cerr = runCase(ctx, p, ns, c)
+		}
+		d := time.Since(start)
+		if cerr == nil || IsSkip(cerr) {
+			passed++
+		} else {
+			failed++
+		}
+		if report != nil {
+			report(c.Name, cerr, d)
+		}
+	}
+	return passed, failed
+}
+
+// runCase runs c under its own namespace and turns a panic into an error.
+func runCase(ctx context.Context, p storage.Provider, ns string, c Case) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	if c.Run == nil {
+		return errors.New("case has no Run function")
+	}
+	return c.Run(ctx, p, ns+"/"+c.Name)
+}

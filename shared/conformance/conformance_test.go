@@ -1,0 +1,327 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/magicads/r2storage/shared/storage"
+)
+
+func TestCasesAreWellFormed(t *testing.T) {
+	seen := map[string]bool{}
+	for _, c := range Cases() {
+		if c.Run == nil {
+			t.Errorf("case %q has no Run", c.Name)
+		}
+		if seen[c.Name] {
+			t.Errorf("case name %q is used twice", c.Name)
+		}
+		seen[c.Name] = true
+		if err := storage.ValidateKey(c.Name); err != nil || strings.ContainsAny(c.Name, "/ ") {
+			t.Errorf("case name %q is not a plain key segment", c.Name)
+		}
+	}
+	if !slices.EqualFunc(Cases(), Cases(), func(a, b Case) bool { return a.Name == b.Name }) {
+		t.Error("Cases() is not in a stable order")
+	}
+}
+
+func TestNewNamespace(t *testing.T) {
+	a, err := NewNamespace()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := NewNamespace()
+	if a == b {
+		t.Errorf("two namespaces are equal: %q", a)
+	}
+	if !strings.HasPrefix(a, NamespaceRoot+"/") || storage.ValidateKey(a) != nil {
+		t.Errorf("namespace %q is not a valid key under %q", a, NamespaceRoot)
+	}
+}
+
+// TestReferenceProvider runs the suite as a provider author would.
+func TestReferenceProvider(t *testing.T) {
+	p := newMemProvider()
+	Run(t, p)
+	checkClean(t, p)
+}
+
+// checkClean checks that the suite removed what it wrote and wrote only
+// under its namespace.
+func checkClean(t *testing.T, p *memProvider) {
+	t.Helper()
+	if left := p.keys(); len(left) > 0 {
+		t.Errorf("the suite left %d objects behind: %q", len(left), left)
+	}
+	for _, k := range p.writtenKeys() {
+		if !strings.HasPrefix(k, NamespaceRoot+"/") && !strings.HasPrefix(k, ".magicads-probe/") {
+			t.Errorf("the suite wrote %q, outside its namespace", k)
+		}
+	}
+}
+
+// runAll runs the suite against p and returns the failures and skips by case name.
+func runAll(t *testing.T, p storage.Provider) (failed, skipped map[string]error, order []string) {
+	t.Helper()
+	return runCases(t, p, Cases())
+}
+
+// runCases runs cases against p and returns the failures and skips by case name.
+func runCases(t *testing.T, p storage.Provider, cases []Case) (failed, skipped map[string]error, order []string) {
+	t.Helper()
+	failed, skipped = map[string]error{}, map[string]error{}
+	nPassed, nFailed := RunCases(t.Context(), p, cases, func(name string, err error, d time.Duration) {
+		order = append(order, name)
+		switch {
+		case err == nil:
+		case IsSkip(err):
+			skipped[name] = err
+		default:
+			failed[name] = err
+		}
+		if d < 0 {
+			t.Errorf("case %s: negative duration %v", name, d)
+		}
+	})
+	if nFailed != len(failed) || nPassed != len(cases)-len(failed) {
+		t.Errorf("RunCases returned %d passed, %d failed; the reports say %d failed of %d", nPassed, nFailed, len(failed), len(cases))
+	}
+	return failed, skipped, order
+}
+
+func TestRunAllReferenceProvider(t *testing.T) {
+	p := newMemProvider()
+	failed, skipped, order := runAll(t, p)
+	for name, err := range failed {
+		t.Errorf("%s: %v", name, err)
+	}
+	if len(skipped) > 0 {
+		t.Errorf("skipped %v with a provider that has every capability", keysOf(skipped))
+	}
+	var want []string
+	for _, c := range Cases() {
+		want = append(want, c.Name)
+	}
+	if !slices.Equal(order, want) {
+		t.Errorf("reported cases %q, want %q in that order", order, want)
+	}
+	checkClean(t, p)
+}
+
+// TestRunAllPrefixedProvider: a provider that stores under a prefix (so
+// refuses keys that only fit without it) passes.
+func TestRunAllPrefixedProvider(t *testing.T) {
+	p := newMemProvider(featPrefix)
+	failed, _, _ := runAll(t, p)
+	for name, err := range failed {
+		t.Errorf("%s: %v", name, err)
+	}
+	if left := p.keys(); len(left) > 0 {
+		t.Errorf("the suite left %d objects behind: %q", len(left), left)
+	}
+}
+
+func TestRunAllSkipsMissingCapabilities(t *testing.T) {
+	p := newMemProvider(bugNoCapabilities)
+	failed, skipped, _ := runAll(t, p)
+	for name, err := range failed {
+		t.Errorf("%s: %v", name, err)
+	}
+	if got, want := keysOf(skipped), []string{"public-url", "range-read"}; !slices.Equal(got, want) {
+		t.Errorf("skipped %q, want %q", got, want)
+	}
+	checkClean(t, p)
+}
+
+// TestBrokenProvidersFail shows the suite can fail: each deliberately broken
+// provider fails exactly the cases that check what it gets wrong.
+func TestBrokenProvidersFail(t *testing.T) {
+	notFoundCases := []string{"cancelled-put", "delete-then-stat", "invalid-keys", "not-found", "put-sha256", "reader-error", "short-reader", "test-connection"}
+	infoCases := []string{
+		"concurrent-puts", "content-type", "delete-missing", "delete-then-stat", "empty-object",
+		"long-keys", "object-5mib-plus-1", "object-64mib-plus-1", "one-byte", "overwrite",
+		"public-url", "range-read", "special-keys", "stat-size", "unknown-size", "failed-overwrite", "put-sha256",
+	}
+	tests := []struct {
+		bug      bug
+		wantFail []string
+		// wantIn are substrings the failure of the first wantFail case must contain.
+		wantIn []string
+	}{
+		{bugIgnoreContentType, []string{"content-type", "empty-object", "failed-overwrite", "overwrite"}, []string{`ContentType = "application/octet-stream", want "image/png"`}},
+		{bugNoDefaultType, []string{"content-type"}, []string{"ContentType is empty"}},
+		{bugIgnoreCancel, []string{"cancelled-put"}, []string{"returned success"}},
+		{bugCancelPlainError, []string{"cancelled-put"}, []string{`code "unknown"`}},
+		{bugPlainNotFound, notFoundCases, []string{`code "unknown"`, `want code "not found"`}},
+		{bugNoKeyValidation, []string{"invalid-keys"}, []string{`(.. segment): want code "invalid argument" from every operation, but put succeeded, stat succeeded`}},
+		{bugPanicOnEmptyKey, []string{"invalid-keys"}, []string{"panic: empty key"}},
+		{bugKeepOnReaderError, []string{"reader-error", "failed-overwrite"}, []string{"found an object"}},
+		{bugIgnoreDeclaredSize, []string{"short-reader", "failed-overwrite"}, []string{"returned success"}},
+		{bugDeleteMissingFails, []string{"delete-missing"}, []string{"want success"}},
+		{bugUnescapeKeys, []string{"special-keys"}, []string{`special-keys/a%2Fb": ObjectInfo.Size = 49, want 51`}},
+		{bugIgnoreRange, []string{"range-read"}, []string{"read 11 bytes or more, want 10"}},
+		{bugRangeSizeIsLength, []string{"range-read"}, []string{"full object size"}},
+		{bugRawURL, []string{"public-url"}, []string{"ObjectInfo.URL"}},
+		{bugPublicURLsButNoURL, []string{"public-url"}, []string{"ObjectInfo.URL is empty"}},
+		{bugProbeLeftBehind, []string{"test-connection"}, []string{"found an object"}},
+		{bugCorruptLarge, []string{"object-5mib-plus-1", "object-64mib-plus-1", "unknown-size"}, []string{"content differs", "sha256"}},
+		{bugDropConcurrent, []string{"concurrent-puts"}, []string{"after 16 concurrent puts"}},
+		{bugNotConfigured, []string{"health"}, []string{"Configured = false"}},
+		{bugEmptyVersion, []string{"describe"}, []string{"Version empty"}},
+		{bugKeepFirstWrite, []string{"overwrite"}, []string{"ObjectInfo.Size = 1000, want 13"}},
+		{bugPrefixedInfoKey, infoCases, []string{`ObjectInfo.Key = "tenant/`}},
+		{bugEmptyUnknownSizeErr, []string{"empty-object"}, []string{"size not declared"}},
+		{bugIgnoreSHA256, []string{"put-sha256"}, []string{"wrong sha256: returned success"}},
+		{bugDeleteBeforePut, []string{"failed-overwrite", "put-sha256"}, []string{"the old object should be unchanged", "not found"}},
+	}
+	for _, tc := range tests {
+		t.Run(string(tc.bug), func(t *testing.T) {
+			// The 64 MiB case is slow (under -race especially); only the
+			// bug it is about runs it.
+			const big = "object-64mib-plus-1"
+			cases, wantFail := Cases(), sorted(tc.wantFail)
+			if tc.bug != bugCorruptLarge {
+				cases = slices.DeleteFunc(cases, func(c Case) bool { return c.Name == big })
+				wantFail = slices.DeleteFunc(wantFail, func(n string) bool { return n == big })
+			}
+			failed, _, _ := runCases(t, newMemProvider(tc.bug), cases)
+			if got := keysOf(failed); !slices.Equal(got, wantFail) {
+				t.Errorf("failed cases %q, want %q", got, wantFail)
+				for name, err := range failed {
+					t.Logf("%s: %v", name, err)
+				}
+			}
+			if err := failed[tc.wantFail[0]]; err != nil {
+				for _, s := range tc.wantIn {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("%s failed with %q, want it to mention %q", tc.wantFail[0], err, s)
+					}
+				}
+			}
+		})
+	}
+}
+
+// hangingStat is a provider whose Stat never returns until its context ends.
+type hangingStat struct{ *memProvider }
+
+// Stat blocks until its context ends.
+func (h hangingStat) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
+	<-ctx.Done()
+	return storage.ObjectInfo{}, storage.Errorf(storage.Canceled, "stat: %w", ctx.Err())
+}
+
+// TestRunCasesStopsWithContext checks a run bounded by a context ends, and
+// that cases after the deadline fail rather than hang.
+func TestRunCasesStopsWithContext(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	var cases []Case
+	for _, c := range Cases() {
+		if c.Name == "not-found" || c.Name == "stat-size" {
+			cases = append(cases, c)
+		}
+	}
+	start := time.Now()
+	passed, failed := RunCases(ctx, hangingStat{newMemProvider()}, cases, nil)
+	if passed != 0 || failed != 2 {
+		t.Errorf("got %d passed, %d failed; want 0 passed, 2 failed", passed, failed)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("run took %v after its context ended", d)
+	}
+}
+
+func TestRunCasesReportsPanicsAndNilRun(t *testing.T) {
+	cases := []Case{
+		{Name: "panics", Run: func(context.Context, storage.Provider, string) error { panic("boom") }},
+		{Name: "no-run"},
+		{Name: "skips", Run: func(context.Context, storage.Provider, string) error { return skipf("n/a") }},
+		{Name: "ok", Run: func(_ context.Context, _ storage.Provider, ns string) error {
+			if !strings.HasSuffix(ns, "/ok") {
+				return fmt.Errorf("namespace %q does not end with the case name", ns)
+			}
+			return nil
+		}},
+	}
+	got := map[string]error{}
+	passed, failed := RunCases(t.Context(), newMemProvider(), cases, func(name string, err error, _ time.Duration) { got[name] = err })
+	if passed != 2 || failed != 2 {
+		t.Errorf("got %d passed, %d failed; want 2 and 2", passed, failed)
+	}
+	if err := got["panics"]; err == nil || !strings.Contains(err.Error(), "panic: boom") {
+		t.Errorf("panicking case reported %v", err)
+	}
+	if err := got["skips"]; !IsSkip(err) {
+		t.Errorf("skipping case reported %v, want a skip", err)
+	}
+	if err := got["ok"]; err != nil {
+		t.Errorf("ok case reported %v", err)
+	}
+}
+
+// failingDelete is a provider whose Delete fails with Unavailable.
+type failingDelete struct{ *memProvider }
+
+// Delete always fails with Unavailable.
+func (f failingDelete) Delete(context.Context, string) error {
+	return storage.Errorf(storage.Unavailable, "delete: throttled")
+}
+
+func TestCleanupKeepsCaseErrorAndAddsItsOwn(t *testing.T) {
+	caseErr := errors.New("case failed")
+	err := caseErr
+	cleanup(t.Context(), failingDelete{newMemProvider()}, &err, "some/key")
+	if !errors.Is(err, caseErr) || !strings.Contains(err.Error(), `cleanup: delete "some/key": delete: throttled`) {
+		t.Errorf("cleanup error = %v, want the case error and the failed delete", err)
+	}
+	var skip error = skipf("n/a")
+	cleanup(t.Context(), failingDelete{newMemProvider()}, &skip, "some/key")
+	if IsSkip(skip) || skip == nil {
+		t.Errorf("a failed cleanup after a skip still reads as a skip: %v", skip)
+	}
+	var ok error
+	cleanup(t.Context(), newMemProvider(), &ok, "never/written", "", "a//b")
+	if ok != nil {
+		t.Errorf("cleanup of missing and refused keys failed: %v", ok)
+	}
+}
+
+func TestGenerator(t *testing.T) {
+	a := genBytes(1, 1000)
+	b := genBytes(1, 2000)
+	if string(a) != string(b[:1000]) {
+		t.Error("generator prefix depends on the length")
+	}
+	if string(genBytes(2, 1000)) == string(a) {
+		t.Error("different seeds give the same bytes")
+	}
+	if got, want := fmt.Sprintf("%x", genRangeSum(1, 2000, 0, -1)), fmt.Sprintf("%x", sum(b)); got != want {
+		t.Errorf("genRangeSum of the whole = %s, want %s", got, want)
+	}
+	if got, want := fmt.Sprintf("%x", genRangeSum(1, 2000, 100, 50)), fmt.Sprintf("%x", sum(b[100:150])); got != want {
+		t.Errorf("genRangeSum(100, 50) = %s, want %s", got, want)
+	}
+}
+
+func keysOf(m map[string]error) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	sort.Strings(s)
+	return s
+}

@@ -1,0 +1,383 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/magicads/r2storage/shared/storage"
+)
+
+// bug is a deliberate defect a memProvider can be built with, to show that
+// the suite catches it.
+type bug string
+
+const (
+	bugIgnoreContentType   bug = "ignores-content-type"
+	bugNoDefaultType       bug = "no-default-content-type"
+	bugIgnoreCancel        bug = "keeps-cancelled-put"
+	bugCancelPlainError    bug = "cancel-gives-plain-error"
+	bugPlainNotFound       bug = "plain-not-found-error"
+	bugNoKeyValidation     bug = "no-key-validation"
+	bugPanicOnEmptyKey     bug = "panics-on-empty-key"
+	bugKeepOnReaderError   bug = "keeps-put-on-reader-error"
+	bugIgnoreDeclaredSize  bug = "ignores-declared-size"
+	bugDeleteMissingFails  bug = "delete-missing-fails"
+	bugUnescapeKeys        bug = "url-unescapes-keys"
+	bugIgnoreRange         bug = "ignores-range"
+	bugRangeSizeIsLength   bug = "range-size-is-length"
+	bugRawURL              bug = "unescaped-url"
+	bugProbeLeftBehind     bug = "probe-left-behind"
+	bugCorruptLarge        bug = "corrupts-large-objects"
+	bugDropConcurrent      bug = "drops-concurrent-puts"
+	bugNotConfigured       bug = "health-not-configured"
+	bugEmptyVersion        bug = "empty-version"
+	bugKeepFirstWrite      bug = "ignores-overwrite"
+	bugPrefixedInfoKey     bug = "info-key-has-prefix"
+	bugNoCapabilities      bug = "no-capabilities" // not a bug: no ranges, no URLs
+	bugPublicURLsButNoURL  bug = "public-urls-but-no-url"
+	bugEmptyUnknownSizeErr bug = "empty-unknown-size-fails"
+	bugDeleteBeforePut     bug = "deletes-old-before-put"
+	bugIgnoreSHA256        bug = "ignores-sha256"
+	// featPrefix is not a bug: keys are stored under a prefix that counts
+	// toward the 1024-byte limit, as the contract allows.
+	featPrefix bug = "stores-under-a-prefix"
+)
+
+// memPrefix is the prefix featPrefix stores keys under.
+const memPrefix = "tenants/acme-corporation/media-library/"
+
+// memObject is a stored object.
+type memObject struct {
+	data        []byte
+	contentType string
+	modTime     time.Time
+	etag        string
+}
+
+// memProvider is a correct in-memory storage.Provider, unless built with bugs.
+type memProvider struct {
+	bugs    map[bug]bool
+	baseURL string
+
+	mu       sync.Mutex
+	objects  map[string]memObject
+	written  []string // every key a put stored, in order
+	probes   int
+	inflight atomic.Int32
+}
+
+var _ storage.Provider = (*memProvider)(nil)
+
+// newMemProvider returns a configured in-memory provider with the given bugs.
+func newMemProvider(bugs ...bug) *memProvider {
+	m := &memProvider{bugs: map[bug]bool{}, baseURL: "https://cdn.example.test/media", objects: map[string]memObject{}}
+	for _, b := range bugs {
+		m.bugs[b] = true
+	}
+	return m
+}
+
+// has reports whether the provider was built with bug b.
+func (m *memProvider) has(b bug) bool { return m.bugs[b] }
+
+// keys returns the keys currently stored.
+func (m *memProvider) keys() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var ks []string
+	for k := range m.objects {
+		ks = append(ks, k)
+	}
+	return ks
+}
+
+// writtenKeys returns every key a put ever stored.
+func (m *memProvider) writtenKeys() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.written...)
+}
+
+// Describe returns the provider identity and capabilities.
+func (m *memProvider) Describe(context.Context) (storage.Info, error) {
+	info := storage.Info{
+		ID: "memory", Name: "In-memory reference provider", Version: "1.0.0",
+		Capabilities: storage.Capabilities{PublicURLs: true, RangeReads: true},
+	}
+	if m.has(bugNoCapabilities) {
+		info.Capabilities = storage.Capabilities{}
+	}
+	if m.has(bugEmptyVersion) {
+		info.Version = ""
+	}
+	return info, nil
+}
+
+// ValidateSettings checks settings without applying them.
+func (m *memProvider) ValidateSettings(context.Context, storage.Settings) ([]storage.FieldError, error) {
+	return nil, nil
+}
+
+// Configure applies settings.
+func (m *memProvider) Configure(context.Context, storage.Settings) (storage.ConfigureResult, error) {
+	return storage.ConfigureResult{PublicBaseURL: m.baseURL}, nil
+}
+
+// TestConnection puts, reads back and deletes a probe object.
+func (m *memProvider) TestConnection(ctx context.Context) (storage.TestResult, error) {
+	m.mu.Lock()
+	m.probes++
+	key := fmt.Sprintf(".magicads-probe/%d", m.probes)
+	m.mu.Unlock()
+	payload := []byte("probe " + key)
+	res := storage.TestResult{ProbeKey: key}
+	if _, err := m.Put(ctx, key, bytes.NewReader(payload), storage.PutOptions{ContentType: "text/plain", Size: int64(len(payload))}); err != nil {
+		res.Step, res.Message = storage.StepUpload, err.Error()
+		return res, nil
+	}
+	rc, _, err := m.Get(ctx, key, storage.GetOptions{Length: -1})
+	if err != nil {
+		res.Step, res.Message = storage.StepRead, err.Error()
+		return res, nil
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, payload) {
+		res.Step, res.Message = storage.StepRead, "the probe read back differs"
+		return res, nil
+	}
+	if !m.has(bugProbeLeftBehind) {
+		if err := m.Delete(ctx, key); err != nil {
+			res.Step, res.Message = storage.StepDelete, err.Error()
+			return res, nil
+		}
+	}
+	res.OK, res.Step, res.Message = true, storage.StepDelete, "ok"
+	return res, nil
+}
+
+// storeKey maps a caller key to where it is stored.
+func (m *memProvider) storeKey(key string) string {
+	if m.has(featPrefix) {
+		key = memPrefix + key
+	}
+	if m.has(bugUnescapeKeys) {
+		if k, err := url.PathUnescape(key); err == nil {
+			return k
+		}
+	}
+	return key
+}
+
+// checkKey validates a caller key.
+func (m *memProvider) checkKey(key string) error {
+	if m.has(bugNoKeyValidation) {
+		return nil
+	}
+	if key == "" && m.has(bugPanicOnEmptyKey) {
+		panic("empty key")
+	}
+	if err := storage.ValidateKey(key); err != nil {
+		return err
+	}
+	if m.has(featPrefix) && len(memPrefix)+len(key) > storage.MaxKeyBytes {
+		return storage.Errorf(storage.InvalidArgument, "key %q is too long with the prefix %q", key, memPrefix)
+	}
+	return nil
+}
+
+// notFound returns the error for a missing key.
+func (m *memProvider) notFound(key string) error {
+	if m.has(bugPlainNotFound) {
+		return errors.New("no such object: " + key)
+	}
+	return storage.Errorf(storage.NotFound, "object %q not found", key)
+}
+
+// info describes a stored object.
+func (m *memProvider) info(key string, o memObject) storage.ObjectInfo {
+	info := storage.ObjectInfo{
+		Key: key, Size: int64(len(o.data)), ContentType: o.contentType, ETag: o.etag, ModTime: o.modTime,
+	}
+	if m.has(bugPrefixedInfoKey) {
+		info.Key = "tenant/" + key
+	}
+	if !m.has(bugNoCapabilities) && !m.has(bugPublicURLsButNoURL) {
+		if m.has(bugRawURL) {
+			info.URL = m.baseURL + "/" + key
+		} else {
+			segs := strings.Split(key, "/")
+			for i, s := range segs {
+				segs[i] = url.PathEscape(s)
+			}
+			info.URL = m.baseURL + "/" + strings.Join(segs, "/")
+		}
+	}
+	return info
+}
+
+// Put stores the object only when the whole content arrived.
+func (m *memProvider) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) (storage.ObjectInfo, error) {
+	if err := m.checkKey(key); err != nil {
+		return storage.ObjectInfo{}, err
+	}
+	if m.has(bugDeleteBeforePut) {
+		m.mu.Lock()
+		delete(m.objects, m.storeKey(key))
+		m.mu.Unlock()
+	}
+	concurrent := m.inflight.Add(1) > 1
+	defer m.inflight.Add(-1)
+	canceled := func() error {
+		if m.has(bugCancelPlainError) {
+			return errors.New("put stopped")
+		}
+		return storage.Errorf(storage.Canceled, "put %q: %w", key, ctx.Err())
+	}
+	var buf bytes.Buffer
+	chunk := make([]byte, 64*1024)
+	var readErr error
+	for {
+		if ctx.Err() != nil && !m.has(bugIgnoreCancel) {
+			return storage.ObjectInfo{}, canceled()
+		}
+		n, err := r.Read(chunk)
+		buf.Write(chunk[:n])
+		if opts.Size >= 0 && int64(buf.Len()) > opts.Size && !m.has(bugIgnoreDeclaredSize) {
+			return storage.ObjectInfo{}, storage.Errorf(storage.InvalidArgument, "put %q: more than the declared %d bytes", key, opts.Size)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			readErr = err
+			break
+		}
+	}
+	if readErr != nil && !m.has(bugKeepOnReaderError) {
+		return storage.ObjectInfo{}, storage.Errorf(storage.Unknown, "put %q: reading the content: %w", key, readErr)
+	}
+	if ctx.Err() != nil && !m.has(bugIgnoreCancel) {
+		return storage.ObjectInfo{}, canceled()
+	}
+	if opts.Size >= 0 && int64(buf.Len()) != opts.Size && !m.has(bugIgnoreDeclaredSize) {
+		return storage.ObjectInfo{}, storage.Errorf(storage.InvalidArgument, "put %q: %d bytes read, %d declared", key, buf.Len(), opts.Size)
+	}
+	if len(opts.SHA256) > 0 && !m.has(bugIgnoreSHA256) {
+		if got := sha256.Sum256(buf.Bytes()); !bytes.Equal(got[:], opts.SHA256) {
+			return storage.ObjectInfo{}, storage.Errorf(storage.InvalidArgument, "put %q: sha256 mismatch", key)
+		}
+	}
+	if buf.Len() == 0 && opts.Size < 0 && m.has(bugEmptyUnknownSizeErr) {
+		return storage.ObjectInfo{}, storage.Errorf(storage.Unknown, "put %q: multipart upload with no parts", key)
+	}
+	ct := opts.ContentType
+	if ct == "" && !m.has(bugNoDefaultType) {
+		ct = "application/octet-stream"
+	}
+	if m.has(bugIgnoreContentType) {
+		ct = "application/octet-stream"
+	}
+	data := buf.Bytes()
+	if m.has(bugCorruptLarge) && len(data) > 4*mib {
+		data[len(data)/2] ^= 1
+	}
+	s := sha256.Sum256(data)
+	o := memObject{data: data, contentType: ct, modTime: time.Now().UTC(), etag: hex.EncodeToString(s[:16])}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	sk := m.storeKey(key)
+	_, exists := m.objects[sk]
+	switch {
+	case concurrent && m.has(bugDropConcurrent):
+	case exists && m.has(bugKeepFirstWrite):
+		o = m.objects[sk]
+	default:
+		m.objects[sk] = o
+		m.written = append(m.written, sk)
+	}
+	if readErr != nil {
+		return storage.ObjectInfo{}, storage.Errorf(storage.Unknown, "put %q: reading the content: %w", key, readErr)
+	}
+	return m.info(key, o), nil
+}
+
+// lookup returns the stored object at key.
+func (m *memProvider) lookup(key string) (memObject, error) {
+	if err := m.checkKey(key); err != nil {
+		return memObject{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.objects[m.storeKey(key)]
+	if !ok {
+		return memObject{}, m.notFound(key)
+	}
+	return o, nil
+}
+
+// Get returns the object, or the requested range of it.
+func (m *memProvider) Get(ctx context.Context, key string, opts storage.GetOptions) (io.ReadCloser, storage.ObjectInfo, error) {
+	o, err := m.lookup(key)
+	if err != nil {
+		return nil, storage.ObjectInfo{}, err
+	}
+	info := m.info(key, o)
+	size := int64(len(o.data))
+	start, end := int64(0), size
+	if !m.has(bugNoCapabilities) && !m.has(bugIgnoreRange) {
+		if opts.Offset < 0 || opts.Offset > size {
+			return nil, storage.ObjectInfo{}, storage.Errorf(storage.InvalidArgument, "get %q: offset %d outside the object's %d bytes", key, opts.Offset, size)
+		}
+		start = opts.Offset
+		if opts.Length >= 0 && start+opts.Length < end {
+			end = start + opts.Length
+		}
+	}
+	if m.has(bugRangeSizeIsLength) {
+		info.Size = end - start
+	}
+	return io.NopCloser(bytes.NewReader(o.data[start:end])), info, nil
+}
+
+// Stat returns the object attributes.
+func (m *memProvider) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
+	o, err := m.lookup(key)
+	if err != nil {
+		return storage.ObjectInfo{}, err
+	}
+	return m.info(key, o), nil
+}
+
+// Delete removes the object; a missing key is not an error.
+func (m *memProvider) Delete(ctx context.Context, key string) error {
+	if err := m.checkKey(key); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	sk := m.storeKey(key)
+	if _, ok := m.objects[sk]; !ok && m.has(bugDeleteMissingFails) {
+		return m.notFound(key)
+	}
+	delete(m.objects, sk)
+	return nil
+}
+
+// Health reports whether the provider is configured.
+func (m *memProvider) Health(context.Context) (storage.Health, error) {
+	if m.has(bugNotConfigured) {
+		return storage.Health{OK: false, Configured: false, Message: "not configured"}, nil
+	}
+	return storage.Health{OK: true, Configured: true, Message: "ok"}, nil
+}

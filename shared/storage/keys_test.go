@@ -1,0 +1,41 @@
+package storage
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestValidateKey(t *testing.T) {
+	good := []string{"a", "images/gemini/0b6f.png", "my file+1%2F&=?#.png", "ünï cødé/日本.png", strings.Repeat("k", MaxKeyBytes), "a/.hidden/b", "a..b"}
+	for _, k := range good {
+		if err := ValidateKey(k); err != nil {
+			t.Errorf("ValidateKey(%q) = %v, want nil", k, err)
+		}
+	}
+	bad := []string{"", "/leading", "trailing/", "a//b", "../x", "a/../b", "a/./b", ".", "..", "a\x00b", "a\nb", "a\\b", "\xff", strings.Repeat("k", MaxKeyBytes+1)}
+	for _, k := range bad {
+		err := ValidateKey(k)
+		if Code(err) != InvalidArgument {
+			t.Errorf("ValidateKey(%q) = %v, want InvalidArgument", k, err)
+		}
+		if err != nil && strings.ContainsRune(err.Error(), 0) {
+			t.Errorf("error message for %q contains a NUL", k)
+		}
+	}
+}
+
+func TestErrorCodes(t *testing.T) {
+	err := Errorf(Unavailable, "put %s: %w", "k", ErrTest)
+	if !IsRetryable(err) || Code(err) != Unavailable || err.Unwrap() != ErrTest {
+		t.Fatalf("Errorf: %v code %v", err, Code(err))
+	}
+	se := SettingsError([]FieldError{{"bucket", "is required"}, {"access_key_id", "is required"}})
+	if got := se.Error(); got != "invalid settings (access_key_id: is required; bucket: is required)" {
+		t.Fatalf("SettingsError message %q", got)
+	}
+	if Code(nil) != Unknown || IsNotFound(nil) {
+		t.Fatal("nil has a code")
+	}
+}
+
+var ErrTest = &Error{Code: Unknown, Message: "cause"}
