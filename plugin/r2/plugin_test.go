@@ -2,8 +2,10 @@ package r2_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -128,4 +130,35 @@ func TestWrongSecretOverThePlugin(t *testing.T) {
 	if storage.Code(err) != storage.PermissionDenied || storage.IsRetryable(err) {
 		t.Fatalf("put with a wrong secret: %v (code %v)", err, storage.Code(err))
 	}
+}
+
+// conformanceCmd is the conformance command of ../shared/api.md, built once.
+var conformanceCmd plugintest.Builder
+
+// TestConformanceCommandAgainstR2 runs the conformance command, as a provider
+// author would, against the built R2 plugin and versitygw.
+func TestConformanceCommandAgainstR2(t *testing.T) {
+	t.Cleanup(conformanceCmd.Cleanup)
+	srv := s3test.StartVersity(t)
+	srv.CreateBucket(t, "cmd")
+	settings := fmt.Sprintf(`{"access_key_id": %q, "secret_access_key": %q, "bucket": "cmd", "endpoint": %q, "public_url": "https://pub-test.r2.dev", "use_path_style": true}`,
+		srv.AccessKey, srv.SecretKey, srv.Endpoint)
+	path := filepath.Join(t.TempDir(), "settings.json")
+	if err := os.WriteFile(path, []byte(settings), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(conformanceCmd.Build(t, "./shared/cmd/conformance"), "--plugin", binary.Build(t, pluginPkg), "--settings", path)
+	out, err := cmd.CombinedOutput()
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	last := lines[len(lines)-1]
+	if err != nil || !strings.HasSuffix(last, " passed, 0 failed") || strings.HasPrefix(last, "0 passed") {
+		t.Fatalf("conformance command: %v, last line %q\n%s", err, last, out)
+	}
+	if strings.Contains(string(out), srv.SecretKey) {
+		t.Fatal("the command printed the secret")
+	}
+	if keys := srv.Keys(t, "cmd"); len(keys) != 0 {
+		t.Fatalf("the command left %v in the bucket", keys)
+	}
+	t.Log(last)
 }

@@ -123,9 +123,6 @@ func TestLaunchFails(t *testing.T) {
 }
 
 func TestConfigureFails(t *testing.T) {
-	if testing.Short() {
-		t.Skip("launches a plugin")
-	}
 	settings := writeFile(t, "settings.json", `{"secret_access_key":"`+secret+`"}`, 0o600)
 	code, out, errOut := runCmd(t, "--plugin", self(t), "--settings", settings)
 	if code != exitUsage {
@@ -140,9 +137,6 @@ func TestConfigureFails(t *testing.T) {
 }
 
 func TestEndToEndPass(t *testing.T) {
-	if testing.Short() {
-		t.Skip("launches a plugin and moves about 150 MiB through it")
-	}
 	settings := writeFile(t, "settings.json", `{"bucket":"b","secret_access_key":"`+secret+`","max":12345678901234567890}`, 0o600)
 	code, out, errOut := runCmd(t, "--plugin", self(t), "--settings", settings, "--timeout", "5m")
 	if code != exitPass {
@@ -167,9 +161,6 @@ func TestEndToEndPass(t *testing.T) {
 }
 
 func TestEndToEndFail(t *testing.T) {
-	if testing.Short() {
-		t.Skip("launches a plugin")
-	}
 	settings := writeFile(t, "settings.json", `{"bucket":"b","mode":"ignore-content-type","secret_access_key":"`+secret+`"}`, 0o600)
 	code, out, errOut := runCmd(t, "--plugin", self(t), "--settings", settings, "--run", "^(describe|content-type)$")
 	if code != exitFail {
