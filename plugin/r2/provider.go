@@ -203,15 +203,24 @@ func (p *Provider) current() (*conn, error) {
 	return p.conn, nil
 }
 
+// resolve returns the current configuration and the bucket key for key.
+func (p *Provider) resolve(key string) (*conn, string, error) {
+	c, err := p.current()
+	if err != nil {
+		return nil, "", err
+	}
+	objectKey, err := c.settings.objectKey(key)
+	if err != nil {
+		return nil, "", err
+	}
+	return c, objectKey, nil
+}
+
 // Put streams r to the bucket under the key prefix. Parts are sized and
 // bounded so memory does not grow with the object; a failed multipart
 // upload is aborted, so a failed Put leaves nothing behind.
 func (p *Provider) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) (storage.ObjectInfo, error) {
-	c, err := p.current()
-	if err != nil {
-		return storage.ObjectInfo{}, err
-	}
-	objectKey, err := c.settings.objectKey(key)
+	c, objectKey, err := p.resolve(key)
 	if err != nil {
 		return storage.ObjectInfo{}, err
 	}
@@ -276,11 +285,7 @@ func (c *countingReader) Read(b []byte) (int, error) {
 
 // Get opens the object for reading, or the byte range opts selects.
 func (p *Provider) Get(ctx context.Context, key string, opts storage.GetOptions) (io.ReadCloser, storage.ObjectInfo, error) {
-	c, err := p.current()
-	if err != nil {
-		return nil, storage.ObjectInfo{}, err
-	}
-	objectKey, err := c.settings.objectKey(key)
+	c, objectKey, err := p.resolve(key)
 	if err != nil {
 		return nil, storage.ObjectInfo{}, err
 	}
@@ -334,11 +339,7 @@ func totalFromContentRange(cr string, fallback int64) int64 {
 
 // Stat returns the object's attributes.
 func (p *Provider) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
-	c, err := p.current()
-	if err != nil {
-		return storage.ObjectInfo{}, err
-	}
-	objectKey, err := c.settings.objectKey(key)
+	c, objectKey, err := p.resolve(key)
 	if err != nil {
 		return storage.ObjectInfo{}, err
 	}
@@ -358,11 +359,7 @@ func (p *Provider) Stat(ctx context.Context, key string) (storage.ObjectInfo, er
 
 // Delete removes the object; a missing object is not an error.
 func (p *Provider) Delete(ctx context.Context, key string) error {
-	c, err := p.current()
-	if err != nil {
-		return err
-	}
-	objectKey, err := c.settings.objectKey(key)
+	c, objectKey, err := p.resolve(key)
 	if err != nil {
 		return err
 	}
