@@ -19,7 +19,7 @@ const secret = "TOPSECRET-0123456789"
 // (which sets PLUGIN_PROTOCOL_VERSIONS), it serves testProvider.
 func TestMain(m *testing.M) {
 	if os.Getenv("PLUGIN_PROTOCOL_VERSIONS") != "" {
-		sdk.Serve(&testProvider{})
+		sdk.Serve(newTestProvider())
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
