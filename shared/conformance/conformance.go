@@ -98,6 +98,7 @@ func Cases() []Case {
 		{Name: "short-reader", Run: caseShortReader},
 		{Name: "failed-overwrite", Run: caseFailedOverwrite},
 		{Name: "put-sha256", Run: casePutSHA256},
+		{Name: "put-from-file", Run: casePutFromFile},
 		{Name: "public-url", Run: casePublicURL},
 	}
 }

@@ -147,7 +147,7 @@ func TestBrokenProvidersFail(t *testing.T) {
 	infoCases := []string{
 		"concurrent-puts", "content-type", "delete-missing", "delete-then-stat", "empty-object",
 		"long-keys", "object-5mib-plus-1", "object-64mib-plus-1", "one-byte", "overwrite",
-		"public-url", "range-read", "special-keys", "stat-size", "unknown-size", "failed-overwrite", "put-sha256",
+		"public-url", "range-read", "special-keys", "stat-size", "unknown-size", "failed-overwrite", "put-sha256", "put-from-file",
 	}
 	tests := []struct {
 		bug      bug
@@ -155,7 +155,7 @@ func TestBrokenProvidersFail(t *testing.T) {
 		// wantIn are substrings the failure of the first wantFail case must contain.
 		wantIn []string
 	}{
-		{bugIgnoreContentType, []string{"content-type", "empty-object", "failed-overwrite", "overwrite"}, []string{`ContentType = "application/octet-stream", want "image/png"`}},
+		{bugIgnoreContentType, []string{"content-type", "empty-object", "failed-overwrite", "overwrite", "put-from-file"}, []string{`ContentType = "application/octet-stream", want "image/png"`}},
 		{bugNoDefaultType, []string{"content-type"}, []string{"ContentType is empty"}},
 		{bugIgnoreCancel, []string{"cancelled-put"}, []string{"returned success"}},
 		{bugCancelPlainError, []string{"cancelled-put"}, []string{`code "unknown"`}},
@@ -171,7 +171,7 @@ func TestBrokenProvidersFail(t *testing.T) {
 		{bugRawURL, []string{"public-url"}, []string{"ObjectInfo.URL"}},
 		{bugPublicURLsButNoURL, []string{"public-url"}, []string{"ObjectInfo.URL is empty"}},
 		{bugProbeLeftBehind, []string{"test-connection"}, []string{"found an object"}},
-		{bugCorruptLarge, []string{"object-5mib-plus-1", "object-64mib-plus-1", "unknown-size"}, []string{"content differs", "sha256"}},
+		{bugCorruptLarge, []string{"object-5mib-plus-1", "object-64mib-plus-1", "put-from-file", "unknown-size"}, []string{"content differs", "sha256"}},
 		{bugDropConcurrent, []string{"concurrent-puts"}, []string{"after 16 concurrent puts"}},
 		{bugNotConfigured, []string{"health"}, []string{"Configured = false"}},
 		{bugEmptyVersion, []string{"describe"}, []string{"Version empty"}},

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"sync"
 
 	"github.com/magicads/r2storage/shared/storage"
 	"github.com/magicads/r2storage/shared/storagepb"
@@ -15,6 +17,9 @@ import (
 // calls run in the plugin process.
 type rpcClient struct {
 	c storagepb.StorageProviderClient
+
+	describeOnce sync.Once
+	localFiles   bool // the plugin's SDK accepts local-file puts
 }
 
 var _ storage.Provider = (*rpcClient)(nil)
@@ -104,9 +109,19 @@ func (c *rpcClient) Put(ctx context.Context, key string, r io.Reader, opts stora
 		}
 		return fromStatus(ctx, "put "+key, sendErr)
 	}
-	header := &storagepb.PutRequest{Msg: &storagepb.PutRequest_Header{Header: &storagepb.PutHeader{Key: key, ContentType: opts.ContentType, Size: size, Sha256: opts.SHA256}}}
-	if err := stream.Send(header); err != nil {
+	h := &storagepb.PutHeader{Key: key, ContentType: opts.ContentType, Size: size, Sha256: opts.SHA256}
+	var fileSize int64
+	if c.supportsLocalFiles(ctx) {
+		h.Source, fileSize = localSource(r, size)
+	}
+	if h.Source != nil {
+		h.Size = fileSize
+	}
+	if err := stream.Send(&storagepb.PutRequest{Msg: &storagepb.PutRequest_Header{Header: h}}); err != nil {
 		return storage.ObjectInfo{}, closeWithError(err)
+	}
+	if h.Source != nil {
+		return c.commitLocalFile(ctx, key, stream, r.(*os.File), h, closeWithError)
 	}
 	var sent int64
 	// The buffer is reused: SendMsg encodes the message before it returns,
@@ -248,4 +263,21 @@ func (c *rpcClient) Health(ctx context.Context) (storage.Health, error) {
 		return storage.Health{}, fromStatus(ctx, "health", err)
 	}
 	return storage.Health{OK: r.GetOk(), Configured: r.GetConfigured(), Message: r.GetMessage()}, nil
+}
+
+// commitLocalFile finishes a put whose content the plugin reads from the
+// file itself, and leaves the file's offset after the range, as a read would.
+func (c *rpcClient) commitLocalFile(ctx context.Context, key string, stream storagepb.StorageProvider_PutClient, f *os.File, h *storagepb.PutHeader, closeWithError func(error) error) (storage.ObjectInfo, error) {
+	commit := &storagepb.PutRequest{Msg: &storagepb.PutRequest_Commit{Commit: &storagepb.PutCommit{Size: h.Size}}}
+	if err := stream.Send(commit); err != nil {
+		return storage.ObjectInfo{}, closeWithError(err)
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		return storage.ObjectInfo{}, fromStatus(ctx, "put "+key, err)
+	}
+	if _, err := f.Seek(h.Source.GetOffset()+h.Size, io.SeekStart); err != nil {
+		return storage.ObjectInfo{}, fmt.Errorf("put %s: stored, but the file offset could not be advanced: %w", key, err)
+	}
+	return infoFromPB(resp.GetInfo()), nil
 }

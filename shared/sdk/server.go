@@ -26,7 +26,7 @@ func (s *server) Describe(ctx context.Context, _ *storagepb.DescribeRequest) (*s
 		return nil, toStatus(err)
 	}
 	return &storagepb.DescribeResponse{
-		Id: info.ID, Name: info.Name, Version: info.Version,
+		Id: info.ID, Name: info.Name, Version: info.Version, SdkLocalFilePuts: true,
 		Capabilities: &storagepb.Capabilities{
 			PublicUrls:    info.Capabilities.PublicURLs,
 			RangeReads:    info.Capabilities.RangeReads,
@@ -89,6 +89,9 @@ func (s *server) Put(stream storagepb.StorageProvider_PutServer) error {
 	if err := storage.ValidateKey(h.GetKey()); err != nil {
 		return toStatus(err)
 	}
+	if src := h.GetSource(); src != nil {
+		return s.putLocalFile(stream, h)
+	}
 	body := &putBody{stream: stream, declared: h.GetSize(), want: h.GetSha256()}
 	if len(body.want) > 0 {
 		body.sum = sha256.New()
@@ -103,6 +106,32 @@ func (s *server) Put(stream storagepb.StorageProvider_PutServer) error {
 		if body.err != nil && storage.Code(err) == storage.Unknown {
 			err = body.err
 		}
+		return toStatus(err)
+	}
+	return stream.SendAndClose(&storagepb.PutResponse{Info: infoToPB(info)})
+}
+
+// putLocalFile serves a put whose content is a local file range: it waits
+// for the commit, then lets the provider read the file directly.
+func (s *server) putLocalFile(stream storagepb.StorageProvider_PutServer, h *storagepb.PutHeader) error {
+	ctx := stream.Context()
+	msg, err := stream.Recv()
+	if err != nil {
+		return toStatus(&storage.Error{Code: storage.Canceled, Message: "put: the stream ended without a commit; nothing was written"})
+	}
+	if c := msg.GetCommit(); c == nil || c.GetSize() != h.GetSize() {
+		return toStatus(&storage.Error{Code: storage.InvalidArgument, Message: "put: a local-file put takes only a commit of the declared size"})
+	}
+	body, closeFile, err := openSource(h.GetSource(), h.GetSize(), h.GetSha256())
+	if err != nil {
+		return toStatus(err)
+	}
+	defer closeFile()
+	info, err := s.impl.Put(ctx, h.GetKey(), body, storage.PutOptions{ContentType: h.GetContentType(), Size: h.GetSize()})
+	if err == nil && body.pos != h.GetSize() {
+		err = &storage.Error{Code: storage.Unknown, Message: "put: provider returned before reading the whole object"}
+	}
+	if err != nil {
 		return toStatus(err)
 	}
 	return stream.SendAndClose(&storagepb.PutResponse{Info: infoToPB(info)})

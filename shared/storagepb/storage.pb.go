@@ -11,6 +11,10 @@
 //   - a Put is a client stream: one PutHeader, any number of chunks, one
 //     PutCommit. An object is written only after the commit arrives, so a
 //     stream that ends without one (cancelled, crashed host) writes nothing;
+//   - a put of a local file may name the file instead of sending its bytes
+//     (PutHeader.source): the plugin is a child process on the same machine,
+//     so it reads the file itself and no chunks cross the boundary. The SDK
+//     server advertises this in DescribeResponse.sdk_local_file_puts;
 //   - errors are gRPC statuses carrying an ErrorDetail with the contract's
 //     error code, so the host can tell retry from give-up.
 
@@ -303,13 +307,16 @@ func (*DescribeRequest) Descriptor() ([]byte, []int) {
 }
 
 type DescribeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Version       string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
-	Capabilities  *Capabilities          `protobuf:"bytes,4,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Id           string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name         string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Version      string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	Capabilities *Capabilities          `protobuf:"bytes,4,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
+	// sdk_local_file_puts is set by the plugin-side SDK, not the provider: the
+	// server accepts PutHeader.source.
+	SdkLocalFilePuts bool `protobuf:"varint,5,opt,name=sdk_local_file_puts,json=sdkLocalFilePuts,proto3" json:"sdk_local_file_puts,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *DescribeResponse) Reset() {
@@ -368,6 +375,13 @@ func (x *DescribeResponse) GetCapabilities() *Capabilities {
 		return x.Capabilities
 	}
 	return nil
+}
+
+func (x *DescribeResponse) GetSdkLocalFilePuts() bool {
+	if x != nil {
+		return x.SdkLocalFilePuts
+	}
+	return false
 }
 
 // SettingsRequest carries settings as a JSON object, exactly as the
@@ -615,7 +629,10 @@ type PutHeader struct {
 	// size is the number of bytes the client will send, or -1 if unknown.
 	Size int64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
 	// sha256 is the digest the content must have; empty skips the check.
-	Sha256        []byte `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Sha256 []byte `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// source, when set, names a local file whose bytes are the content; no
+	// chunks follow, only the commit. size must then be known.
+	Source        *LocalFile `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -678,6 +695,66 @@ func (x *PutHeader) GetSha256() []byte {
 	return nil
 }
 
+func (x *PutHeader) GetSource() *LocalFile {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+// LocalFile is a byte range of a regular file on the host's filesystem.
+type LocalFile struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Offset        int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocalFile) Reset() {
+	*x = LocalFile{}
+	mi := &file_storage_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocalFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocalFile) ProtoMessage() {}
+
+func (x *LocalFile) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocalFile.ProtoReflect.Descriptor instead.
+func (*LocalFile) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *LocalFile) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *LocalFile) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
 type PutCommit struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// size is the number of bytes sent; it must match what was received.
@@ -688,7 +765,7 @@ type PutCommit struct {
 
 func (x *PutCommit) Reset() {
 	*x = PutCommit{}
-	mi := &file_storage_proto_msgTypes[11]
+	mi := &file_storage_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -700,7 +777,7 @@ func (x *PutCommit) String() string {
 func (*PutCommit) ProtoMessage() {}
 
 func (x *PutCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[11]
+	mi := &file_storage_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -713,7 +790,7 @@ func (x *PutCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutCommit.ProtoReflect.Descriptor instead.
 func (*PutCommit) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{11}
+	return file_storage_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PutCommit) GetSize() int64 {
@@ -737,7 +814,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_storage_proto_msgTypes[12]
+	mi := &file_storage_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -749,7 +826,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[12]
+	mi := &file_storage_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -762,7 +839,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{12}
+	return file_storage_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PutRequest) GetMsg() isPutRequest_Msg {
@@ -835,7 +912,7 @@ type ObjectInfo struct {
 
 func (x *ObjectInfo) Reset() {
 	*x = ObjectInfo{}
-	mi := &file_storage_proto_msgTypes[13]
+	mi := &file_storage_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +924,7 @@ func (x *ObjectInfo) String() string {
 func (*ObjectInfo) ProtoMessage() {}
 
 func (x *ObjectInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[13]
+	mi := &file_storage_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +937,7 @@ func (x *ObjectInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectInfo.ProtoReflect.Descriptor instead.
 func (*ObjectInfo) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{13}
+	return file_storage_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ObjectInfo) GetKey() string {
@@ -914,7 +991,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_storage_proto_msgTypes[14]
+	mi := &file_storage_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +1003,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[14]
+	mi := &file_storage_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +1016,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{14}
+	return file_storage_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PutResponse) GetInfo() *ObjectInfo {
@@ -961,7 +1038,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_storage_proto_msgTypes[15]
+	mi := &file_storage_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -973,7 +1050,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[15]
+	mi := &file_storage_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -986,7 +1063,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{15}
+	return file_storage_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetRequest) GetKey() string {
@@ -1023,7 +1100,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_storage_proto_msgTypes[16]
+	mi := &file_storage_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1112,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[16]
+	mi := &file_storage_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1048,7 +1125,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{16}
+	return file_storage_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetResponse) GetMsg() isGetResponse_Msg {
@@ -1101,7 +1178,7 @@ type StatRequest struct {
 
 func (x *StatRequest) Reset() {
 	*x = StatRequest{}
-	mi := &file_storage_proto_msgTypes[17]
+	mi := &file_storage_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1113,7 +1190,7 @@ func (x *StatRequest) String() string {
 func (*StatRequest) ProtoMessage() {}
 
 func (x *StatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[17]
+	mi := &file_storage_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1126,7 +1203,7 @@ func (x *StatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatRequest.ProtoReflect.Descriptor instead.
 func (*StatRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{17}
+	return file_storage_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StatRequest) GetKey() string {
@@ -1145,7 +1222,7 @@ type StatResponse struct {
 
 func (x *StatResponse) Reset() {
 	*x = StatResponse{}
-	mi := &file_storage_proto_msgTypes[18]
+	mi := &file_storage_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1234,7 @@ func (x *StatResponse) String() string {
 func (*StatResponse) ProtoMessage() {}
 
 func (x *StatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[18]
+	mi := &file_storage_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1247,7 @@ func (x *StatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatResponse.ProtoReflect.Descriptor instead.
 func (*StatResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{18}
+	return file_storage_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StatResponse) GetInfo() *ObjectInfo {
@@ -1189,7 +1266,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_storage_proto_msgTypes[19]
+	mi := &file_storage_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1201,7 +1278,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[19]
+	mi := &file_storage_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1214,7 +1291,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{19}
+	return file_storage_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeleteRequest) GetKey() string {
@@ -1232,7 +1309,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_storage_proto_msgTypes[20]
+	mi := &file_storage_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1244,7 +1321,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[20]
+	mi := &file_storage_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1257,7 +1334,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{20}
+	return file_storage_proto_rawDescGZIP(), []int{21}
 }
 
 type HealthRequest struct {
@@ -1268,7 +1345,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_storage_proto_msgTypes[21]
+	mi := &file_storage_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1280,7 +1357,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[21]
+	mi := &file_storage_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1293,7 +1370,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{21}
+	return file_storage_proto_rawDescGZIP(), []int{22}
 }
 
 type HealthResponse struct {
@@ -1307,7 +1384,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_storage_proto_msgTypes[22]
+	mi := &file_storage_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1396,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_storage_proto_msgTypes[22]
+	mi := &file_storage_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1409,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_storage_proto_rawDescGZIP(), []int{22}
+	return file_storage_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *HealthResponse) GetOk() bool {
@@ -1374,12 +1451,13 @@ const file_storage_proto_rawDesc = "" +
 	"\vrange_reads\x18\x02 \x01(\bR\n" +
 	"rangeReads\x12&\n" +
 	"\x0fmax_object_size\x18\x03 \x01(\x03R\rmaxObjectSize\"\x11\n" +
-	"\x0fDescribeRequest\"\x97\x01\n" +
+	"\x0fDescribeRequest\"\xc6\x01\n" +
 	"\x10DescribeResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12E\n" +
-	"\fcapabilities\x18\x04 \x01(\v2!.magicads.storage.v1.CapabilitiesR\fcapabilities\"6\n" +
+	"\fcapabilities\x18\x04 \x01(\v2!.magicads.storage.v1.CapabilitiesR\fcapabilities\x12-\n" +
+	"\x13sdk_local_file_puts\x18\x05 \x01(\bR\x10sdkLocalFilePuts\"6\n" +
 	"\x0fSettingsRequest\x12#\n" +
 	"\rsettings_json\x18\x01 \x01(\fR\fsettingsJson\"S\n" +
 	"\x18ValidateSettingsResponse\x127\n" +
@@ -1391,12 +1469,16 @@ const file_storage_proto_rawDesc = "" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x12\n" +
 	"\x04step\x18\x02 \x01(\tR\x04step\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x1b\n" +
-	"\tprobe_key\x18\x04 \x01(\tR\bprobeKey\"l\n" +
+	"\tprobe_key\x18\x04 \x01(\tR\bprobeKey\"\xa4\x01\n" +
 	"\tPutHeader\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12!\n" +
 	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x16\n" +
-	"\x06sha256\x18\x04 \x01(\fR\x06sha256\"\x1f\n" +
+	"\x06sha256\x18\x04 \x01(\fR\x06sha256\x126\n" +
+	"\x06source\x18\x05 \x01(\v2\x1e.magicads.storage.v1.LocalFileR\x06source\"7\n" +
+	"\tLocalFile\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\x1f\n" +
 	"\tPutCommit\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\"\x9f\x01\n" +
 	"\n" +
@@ -1471,7 +1553,7 @@ func file_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_storage_proto_goTypes = []any{
 	(ErrorCode)(0),                   // 0: magicads.storage.v1.ErrorCode
 	(*FieldError)(nil),               // 1: magicads.storage.v1.FieldError
@@ -1485,52 +1567,54 @@ var file_storage_proto_goTypes = []any{
 	(*TestConnectionRequest)(nil),    // 9: magicads.storage.v1.TestConnectionRequest
 	(*TestConnectionResponse)(nil),   // 10: magicads.storage.v1.TestConnectionResponse
 	(*PutHeader)(nil),                // 11: magicads.storage.v1.PutHeader
-	(*PutCommit)(nil),                // 12: magicads.storage.v1.PutCommit
-	(*PutRequest)(nil),               // 13: magicads.storage.v1.PutRequest
-	(*ObjectInfo)(nil),               // 14: magicads.storage.v1.ObjectInfo
-	(*PutResponse)(nil),              // 15: magicads.storage.v1.PutResponse
-	(*GetRequest)(nil),               // 16: magicads.storage.v1.GetRequest
-	(*GetResponse)(nil),              // 17: magicads.storage.v1.GetResponse
-	(*StatRequest)(nil),              // 18: magicads.storage.v1.StatRequest
-	(*StatResponse)(nil),             // 19: magicads.storage.v1.StatResponse
-	(*DeleteRequest)(nil),            // 20: magicads.storage.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 21: magicads.storage.v1.DeleteResponse
-	(*HealthRequest)(nil),            // 22: magicads.storage.v1.HealthRequest
-	(*HealthResponse)(nil),           // 23: magicads.storage.v1.HealthResponse
+	(*LocalFile)(nil),                // 12: magicads.storage.v1.LocalFile
+	(*PutCommit)(nil),                // 13: magicads.storage.v1.PutCommit
+	(*PutRequest)(nil),               // 14: magicads.storage.v1.PutRequest
+	(*ObjectInfo)(nil),               // 15: magicads.storage.v1.ObjectInfo
+	(*PutResponse)(nil),              // 16: magicads.storage.v1.PutResponse
+	(*GetRequest)(nil),               // 17: magicads.storage.v1.GetRequest
+	(*GetResponse)(nil),              // 18: magicads.storage.v1.GetResponse
+	(*StatRequest)(nil),              // 19: magicads.storage.v1.StatRequest
+	(*StatResponse)(nil),             // 20: magicads.storage.v1.StatResponse
+	(*DeleteRequest)(nil),            // 21: magicads.storage.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 22: magicads.storage.v1.DeleteResponse
+	(*HealthRequest)(nil),            // 23: magicads.storage.v1.HealthRequest
+	(*HealthResponse)(nil),           // 24: magicads.storage.v1.HealthResponse
 }
 var file_storage_proto_depIdxs = []int32{
 	0,  // 0: magicads.storage.v1.ErrorDetail.code:type_name -> magicads.storage.v1.ErrorCode
 	1,  // 1: magicads.storage.v1.ErrorDetail.fields:type_name -> magicads.storage.v1.FieldError
 	3,  // 2: magicads.storage.v1.DescribeResponse.capabilities:type_name -> magicads.storage.v1.Capabilities
 	1,  // 3: magicads.storage.v1.ValidateSettingsResponse.fields:type_name -> magicads.storage.v1.FieldError
-	11, // 4: magicads.storage.v1.PutRequest.header:type_name -> magicads.storage.v1.PutHeader
-	12, // 5: magicads.storage.v1.PutRequest.commit:type_name -> magicads.storage.v1.PutCommit
-	14, // 6: magicads.storage.v1.PutResponse.info:type_name -> magicads.storage.v1.ObjectInfo
-	14, // 7: magicads.storage.v1.GetResponse.info:type_name -> magicads.storage.v1.ObjectInfo
-	14, // 8: magicads.storage.v1.StatResponse.info:type_name -> magicads.storage.v1.ObjectInfo
-	4,  // 9: magicads.storage.v1.StorageProvider.Describe:input_type -> magicads.storage.v1.DescribeRequest
-	6,  // 10: magicads.storage.v1.StorageProvider.ValidateSettings:input_type -> magicads.storage.v1.SettingsRequest
-	6,  // 11: magicads.storage.v1.StorageProvider.Configure:input_type -> magicads.storage.v1.SettingsRequest
-	9,  // 12: magicads.storage.v1.StorageProvider.TestConnection:input_type -> magicads.storage.v1.TestConnectionRequest
-	13, // 13: magicads.storage.v1.StorageProvider.Put:input_type -> magicads.storage.v1.PutRequest
-	16, // 14: magicads.storage.v1.StorageProvider.Get:input_type -> magicads.storage.v1.GetRequest
-	18, // 15: magicads.storage.v1.StorageProvider.Stat:input_type -> magicads.storage.v1.StatRequest
-	20, // 16: magicads.storage.v1.StorageProvider.Delete:input_type -> magicads.storage.v1.DeleteRequest
-	22, // 17: magicads.storage.v1.StorageProvider.Health:input_type -> magicads.storage.v1.HealthRequest
-	5,  // 18: magicads.storage.v1.StorageProvider.Describe:output_type -> magicads.storage.v1.DescribeResponse
-	7,  // 19: magicads.storage.v1.StorageProvider.ValidateSettings:output_type -> magicads.storage.v1.ValidateSettingsResponse
-	8,  // 20: magicads.storage.v1.StorageProvider.Configure:output_type -> magicads.storage.v1.ConfigureResponse
-	10, // 21: magicads.storage.v1.StorageProvider.TestConnection:output_type -> magicads.storage.v1.TestConnectionResponse
-	15, // 22: magicads.storage.v1.StorageProvider.Put:output_type -> magicads.storage.v1.PutResponse
-	17, // 23: magicads.storage.v1.StorageProvider.Get:output_type -> magicads.storage.v1.GetResponse
-	19, // 24: magicads.storage.v1.StorageProvider.Stat:output_type -> magicads.storage.v1.StatResponse
-	21, // 25: magicads.storage.v1.StorageProvider.Delete:output_type -> magicads.storage.v1.DeleteResponse
-	23, // 26: magicads.storage.v1.StorageProvider.Health:output_type -> magicads.storage.v1.HealthResponse
-	18, // [18:27] is the sub-list for method output_type
-	9,  // [9:18] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	12, // 4: magicads.storage.v1.PutHeader.source:type_name -> magicads.storage.v1.LocalFile
+	11, // 5: magicads.storage.v1.PutRequest.header:type_name -> magicads.storage.v1.PutHeader
+	13, // 6: magicads.storage.v1.PutRequest.commit:type_name -> magicads.storage.v1.PutCommit
+	15, // 7: magicads.storage.v1.PutResponse.info:type_name -> magicads.storage.v1.ObjectInfo
+	15, // 8: magicads.storage.v1.GetResponse.info:type_name -> magicads.storage.v1.ObjectInfo
+	15, // 9: magicads.storage.v1.StatResponse.info:type_name -> magicads.storage.v1.ObjectInfo
+	4,  // 10: magicads.storage.v1.StorageProvider.Describe:input_type -> magicads.storage.v1.DescribeRequest
+	6,  // 11: magicads.storage.v1.StorageProvider.ValidateSettings:input_type -> magicads.storage.v1.SettingsRequest
+	6,  // 12: magicads.storage.v1.StorageProvider.Configure:input_type -> magicads.storage.v1.SettingsRequest
+	9,  // 13: magicads.storage.v1.StorageProvider.TestConnection:input_type -> magicads.storage.v1.TestConnectionRequest
+	14, // 14: magicads.storage.v1.StorageProvider.Put:input_type -> magicads.storage.v1.PutRequest
+	17, // 15: magicads.storage.v1.StorageProvider.Get:input_type -> magicads.storage.v1.GetRequest
+	19, // 16: magicads.storage.v1.StorageProvider.Stat:input_type -> magicads.storage.v1.StatRequest
+	21, // 17: magicads.storage.v1.StorageProvider.Delete:input_type -> magicads.storage.v1.DeleteRequest
+	23, // 18: magicads.storage.v1.StorageProvider.Health:input_type -> magicads.storage.v1.HealthRequest
+	5,  // 19: magicads.storage.v1.StorageProvider.Describe:output_type -> magicads.storage.v1.DescribeResponse
+	7,  // 20: magicads.storage.v1.StorageProvider.ValidateSettings:output_type -> magicads.storage.v1.ValidateSettingsResponse
+	8,  // 21: magicads.storage.v1.StorageProvider.Configure:output_type -> magicads.storage.v1.ConfigureResponse
+	10, // 22: magicads.storage.v1.StorageProvider.TestConnection:output_type -> magicads.storage.v1.TestConnectionResponse
+	16, // 23: magicads.storage.v1.StorageProvider.Put:output_type -> magicads.storage.v1.PutResponse
+	18, // 24: magicads.storage.v1.StorageProvider.Get:output_type -> magicads.storage.v1.GetResponse
+	20, // 25: magicads.storage.v1.StorageProvider.Stat:output_type -> magicads.storage.v1.StatResponse
+	22, // 26: magicads.storage.v1.StorageProvider.Delete:output_type -> magicads.storage.v1.DeleteResponse
+	24, // 27: magicads.storage.v1.StorageProvider.Health:output_type -> magicads.storage.v1.HealthResponse
+	19, // [19:28] is the sub-list for method output_type
+	10, // [10:19] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_storage_proto_init() }
@@ -1538,12 +1622,12 @@ func file_storage_proto_init() {
 	if File_storage_proto != nil {
 		return
 	}
-	file_storage_proto_msgTypes[12].OneofWrappers = []any{
+	file_storage_proto_msgTypes[13].OneofWrappers = []any{
 		(*PutRequest_Header)(nil),
 		(*PutRequest_Chunk)(nil),
 		(*PutRequest_Commit)(nil),
 	}
-	file_storage_proto_msgTypes[16].OneofWrappers = []any{
+	file_storage_proto_msgTypes[17].OneofWrappers = []any{
 		(*GetResponse_Info)(nil),
 		(*GetResponse_Chunk)(nil),
 	}
@@ -1553,7 +1637,7 @@ func file_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_storage_proto_rawDesc), len(file_storage_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

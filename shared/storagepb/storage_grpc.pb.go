@@ -11,6 +11,10 @@
 //   - a Put is a client stream: one PutHeader, any number of chunks, one
 //     PutCommit. An object is written only after the commit arrives, so a
 //     stream that ends without one (cancelled, crashed host) writes nothing;
+//   - a put of a local file may name the file instead of sending its bytes
+//     (PutHeader.source): the plugin is a child process on the same machine,
+//     so it reads the file itself and no chunks cross the boundary. The SDK
+//     server advertises this in DescribeResponse.sdk_local_file_puts;
 //   - errors are gRPC statuses carrying an ErrorDetail with the contract's
 //     error code, so the host can tell retry from give-up.
 
