@@ -236,7 +236,7 @@ func TestLifecycle(t *testing.T) {
 		if err := Up(ctx, tdb.db, tdb.dialect, hostFS(t, tdb.dialect), HostTable); err != nil {
 			t.Fatalf("host up: %v", err)
 		}
-		wantVersion(t, tdb, HostTable, Status{Applied: true, Version: 1})
+		wantVersion(t, tdb, HostTable, Status{Applied: true, Version: hostLatest})
 		checkNoLeak(t, tdb)
 		if _, err := tdb.db.Exec(`INSERT INTO settings (name, value, key_id) VALUES ('general.default_storage', 'ciphertext', 'k1')`); err != nil {
 			t.Fatalf("host entry: %v", err)
@@ -292,7 +292,7 @@ func TestLifecycle(t *testing.T) {
 		if row, ok := readEntry(t, tdb, "general.default_storage"); !ok || row.owner != "host" || string(row.value) != "ciphertext" {
 			t.Fatalf("host entry after plugin down = %+v, %v", row, ok)
 		}
-		wantVersion(t, tdb, HostTable, Status{Applied: true, Version: 1})
+		wantVersion(t, tdb, HostTable, Status{Applied: true, Version: hostLatest})
 
 		// Plugin down again: nothing to do.
 		if err := Down(ctx, tdb.db, tdb.dialect, pluginFS(t), pluginTable); err != nil {
@@ -607,3 +607,6 @@ func TestOpenPostgresBadDSN(t *testing.T) {
 		t.Errorf("error leaks the password: %v", err)
 	}
 }
+
+// hostLatest is the newest host migration version.
+const hostLatest = 2
