@@ -3,6 +3,7 @@ package s3test
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"io"
 	"net/http"
 	"slices"
 	"testing"
@@ -52,6 +53,21 @@ func createBucket(t testing.TB, c *s3.Client, name string) {
 	if _, err := c.CreateBucket(t.Context(), &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
 		t.Fatalf("s3test: CreateBucket %q: %v", name, err)
 	}
+}
+
+// readObject returns an object's bytes.
+func readObject(t testing.TB, c *s3.Client, bucket, key string) []byte {
+	t.Helper()
+	out, err := c.GetObject(t.Context(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		t.Fatalf("s3test: GetObject %q/%q: %v", bucket, key, err)
+	}
+	defer out.Body.Close()
+	data, err := io.ReadAll(out.Body)
+	if err != nil {
+		t.Fatalf("s3test: reading %q/%q: %v", bucket, key, err)
+	}
+	return data
 }
 
 // listKeys returns every object key in bucket, sorted.

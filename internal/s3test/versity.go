@@ -149,6 +149,12 @@ func (s *Server) Keys(t testing.TB, bucket string) []string {
 	return listKeys(t, s.client, bucket)
 }
 
+// GetObject returns an object's bytes, failing t on error.
+func (s *Server) GetObject(t testing.TB, bucket, key string) []byte {
+	t.Helper()
+	return readObject(t, s.client, bucket, key)
+}
+
 // MultipartUploads returns the keys of the in-progress multipart uploads in
 // bucket, sorted, one entry per upload.
 func (s *Server) MultipartUploads(t testing.TB, bucket string) []string {

@@ -21,19 +21,56 @@ import (
 // Schema is a compiled settings schema.
 type Schema struct {
 	compiled *jsonschema.Schema
+	doc      []byte
 	// messages holds each property's "x-pattern-message" annotation: the
 	// message shown when its value does not match the pattern, in place of
 	// the validator's wording (which quotes the regular expression).
 	messages map[string]string
 	// writeOnly lists the properties marked writeOnly (secrets).
 	writeOnly []string
+	// complete is the x-fully-configured annotation, if any.
+	complete *Completeness
+}
+
+// Completeness is a schema's "x-fully-configured" annotation: the settings a
+// provider needs before it can be used.
+type Completeness struct {
+	// All must all be set.
+	All []string `json:"all"`
+	// Any needs at least one set.
+	Any []string `json:"any"`
+}
+
+// FullyConfigured reports whether values set everything the schema's
+// x-fully-configured annotation asks for. A schema without the annotation
+// is always fully configured.
+func (s *Schema) FullyConfigured(values map[string]any) bool {
+	if s.complete == nil {
+		return true
+	}
+	set := func(k string) bool { return isSet(values[k]) }
+	for _, k := range s.complete.All {
+		if !set(k) {
+			return false
+		}
+	}
+	if len(s.complete.Any) == 0 {
+		return true
+	}
+	for _, k := range s.complete.Any {
+		if set(k) {
+			return true
+		}
+	}
+	return false
 }
 
 // Compile compiles a settings schema document. The document must be a JSON
 // Schema 2020-12 object schema.
 func Compile(doc []byte) (*Schema, error) {
 	var raw struct {
-		Properties map[string]struct {
+		FullyConfigured *Completeness `json:"x-fully-configured"`
+		Properties      map[string]struct {
 			Pattern   string `json:"x-pattern-message"`
 			WriteOnly bool   `json:"writeOnly"`
 		} `json:"properties"`
@@ -50,7 +87,7 @@ func Compile(doc []byte) (*Schema, error) {
 	if err != nil {
 		return nil, fmt.Errorf("settings schema does not compile: %w", err)
 	}
-	s := &Schema{compiled: compiled, messages: map[string]string{}}
+	s := &Schema{compiled: compiled, doc: append([]byte(nil), doc...), messages: map[string]string{}, complete: raw.FullyConfigured}
 	for name, p := range raw.Properties {
 		if p.Pattern != "" {
 			s.messages[name] = p.Pattern
@@ -62,6 +99,9 @@ func Compile(doc []byte) (*Schema, error) {
 	sort.Strings(s.writeOnly)
 	return s, nil
 }
+
+// Document returns the schema document as compiled, for a host to render.
+func (s *Schema) Document() []byte { return append([]byte(nil), s.doc...) }
 
 // WriteOnly returns the names of the write-only (secret) properties.
 func (s *Schema) WriteOnly() []string { return append([]string(nil), s.writeOnly...) }
@@ -134,4 +174,51 @@ func topField(ptr string) string {
 		ptr = ptr[:i]
 	}
 	return strings.NewReplacer("~1", "/", "~0", "~").Replace(ptr)
+}
+
+// isSet reports whether a settings value counts as given.
+func isSet(v any) bool {
+	switch v := v.(type) {
+	case nil:
+		return false
+	case string:
+		return strings.TrimSpace(v) != ""
+	default:
+		return true
+	}
+}
+
+// Public returns values without the write-only (secret) fields: what an API
+// may return.
+func (s *Schema) Public(values map[string]any) map[string]any {
+	out := make(map[string]any, len(values))
+	for k, v := range values {
+		out[k] = v
+	}
+	for _, k := range s.writeOnly {
+		delete(out, k)
+	}
+	return out
+}
+
+// SecretsSet lists the write-only fields that hold a value.
+func (s *Schema) SecretsSet(values map[string]any) []string {
+	out := []string{}
+	for _, k := range s.writeOnly {
+		if isSet(values[k]) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// SecretValuesOf returns the values of the write-only fields, for redaction.
+func (s *Schema) SecretValuesOf(values map[string]any) []string {
+	var out []string
+	for _, k := range s.writeOnly {
+		if str, ok := values[k].(string); ok && strings.TrimSpace(str) != "" {
+			out = append(out, str)
+		}
+	}
+	return out
 }

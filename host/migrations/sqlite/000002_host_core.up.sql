@@ -5,6 +5,7 @@
 CREATE TABLE plugins (
     id           TEXT        NOT NULL PRIMARY KEY CHECK (id <> ''),
     version      TEXT        NOT NULL,
+    dir          TEXT        NOT NULL,
     binary_path  TEXT        NOT NULL,
     sha256       TEXT        NOT NULL CHECK (length(sha256) = 64),
     installed_at TIMESTAMP   NOT NULL DEFAULT CURRENT_TIMESTAMP
