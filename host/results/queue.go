@@ -1,0 +1,530 @@
+package results
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/magicads/r2storage/shared/storage"
+)
+
+// Job kinds, as in the jobs table.
+const (
+	kindOffload = "offload"
+	kindDelete  = "delete"
+)
+
+const (
+	// bookkeepingTimeout bounds the database writes that record a job's
+	// outcome; they run even when the caller's context has ended.
+	bookkeepingTimeout = 30 * time.Second
+	// cleanupTimeout bounds a best-effort delete of an orphaned object.
+	cleanupTimeout = 15 * time.Second
+	// claimBatch is how many due jobs one claim looks at.
+	claimBatch = 20
+	// minWait is the shortest sleep of an idle worker.
+	minWait = 10 * time.Millisecond
+)
+
+// job is a leased row of the jobs table.
+type job struct {
+	id        int64
+	kind      string
+	resultID  string
+	provider  string
+	objectKey string
+	attempts  int
+	// token is the locked_until value this node wrote: the lease is ours as
+	// long as the row still holds it.
+	token string
+}
+
+// outcome is how a job attempt ended.
+type outcome struct {
+	// state is done (remove the job), retry (reschedule) or drop (remove
+	// the job without doing it, with reason).
+	state  int
+	err    error
+	reason string
+}
+
+const (
+	stateDone = iota
+	stateRetry
+	stateDrop
+)
+
+// done, retry and drop build outcomes.
+func done() outcome              { return outcome{state: stateDone} }
+func retry(err error) outcome    { return outcome{state: stateRetry, err: err} }
+func drop(reason string) outcome { return outcome{state: stateDrop, reason: reason} }
+func dropErr(reason string, err error) outcome {
+	return outcome{state: stateDrop, reason: reason, err: err}
+}
+
+// insertLeasedJob queues a job already leased by the caller.
+func (s *Service) insertLeasedJob(ctx context.Context, tx *sql.Tx, kind, resultID, provider, key string, now time.Time) (*job, error) {
+	j := &job{kind: kind, resultID: resultID, provider: provider, objectKey: key, token: dbTime(now.Add(s.opts.LeaseDuration))}
+	err := tx.QueryRowContext(ctx, `INSERT INTO jobs (kind, result_id, provider, object_key, attempts, next_attempt_at, locked_until, last_error, created_at)
+		VALUES ($1, $2, $3, $4, 0, $5, $6, '', $5) RETURNING id`,
+		kind, resultID, provider, key, dbTime(now), j.token).Scan(&j.id)
+	if err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+// runLeased runs fn while keeping j's lease alive, then records the
+// outcome. fn's context is cancelled if the lease is lost.
+func (s *Service) runLeased(ctx context.Context, j *job, fn func(ctx context.Context) outcome) outcome {
+	jctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := make(chan struct{})
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		s.heartbeat(jctx, j, stop, cancel)
+	}()
+	out := fn(jctx)
+	close(stop)
+	<-hbDone
+	s.finish(ctx, j, out)
+	return out
+}
+
+// heartbeat renews j's lease every third of the lease duration until stop
+// is closed; it cancels the job when the lease is lost.
+func (s *Service) heartbeat(ctx context.Context, j *job, stop <-chan struct{}, cancel context.CancelFunc) {
+	every := max(s.opts.LeaseDuration/3, time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		until := dbTime(s.now().Add(s.opts.LeaseDuration))
+		rctx, rcancel := context.WithTimeout(ctx, every)
+		res, err := s.db.ExecContext(rctx, "UPDATE jobs SET locked_until = $1 WHERE id = $2 AND locked_until = $3", until, j.id, j.token)
+		rcancel()
+		var n int64
+		if err == nil {
+			n, err = res.RowsAffected()
+		}
+		select {
+		case <-stop:
+			// The job finished meanwhile (it may have removed its row).
+			if err == nil && n == 1 {
+				j.token = until
+			}
+			return
+		default:
+		}
+		switch {
+		case err != nil:
+			s.log.Warn("results: renewing a job lease", "job", j.id, "err", err)
+			if exp, perr := time.Parse(timeLayout, j.token); perr == nil && !s.now().Before(exp) {
+				s.log.Warn("results: job lease expired; stopping the job", "job", j.id, "kind", j.kind, "result", j.resultID)
+				cancel()
+				return
+			}
+		case n == 0:
+			s.log.Warn("results: job lease lost; stopping the job", "job", j.id, "kind", j.kind, "result", j.resultID)
+			cancel()
+			return
+		default:
+			j.token = until
+		}
+	}
+}
+
+// finish records the outcome of a job attempt, if this node still holds
+// the lease.
+func (s *Service) finish(ctx context.Context, j *job, out outcome) {
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	var err error
+	switch out.state {
+	case stateDone, stateDrop:
+		if out.state == stateDrop {
+			s.log.Info("results: job dropped", "kind", j.kind, "result", j.resultID, "provider", j.provider, "reason", out.reason, "err", short(out.err))
+		}
+		_, err = s.db.ExecContext(bctx, "DELETE FROM jobs WHERE id = $1 AND locked_until = $2", j.id, j.token)
+	default:
+		attempts := j.attempts + 1
+		next := s.now().Add(s.backoff(attempts))
+		_, err = s.db.ExecContext(bctx, `UPDATE jobs SET attempts = $1, next_attempt_at = $2, locked_until = NULL, last_error = $3
+			WHERE id = $4 AND locked_until = $5`, attempts, dbTime(next), short(out.err), j.id, j.token)
+		s.nudge()
+	}
+	if err != nil {
+		s.log.Error("results: recording a job outcome; it will be retried when its lease expires", "job", j.id, "kind", j.kind, "result", j.resultID, "err", err)
+	}
+}
+
+// backoff returns the delay before attempt number attempts+1: exponential
+// from BackoffMin, capped at BackoffMax, with jitter in [d/2, d].
+func (s *Service) backoff(attempts int) time.Duration {
+	d := s.opts.BackoffMax
+	if attempts >= 1 && attempts <= 40 {
+		if v := s.opts.BackoffMin << (attempts - 1); v > 0 && v < d {
+			d = v
+		}
+	}
+	half := d / 2
+	return half + time.Duration(rand.Int64N(int64(d-half)+1))
+}
+
+// nudge wakes an idle worker.
+func (s *Service) nudge() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// RunWorker processes due jobs, one at a time, until ctx ends; it then
+// returns nil. It wakes early when this Service queues a job. Several
+// workers (on this node or others sharing the database) may run at once.
+func (s *Service) RunWorker(ctx context.Context) error {
+	for {
+		for ctx.Err() == nil {
+			j, err := s.claim(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("results: looking for due jobs", "err", err)
+				}
+				break
+			}
+			if j == nil {
+				break
+			}
+			jctx, cancel := context.WithTimeout(ctx, s.opts.JobTimeout)
+			out := s.runLeased(jctx, j, func(ctx context.Context) outcome { return s.runJob(ctx, j) })
+			cancel()
+			if out.state == stateRetry {
+				s.log.Warn("results: job failed; retrying later", "kind", j.kind, "result", j.resultID, "provider", j.provider, "attempt", j.attempts+1, "err", short(out.err))
+			}
+		}
+		wait := s.opts.PollInterval
+		if d, ok := s.nextDue(ctx); ok && d < wait {
+			wait = max(d, minWait)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-s.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// runJob runs a leased job.
+func (s *Service) runJob(ctx context.Context, j *job) outcome {
+	switch j.kind {
+	case kindOffload:
+		return s.offloadJob(ctx, j, nil)
+	case kindDelete:
+		return s.deleteJob(ctx, j)
+	default:
+		return drop(fmt.Sprintf("unknown job kind %q", j.kind))
+	}
+}
+
+// nextDue returns how long until the earliest unleased job is due.
+func (s *Service) nextDue(ctx context.Context) (time.Duration, bool) {
+	var v any
+	if err := s.db.QueryRowContext(ctx, "SELECT MIN(next_attempt_at) FROM jobs WHERE locked_until IS NULL").Scan(&v); err != nil || v == nil {
+		return 0, false
+	}
+	var t dbTimeValue
+	if err := t.Scan(v); err != nil {
+		return 0, false
+	}
+	return time.Time(t).Sub(s.now()), true
+}
+
+// claim leases one due job, or returns nil when none is due. The lease is a
+// conditional update, so two nodes never hold one job at once.
+func (s *Service) claim(ctx context.Context) (*job, error) {
+	now := s.now()
+	rows, err := s.db.QueryContext(ctx, fmt.Sprintf(`SELECT id FROM jobs WHERE next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1)
+		ORDER BY next_attempt_at, id LIMIT %d`, claimBatch), dbTime(now))
+	if err != nil {
+		return nil, err
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		token := dbTime(now.Add(s.opts.LeaseDuration))
+		res, err := s.db.ExecContext(ctx, `UPDATE jobs SET locked_until = $1
+			WHERE id = $2 AND next_attempt_at <= $3 AND (locked_until IS NULL OR locked_until < $3)`, token, id, dbTime(now))
+		if err != nil {
+			return nil, err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return nil, err
+		} else if n != 1 {
+			continue // another worker took it
+		}
+		j := &job{id: id, token: token}
+		err = s.db.QueryRowContext(ctx, "SELECT kind, result_id, provider, object_key, attempts FROM jobs WHERE id = $1", id).
+			Scan(&j.kind, &j.resultID, &j.provider, &j.objectKey, &j.attempts)
+		if isNoRows(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return j, nil
+	}
+	return nil, nil
+}
+
+// offloadJob uploads a local result to its provider and records it there.
+// target is the provider to use, or nil to ask the router, which drops the
+// job when the job's provider is no longer the active target.
+func (s *Service) offloadJob(ctx context.Context, j *job, target *Target) outcome {
+	rw, err := loadRow(ctx, s.db, j.resultID)
+	if isNoRows(err) {
+		return drop("the result no longer exists")
+	}
+	if err != nil {
+		return retry(fmt.Errorf("reading the result: %w", err))
+	}
+	if rw.deleted {
+		return drop("the result was deleted")
+	}
+	if rw.storage != Local {
+		return drop("the result already lives in " + rw.storage)
+	}
+	if target == nil {
+		t, ok := s.router.Active(ctx)
+		if !ok || t.ID != j.provider || t.Provider == nil {
+			if j.attempts > 0 {
+				// An earlier attempt may have stored the object before
+				// failing; nothing refers to it, so remove it.
+				s.removeOrphan(ctx, j.provider, nil, rw.path)
+			}
+			return drop(fmt.Sprintf("%s is no longer the active storage; the result stays local", j.provider))
+		}
+		target = &t
+	}
+	if !rw.localPresent {
+		return dropErr("the result has no local file to upload", errors.New("local_present is false for a local result"))
+	}
+	info, err := s.putFile(ctx, target.Provider, rw)
+	if err != nil {
+		return retry(fmt.Errorf("uploading to %s: %w", target.ID, err))
+	}
+	removeLocal := false
+	if target.DeleteLocal {
+		switch {
+		case info.URL == "":
+			s.log.Warn("results: keeping the local copy: the provider gave the object no public URL", "result", rw.id, "provider", target.ID)
+		case s.remoteSizeConfirmed(ctx, target.Provider, rw, info):
+			removeLocal = true
+		default:
+			s.log.Warn("results: keeping the local copy: the remote size could not be confirmed", "result", rw.id, "provider", target.ID, "size", rw.size, "remote_size", info.Size)
+		}
+	}
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	n, err := s.recordOffload(bctx, rw, target.ID, info.URL, !removeLocal)
+	if err != nil {
+		// The object is stored but not recorded: the result stays local and
+		// the retry overwrites the same key.
+		return retry(fmt.Errorf("recording the offload: %w", err))
+	}
+	if n == 0 {
+		s.reconcileOffload(bctx, rw, target)
+		return done()
+	}
+	if removeLocal {
+		if err := s.local.Delete(bctx, rw.path); err != nil {
+			s.log.Warn("results: removing the local copy of an offloaded result", "result", rw.id, "path", rw.path, "err", err)
+		}
+	}
+	s.log.Info("results: offloaded", "result", rw.id, "path", rw.path, "provider", target.ID, "local_copy", !removeLocal)
+	return done()
+}
+
+// recordOffload marks a local, live result as living in provider and
+// removes its offload job; it returns how many results rows changed.
+func (s *Service) recordOffload(ctx context.Context, rw row, provider, url string, localPresent bool) (int64, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer rollback(tx)
+	res, err := tx.ExecContext(ctx, `UPDATE results SET storage = $1, object_key = $2, url = $3, local_present = $4, updated_at = $5
+		WHERE id = $6 AND storage = $7 AND deleted = $8`,
+		provider, rw.path, url, localPresent, dbTime(s.now()), rw.id, Local, false)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM jobs WHERE kind = $1 AND result_id = $2", kindOffload, rw.id); err != nil {
+		return 0, err
+	}
+	return n, tx.Commit()
+}
+
+// reconcileOffload handles an upload whose result changed meanwhile
+// (deleted, or recorded by another attempt): an object nothing refers to is
+// removed.
+func (s *Service) reconcileOffload(ctx context.Context, rw row, target *Target) {
+	cur, err := loadRow(ctx, s.db, rw.id)
+	if err == nil && cur.storage == target.ID && cur.objectKey == rw.path {
+		return // recorded there already (the delete path owns it if deleted)
+	}
+	if err != nil && !isNoRows(err) {
+		s.log.Warn("results: checking a result changed during its upload", "result", rw.id, "err", err)
+		return
+	}
+	s.removeOrphan(ctx, target.ID, target.Provider, rw.path)
+}
+
+// removeOrphan deletes, best effort, an object no result refers to.
+func (s *Service) removeOrphan(ctx context.Context, providerID string, p storage.Provider, key string) {
+	if p == nil {
+		var ok bool
+		if p, ok = s.router.Provider(ctx, providerID); !ok {
+			return
+		}
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if _, err := call(cctx, "delete", func(ctx context.Context) (struct{}, error) { return struct{}{}, p.Delete(ctx, key) }); err != nil {
+		s.log.Warn("results: removing an object no result refers to", "provider", providerID, "key", key, "err", short(err))
+	}
+}
+
+// remoteSizeConfirmed reports whether the stored object has the result's
+// size, asking the provider when Put's answer does not say.
+func (s *Service) remoteSizeConfirmed(ctx context.Context, p storage.Provider, rw row, info storage.ObjectInfo) bool {
+	if info.Size == rw.size {
+		return true
+	}
+	st, err := call(ctx, "stat", func(ctx context.Context) (storage.ObjectInfo, error) { return p.Stat(ctx, rw.path) })
+	return err == nil && st.Size == rw.size
+}
+
+// putFile uploads the result's local file. The reader handed to the
+// provider is the open *os.File itself, so the plugin SDK can send the
+// file's path instead of streaming its bytes.
+func (s *Service) putFile(ctx context.Context, p storage.Provider, rw row) (storage.ObjectInfo, error) {
+	f, err := s.local.Open(rw.path)
+	if err != nil {
+		return storage.ObjectInfo{}, fmt.Errorf("opening the local file: %w", err)
+	}
+	sum, err := hex.DecodeString(rw.sha256)
+	if err != nil || len(sum) != 32 {
+		sum = nil
+	}
+	opts := storage.PutOptions{ContentType: rw.contentType, Size: rw.size, SHA256: sum}
+	return call(ctx, "put", func(ctx context.Context) (storage.ObjectInfo, error) {
+		defer f.Close()
+		return p.Put(ctx, rw.path, f, opts)
+	})
+}
+
+// deleteJob deletes a deleted result's object where it lives, then its
+// local copy and its row.
+func (s *Service) deleteJob(ctx context.Context, j *job) outcome {
+	if j.provider == Local {
+		if err := s.local.Delete(ctx, j.objectKey); err != nil {
+			return retry(fmt.Errorf("deleting the local file: %w", err))
+		}
+	} else {
+		p, ok := s.router.Provider(ctx, j.provider)
+		if !ok {
+			return retry(fmt.Errorf("provider %s is not installed", j.provider))
+		}
+		if _, err := call(ctx, "delete", func(ctx context.Context) (struct{}, error) { return struct{}{}, p.Delete(ctx, j.objectKey) }); err != nil {
+			return retry(fmt.Errorf("deleting from %s: %w", j.provider, err))
+		}
+	}
+	rw, err := loadRow(ctx, s.db, j.resultID)
+	switch {
+	case isNoRows(err):
+		return done()
+	case err != nil:
+		return retry(fmt.Errorf("reading the result: %w", err))
+	case !rw.deleted:
+		return dropErr("the result is not deleted", errors.New("a delete job for a live result"))
+	}
+	if rw.localPresent && rw.storage != Local {
+		if err := s.local.Delete(ctx, rw.path); err != nil {
+			return retry(fmt.Errorf("deleting the local copy: %w", err))
+		}
+	}
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	tx, err := s.db.BeginTx(bctx, nil)
+	if err != nil {
+		return retry(err)
+	}
+	defer rollback(tx)
+	if _, err := tx.ExecContext(bctx, "DELETE FROM results WHERE id = $1 AND deleted = $2", rw.id, true); err != nil {
+		return retry(err)
+	}
+	if _, err := tx.ExecContext(bctx, "DELETE FROM jobs WHERE result_id = $1", rw.id); err != nil {
+		return retry(err)
+	}
+	if err := tx.Commit(); err != nil {
+		return retry(err)
+	}
+	return done()
+}
+
+// call runs a provider operation, turning a panic into an error and
+// returning when ctx ends even if the provider does not.
+func call[T any](ctx context.Context, op string, f func(ctx context.Context) (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		var r result
+		defer func() {
+			if p := recover(); p != nil {
+				r.err = fmt.Errorf("%s: the provider panicked: %v", op, p)
+			}
+			ch <- r
+		}()
+		r.v, r.err = f(ctx)
+	}()
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, &storage.Error{Code: storage.Canceled, Message: op + ": " + ctx.Err().Error(), Err: ctx.Err()}
+	}
+}

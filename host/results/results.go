@@ -1,0 +1,522 @@
+// Package results finalizes studio results, offloads them to the active
+// storage provider and serves, lists and deletes them.
+//
+// A finalized result is first written to the local results disk and recorded
+// with storage 'local'. When a remote provider is the active target, the
+// result is then uploaded inline (bounded by Options.OffloadTimeout) and, on
+// success, recorded as living there. Any storage failure leaves the result
+// local and served from disk, and queues an offload job: finalizing never
+// fails because of a provider.
+//
+// The storage column of the results table is the one place a result is
+// served from, and it names a provider only after that provider's Put
+// succeeded. Jobs (offloads and deletes still to do) live in the jobs table;
+// a node leases a job before working on it, so several host nodes sharing one
+// PostgreSQL database never run one job at the same time.
+package results
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/magicads/r2storage/host/localstore"
+	"github.com/magicads/r2storage/shared/storage"
+)
+
+// Local is the storage value of a result kept on the local results disk.
+const Local = localstore.ID
+
+// Kinds of results.
+const (
+	// KindImages is an Image Studio result.
+	KindImages = "images"
+	// KindVideos is a Video Studio result.
+	KindVideos = "videos"
+)
+
+// ErrNotFound means the result does not exist or was deleted.
+var ErrNotFound = errors.New("result not found")
+
+// ErrInvalid means a caller's argument was refused (kind, generator,
+// content type, cursor); the wrapped message names the cause.
+var ErrInvalid = errors.New("invalid input")
+
+// ErrUnavailable means a result exists but cannot be served right now; the
+// wrapped message names the cause.
+var ErrUnavailable = errors.New("result content unavailable")
+
+// Target is the remote provider new results are offloaded to.
+type Target struct {
+	// ID is the provider id recorded in the storage column.
+	ID string
+	// Provider is the provider itself.
+	Provider storage.Provider
+	// DeleteLocal removes the local file once the remote copy is confirmed.
+	DeleteLocal bool
+}
+
+// Router tells the service where new results go and how to reach providers.
+type Router interface {
+	// Active returns the remote provider new results are offloaded to;
+	// ok=false when Default Storage is local or the default provider is not
+	// usable (not enabled, configured or running): then results stay local.
+	Active(ctx context.Context) (Target, bool)
+	// Provider returns a provider by id (for retries and deletes) even if it
+	// is no longer the default; ok=false if it is not installed.
+	Provider(ctx context.Context, id string) (storage.Provider, bool)
+}
+
+// Result is a finalized studio result.
+type Result struct {
+	// ID is a random UUID; the file name in Path is the same UUID.
+	ID string `json:"id"`
+	// Path is the relative path on the results disk and the object key:
+	// <kind>/<generator>/<uuid>.<ext>.
+	Path string `json:"path"`
+	// Storage is "local" or the id of the provider the result lives in.
+	Storage string `json:"storage"`
+	// URL is the public URL of an offloaded result; "" for local results.
+	URL string `json:"url"`
+	// ContentType is the media type the result was finalized with.
+	ContentType string `json:"content_type"`
+	// SHA256 is the hex SHA-256 of the content.
+	SHA256 string `json:"sha256"`
+	// Size is the content's size in bytes.
+	Size int64 `json:"size"`
+	// LocalPresent is true while a local copy exists.
+	LocalPresent bool `json:"local_present"`
+	// CreatedAt is when the result was finalized (UTC, microseconds).
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Content says how to serve a result's bytes: from LocalPath, or by
+// redirecting to RedirectURL. Exactly one of the two is set.
+type Content struct {
+	// LocalPath is the absolute path of the local file to serve.
+	LocalPath string
+	// RedirectURL is the public URL of the offloaded object.
+	RedirectURL string
+	Result
+}
+
+// Options tune a Service. Zero values take the defaults.
+type Options struct {
+	// OffloadTimeout bounds the inline offload attempt in Finalize (default 2m).
+	OffloadTimeout time.Duration
+	// JobTimeout bounds one queued job's provider call (default 30m).
+	JobTimeout time.Duration
+	// DeleteTimeout bounds the inline delete attempt in Delete (default 15s).
+	DeleteTimeout time.Duration
+	// PollInterval is how often an idle worker looks for due jobs (default 5s).
+	PollInterval time.Duration
+	// LeaseDuration is how long a job lease lasts before it must be renewed;
+	// a node renews its lease every third of it while working (default 1m).
+	LeaseDuration time.Duration
+	// BackoffMin and BackoffMax bound the retry delay (default 10s and 30m).
+	BackoffMin, BackoffMax time.Duration
+	// Logger receives the service's logs (default slog.Default()).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// withDefaults fills the zero fields of o.
+func (o Options) withDefaults() Options {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.OffloadTimeout, 2*time.Minute)
+	def(&o.JobTimeout, 30*time.Minute)
+	def(&o.DeleteTimeout, 15*time.Second)
+	def(&o.PollInterval, 5*time.Second)
+	def(&o.LeaseDuration, time.Minute)
+	def(&o.BackoffMin, 10*time.Second)
+	def(&o.BackoffMax, 30*time.Minute)
+	if o.BackoffMax < o.BackoffMin {
+		o.BackoffMax = o.BackoffMin
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Service finalizes, serves, deletes and offloads results. It is safe for
+// concurrent use.
+type Service struct {
+	db     *sql.DB
+	local  *localstore.Store
+	router Router
+	opts   Options
+	log    *slog.Logger
+	// wake nudges idle workers after a job was queued.
+	wake chan struct{}
+}
+
+// New returns a Service over a migrated host database and the local results
+// store (both required). A nil router keeps every result local.
+func New(db *sql.DB, local *localstore.Store, router Router, opts Options) *Service {
+	opts = opts.withDefaults()
+	if router == nil {
+		router = localOnly{}
+	}
+	return &Service{db: db, local: local, router: router, opts: opts, log: opts.Logger, wake: make(chan struct{}, 1)}
+}
+
+// localOnly is the Router of a host without remote storage.
+type localOnly struct{}
+
+// Active reports no remote target.
+func (localOnly) Active(context.Context) (Target, bool) { return Target{}, false }
+
+// Provider reports no provider.
+func (localOnly) Provider(context.Context, string) (storage.Provider, bool) { return nil, false }
+
+// now returns the clock's time as the database keeps it.
+func (s *Service) now() time.Time { return micro(s.opts.Now()) }
+
+// generatorPattern is what a generator id may look like.
+var generatorPattern = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+
+// maxGenerator is the longest generator id accepted.
+const maxGenerator = 64
+
+// knownExt maps the usual media types to the extension results get.
+var knownExt = map[string]string{
+	"image/png":       "png",
+	"image/jpeg":      "jpg",
+	"image/webp":      "webp",
+	"image/gif":       "gif",
+	"image/avif":      "avif",
+	"video/mp4":       "mp4",
+	"video/webm":      "webm",
+	"video/quicktime": "mov",
+}
+
+// extPattern is what a file extension may look like.
+var extPattern = regexp.MustCompile(`^[a-z0-9]{1,10}$`)
+
+// checkInput validates kind and generator and returns the normalized content
+// type and the file extension for it.
+func checkInput(kind, generator, contentType string) (string, string, error) {
+	var family string
+	switch kind {
+	case KindImages:
+		family = "image/"
+	case KindVideos:
+		family = "video/"
+	default:
+		return "", "", fmt.Errorf("%w: kind %q is not %q or %q", ErrInvalid, kind, KindImages, KindVideos)
+	}
+	if len(generator) > maxGenerator || !generatorPattern.MatchString(generator) {
+		return "", "", fmt.Errorf("%w: generator %q must be 1 to %d lowercase letters, digits and single hyphens", ErrInvalid, generator, maxGenerator)
+	}
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return "", "", fmt.Errorf("%w: content type %q: %v", ErrInvalid, contentType, err)
+	}
+	if !strings.HasPrefix(mt, family) {
+		return "", "", fmt.Errorf("%w: content type %q does not fit kind %q (want %s*)", ErrInvalid, mt, kind, family)
+	}
+	ext, ok := knownExt[mt]
+	if !ok {
+		if exts, _ := mime.ExtensionsByType(mt); len(exts) > 0 {
+			ext = strings.TrimPrefix(exts[0], ".")
+		}
+	}
+	if !extPattern.MatchString(ext) {
+		return "", "", fmt.Errorf("%w: content type %q has no known file extension", ErrInvalid, mt)
+	}
+	return mime.FormatMediaType(mt, params), ext, nil
+}
+
+// newUUID returns a random (version 4) UUID.
+func newUUID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("results: random id: %w", err)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:], nil
+}
+
+// Finalize stores a new result read from r: on the local disk first, then,
+// when a remote provider is active, offloaded inline. It fails only on bad
+// input or when the local write or its record fails; a storage provider's
+// failure leaves the result local and queues a retry.
+func (s *Service) Finalize(ctx context.Context, kind, generator, contentType string, r io.Reader) (Result, error) {
+	if r == nil {
+		return Result{}, fmt.Errorf("%w: no content", ErrInvalid)
+	}
+	ct, ext, err := checkInput(kind, generator, contentType)
+	if err != nil {
+		return Result{}, err
+	}
+	id, err := newUUID()
+	if err != nil {
+		return Result{}, err
+	}
+	key := kind + "/" + generator + "/" + id + "." + ext
+	info, sum, err := s.local.Write(ctx, key, r, storage.PutOptions{ContentType: ct, Size: -1})
+	if err != nil {
+		return Result{}, fmt.Errorf("results: writing %s to the local disk: %w", key, err)
+	}
+	now := s.now()
+	rw := row{id: id, path: key, contentType: ct, sha256: hex.EncodeToString(sum), storage: Local,
+		size: info.Size, localPresent: true, createdAt: now}
+	target, offload := s.router.Active(ctx)
+	if offload && (target.Provider == nil || target.ID == "" || target.ID == Local) {
+		s.log.Error("results: the router's active target is unusable; keeping the result local", "provider", target.ID)
+		offload = false
+	}
+	j, err := s.record(ctx, rw, target.ID, offload, now)
+	if err != nil {
+		if derr := s.local.Delete(context.WithoutCancel(ctx), key); derr != nil {
+			s.log.Error("results: removing the local file of an unrecorded result", "path", key, "err", derr)
+		}
+		return Result{}, fmt.Errorf("results: recording %s: %w", key, err)
+	}
+	if !offload {
+		return rw.result(), nil
+	}
+	// From here on the result exists and is served locally: storage
+	// problems are logged and retried, never returned.
+	octx, cancel := context.WithTimeout(ctx, s.opts.OffloadTimeout)
+	defer cancel()
+	out := s.runLeased(octx, j, func(ctx context.Context) outcome {
+		return s.offloadJob(ctx, j, &target)
+	})
+	if out.err != nil {
+		s.log.Warn("results: offload failed; the result stays local and will be retried",
+			"result", id, "path", key, "provider", target.ID, "err", short(out.err))
+	}
+	final, err := loadRow(context.WithoutCancel(ctx), s.db, id)
+	if err != nil {
+		// The result was recorded; report what we know.
+		s.log.Error("results: reading back a finalized result", "result", id, "err", err)
+		return rw.result(), nil
+	}
+	return final.result(), nil
+}
+
+// record inserts the result row and, when offloading, an offload job leased
+// by this call, in one transaction.
+func (s *Service) record(ctx context.Context, rw row, provider string, offload bool, now time.Time) (*job, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer rollback(tx)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO results (id, path, content_type, size, sha256, storage, object_key, url, local_present, deleted, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, '', '', $7, $8, $9, $9)`,
+		rw.id, rw.path, rw.contentType, rw.size, rw.sha256, Local, true, false, dbTime(now)); err != nil {
+		return nil, err
+	}
+	var j *job
+	if offload {
+		if j, err = s.insertLeasedJob(ctx, tx, kindOffload, rw.id, provider, rw.path, now); err != nil {
+			return nil, err
+		}
+	}
+	return j, tx.Commit()
+}
+
+// Get returns the result id; ErrNotFound when it is missing or deleted.
+func (s *Service) Get(ctx context.Context, id string) (Result, error) {
+	rw, err := loadRow(ctx, s.db, id)
+	if isNoRows(err) || (err == nil && rw.deleted) {
+		return Result{}, fmt.Errorf("result %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("results: reading %q: %w", id, err)
+	}
+	return rw.result(), nil
+}
+
+// List limits.
+const (
+	defaultListLimit = 50
+	maxListLimit     = 500
+)
+
+// List returns a page of results, newest first, and the cursor of the next
+// page ("" on the last page). cursor is "" for the first page.
+func (s *Service) List(ctx context.Context, cursor string, limit int) ([]Result, string, error) {
+	if limit <= 0 {
+		limit = defaultListLimit
+	}
+	limit = min(limit, maxListLimit)
+	query := "SELECT " + rowColumns + " FROM results WHERE deleted = FALSE"
+	args := []any{}
+	if cursor != "" {
+		at, id, err := decodeCursor(cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		query += " AND (created_at < $1 OR (created_at = $1 AND id < $2))"
+		args = append(args, dbTime(at), id)
+	}
+	query += fmt.Sprintf(" ORDER BY created_at DESC, id DESC LIMIT %d", limit+1)
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("results: listing: %w", err)
+	}
+	defer rows.Close()
+	var out []Result
+	for rows.Next() {
+		rw, err := scanRow(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("results: listing: %w", err)
+		}
+		out = append(out, rw.result())
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("results: listing: %w", err)
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		last := out[limit-1]
+		next = encodeCursor(last.CreatedAt, last.ID)
+	}
+	return out, next, nil
+}
+
+// encodeCursor makes the opaque cursor after (at, id).
+func encodeCursor(at time.Time, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(at.UnixMicro(), 10) + ":" + id))
+}
+
+// decodeCursor reads a cursor made by encodeCursor.
+func decodeCursor(c string) (time.Time, string, error) {
+	bad := fmt.Errorf("%w: cursor %q is not one this service returned", ErrInvalid, c)
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return time.Time{}, "", bad
+	}
+	us, id, ok := strings.Cut(string(b), ":")
+	if !ok || id == "" {
+		return time.Time{}, "", bad
+	}
+	n, err := strconv.ParseInt(us, 10, 64)
+	if err != nil {
+		return time.Time{}, "", bad
+	}
+	return time.UnixMicro(n).UTC(), id, nil
+}
+
+// Content says how to serve the bytes of result id: its local file, or a
+// redirect to its public URL. Offloaded results are served from the URL
+// recorded at upload time, so they keep serving after their provider is
+// disabled or uninstalled.
+func (s *Service) Content(ctx context.Context, id string) (Content, error) {
+	res, err := s.Get(ctx, id)
+	if err != nil {
+		return Content{}, err
+	}
+	c := Content{Result: res}
+	switch {
+	case res.Storage != Local && res.URL != "":
+		c.RedirectURL = res.URL
+		return c, nil
+	case res.LocalPresent:
+		p, err := s.local.Path(res.Path)
+		if err != nil {
+			return Content{}, fmt.Errorf("%w: result %q: its local file %s: %v", ErrUnavailable, id, res.Path, err)
+		}
+		c.LocalPath = p
+		return c, nil
+	case res.Storage == Local:
+		return Content{}, fmt.Errorf("%w: result %q is recorded as local but has no local file", ErrUnavailable, id)
+	default:
+		return Content{}, fmt.Errorf("%w: result %q lives in %q, which gave it no public URL (set the provider's public URL), and no local copy was kept", ErrUnavailable, id, res.Storage)
+	}
+}
+
+// Delete deletes result id wherever it lives. The result is hidden at once;
+// the object is deleted now when its provider answers, and otherwise by a
+// queued delete job that is retried until it succeeds.
+func (s *Service) Delete(ctx context.Context, id string) error {
+	now := s.now()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("results: deleting %q: %w", id, err)
+	}
+	defer rollback(tx)
+	res, err := tx.ExecContext(ctx, "UPDATE results SET deleted = $1, updated_at = $2 WHERE id = $3 AND deleted = $4", true, dbTime(now), id, false)
+	if err != nil {
+		return fmt.Errorf("results: deleting %q: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("results: deleting %q: %w", id, err)
+	} else if n == 0 {
+		return fmt.Errorf("result %q: %w", id, ErrNotFound)
+	}
+	rw, err := loadRow(ctx, tx, id)
+	if err != nil {
+		return fmt.Errorf("results: deleting %q: %w", id, err)
+	}
+	key := rw.objectKey
+	if rw.storage == Local {
+		key = rw.path
+	}
+	j, err := s.insertLeasedJob(ctx, tx, kindDelete, id, rw.storage, key, now)
+	if err != nil {
+		return fmt.Errorf("results: queueing the delete of %q: %w", id, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("results: deleting %q: %w", id, err)
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.DeleteTimeout)
+	defer cancel()
+	if out := s.runLeased(dctx, j, func(ctx context.Context) outcome { return s.deleteJob(ctx, j) }); out.err != nil {
+		s.log.Warn("results: delete queued for retry", "result", id, "provider", rw.storage, "err", short(out.err))
+	}
+	return nil
+}
+
+// Pending returns how many jobs are waiting, leased or not.
+func (s *Service) Pending(ctx context.Context) (int, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM jobs").Scan(&n); err != nil {
+		return 0, fmt.Errorf("results: counting jobs: %w", err)
+	}
+	return n, nil
+}
+
+// short trims an error for logs and last_error: one line, bounded length.
+func short(err error) string {
+	if err == nil {
+		return ""
+	}
+	msg := strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, err.Error())
+	const max = 500
+	if len(msg) > max {
+		msg = strings.ToValidUTF8(msg[:max], "") + "…"
+	}
+	return msg
+}
