@@ -1,0 +1,108 @@
+package pluginrt
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/magicads/r2storage/shared/sdk"
+	"github.com/magicads/r2storage/shared/storage"
+)
+
+// handle is the stable storage.Provider of one plugin id: each call looks up
+// the client running at that moment.
+type handle struct {
+	rt *Runtime
+	id string
+}
+
+var _ storage.Provider = (*handle)(nil)
+
+// unavailable is the error of a call that cannot reach the plugin.
+func unavailable(id string, state State, lastErr string, cause error) *storage.Error {
+	msg := fmt.Sprintf("plugin %s is %s", id, state)
+	if lastErr != "" {
+		msg += ": " + lastErr
+	}
+	return &storage.Error{Code: storage.Unavailable, Message: msg, Err: cause}
+}
+
+// call runs f on the current client of h's plugin. A call that fails because
+// the plugin went away (it exited, or was detached for a restart or stop)
+// returns Unavailable, unless the caller's own ctx ended.
+func call[T any](ctx context.Context, h *handle, f func(c *sdk.Client) (T, error)) (T, error) {
+	var zero T
+	s := h.rt.lookup(h.id)
+	if s == nil {
+		return zero, unavailable(h.id, "unknown", "it was never started", nil)
+	}
+	c, err := s.current()
+	if err != nil {
+		return zero, err
+	}
+	v, err := f(c)
+	if err == nil {
+		return v, nil
+	}
+	if ctx.Err() != nil {
+		return v, err
+	}
+	gone := c.Exited() || !s.isCurrent(c)
+	if gone || storage.IsRetryable(err) {
+		s.poke()
+	}
+	if !gone {
+		return v, err
+	}
+	if _, cerr := s.current(); cerr != nil {
+		return zero, unavailable(h.id, s.snapshot().State, s.redact(fmt.Sprintf("the call failed: %v", err)), err)
+	}
+	return zero, &storage.Error{Code: storage.Unavailable, Message: s.redact(fmt.Sprintf("plugin %s stopped responding: %v", h.id, err)), Err: err}
+}
+
+func (h *handle) Describe(ctx context.Context) (storage.Info, error) {
+	return call(ctx, h, func(c *sdk.Client) (storage.Info, error) { return c.Describe(ctx) })
+}
+
+func (h *handle) ValidateSettings(ctx context.Context, st storage.Settings) ([]storage.FieldError, error) {
+	return call(ctx, h, func(c *sdk.Client) ([]storage.FieldError, error) { return c.ValidateSettings(ctx, st) })
+}
+
+func (h *handle) Configure(ctx context.Context, st storage.Settings) (storage.ConfigureResult, error) {
+	return call(ctx, h, func(c *sdk.Client) (storage.ConfigureResult, error) { return c.Configure(ctx, st) })
+}
+
+func (h *handle) TestConnection(ctx context.Context) (storage.TestResult, error) {
+	return call(ctx, h, func(c *sdk.Client) (storage.TestResult, error) { return c.TestConnection(ctx) })
+}
+
+func (h *handle) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) (storage.ObjectInfo, error) {
+	return call(ctx, h, func(c *sdk.Client) (storage.ObjectInfo, error) { return c.Put(ctx, key, r, opts) })
+}
+
+// getResult carries Get's two values through call.
+type getResult struct {
+	rc   io.ReadCloser
+	info storage.ObjectInfo
+}
+
+func (h *handle) Get(ctx context.Context, key string, opts storage.GetOptions) (io.ReadCloser, storage.ObjectInfo, error) {
+	res, err := call(ctx, h, func(c *sdk.Client) (getResult, error) {
+		rc, info, err := c.Get(ctx, key, opts)
+		return getResult{rc: rc, info: info}, err
+	})
+	return res.rc, res.info, err
+}
+
+func (h *handle) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
+	return call(ctx, h, func(c *sdk.Client) (storage.ObjectInfo, error) { return c.Stat(ctx, key) })
+}
+
+func (h *handle) Delete(ctx context.Context, key string) error {
+	_, err := call(ctx, h, func(c *sdk.Client) (struct{}, error) { return struct{}{}, c.Delete(ctx, key) })
+	return err
+}
+
+func (h *handle) Health(ctx context.Context) (storage.Health, error) {
+	return call(ctx, h, func(c *sdk.Client) (storage.Health, error) { return c.Health(ctx) })
+}
