@@ -1,0 +1,169 @@
+// Package app assembles the MagicAds host: database and migrations, the
+// encrypted settings store, the plugin runtime, the storage providers, the
+// results service with its retry worker, and the HTTP API.
+package app
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/magicads/r2storage/host/dbmigrate"
+	"github.com/magicads/r2storage/host/httpapi"
+	"github.com/magicads/r2storage/host/localstore"
+	"github.com/magicads/r2storage/host/migrations"
+	"github.com/magicads/r2storage/host/pluginrt"
+	"github.com/magicads/r2storage/host/providers"
+	"github.com/magicads/r2storage/host/results"
+	"github.com/magicads/r2storage/host/settingsstore"
+	"github.com/magicads/r2storage/shared/storage"
+)
+
+// Config is the host's configuration (flags and environment of
+// ../shared/api.md).
+type Config struct {
+	// DataDir holds the results disk, installed plugins and the SQLite file.
+	DataDir string
+	// DB is a postgres:// URL, or "" for SQLite in DataDir.
+	DB string
+	// AppKey is APP_KEY; "" generates one into DataDir.
+	AppKey string
+	// PreviousAppKeys are older APP_KEYs still accepted (APP_KEY_PREVIOUS).
+	PreviousAppKeys string
+	// AdminToken is MAGICADS_ADMIN_TOKEN.
+	AdminToken string
+	Logger     *slog.Logger
+	// Runtime tunes the plugin runtime; zero values take its defaults.
+	Runtime pluginrt.Options
+	// Results tunes the results service; zero values take its defaults.
+	Results results.Options
+}
+
+// App is a running host.
+type App struct {
+	DB        *sql.DB
+	Dialect   dbmigrate.Dialect
+	Settings  *settingsstore.Store
+	Runtime   *pluginrt.Runtime
+	Providers *providers.Manager
+	Results   *results.Service
+	Local     *localstore.Store
+	API       *httpapi.API
+
+	log        *slog.Logger
+	stopWorker context.CancelFunc
+	workerDone chan struct{}
+	closeOnce  sync.Once
+}
+
+// New opens and migrates the database, loads APP_KEY, starts the installed
+// plugins and the retry worker. Errors name what to fix.
+func New(ctx context.Context, cfg Config) (*App, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+	}
+	dsn := cfg.DB
+	if dsn == "" {
+		dsn = filepath.Join(cfg.DataDir, "magicads.db")
+	}
+	db, dialect, err := dbmigrate.Open(ctx, dsn)
+	if err == nil {
+		err = db.PingContext(ctx)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("database unreachable (%s): %w", redactDSN(dsn), err)
+	}
+	// Bound the pool: a burst of finalizations must not exhaust PostgreSQL's
+	// connection limit (SQLite serialises writers anyway).
+	db.SetMaxOpenConns(16)
+	a := &App{DB: db, Dialect: dialect, log: log}
+	if err := a.init(ctx, cfg); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *App) init(ctx context.Context, cfg Config) error {
+	src, err := migrations.FS(string(a.Dialect))
+	if err != nil {
+		return err
+	}
+	if err := dbmigrate.Up(ctx, a.DB, a.Dialect, src, dbmigrate.HostTable); err != nil {
+		return fmt.Errorf("migrating the host database: %w", err)
+	}
+	keys, generated, err := settingsstore.LoadKeyring(cfg.AppKey, cfg.PreviousAppKeys, cfg.DataDir, a.log)
+	if err != nil {
+		return fmt.Errorf("APP_KEY: %w", err)
+	}
+	if generated {
+		a.log.Warn("APP_KEY was not set: generated one into the data dir; back it up, settings cannot be decrypted without it", "file", filepath.Join(cfg.DataDir, "app.key"))
+	}
+	a.Settings = settingsstore.New(a.DB, keys)
+
+	rtOpts := cfg.Runtime
+	if rtOpts.Logger == nil {
+		rtOpts.Logger = hclog.New(&hclog.LoggerOptions{Name: "plugins", Output: slogWriter{a.log}, Level: hclog.Info})
+	}
+	var mgr *providers.Manager
+	rtOpts.OnStart = func(ctx context.Context, id string, p storage.Provider) error { return mgr.OnStart(ctx, id, p) }
+	rtOpts.Redact = func() []string { return mgr.Secrets() }
+	a.Runtime = pluginrt.New(rtOpts)
+	mgr = providers.New(a.DB, a.Dialect, a.Settings, a.Runtime, a.log)
+	a.Providers = mgr
+
+	a.Local, err = localstore.New(filepath.Join(cfg.DataDir, "results"))
+	if err != nil {
+		return fmt.Errorf("results disk: %w", err)
+	}
+	resOpts := cfg.Results
+	if resOpts.Logger == nil {
+		resOpts.Logger = a.log
+	}
+	a.Results = results.New(a.DB, a.Local, mgr, resOpts)
+	a.API = httpapi.New(a.Results, mgr, httpapi.Options{AdminToken: cfg.AdminToken, Logger: a.log, Health: func() error { return a.DB.PingContext(context.Background()) }})
+
+	if err := mgr.Load(ctx); err != nil {
+		return err
+	}
+	workerCtx, stop := context.WithCancel(context.Background())
+	a.stopWorker, a.workerDone = stop, make(chan struct{})
+	go func() {
+		defer close(a.workerDone)
+		if err := a.Results.RunWorker(workerCtx); err != nil && !errors.Is(err, context.Canceled) {
+			a.log.Error("retry worker stopped", "error", err)
+		}
+	}()
+	return nil
+}
+
+// Handler is the HTTP API.
+func (a *App) Handler() http.Handler { return a.API }
+
+// Close stops the worker and every plugin process, then closes the database.
+func (a *App) Close(ctx context.Context) error {
+	var err error
+	a.closeOnce.Do(func() {
+		if a.stopWorker != nil {
+			a.stopWorker()
+			<-a.workerDone
+		}
+		if a.Runtime != nil {
+			err = a.Runtime.Close(ctx)
+		}
+		err = errors.Join(err, a.DB.Close())
+	})
+	return err
+}

@@ -1,0 +1,140 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/magicads/r2storage/plugin/r2"
+	"github.com/magicads/r2storage/shared/storage"
+)
+
+// BenchmarkFinalize1000x100KiB finalizes and offloads 1,000 results of
+// 100 KiB through the plugin (8 at a time) and reports results/s.
+func BenchmarkFinalize1000x100KiB(b *testing.B) {
+	h := newBenchHost(b)
+	h.configure()
+	data := randomBytes(100 << 10)
+	const n, workers = 1000, 8
+	b.ResetTimer()
+	for iter := 0; iter < b.N; iter++ {
+		start := time.Now()
+		var wg sync.WaitGroup
+		next := make(chan int)
+		errs := make(chan error, n)
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range next {
+					r, err := h.app.Results.Finalize(context.Background(), "images", "bench", "image/png", bytes.NewReader(data))
+					if err == nil && r.Storage != pluginID {
+						err = fmt.Errorf("result stayed %s", r.Storage)
+					}
+					if err != nil {
+						errs <- err
+					}
+				}
+			}()
+		}
+		for i := 0; i < n; i++ {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(n)/time.Since(start).Seconds(), "results/s")
+	}
+}
+
+// BenchmarkPluginOverheadPerResult puts the same 100 KiB result file 200
+// times through the plugin and through an in-process R2 provider (same
+// server, same settings) and reports the median difference per put.
+func BenchmarkPluginOverheadPerResult(b *testing.B) {
+	h := newBenchHost(b)
+	h.configure()
+	inProcess, err := r2.NewFromBundle(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := inProcess.Configure(context.Background(), h.settings()); err != nil {
+		b.Fatal(err)
+	}
+	plugin := h.app.Runtime.Provider(pluginID)
+	path := filepath.Join(b.TempDir(), "result.png")
+	os.WriteFile(path, randomBytes(100<<10), 0o600)
+	measure := func(p storage.Provider, i int) time.Duration {
+		f, _ := os.Open(path)
+		defer f.Close()
+		start := time.Now()
+		if _, err := p.Put(context.Background(), fmt.Sprintf("overhead/%d.png", i), f, storage.PutOptions{ContentType: "image/png", Size: 100 << 10}); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	for iter := 0; iter < b.N; iter++ {
+		var viaPlugin, viaProcess []time.Duration
+		for i := 0; i < 200; i++ { // interleaved, so noise hits both alike
+			viaPlugin = append(viaPlugin, measure(plugin, i))
+			viaProcess = append(viaProcess, measure(inProcess, i))
+		}
+		b.ReportMetric(float64(median(viaPlugin)-median(viaProcess))/1e6, "overhead-ms/result")
+		b.ReportMetric(float64(median(viaProcess))/1e6, "in-process-ms/result")
+	}
+}
+
+func median(d []time.Duration) time.Duration {
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return d[len(d)/2]
+}
+
+// BenchmarkOffload1GiBRSS finalizes one 1 GiB result (streamed from a
+// reader, written to the results disk, offloaded through the plugin) and
+// reports the peak RSS of the host (this test process) and of the plugin.
+// Run it alone (scripts/bench does) so nothing else inflates the host's peak.
+func BenchmarkOffload1GiBRSS(b *testing.B) {
+	h := newBenchHost(b)
+	h.configure("delete_local", true)
+	for iter := 0; iter < b.N; iter++ {
+		r, err := h.app.Results.Finalize(context.Background(), "videos", "bench", "video/mp4", io.LimitReader(zeroReader{}, 1<<30))
+		if err != nil || r.Storage != pluginID {
+			b.Fatalf("1 GiB result: %+v, %v", r, err)
+		}
+	}
+	b.StopTimer()
+	hostRSS, pluginRSS := peakRSS(b, os.Getpid()), peakRSS(b, h.pluginPid())
+	b.ReportMetric(float64(hostRSS)/(1<<20), "host-peak-RSS-MiB")
+	b.ReportMetric(float64(pluginRSS)/(1<<20), "plugin-peak-RSS-MiB")
+	b.ReportMetric(float64(hostRSS+pluginRSS)/(1<<20), "total-peak-RSS-MiB")
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+func peakRSS(b *testing.B, pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmHWM")
+	return 0
+}

@@ -1,0 +1,232 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/magicads/r2storage/host/pluginrt"
+	"github.com/magicads/r2storage/internal/testdb"
+)
+
+func (h *host) pluginPid() int {
+	st, _ := h.app.Runtime.Status(pluginID)
+	return st.Pid
+}
+
+func (h *host) pending() int {
+	n, err := h.app.Results.Pending(context.Background())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+// readable checks a result serves its bytes: locally, or from the bucket
+// object its redirect names.
+func (h *host) readable(r resultBody, want []byte) {
+	h.t.Helper()
+	cur := h.result(r.ID)
+	code, body, loc := h.content(r.ID)
+	switch {
+	case cur.Storage == "local" && code == http.StatusOK:
+		if !bytes.Equal(body, want) {
+			h.t.Fatalf("result %s: local content differs", r.ID)
+		}
+	case cur.Storage == pluginID && code == http.StatusFound && loc == cur.URL:
+		if !bytes.Equal(h.s3.GetObject(h.t, bucket, "magicads/"+cur.Path), want) {
+			h.t.Fatalf("result %s: bucket content differs", r.ID)
+		}
+	default:
+		h.t.Fatalf("result %s (%s) not readable: %d %q", r.ID, cur.Storage, code, loc)
+	}
+}
+
+// TestPluginKilledMidUpload: SIGKILL the plugin during a 64 MiB offload.
+// The result stays local and readable, the plugin restarts, and the retry
+// lands it in the bucket exactly once.
+func TestPluginKilledMidUpload(t *testing.T) {
+	for _, d := range testdb.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			h := newHost(t, d)
+			h.configure()
+			pid := h.pluginPid()
+			killed := make(chan struct{})
+			go func() {
+				defer close(killed)
+				deadline := time.Now().Add(30 * time.Second)
+				for time.Now().Before(deadline) {
+					if len(h.s3.MultipartUploads(t, bucket)) > 0 {
+						syscall.Kill(pid, syscall.SIGKILL)
+						return
+					}
+					time.Sleep(2 * time.Millisecond)
+				}
+			}()
+			data := randomBytes(64<<20 + 1)
+			r := h.upload(data, "big.png")
+			<-killed
+			if r.Storage != "local" {
+				t.Fatalf("the upload was not interrupted (storage %s): the kill came too late", r.Storage)
+			}
+			h.readable(r, data)
+			waitFor(t, 20*time.Second, "the plugin to restart", func() bool {
+				st, _ := h.app.Runtime.Status(pluginID)
+				return st.State == pluginrt.StateRunning && st.Pid != pid
+			})
+			waitFor(t, 30*time.Second, "the retry to offload the result", func() bool { return h.result(r.ID).Storage == pluginID })
+			h.readable(r, data)
+			if n := countPrefix(h.objects(), "magicads/"+r.Path); n != 1 {
+				t.Fatalf("%d objects for the result, want exactly 1", n)
+			}
+			if h.pending() != 0 {
+				t.Fatalf("%d jobs left", h.pending())
+			}
+		})
+	}
+}
+
+// TestS3Outage: with the S3 server stopped, results stay local and are
+// offloaded when it returns.
+func TestS3Outage(t *testing.T) {
+	h := newHost(t, "postgres")
+	h.configure()
+	h.s3.Stop()
+	var rs []resultBody
+	var datas [][]byte
+	for i := 0; i < 3; i++ {
+		data := randomBytes(10 << 10)
+		r := h.upload(data, fmt.Sprintf("outage-%d.png", i))
+		if r.Storage != "local" {
+			t.Fatalf("offloaded during an outage: %+v", r)
+		}
+		h.readable(r, data)
+		rs, datas = append(rs, r), append(datas, data)
+	}
+	if h.pending() != 3 {
+		t.Fatalf("%d jobs queued, want 3", h.pending())
+	}
+	h.s3.Start()
+	waitFor(t, 30*time.Second, "the queued offloads", func() bool { return h.pending() == 0 })
+	for i, r := range rs {
+		if h.result(r.ID).Storage != pluginID {
+			t.Fatalf("result %d still local after the server returned", i)
+		}
+		h.readable(r, datas[i])
+	}
+}
+
+// TestConcurrentFinalizationsWithAKill: 200 concurrent results, one plugin
+// kill in the middle; every result readable and in exactly one place.
+func TestConcurrentFinalizationsWithAKill(t *testing.T) {
+	h := newHost(t, "postgres")
+	h.configure("delete_local", true)
+	const n = 200
+	rs := make([]resultBody, n)
+	datas := make([][]byte, n)
+	var wg sync.WaitGroup
+	var done sync.WaitGroup
+	done.Add(n / 2)
+	sem := make(chan struct{}, 32)
+	for i := 0; i < n; i++ {
+		datas[i] = randomBytes(20<<10 + i)
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			rs[i] = h.upload(datas[i], fmt.Sprintf("c%d.png", i))
+			if i < n/2 {
+				done.Done()
+			}
+		}(i)
+	}
+	done.Wait()
+	syscall.Kill(h.pluginPid(), syscall.SIGKILL)
+	wg.Wait()
+	waitFor(t, 60*time.Second, "every offload", func() bool { return h.pending() == 0 })
+	keys := h.objects()
+	local := 0
+	for i, r := range rs {
+		cur := h.result(r.ID)
+		onDisk := fileExists(h.dataDir + "/results/" + cur.Path)
+		inBucket := hasKey(keys, "magicads/"+cur.Path)
+		switch cur.Storage {
+		case pluginID:
+			if !inBucket || onDisk {
+				t.Errorf("result %d offloaded but bucket=%v disk=%v", i, inBucket, onDisk)
+			}
+		case "local":
+			local++
+			if inBucket || !onDisk {
+				t.Errorf("result %d local but bucket=%v disk=%v", i, inBucket, onDisk)
+			}
+		}
+		h.readable(r, datas[i])
+	}
+	if local != 0 {
+		t.Errorf("%d results stayed local although the provider came back", local)
+	}
+	if got := countPrefix(keys, "magicads/images/"); got != n {
+		t.Fatalf("%d objects in the bucket, want %d", got, n)
+	}
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// TestWrongAppKeyAndCorruptEntry: settings that cannot be decrypted name the
+// entry; the provider is treated as unconfigured and local keeps working.
+func TestWrongAppKeyAndCorruptEntry(t *testing.T) {
+	h := newHost(t, "sqlite")
+	h.configure()
+	h.stop()
+	h.start(appKey()) // another APP_KEY
+	h.waitRunning()
+	var st struct {
+		Default, Warning string
+		Options          []struct{ ID string }
+	}
+	if code := h.do("GET", "/api/v1/admin/storage", nil, &st); code != 200 || len(st.Options) != 1 || st.Default != "local" || !strings.Contains(st.Warning, "storage.default") {
+		t.Fatalf("storage with a wrong APP_KEY: %d %+v", code, st)
+	}
+	var e struct{ Error string }
+	code := h.do("GET", "/api/v1/admin/plugins/"+pluginID+"/settings", nil, &e)
+	if code != http.StatusInternalServerError || !strings.Contains(e.Error, "storage.provider.cloudflare-r2") {
+		t.Fatalf("settings with a wrong APP_KEY: %d %q", code, e.Error)
+	}
+	if r := h.upload(randomBytes(100), "x.png"); r.Storage != "local" {
+		t.Fatalf("stored in %s with unreadable settings", r.Storage)
+	}
+	if !strings.Contains(h.logs.String(), "storage.provider.cloudflare-r2") {
+		t.Fatal("the log does not name the unreadable entry")
+	}
+	// A corrupt blob under the right key behaves the same.
+	if _, err := h.app.DB.Exec(`UPDATE settings SET value = $1 WHERE name = 'storage.provider.cloudflare-r2'`, []byte("garbage")); err != nil {
+		t.Fatal(err)
+	}
+	code = h.do("GET", "/api/v1/admin/plugins/"+pluginID+"/settings", nil, &e)
+	if code != http.StatusInternalServerError || !strings.Contains(e.Error, "storage.provider.cloudflare-r2") {
+		t.Fatalf("corrupt settings: %d %q", code, e.Error)
+	}
+}
+
+// TestShutdownStopsThePlugin: closing the host leaves no plugin process.
+func TestShutdownStopsThePlugin(t *testing.T) {
+	h := newHost(t, "sqlite")
+	pid := h.pluginPid()
+	if pid == 0 {
+		t.Fatal("no plugin pid")
+	}
+	h.stop()
+	h.app, h.srv = nil, nil
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Fatalf("plugin process %d still exists after shutdown", pid)
+	}
+}

@@ -1,0 +1,125 @@
+// Command magicads is the MagicAds host.
+//
+//	magicads serve [--addr 127.0.0.1:8080] [--data-dir ./data] [--db postgres://…]
+//
+// Every flag has an environment variable (../shared/api.md). SIGINT and
+// SIGTERM shut it down cleanly and stop every plugin process.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/magicads/r2storage/host/app"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// flags are the serve command's settings.
+type flags struct {
+	addr, dataDir, db, catalog, trustedKey, license string
+}
+
+func env(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func parse(args []string, getenv func(string) string, stderr io.Writer) (flags, error) {
+	var f flags
+	fs := flag.NewFlagSet("magicads serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.addr, "addr", env(getenv, "MAGICADS_ADDR", "127.0.0.1:8080"), "HTTP listen address (MAGICADS_ADDR)")
+	fs.StringVar(&f.dataDir, "data-dir", env(getenv, "MAGICADS_DATA_DIR", "./data"), "results disk, installed plugins, SQLite file (MAGICADS_DATA_DIR)")
+	fs.StringVar(&f.db, "db", env(getenv, "MAGICADS_DB", ""), "postgres://… selects PostgreSQL; default SQLite in the data dir (MAGICADS_DB)")
+	fs.StringVar(&f.catalog, "catalog", env(getenv, "MAGICADS_CATALOG", ""), "marketplace index URL (MAGICADS_CATALOG)")
+	fs.StringVar(&f.trustedKey, "trusted-key", env(getenv, "MAGICADS_TRUSTED_KEYS", ""), "marketplace ed25519 public key file(s) (MAGICADS_TRUSTED_KEYS)")
+	fs.StringVar(&f.license, "license", env(getenv, "MAGICADS_LICENSE", "regular"), "regular or extended (MAGICADS_LICENSE)")
+	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	if fs.NArg() > 0 {
+		return f, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if f.license != "regular" && f.license != "extended" {
+		return f, fmt.Errorf("--license must be regular or extended, got %q", f.license)
+	}
+	if f.db != "" && !strings.HasPrefix(f.db, "postgres://") && !strings.HasPrefix(f.db, "postgresql://") {
+		return f, fmt.Errorf("--db must be a postgres:// URL (leave it empty for SQLite in the data dir)")
+	}
+	if _, _, err := net.SplitHostPort(f.addr); err != nil {
+		return f, fmt.Errorf("--addr %q: %w", f.addr, err)
+	}
+	return f, nil
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if len(args) == 0 || args[0] != "serve" {
+		fmt.Fprintln(stderr, "usage: magicads serve [flags]   (magicads serve -h lists the flags)")
+		return 2
+	}
+	f, err := parse(args[1:], getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "magicads:", err)
+		return 2
+	}
+	a, err := app.New(ctx, app.Config{
+		DataDir: f.dataDir, DB: f.db, AppKey: getenv("APP_KEY"), PreviousAppKeys: getenv("APP_KEY_PREVIOUS"),
+		AdminToken: getenv("MAGICADS_ADMIN_TOKEN"), Logger: log,
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "magicads:", err)
+		return 1
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := a.Close(closeCtx); err != nil {
+			log.Error("shutdown", "error", err)
+		}
+	}()
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		fmt.Fprintln(stderr, "magicads: listen:", err)
+		return 1
+	}
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	log.Info("MagicAds host listening", "url", "http://"+ln.Addr().String(), "data_dir", f.dataDir, "db", string(a.Dialect))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-errc:
+		log.Error("server stopped", "error", err)
+		return 1
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		log.Error("shutdown", "error", err)
+	}
+	return 0
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func getenvFrom(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestRunRefusesBadInput(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		code int
+		want string
+	}{
+		{"no command", nil, nil, 2, "usage: magicads serve"},
+		{"unknown flag", []string{"serve", "--colour", "blue"}, nil, 2, "flag provided but not defined"},
+		{"bad license", []string{"serve", "--license", "gold"}, nil, 2, "--license must be regular or extended"},
+		{"bad addr", []string{"serve", "--addr", "nonsense"}, nil, 2, "--addr"},
+		{"bad db", []string{"serve", "--db", "mysql://x"}, nil, 2, "--db must be a postgres:// URL"},
+		{"bad APP_KEY", []string{"serve", "--data-dir", dir}, map[string]string{"APP_KEY": "base64:c2hvcnQ="}, 1, "APP_KEY"},
+		{"unreachable db", []string{"serve", "--data-dir", dir, "--db", "postgres://postgres@127.0.0.1:1/none?connect_timeout=2"}, nil, 1, "database unreachable"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			code := run(context.Background(), c.args, getenvFrom(c.env), &stderr)
+			if code != c.code || !strings.Contains(stderr.String(), c.want) {
+				t.Fatalf("exit %d (want %d), stderr:\n%s\nwant it to contain %q", code, c.code, stderr.String(), c.want)
+			}
+			if strings.Contains(stderr.String(), "c2hvcnQ=") {
+				t.Fatal("the APP_KEY value was echoed")
+			}
+		})
+	}
+}
+
+func TestServeAndShutdown(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr syncBuf
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"serve", "--addr", addr, "--data-dir", t.TempDir()}, getenvFrom(nil), &stderr)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the host did not answer /healthz:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d after a clean shutdown:\n%s", code, stderr.String())
+	}
+	log := stderr.String()
+	for _, want := range []string{"listening", "APP_KEY was not set", "shutting down"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+}
