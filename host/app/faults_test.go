@@ -230,3 +230,31 @@ func TestShutdownStopsThePlugin(t *testing.T) {
 		t.Fatalf("plugin process %d still exists after shutdown", pid)
 	}
 }
+
+// TestCrashLoopFallsBackToLocal: after repeated crashes the plugin is
+// failed, the admin sees why, and new results stay local.
+func TestCrashLoopFallsBackToLocal(t *testing.T) {
+	h := newHost(t, "sqlite")
+	h.configure()
+	for i := 0; i < 5; i++ { // fastOptions: 5 crashes within a minute trip the breaker
+		pid := h.pluginPid()
+		syscall.Kill(pid, syscall.SIGKILL)
+		waitFor(t, 20*time.Second, "the plugin to restart or fail", func() bool {
+			st, _ := h.app.Runtime.Status(pluginID)
+			return st.State == pluginrt.StateFailed || (st.State == pluginrt.StateRunning && st.Pid != pid)
+		})
+	}
+	var list struct {
+		Plugins []struct{ ID, State, Message string }
+	}
+	h.do("GET", "/api/v1/admin/plugins", nil, &list)
+	if len(list.Plugins) != 1 || list.Plugins[0].State != "failed" || list.Plugins[0].Message == "" {
+		t.Fatalf("admin view after a crash loop: %+v", list)
+	}
+	if r := h.upload(randomBytes(100), "after.png"); r.Storage != "local" {
+		t.Fatalf("a failed plugin still takes results: %s", r.Storage)
+	}
+	if h.pending() != 0 {
+		t.Fatalf("%d jobs queued for a failed plugin; results must simply stay local", h.pending())
+	}
+}

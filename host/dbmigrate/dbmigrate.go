@@ -67,6 +67,7 @@ func sqliteDefaults() []struct{ marker, param string } {
 		{"busy_timeout", "_pragma=busy_timeout(5000)"},
 		{"journal_mode", "_pragma=journal_mode(WAL)"},
 		{"foreign_keys", "_pragma=foreign_keys(1)"},
+		{"synchronous", "_pragma=synchronous(NORMAL)"},
 		{"_txlock", "_txlock=immediate"},
 	}
 }

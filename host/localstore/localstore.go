@@ -264,8 +264,15 @@ func (s *Store) Write(ctx context.Context, key string, r io.Reader, opts storage
 	l.Lock()
 	defer l.Unlock()
 	// The sidecar goes first: if the data rename below never happens, the
-	// new sidecar does not match the old file and is ignored.
-	if err := writeMeta(mp, m); err != nil {
+	// new sidecar does not match the old file and is ignored. When the key's
+	// extension already implies the content type (every finalized result:
+	// its extension comes from its type), no sidecar is needed, which saves
+	// a file create and fsync per object; a stale one is removed.
+	if mime.TypeByExtension(path.Ext(key)) == ct {
+		if err := os.Remove(mp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return storage.ObjectInfo{}, nil, fsError("put "+key+": metadata", err)
+		}
+	} else if err := writeMeta(mp, m); err != nil {
 		return storage.ObjectInfo{}, nil, fsError("put "+key+": metadata", err)
 	}
 	if err := os.Rename(tmpName, p); err != nil {

@@ -60,22 +60,27 @@ func call[T any](ctx context.Context, h *handle, f func(c *sdk.Client) (T, error
 	return zero, &storage.Error{Code: storage.Unavailable, Message: s.redact(fmt.Sprintf("plugin %s stopped responding: %v", h.id, err)), Err: err}
 }
 
+// Describe calls Describe on the running plugin.
 func (h *handle) Describe(ctx context.Context) (storage.Info, error) {
 	return call(ctx, h, func(c *sdk.Client) (storage.Info, error) { return c.Describe(ctx) })
 }
 
+// ValidateSettings calls ValidateSettings on the running plugin.
 func (h *handle) ValidateSettings(ctx context.Context, st storage.Settings) ([]storage.FieldError, error) {
 	return call(ctx, h, func(c *sdk.Client) ([]storage.FieldError, error) { return c.ValidateSettings(ctx, st) })
 }
 
+// Configure calls Configure on the running plugin.
 func (h *handle) Configure(ctx context.Context, st storage.Settings) (storage.ConfigureResult, error) {
 	return call(ctx, h, func(c *sdk.Client) (storage.ConfigureResult, error) { return c.Configure(ctx, st) })
 }
 
+// TestConnection calls TestConnection on the running plugin.
 func (h *handle) TestConnection(ctx context.Context) (storage.TestResult, error) {
 	return call(ctx, h, func(c *sdk.Client) (storage.TestResult, error) { return c.TestConnection(ctx) })
 }
 
+// Put calls Put on the running plugin.
 func (h *handle) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) (storage.ObjectInfo, error) {
 	return call(ctx, h, func(c *sdk.Client) (storage.ObjectInfo, error) { return c.Put(ctx, key, r, opts) })
 }
@@ -86,6 +91,7 @@ type getResult struct {
 	info storage.ObjectInfo
 }
 
+// Get calls Get on the running plugin; the reader stays bound to that process.
 func (h *handle) Get(ctx context.Context, key string, opts storage.GetOptions) (io.ReadCloser, storage.ObjectInfo, error) {
 	res, err := call(ctx, h, func(c *sdk.Client) (getResult, error) {
 		rc, info, err := c.Get(ctx, key, opts)
@@ -94,15 +100,18 @@ func (h *handle) Get(ctx context.Context, key string, opts storage.GetOptions) (
 	return res.rc, res.info, err
 }
 
+// Stat calls Stat on the running plugin.
 func (h *handle) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
 	return call(ctx, h, func(c *sdk.Client) (storage.ObjectInfo, error) { return c.Stat(ctx, key) })
 }
 
+// Delete calls Delete on the running plugin.
 func (h *handle) Delete(ctx context.Context, key string) error {
 	_, err := call(ctx, h, func(c *sdk.Client) (struct{}, error) { return struct{}{}, c.Delete(ctx, key) })
 	return err
 }
 
+// Health calls Health on the running plugin.
 func (h *handle) Health(ctx context.Context) (storage.Health, error) {
 	return call(ctx, h, func(c *sdk.Client) (storage.Health, error) { return c.Health(ctx) })
 }

@@ -145,50 +145,77 @@ func newRedactingLogger(inner hclog.Logger, secrets func() []string) hclog.Logge
 	return &redactingLogger{inner: inner, secrets: secrets}
 }
 
+// Log scrubs msg and args, then logs them at level.
 func (l *redactingLogger) Log(level hclog.Level, msg string, args ...any) {
 	s := newScrubber(l.secrets)
 	l.inner.Log(level, s.str(msg), s.args(args)...)
 }
 
+// Trace logs at trace level, scrubbed.
 func (l *redactingLogger) Trace(msg string, args ...any) { l.Log(hclog.Trace, msg, args...) }
+
+// Debug logs at debug level, scrubbed.
 func (l *redactingLogger) Debug(msg string, args ...any) { l.Log(hclog.Debug, msg, args...) }
-func (l *redactingLogger) Info(msg string, args ...any)  { l.Log(hclog.Info, msg, args...) }
-func (l *redactingLogger) Warn(msg string, args ...any)  { l.Log(hclog.Warn, msg, args...) }
+
+// Info logs at info level, scrubbed.
+func (l *redactingLogger) Info(msg string, args ...any) { l.Log(hclog.Info, msg, args...) }
+
+// Warn logs at warn level, scrubbed.
+func (l *redactingLogger) Warn(msg string, args ...any) { l.Log(hclog.Warn, msg, args...) }
+
+// Error logs at error level, scrubbed.
 func (l *redactingLogger) Error(msg string, args ...any) { l.Log(hclog.Error, msg, args...) }
 
+// IsTrace reports the wrapped logger's setting.
 func (l *redactingLogger) IsTrace() bool { return l.inner.IsTrace() }
+
+// IsDebug reports the wrapped logger's setting.
 func (l *redactingLogger) IsDebug() bool { return l.inner.IsDebug() }
-func (l *redactingLogger) IsInfo() bool  { return l.inner.IsInfo() }
-func (l *redactingLogger) IsWarn() bool  { return l.inner.IsWarn() }
+
+// IsInfo reports the wrapped logger's setting.
+func (l *redactingLogger) IsInfo() bool { return l.inner.IsInfo() }
+
+// IsWarn reports the wrapped logger's setting.
+func (l *redactingLogger) IsWarn() bool { return l.inner.IsWarn() }
+
+// IsError reports the wrapped logger's setting.
 func (l *redactingLogger) IsError() bool { return l.inner.IsError() }
 
+// ImpliedArgs returns the implied arguments, scrubbed.
 func (l *redactingLogger) ImpliedArgs() []any {
 	return newScrubber(l.secrets).args(l.inner.ImpliedArgs())
 }
 
-// With scrubs args with the secrets known now; the implied arguments are
-// scrubbed again whenever ImpliedArgs is read.
+// With returns a scrubbing logger implying args, scrubbed with the secrets known now.
 func (l *redactingLogger) With(args ...any) hclog.Logger {
 	return &redactingLogger{inner: l.inner.With(newScrubber(l.secrets).args(args)...), secrets: l.secrets}
 }
 
+// Name returns the wrapped logger's name.
 func (l *redactingLogger) Name() string { return l.inner.Name() }
 
+// Named returns a scrubbing sub-logger.
 func (l *redactingLogger) Named(name string) hclog.Logger {
 	return &redactingLogger{inner: l.inner.Named(name), secrets: l.secrets}
 }
 
+// ResetNamed returns a scrubbing logger with the name replaced.
 func (l *redactingLogger) ResetNamed(name string) hclog.Logger {
 	return &redactingLogger{inner: l.inner.ResetNamed(name), secrets: l.secrets}
 }
 
+// SetLevel sets the wrapped logger's level.
 func (l *redactingLogger) SetLevel(level hclog.Level) { l.inner.SetLevel(level) }
-func (l *redactingLogger) GetLevel() hclog.Level      { return l.inner.GetLevel() }
 
+// GetLevel returns the wrapped logger's level.
+func (l *redactingLogger) GetLevel() hclog.Level { return l.inner.GetLevel() }
+
+// StandardLogger returns a standard logger writing through StandardWriter.
 func (l *redactingLogger) StandardLogger(opts *hclog.StandardLoggerOptions) *log.Logger {
 	return log.New(l.StandardWriter(opts), "", 0)
 }
 
+// StandardWriter returns a writer that scrubs each write before logging it.
 func (l *redactingLogger) StandardWriter(opts *hclog.StandardLoggerOptions) io.Writer {
 	if opts == nil {
 		opts = &hclog.StandardLoggerOptions{} // hclog's own logger panics on nil
@@ -202,6 +229,7 @@ type redactingWriter struct {
 	secrets func() []string
 }
 
+// Write scrubs p and writes it on.
 func (w *redactingWriter) Write(p []byte) (int, error) {
 	s := newScrubber(w.secrets)
 	if s.r == nil {
@@ -220,7 +248,10 @@ type redactedError struct {
 	err error
 }
 
+// Error returns the scrubbed message.
 func (e *redactedError) Error() string { return e.msg }
+
+// Unwrap returns the original error.
 func (e *redactedError) Unwrap() error { return e.err }
 
 // redactError returns err with its message scrubbed, or err itself when it

@@ -88,7 +88,8 @@ type Options struct {
 	// and error the runtime produces (plugin log lines included); may be nil.
 	Redact func() []string
 	// OnStart is called after every (re)start, before calls are routed to the
-	// plugin, e.g. to Configure it; an error counts as a failed start.
+	// plugin, e.g. to Configure it; an error counts as a failed start. Its ctx
+	// ends after StartTimeout; it must not call Start, Stop or Close.
 	OnStart func(ctx context.Context, id string, p storage.Provider) error
 	// OnState is told of every state change, in order, from the plugin's
 	// supervisor; it must not call Start, Stop or Close. May be nil.

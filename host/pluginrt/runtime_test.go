@@ -293,7 +293,7 @@ func TestFailedHealthChecksCountAsCrashes(t *testing.T) {
 	}
 	st1, _ := r.Status("stuck")
 	st := waitState(t, r, "stuck", StateFailed, 10*time.Second)
-	if st.Restarts != 1 || !strings.Contains(st.LastError, "crashed 2 times in 1m0s; last: health check failed 2 times in a row: health: ") {
+	if st.Restarts != 1 || !strings.Contains(st.LastError, "crashed 2 times in 1m0s; last: health check failed 2 times in a row: ") {
 		t.Fatalf("status: %+v", st)
 	}
 	if processExists(st1.Pid) {

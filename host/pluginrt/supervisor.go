@@ -192,12 +192,11 @@ func (s *supervisor) run(firstCtx context.Context, first chan<- error) {
 			s.log.Info("plugin running", "pid", c.Pid(), "restarts", s.snapshot().Restarts)
 			report(nil)
 			reason := s.watch(c)
-			// Detach the client before killing it, so handles fail fast.
-			s.mu.Lock()
-			s.client = nil
-			s.mu.Unlock()
-			c.Close()
 			if reason == nil || s.ctx.Err() != nil { // stopped
+				s.mu.Lock()
+				s.client = nil // handles fail fast while the process is killed
+				s.mu.Unlock()
+				c.Close()
 				s.setState(StateStopped, nil, "")
 				return
 			}
@@ -208,26 +207,32 @@ func (s *supervisor) run(firstCtx context.Context, first chan<- error) {
 		}
 		err = redactError(err, opts.Redact)
 
-		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
-			msg := "refused: the binary does not match the sha256 recorded at install: " + err.Error()
-			s.log.Error("plugin refused; not restarting", "error", msg)
-			s.setState(StateFailed, nil, msg)
-			report(err)
-			return
-		}
-		now := time.Now()
-		crashes = append(crashes, now)
-		kept := crashes[:0]
-		for _, t := range crashes {
-			if now.Sub(t) < opts.CrashWindow {
-				kept = append(kept, t)
+		// Decide between failed and restarting, record it (which detaches
+		// the client), then kill what is left of the process.
+		var failedMsg string
+		switch {
+		case errors.Is(err, plugin.ErrChecksumsDoNotMatch):
+			failedMsg = "refused: the binary does not match the sha256 recorded at install: " + err.Error()
+		default:
+			now := time.Now()
+			crashes = append(crashes, now)
+			kept := crashes[:0]
+			for _, t := range crashes {
+				if now.Sub(t) < opts.CrashWindow {
+					kept = append(kept, t)
+				}
+			}
+			crashes = kept
+			if len(crashes) >= opts.CrashLimit {
+				failedMsg = fmt.Sprintf("crashed %d times in %s; last: %s", len(crashes), opts.CrashWindow, err.Error())
 			}
 		}
-		crashes = kept
-		if len(crashes) >= opts.CrashLimit {
-			msg := fmt.Sprintf("crashed %d times in %s; last: %s", len(crashes), opts.CrashWindow, err.Error())
-			s.log.Error("plugin crash loop; giving up until it is started again", "error", msg)
-			s.setState(StateFailed, nil, msg)
+		if failedMsg != "" {
+			s.log.Error("plugin failed; not restarting until it is started again", "error", failedMsg)
+			s.setState(StateFailed, nil, failedMsg)
+			if c != nil {
+				c.Close()
+			}
 			report(err)
 			return
 		}
@@ -235,6 +240,9 @@ func (s *supervisor) run(firstCtx context.Context, first chan<- error) {
 		delay := backoff(opts.BackoffMin, opts.BackoffMax, failures)
 		s.log.Warn("plugin down; restarting", "error", err.Error(), "backoff", delay)
 		s.setState(StateRestarting, nil, err.Error())
+		if c != nil {
+			c.Close()
+		}
 		report(err)
 		t := time.NewTimer(delay)
 		select {
