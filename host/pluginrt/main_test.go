@@ -77,6 +77,9 @@ func (p *testProvider) Configure(ctx context.Context, s storage.Settings) (stora
 	if p.mode == modeLogSecret {
 		v, _ := s["secret_access_key"].(string)
 		p.log.Warn("configure-marker: configuring with "+v, "secret_access_key", v, "settings", s)
+		// After Serve, plain prints travel over go-plugin's stdio stream.
+		fmt.Fprintln(os.Stdout, "stdout-marker: "+v)
+		fmt.Fprintln(os.Stderr, "stderr-marker: "+v)
 		return storage.ConfigureResult{}, nil
 	}
 	return p.Store.Configure(ctx, s)

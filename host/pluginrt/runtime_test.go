@@ -331,7 +331,8 @@ func TestSecretsNeverReachTheHostLog(t *testing.T) {
 	waitState(t, r, "leaky", StateRunning, 5*time.Second)
 	waitFor(t, 5*time.Second, "the plugin's log lines", func() bool {
 		l := logs.String()
-		return strings.Count(l, "startup-marker") >= 2 && strings.Count(l, "configure-marker") >= 2 && strings.Count(l, "raw-marker") >= 2
+		return strings.Count(l, "startup-marker") >= 2 && strings.Count(l, "configure-marker") >= 2 && strings.Count(l, "raw-marker") >= 2 &&
+			strings.Contains(l, "stdout-marker") && strings.Contains(l, "stderr-marker")
 	})
 	l := logs.String()
 	if strings.Contains(l, secret) {
@@ -346,6 +347,8 @@ func TestSecretsNeverReachTheHostLog(t *testing.T) {
 		"raw-marker: secret is [redacted]",
 		"configure-marker: configuring with [redacted]",
 		"secret_access_key=[redacted]",
+		"stdout-marker: [redacted]",
+		"stderr-marker: [redacted]",
 		"host.leaky.",
 	} {
 		if !strings.Contains(l, want) {

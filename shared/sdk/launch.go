@@ -71,6 +71,10 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Client, error) {
 		AutoMTLS:         true,
 		StartTimeout:     timeout,
 		SkipHostEnv:      true,
+		// What the plugin prints on stdout/stderr after Serve reaches the
+		// host's log (go-plugin discards it by default).
+		SyncStdout: logger.StandardWriter(&hclog.StandardLoggerOptions{ForceLevel: hclog.Info}),
+		SyncStderr: logger.StandardWriter(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn}),
 		GRPCDialOptions: []grpc.DialOption{
 			grpc.WithInitialWindowSize(windowSize),
 			grpc.WithInitialConnWindowSize(windowSize),
