@@ -7,8 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/magicads/r2storage/internal/plugintest"
@@ -144,24 +142,9 @@ func BenchmarkPut1GiBPluginRSS(b *testing.B) {
 	}
 	benchPut(b, p, size, streamOf(size))
 	b.StopTimer()
-	hwm, err := peakRSS(p.Pid())
+	hwm, err := plugintest.PeakRSS(p.Pid())
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(hwm)/(1<<20), "peak-RSS-MiB")
-}
-
-// peakRSS reads a process's peak resident set size from /proc (Linux).
-func peakRSS(pid int) (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, fmt.Errorf("peak RSS needs /proc: %w", err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
 }
