@@ -143,13 +143,24 @@ func Open(ctx context.Context, dsn string) (*sql.DB, Dialect, error) {
 // the table is reset to the last version that applied cleanly and the
 // error names the failing version and the table.
 func Up(ctx context.Context, db *sql.DB, dialect Dialect, src fs.FS, table string) error {
-	return run(ctx, db, dialect, src, table, true)
+	return run(ctx, db, dialect, src, table, true, -1)
 }
 
 // Down reverts every migration table has recorded, newest first, using the
 // down files in src. Errors are reported like Up's.
 func Down(ctx context.Context, db *sql.DB, dialect Dialect, src fs.FS, table string) error {
-	return run(ctx, db, dialect, src, table, false)
+	return run(ctx, db, dialect, src, table, false, -1)
+}
+
+// DownTo reverts the migrations newer than version (0 or a Status with
+// Applied false: all of them), newest first: what an update that failed
+// after migrating undoes. Errors are reported like Up's.
+func DownTo(ctx context.Context, db *sql.DB, dialect Dialect, src fs.FS, table string, to Status) error {
+	target := int64(-1)
+	if to.Applied {
+		target = int64(to.Version)
+	}
+	return run(ctx, db, dialect, src, table, false, target)
 }
 
 // Status is what a migrations table records.
@@ -213,8 +224,9 @@ func check(db *sql.DB, dialect Dialect, table string) error {
 	return nil
 }
 
-// run performs Up (up=true) or Down on table.
-func run(ctx context.Context, db *sql.DB, dialect Dialect, src fs.FS, table string, up bool) error {
+// run performs Up (up=true) or Down on table; a down stops once the
+// recorded version is at or below downTo (-1: reverts everything).
+func run(ctx context.Context, db *sql.DB, dialect Dialect, src fs.FS, table string, up bool, downTo int64) error {
 	if err := check(db, dialect, table); err != nil {
 		return err
 	}
@@ -324,7 +336,7 @@ func run(ctx context.Context, db *sql.DB, dialect Dialect, src fs.FS, table stri
 			}
 			err = m.Steps(1)
 		} else {
-			if cur == database.NilVersion {
+			if cur == database.NilVersion || (downTo >= 0 && int64(cur) <= downTo) {
 				return nil
 			}
 			attempt = uint(cur)

@@ -609,4 +609,35 @@ func TestOpenPostgresBadDSN(t *testing.T) {
 }
 
 // hostLatest is the newest host migration version.
-const hostLatest = 2
+const hostLatest = 3
+
+func TestDownToStopsAtAVersion(t *testing.T) {
+	ctx := context.Background()
+	file := func(s string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(s)} }
+	for _, mk := range []func(*testing.T) testDB{newSQLite, newPostgres} {
+		tdb := mk(t)
+		src := fstest.MapFS{
+			"000001_a.up.sql":   file("CREATE TABLE a (x INTEGER);"),
+			"000001_a.down.sql": file("DROP TABLE a;"),
+			"000002_b.up.sql":   file("CREATE TABLE b (x INTEGER);"),
+			"000002_b.down.sql": file("DROP TABLE b;"),
+			"000003_c.up.sql":   file("CREATE TABLE c (x INTEGER);"),
+			"000003_c.down.sql": file("DROP TABLE c;"),
+		}
+		const table = "schema_migrations_downto"
+		if err := Up(ctx, tdb.db, tdb.dialect, src, table); err != nil {
+			t.Fatal(err)
+		}
+		if err := DownTo(ctx, tdb.db, tdb.dialect, src, table, Status{Applied: true, Version: 1}); err != nil {
+			t.Fatal(err)
+		}
+		wantVersion(t, tdb, table, Status{Applied: true, Version: 1})
+		if !tableExists(t, tdb, "a") || tableExists(t, tdb, "b") || tableExists(t, tdb, "c") {
+			t.Fatal("DownTo(1) did not keep exactly migration 1")
+		}
+		if err := DownTo(ctx, tdb.db, tdb.dialect, src, table, Status{}); err != nil {
+			t.Fatal(err)
+		}
+		wantVersion(t, tdb, table, Status{})
+	}
+}

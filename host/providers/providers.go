@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -93,16 +94,29 @@ func New(db *sql.DB, dialect dbmigrate.Dialect, settings *settingsstore.Store, r
 	return &Manager{db: db, dialect: dialect, settings: settings, rt: rt, log: logger, plugins: map[string]*plugin{}}
 }
 
-// Register records an installed plugin: it runs the plugin's migrations
-// (into its own migrations table), records it, and starts it. The
-// marketplace calls it after unpacking; tests call it with a built binary.
+// Register installs a plugin from a directory that is already in place:
+// it runs the plugin's migrations (into its own migrations table), then
+// Activates it. Tests and sideloading use it; the marketplace migrates,
+// runs its canary and calls Activate itself.
 func (m *Manager) Register(ctx context.Context, inst Installed) error {
+	if _, err := m.open(inst); err != nil {
+		return err
+	}
+	if err := dbmigrate.Up(ctx, m.db, m.dialect, MigrationsFS(inst.Dir), dbmigrate.PluginTable(inst.ID)); err != nil {
+		return fmt.Errorf("registering %s: %w", inst.ID, err)
+	}
+	return m.Activate(ctx, inst)
+}
+
+// MigrationsFS is an installed plugin's migrations.
+func MigrationsFS(dir string) fs.FS { return os.DirFS(filepath.Join(dir, "migrations")) }
+
+// Activate records an installed plugin (replacing an older version's
+// record) and starts it; a running older version is replaced.
+func (m *Manager) Activate(ctx context.Context, inst Installed) error {
 	p, err := m.open(inst)
 	if err != nil {
 		return err
-	}
-	if err := dbmigrate.Up(ctx, m.db, m.dialect, os.DirFS(filepath.Join(inst.Dir, p.migrationsDir())), dbmigrate.PluginTable(inst.ID)); err != nil {
-		return fmt.Errorf("registering %s: %w", inst.ID, err)
 	}
 	_, err = m.db.ExecContext(ctx, `INSERT INTO plugins (id, version, dir, binary_path, sha256) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (id) DO UPDATE SET version = excluded.version, dir = excluded.dir, binary_path = excluded.binary_path, sha256 = excluded.sha256`,
@@ -116,8 +130,37 @@ func (m *Manager) Register(ctx context.Context, inst Installed) error {
 	return m.start(ctx, p)
 }
 
-// migrationsDir is where the plugin's migrations are, relative to its dir.
-func (p *plugin) migrationsDir() string { return "migrations" }
+// Installed returns an installed plugin's record.
+func (m *Manager) Installed(id string) (Installed, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.plugins[id]
+	if !ok {
+		return Installed{}, false
+	}
+	return p.inst, true
+}
+
+// Remove stops a plugin and forgets it: its record is deleted, and if it
+// was the Default Storage the default goes back to local first. Files,
+// migrations and settings are the caller's (the marketplace's) business.
+func (m *Manager) Remove(ctx context.Context, id string) error {
+	if def, err := m.Default(ctx); err != nil || def == id {
+		if err := m.settings.Save(ctx, defaultEntry, "host", map[string]any{"default": Local}); err != nil {
+			return fmt.Errorf("resetting Default Storage to local: %w", err)
+		}
+	}
+	if err := m.rt.Stop(ctx, id); err != nil && !errors.Is(err, pluginrt.ErrUnknownPlugin) {
+		return fmt.Errorf("stopping plugin %s: %w", id, err)
+	}
+	if _, err := m.db.ExecContext(ctx, `DELETE FROM plugins WHERE id = $1`, id); err != nil {
+		return fmt.Errorf("removing the record of plugin %s: %w", id, err)
+	}
+	m.mu.Lock()
+	delete(m.plugins, id)
+	m.mu.Unlock()
+	return nil
+}
 
 // open reads an installed plugin's manifest and settings schema.
 func (m *Manager) open(inst Installed) (*plugin, error) {

@@ -1,0 +1,8 @@
+-- purchases: plugins bought on the marketplace, each proven by a receipt
+-- signed by a trusted marketplace key.
+CREATE TABLE purchases (
+    plugin_id   TEXT        NOT NULL PRIMARY KEY,
+    buyer       TEXT        NOT NULL DEFAULT '',
+    receipt     TEXT        NOT NULL,
+    recorded_at TIMESTAMP   NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
