@@ -16,9 +16,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/magicads/r2storage/host/catalog"
 	"github.com/magicads/r2storage/host/dbmigrate"
 	"github.com/magicads/r2storage/host/httpapi"
 	"github.com/magicads/r2storage/host/localstore"
+	"github.com/magicads/r2storage/host/marketplace"
 	"github.com/magicads/r2storage/host/migrations"
 	"github.com/magicads/r2storage/host/pluginrt"
 	"github.com/magicads/r2storage/host/providers"
@@ -26,6 +28,9 @@ import (
 	"github.com/magicads/r2storage/host/settingsstore"
 	"github.com/magicads/r2storage/shared/storage"
 )
+
+// HostVersion is this host's version, compared with plugins' min_host_version.
+const HostVersion = "1.0.0"
 
 // Config is the host's configuration (flags and environment of
 // ../shared/api.md).
@@ -40,7 +45,15 @@ type Config struct {
 	PreviousAppKeys string
 	// AdminToken is MAGICADS_ADMIN_TOKEN.
 	AdminToken string
-	Logger     *slog.Logger
+	// CatalogURL is the marketplace index (--catalog); "" disables the marketplace.
+	CatalogURL string
+	// TrustedKeyFiles are the marketplace public keys (--trusted-key).
+	TrustedKeyFiles []string
+	// License is "regular" or "extended".
+	License string
+	// Marketplace tunes installs (tests shorten timeouts); the fields above win.
+	Marketplace marketplace.Config
+	Logger      *slog.Logger
 	// Runtime tunes the plugin runtime; zero values take its defaults.
 	Runtime pluginrt.Options
 	// Results tunes the results service; zero values take its defaults.
@@ -55,6 +68,7 @@ type App struct {
 	Runtime   *pluginrt.Runtime
 	Providers *providers.Manager
 	Results   *results.Service
+	Market    *marketplace.Marketplace
 	Local     *localstore.Store
 	API       *httpapi.API
 
@@ -133,7 +147,19 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 		resOpts.Logger = a.log
 	}
 	a.Results = results.New(a.DB, a.Local, mgr, resOpts)
-	a.API = httpapi.New(a.Results, mgr, httpapi.Options{AdminToken: cfg.AdminToken, Logger: a.log, Health: func() error { return a.DB.PingContext(context.Background()) }})
+	mcfg := cfg.Marketplace
+	mcfg.CatalogURL, mcfg.License, mcfg.HostVersion, mcfg.Logger = cfg.CatalogURL, cfg.License, HostVersion, a.log
+	mcfg.PluginsDir = filepath.Join(cfg.DataDir, "plugins")
+	if len(cfg.TrustedKeyFiles) > 0 {
+		if mcfg.TrustedKeys, err = catalog.LoadPublicKeys(cfg.TrustedKeyFiles...); err != nil {
+			return fmt.Errorf("--trusted-key: %w", err)
+		}
+	}
+	if cfg.CatalogURL != "" && len(mcfg.TrustedKeys) == 0 {
+		return fmt.Errorf("--catalog needs --trusted-key: marketplace archives are installed only when they verify against a trusted key")
+	}
+	a.Market = marketplace.New(mcfg, a.DB, a.Dialect, mgr, a.Settings)
+	a.API = httpapi.New(a.Results, mgr, a.Market, httpapi.Options{AdminToken: cfg.AdminToken, Logger: a.log, Health: func() error { return a.DB.PingContext(context.Background()) }})
 
 	if err := mgr.Load(ctx); err != nil {
 		return err

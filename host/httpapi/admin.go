@@ -5,10 +5,6 @@ import (
 	"net/http"
 )
 
-func (a *API) listPlugins(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"plugins": a.providers.Plugins()})
-}
-
 func (a *API) getStorage(w http.ResponseWriter, r *http.Request) {
 	body := map[string]any{"options": a.providers.Options(r.Context())}
 	def, err := a.providers.Default(r.Context())

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/magicads/r2storage/host/marketplace"
 	"github.com/magicads/r2storage/host/providers"
 	"github.com/magicads/r2storage/host/results"
 )
@@ -32,16 +33,17 @@ type Options struct {
 type API struct {
 	results   *results.Service
 	providers *providers.Manager
+	market    *marketplace.Marketplace
 	opts      Options
 	mux       *http.ServeMux
 }
 
-// New returns the API handler.
-func New(res *results.Service, prov *providers.Manager, opts Options) *API {
+// New returns the API handler; market may be nil (no marketplace).
+func New(res *results.Service, prov *providers.Manager, market *marketplace.Marketplace, opts Options) *API {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &API{results: res, providers: prov, opts: opts, mux: http.NewServeMux()}
+	a := &API{results: res, providers: prov, market: market, opts: opts, mux: http.NewServeMux()}
 	a.mux.HandleFunc("GET /healthz", a.healthz)
 	a.mux.HandleFunc("POST /api/v1/results", a.createResult)
 	a.mux.HandleFunc("GET /api/v1/results", a.listResults)
@@ -49,6 +51,10 @@ func New(res *results.Service, prov *providers.Manager, opts Options) *API {
 	a.mux.HandleFunc("GET /api/v1/results/{id}/content", a.resultContent)
 	a.mux.HandleFunc("DELETE /api/v1/results/{id}", a.deleteResult)
 	a.mux.Handle("GET /api/v1/admin/plugins", a.admin(a.listPlugins))
+	a.mux.Handle("POST /api/v1/admin/plugins/{id}/install", a.admin(a.needMarket(a.installPlugin)))
+	a.mux.Handle("POST /api/v1/admin/plugins/{id}/uninstall", a.admin(a.needMarket(a.uninstallPlugin)))
+	a.mux.Handle("POST /api/v1/admin/plugins/{id}/purchase", a.admin(a.needMarket(a.purchasePlugin)))
+	a.mux.Handle("POST /api/v1/admin/purchases", a.admin(a.needMarket(a.recordPurchase)))
 	a.mux.Handle("GET /api/v1/admin/storage", a.admin(a.getStorage))
 	a.mux.Handle("PUT /api/v1/admin/storage", a.admin(a.putStorage))
 	a.mux.Handle("GET /api/v1/admin/plugins/{id}/settings", a.admin(a.getSettings))

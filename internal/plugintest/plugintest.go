@@ -20,6 +20,9 @@ import (
 
 // Builder builds a Go main package once per test binary.
 type Builder struct {
+	// Flags are extra go build flags, such as -ldflags.
+	Flags []string
+
 	once sync.Once
 	path string
 	err  error
@@ -43,7 +46,8 @@ func (b *Builder) Build(t testing.TB, pkg string) string {
 			name += ".exe"
 		}
 		b.path = filepath.Join(dir, name)
-		cmd := exec.Command("go", "build", "-o", b.path, pkg)
+		args := append([]string{"build", "-o", b.path}, b.Flags...)
+		cmd := exec.Command("go", append(args, pkg)...)
 		cmd.Dir = ModuleRoot(t)
 		out, err := cmd.CombinedOutput()
 		b.out, b.err = string(out), err

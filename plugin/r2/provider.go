@@ -102,6 +102,9 @@ func New(opts Options) *Provider {
 	return &Provider{opts: opts, log: opts.Logger}
 }
 
+// SetVersion replaces the version Describe reports; call it before serving.
+func (p *Provider) SetVersion(v string) { p.opts.Version = v }
+
 // Describe returns the provider's identity and capabilities.
 func (p *Provider) Describe(context.Context) (storage.Info, error) {
 	return storage.Info{

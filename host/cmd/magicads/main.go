@@ -88,6 +88,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	a, err := app.New(ctx, app.Config{
 		DataDir: f.dataDir, DB: f.db, AppKey: getenv("APP_KEY"), PreviousAppKeys: getenv("APP_KEY_PREVIOUS"),
 		AdminToken: getenv("MAGICADS_ADMIN_TOKEN"), Logger: log,
+		CatalogURL: f.catalog, TrustedKeyFiles: splitList(f.trustedKey), License: f.license,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "magicads:", err)
@@ -122,4 +123,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.Error("shutdown", "error", err)
 	}
 	return 0
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

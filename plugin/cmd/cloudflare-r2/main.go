@@ -11,9 +11,17 @@ import (
 	"github.com/magicads/r2storage/shared/sdk"
 )
 
+// version, when set at link time (-ldflags "-X main.version=1.2.3"),
+// replaces the embedded manifest's version: release builds stamp it, and
+// tests build updated plugins with it.
+var version string
+
 func main() {
 	logger := sdk.Logger(r2.ID)
 	p, err := r2.NewFromBundle(logger)
+	if err == nil && version != "" {
+		p.SetVersion(version)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cloudflare-r2:", err)
 		os.Exit(1)

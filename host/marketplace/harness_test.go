@@ -1,0 +1,265 @@
+package marketplace_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	r2storage "github.com/magicads/r2storage"
+	"github.com/magicads/r2storage/host/app"
+	"github.com/magicads/r2storage/host/catalog"
+	"github.com/magicads/r2storage/host/dbmigrate"
+	"github.com/magicads/r2storage/host/marketplace"
+	"github.com/magicads/r2storage/host/pluginrt"
+	"github.com/magicads/r2storage/internal/plugintest"
+	"github.com/magicads/r2storage/internal/testdb"
+)
+
+const (
+	pluginID   = "cloudflare-r2"
+	adminToken = "market-test-token"
+)
+
+var platform = runtime.GOOS + "/" + runtime.GOARCH
+
+var (
+	bin100 plugintest.Builder                                                         // reports 1.0.0 (the manifest's)
+	bin110 = plugintest.Builder{Flags: []string{"-ldflags", "-X main.version=1.1.0"}} // reports 1.1.0
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	bin100.Cleanup()
+	bin110.Cleanup()
+	os.Exit(code)
+}
+
+// market is a loopback marketplace serving a signed catalog.
+type market struct {
+	t     testing.TB
+	priv  ed25519.PrivateKey
+	pub   ed25519.PublicKey
+	mu    sync.Mutex
+	files map[string][]byte
+	srv   *httptest.Server
+}
+
+func newMarket(t testing.TB) *market {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	m := &market{t: t, priv: priv, pub: pub, files: map[string][]byte{}}
+	m.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.mu.Lock()
+		data, ok := m.files[strings.TrimPrefix(r.URL.Path, "/")]
+		m.mu.Unlock()
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(data)
+	}))
+	t.Cleanup(m.srv.Close)
+	return m
+}
+
+func (m *market) indexURL() string { return m.srv.URL + "/index.json" }
+
+// file is one archive entry.
+type file struct {
+	name string
+	mode int64
+	data []byte
+}
+
+// bundle returns the files of a plugin archive: the repo's manifest (with
+// version and edits applied), schemas, migrations, and the binary.
+func bundle(t testing.TB, version string, binary []byte, edit func(man map[string]any)) []file {
+	t.Helper()
+	var man map[string]any
+	raw, _ := fs.ReadFile(r2storage.Files(), "manifest.json")
+	json.Unmarshal(raw, &man)
+	man["version"] = version
+	if edit != nil {
+		edit(man)
+	}
+	manData, _ := json.MarshalIndent(man, "", "  ")
+	files := []file{{name: "manifest.json", mode: 0o644, data: manData}}
+	fs.WalkDir(r2storage.Files(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && p != "manifest.json" {
+			data, _ := fs.ReadFile(r2storage.Files(), p)
+			files = append(files, file{name: p, mode: 0o644, data: data})
+		}
+		return nil
+	})
+	exe := man["executables"].(map[string]any)[platform].(string)
+	return append(files, file{name: exe, mode: 0o755, data: binary})
+}
+
+func tarGz(files []file) []byte {
+	var buf bytes.Buffer
+	gz, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	tw := tar.NewWriter(gz)
+	for _, f := range files {
+		tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), Typeflag: tar.TypeReg, ModTime: time.Unix(946684800, 0)})
+		tw.Write(f.data)
+	}
+	tw.Close()
+	gz.Close()
+	return buf.Bytes()
+}
+
+// archiveOpts bends an archive entry of the catalog for hostile cases.
+type archiveOpts struct {
+	sha256    string // overrides the listed digest
+	signature string // overrides the signature ("" keeps the real one)
+	unsigned  bool
+	signer    ed25519.PrivateKey
+}
+
+// addArchive stores data and returns its signed catalog entry.
+func (m *market) addArchive(id, version string, data []byte, o archiveOpts) catalog.Archive {
+	sum := sha256.Sum256(data)
+	name := id + "_" + version + "_" + strings.ReplaceAll(platform, "/", "_") + "_" + hex.EncodeToString(sum[:4]) + ".tar.gz"
+	m.mu.Lock()
+	m.files[name] = data
+	m.mu.Unlock()
+	a := catalog.Archive{URL: name, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
+	signer := m.priv
+	if o.signer != nil {
+		signer = o.signer
+	}
+	sig, err := catalog.SignArchive(signer, id, version, platform, a.SHA256)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	a.Signature = sig
+	if o.sha256 != "" {
+		a.SHA256 = o.sha256
+	}
+	if o.signature != "" {
+		a.Signature = o.signature
+	}
+	if o.unsigned {
+		a.Signature = ""
+	}
+	return a
+}
+
+// publish writes and signs index.json with one plugin and the given versions.
+func (m *market) publish(pricing catalog.Pricing, versions ...catalog.Version) {
+	idx := catalog.Index{SchemaVersion: 1, Plugins: []catalog.Plugin{{
+		ID: pluginID, Name: "Cloudflare R2 Storage", Description: "Offload results to R2.", Kind: "storage-provider",
+		Pricing: pricing, CheckoutURL: m.srv.URL + "/checkout/" + pluginID, Versions: versions,
+	}}}
+	data, err := json.MarshalIndent(idx, "", "  ")
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	m.mu.Lock()
+	m.files["index.json"] = data
+	sig, err := catalog.SignIndex(m.priv, data)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	m.files["index.json.sig"] = sig
+	m.mu.Unlock()
+}
+
+func version(v string, a catalog.Archive) catalog.Version {
+	return catalog.Version{Version: v, MinHostVersion: "1.0.0", ProtocolVersions: []int{1}, Archives: map[string]catalog.Archive{platform: a}}
+}
+
+var (
+	freeForExtended = catalog.Pricing{Model: "paid", Price: &catalog.Price{Amount: "29.00", Currency: "USD"}, FreeForExtendedLicense: true}
+	free            = catalog.Pricing{Model: "free"}
+)
+
+// host is a host with a marketplace pointed at m.
+type host struct {
+	t       testing.TB
+	app     *app.App
+	dataDir string
+	db      *testdb.DB
+}
+
+func newHost(t testing.TB, d dbmigrate.Dialect, m *market, license string) *host {
+	t.Helper()
+	db := testdb.Open(t, d)
+	h := &host{t: t, dataDir: t.TempDir(), db: db}
+	a, err := app.New(context.Background(), app.Config{
+		DataDir: h.dataDir, DB: db.DSN, AppKey: "base64:" + base64.StdEncoding.EncodeToString(randBytes(32)),
+		Logger: slog.New(slog.DiscardHandler), CatalogURL: m.indexURL(), License: license, AdminToken: adminToken,
+		Marketplace: marketplace.Config{TrustedKeys: []ed25519.PublicKey{m.pub}, CanaryTimeout: 3 * time.Second},
+		Runtime:     pluginrt.Options{HealthInterval: 500 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.app = a
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		a.Close(ctx)
+	})
+	return h
+}
+
+func randBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+func readFile(t testing.TB, p string) []byte {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// pluginsDirEntries lists what the plugins dir holds, ignoring an empty staging dir.
+func (h *host) pluginsDirEntries() []string {
+	var out []string
+	root := filepath.Join(h.dataDir, "plugins")
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == root || (d.IsDir() && filepath.Base(p) == ".staging") {
+			return nil
+		}
+		rel, _ := filepath.Rel(root, p)
+		out = append(out, rel)
+		return nil
+	})
+	return out
+}
+
+// childPids lists this test process's child processes.
+func childPids() []string {
+	var out []string
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, task := range tasks {
+		data, _ := os.ReadFile("/proc/self/task/" + task.Name() + "/children")
+		out = append(out, strings.Fields(string(data))...)
+	}
+	return out
+}
+
+var _ = io.EOF

@@ -1,0 +1,147 @@
+// Package marketplace installs, updates and uninstalls plugins from a
+// signed catalog, and decides what each marketplace card offers (install,
+// buy, uninstall) from the license and the recorded purchases.
+//
+// An install is one transaction: download (streamed, size-capped, sha256
+// while streaming) → verify the signature → unpack into staging (refusing
+// unsafe archives) → validate the manifest → run the plugin's migrations →
+// start the plugin as a canary → move into place atomically → record and
+// activate. Any failure undoes what ran; a previous version keeps serving.
+package marketplace
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"sync"
+	"time"
+
+	"database/sql"
+
+	"github.com/magicads/r2storage/host/dbmigrate"
+	"github.com/magicads/r2storage/host/providers"
+	"github.com/magicads/r2storage/host/settingsstore"
+)
+
+// Licenses a host can run under.
+const (
+	LicenseRegular  = "regular"
+	LicenseExtended = "extended"
+)
+
+// ExtendedOnlyMessage is shown on a free-for-Extended plugin to a Regular
+// License holder, exactly as the product says it.
+const ExtendedOnlyMessage = "This plugin is free only for Extended License holders"
+
+// Config configures the marketplace.
+type Config struct {
+	// CatalogURL is the index.json URL (http(s):// or file://); "" disables the catalog.
+	CatalogURL string
+	// TrustedKeys verify the catalog, archives and receipts.
+	TrustedKeys []ed25519.PublicKey
+	// License is LicenseRegular or LicenseExtended.
+	License string
+	// PluginsDir receives installed plugins: <dir>/<id>/<version>/.
+	PluginsDir string
+	// HostVersion is compared with a plugin's min_host_version.
+	HostVersion string
+	// Platform is "os/arch"; "" is this machine's.
+	Platform string
+	// HTTPClient fetches the catalog and archives; nil uses a client with timeouts.
+	HTTPClient *http.Client
+	// MaxArchiveBytes caps a download; 0 is 512 MiB.
+	MaxArchiveBytes int64
+	// CanaryTimeout bounds the canary's handshake and describe; 0 is 15 s.
+	CanaryTimeout time.Duration
+	Logger        *slog.Logger
+}
+
+// Errors the API maps to status codes.
+var (
+	// ErrNoCatalog: the host has no --catalog.
+	ErrNoCatalog = errors.New("no marketplace catalog is configured (--catalog)")
+	// ErrUnknownPlugin: the catalog has no such plugin.
+	ErrUnknownPlugin = errors.New("the catalog has no such plugin")
+	// ErrNotInstalled: uninstall of a plugin that is not installed.
+	ErrNotInstalled = errors.New("the plugin is not installed")
+	// ErrInvalidReceipt: a purchase receipt that does not verify.
+	ErrInvalidReceipt = errors.New("the receipt does not verify against a trusted marketplace key")
+)
+
+// PaymentRequiredError says a plugin must be bought before it is installed.
+type PaymentRequiredError struct {
+	PluginID    string
+	CheckoutURL string
+	Message     string
+}
+
+// Error explains what to do.
+func (e *PaymentRequiredError) Error() string { return e.Message }
+
+// InstallError names the install step that failed.
+type InstallError struct {
+	PluginID string
+	Step     string
+	Err      error
+}
+
+// Error names the plugin, the step and the cause.
+func (e *InstallError) Error() string {
+	return fmt.Sprintf("installing %s failed at %s: %v", e.PluginID, e.Step, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *InstallError) Unwrap() error { return e.Err }
+
+// Marketplace installs and lists plugins.
+type Marketplace struct {
+	cfg      Config
+	db       *sql.DB
+	dialect  dbmigrate.Dialect
+	prov     *providers.Manager
+	settings *settingsstore.Store
+	log      *slog.Logger
+
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+}
+
+// New returns a marketplace.
+func New(cfg Config, db *sql.DB, dialect dbmigrate.Dialect, prov *providers.Manager, settings *settingsstore.Store) *Marketplace {
+	if cfg.License == "" {
+		cfg.License = LicenseRegular
+	}
+	if cfg.Platform == "" {
+		cfg.Platform = runtime.GOOS + "/" + runtime.GOARCH
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{ResponseHeaderTimeout: 30 * time.Second, Proxy: http.ProxyFromEnvironment}}
+	}
+	if cfg.MaxArchiveBytes <= 0 {
+		cfg.MaxArchiveBytes = 512 << 20
+	}
+	if cfg.CanaryTimeout <= 0 {
+		cfg.CanaryTimeout = 15 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Marketplace{cfg: cfg, db: db, dialect: dialect, prov: prov, settings: settings, log: log, locks: map[string]*sync.Mutex{}}
+}
+
+// lock serialises installs, updates and uninstalls of one plugin.
+func (m *Marketplace) lock(id string) func() {
+	m.mu.Lock()
+	l, ok := m.locks[id]
+	if !ok {
+		l = &sync.Mutex{}
+		m.locks[id] = l
+	}
+	m.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
