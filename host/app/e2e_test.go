@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/magicads/r2storage/internal/testdb"
 )
@@ -165,4 +167,35 @@ func TestBadInput(t *testing.T) {
 		}
 	}
 	_ = context.Background
+}
+
+// TestUninstallKeepsOffloadedResults: uninstalling the Default Storage
+// provider sends new results to local; offloaded results keep serving from
+// their public URLs and nothing in the bucket is deleted.
+func TestUninstallKeepsOffloadedResults(t *testing.T) {
+	h := newHost(t, "sqlite")
+	h.configure()
+	r := h.upload(randomBytes(2000), "kept.png")
+	if r.Storage != pluginID {
+		t.Fatalf("not offloaded: %+v", r)
+	}
+	pid := h.pluginPid()
+	if err := h.app.Market.Uninstall(context.Background(), pluginID); err != nil {
+		t.Fatal(err)
+	}
+	var st struct{ Default string }
+	h.do("GET", "/api/v1/admin/storage", nil, &st)
+	if st.Default != "local" {
+		t.Fatalf("default after uninstalling it: %q", st.Default)
+	}
+	if code, _, loc := h.content(r.ID); code != http.StatusFound || loc != r.URL {
+		t.Fatalf("offloaded result after uninstall: %d %q", code, loc)
+	}
+	if !hasKey(h.objects(), "magicads/"+r.Path) {
+		t.Fatal("uninstall deleted a bucket object")
+	}
+	if r2 := h.upload(randomBytes(100), "after.png"); r2.Storage != "local" {
+		t.Fatalf("new result after uninstall stored in %s", r2.Storage)
+	}
+	waitFor(t, 10*time.Second, "the plugin process to exit", func() bool { return syscall.Kill(pid, 0) != nil })
 }
