@@ -82,11 +82,14 @@ func newMarket(t testing.TB) *market {
 
 func (m *market) indexURL() string { return m.srv.URL + "/index.json" }
 
-// file is one archive entry.
+// file is one archive entry; typ defaults to a regular file.
 type file struct {
-	name string
-	mode int64
-	data []byte
+	name     string
+	mode     int64
+	data     []byte
+	typ      byte
+	linkname string
+	size     int64 // overrides len(data) with a stream of zeros (bombs)
 }
 
 // bundle returns the files of a plugin archive: the repo's manifest (with
@@ -118,8 +121,22 @@ func tarGz(files []file) []byte {
 	gz, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
 	tw := tar.NewWriter(gz)
 	for _, f := range files {
-		tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), Typeflag: tar.TypeReg, ModTime: time.Unix(946684800, 0)})
-		tw.Write(f.data)
+		h := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), Typeflag: tar.TypeReg, Linkname: f.linkname, ModTime: time.Unix(946684800, 0)}
+		if f.typ != 0 {
+			h.Typeflag = f.typ
+		}
+		if h.Typeflag != tar.TypeReg {
+			h.Size = 0
+		}
+		if f.size > 0 {
+			h.Size = f.size
+		}
+		tw.WriteHeader(h)
+		if f.size > 0 {
+			io.CopyN(tw, zeros{}, f.size)
+		} else if h.Typeflag == tar.TypeReg {
+			tw.Write(f.data)
+		}
 	}
 	tw.Close()
 	gz.Close()
@@ -262,4 +279,6 @@ func childPids() []string {
 	return out
 }
 
-var _ = io.EOF
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }

@@ -1,6 +1,7 @@
 package marketplace_test
 
 import (
+	"archive/tar"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -210,6 +211,27 @@ func TestHostileInstalls(t *testing.T) {
 		{"never completes the handshake", func(t testing.TB, m *market) catalog.Archive {
 			return m.addArchive(pluginID, "1.0.0", tarGz(bundle(t, "1.0.0", []byte("#!/bin/sh\nexec sleep 60\n"), nil)), archiveOpts{})
 		}, "canary"},
+		{"symlink", func(t testing.TB, m *market) catalog.Archive {
+			files := append(bundle(t, "1.0.0", good(t), nil), file{name: "schema/link", typ: tar.TypeSymlink, linkname: "/etc/passwd"})
+			return m.addArchive(pluginID, "1.0.0", tarGz(files), archiveOpts{})
+		}, "link"},
+		{"hard link", func(t testing.TB, m *market) catalog.Archive {
+			files := append(bundle(t, "1.0.0", good(t), nil), file{name: "schema/hard", typ: tar.TypeLink, linkname: "manifest.json"})
+			return m.addArchive(pluginID, "1.0.0", tarGz(files), archiveOpts{})
+		}, "link"},
+		{"device file", func(t testing.TB, m *market) catalog.Archive {
+			files := append(bundle(t, "1.0.0", good(t), nil), file{name: "dev", typ: tar.TypeChar, mode: 0o644})
+			return m.addArchive(pluginID, "1.0.0", tarGz(files), archiveOpts{})
+		}, "device"},
+		{"duplicate entry", func(t testing.TB, m *market) catalog.Archive {
+			files := bundle(t, "1.0.0", good(t), nil)
+			files = append(files, file{name: "./manifest.json", mode: 0o644, data: []byte("{}")})
+			return m.addArchive(pluginID, "1.0.0", tarGz(files), archiveOpts{})
+		}, "duplicate"},
+		{"decompression bomb", func(t testing.TB, m *market) catalog.Archive {
+			files := append(bundle(t, "1.0.0", []byte("#!/bin/sh\n"), nil), file{name: "bomb.bin", mode: 0o644, size: 600 << 20})
+			return m.addArchive(pluginID, "1.0.0", tarGz(files), archiveOpts{})
+		}, "decompression bomb"},
 		{"path traversal", func(t testing.TB, m *market) catalog.Archive {
 			files := append(bundle(t, "1.0.0", good(t), nil), file{name: "../../escaped", mode: 0o644, data: []byte("x")})
 			return m.addArchive(pluginID, "1.0.0", tarGz(files), archiveOpts{})
