@@ -229,7 +229,7 @@ func TestHostileInstalls(t *testing.T) {
 			return m.addArchive(pluginID, "1.0.0", tarGz(files), archiveOpts{})
 		}, "duplicate"},
 		{"decompression bomb", func(t testing.TB, m *market) catalog.Archive {
-			files := append(bundle(t, "1.0.0", []byte("#!/bin/sh\n"), nil), file{name: "bomb.bin", mode: 0o644, size: 600 << 20})
+			files := append(bundle(t, "1.0.0", []byte("#!/bin/sh\n"), nil), file{name: "bomb.bin", mode: 0o644, size: 200 << 20})
 			return m.addArchive(pluginID, "1.0.0", tarGz(files), archiveOpts{})
 		}, "decompression bomb"},
 		{"path traversal", func(t testing.TB, m *market) catalog.Archive {
