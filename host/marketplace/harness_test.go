@@ -1,9 +1,6 @@
 package marketplace_test
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -11,7 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -24,12 +20,12 @@ import (
 	"testing"
 	"time"
 
-	r2storage "github.com/magicads/r2storage"
 	"github.com/magicads/r2storage/host/app"
 	"github.com/magicads/r2storage/host/catalog"
 	"github.com/magicads/r2storage/host/dbmigrate"
 	"github.com/magicads/r2storage/host/marketplace"
 	"github.com/magicads/r2storage/host/pluginrt"
+	"github.com/magicads/r2storage/internal/markettest"
 	"github.com/magicads/r2storage/internal/plugintest"
 	"github.com/magicads/r2storage/internal/testdb"
 )
@@ -82,66 +78,13 @@ func newMarket(t testing.TB) *market {
 
 func (m *market) indexURL() string { return m.srv.URL + "/index.json" }
 
-// file is one archive entry; typ defaults to a regular file.
-type file struct {
-	name     string
-	mode     int64
-	data     []byte
-	typ      byte
-	linkname string
-	size     int64 // overrides len(data) with a stream of zeros (bombs)
-}
+// file, bundle and tarGz are the shared archive builders.
+type file = markettest.File
 
-// bundle returns the files of a plugin archive: the repo's manifest (with
-// version and edits applied), schemas, migrations, and the binary.
-func bundle(t testing.TB, version string, binary []byte, edit func(man map[string]any)) []file {
-	t.Helper()
-	var man map[string]any
-	raw, _ := fs.ReadFile(r2storage.Files(), "manifest.json")
-	json.Unmarshal(raw, &man)
-	man["version"] = version
-	if edit != nil {
-		edit(man)
-	}
-	manData, _ := json.MarshalIndent(man, "", "  ")
-	files := []file{{name: "manifest.json", mode: 0o644, data: manData}}
-	fs.WalkDir(r2storage.Files(), ".", func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && p != "manifest.json" {
-			data, _ := fs.ReadFile(r2storage.Files(), p)
-			files = append(files, file{name: p, mode: 0o644, data: data})
-		}
-		return nil
-	})
-	exe := man["executables"].(map[string]any)[platform].(string)
-	return append(files, file{name: exe, mode: 0o755, data: binary})
-}
-
-func tarGz(files []file) []byte {
-	var buf bytes.Buffer
-	gz, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	tw := tar.NewWriter(gz)
-	for _, f := range files {
-		h := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), Typeflag: tar.TypeReg, Linkname: f.linkname, ModTime: time.Unix(946684800, 0)}
-		if f.typ != 0 {
-			h.Typeflag = f.typ
-		}
-		if h.Typeflag != tar.TypeReg {
-			h.Size = 0
-		}
-		if f.size > 0 {
-			h.Size = f.size
-		}
-		tw.WriteHeader(h)
-		if f.size > 0 {
-			io.CopyN(tw, zeros{}, f.size)
-		} else if h.Typeflag == tar.TypeReg {
-			tw.Write(f.data)
-		}
-	}
-	tw.Close()
-	gz.Close()
-	return buf.Bytes()
-}
+var (
+	bundle = markettest.Bundle
+	tarGz  = markettest.TarGz
+)
 
 // archiveOpts bends an archive entry of the catalog for hostile cases.
 type archiveOpts struct {
@@ -278,7 +221,3 @@ func childPids() []string {
 	}
 	return out
 }
-
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }

@@ -192,8 +192,8 @@ func TestHostileInstalls(t *testing.T) {
 		{"invalid settings schema", func(t testing.TB, m *market) catalog.Archive {
 			files := bundle(t, "1.0.0", good(t), nil)
 			for i := range files {
-				if files[i].name == "schema/settings.schema.json" {
-					files[i].data = []byte(`{"type": "no-such-type"}`)
+				if files[i].Name == "schema/settings.schema.json" {
+					files[i].Data = []byte(`{"type": "no-such-type"}`)
 				}
 			}
 			return m.addArchive(pluginID, "1.0.0", tarGz(files), archiveOpts{})
@@ -201,8 +201,8 @@ func TestHostileInstalls(t *testing.T) {
 		{"failing migration", func(t testing.TB, m *market) catalog.Archive {
 			files := bundle(t, "1.0.0", good(t), nil)
 			files = append(files,
-				file{name: "migrations/000002_broken.up.sql", mode: 0o644, data: []byte("INSERT INTO no_such_table VALUES (1);")},
-				file{name: "migrations/000002_broken.down.sql", mode: 0o644, data: []byte("SELECT 1;")})
+				file{Name: "migrations/000002_broken.up.sql", Mode: 0o644, Data: []byte("INSERT INTO no_such_table VALUES (1);")},
+				file{Name: "migrations/000002_broken.down.sql", Mode: 0o644, Data: []byte("SELECT 1;")})
 			return m.addArchive(pluginID, "1.0.0", tarGz(files), archiveOpts{})
 		}, "migration"},
 		{"crashes at start", func(t testing.TB, m *market) catalog.Archive {
@@ -212,28 +212,28 @@ func TestHostileInstalls(t *testing.T) {
 			return m.addArchive(pluginID, "1.0.0", tarGz(bundle(t, "1.0.0", []byte("#!/bin/sh\nexec sleep 60\n"), nil)), archiveOpts{})
 		}, "canary"},
 		{"symlink", func(t testing.TB, m *market) catalog.Archive {
-			files := append(bundle(t, "1.0.0", good(t), nil), file{name: "schema/link", typ: tar.TypeSymlink, linkname: "/etc/passwd"})
+			files := append(bundle(t, "1.0.0", good(t), nil), file{Name: "schema/link", Typ: tar.TypeSymlink, Linkname: "/etc/passwd"})
 			return m.addArchive(pluginID, "1.0.0", tarGz(files), archiveOpts{})
 		}, "link"},
 		{"hard link", func(t testing.TB, m *market) catalog.Archive {
-			files := append(bundle(t, "1.0.0", good(t), nil), file{name: "schema/hard", typ: tar.TypeLink, linkname: "manifest.json"})
+			files := append(bundle(t, "1.0.0", good(t), nil), file{Name: "schema/hard", Typ: tar.TypeLink, Linkname: "manifest.json"})
 			return m.addArchive(pluginID, "1.0.0", tarGz(files), archiveOpts{})
 		}, "link"},
 		{"device file", func(t testing.TB, m *market) catalog.Archive {
-			files := append(bundle(t, "1.0.0", good(t), nil), file{name: "dev", typ: tar.TypeChar, mode: 0o644})
+			files := append(bundle(t, "1.0.0", good(t), nil), file{Name: "dev", Typ: tar.TypeChar, Mode: 0o644})
 			return m.addArchive(pluginID, "1.0.0", tarGz(files), archiveOpts{})
 		}, "device"},
 		{"duplicate entry", func(t testing.TB, m *market) catalog.Archive {
 			files := bundle(t, "1.0.0", good(t), nil)
-			files = append(files, file{name: "./manifest.json", mode: 0o644, data: []byte("{}")})
+			files = append(files, file{Name: "./manifest.json", Mode: 0o644, Data: []byte("{}")})
 			return m.addArchive(pluginID, "1.0.0", tarGz(files), archiveOpts{})
 		}, "duplicate"},
 		{"decompression bomb", func(t testing.TB, m *market) catalog.Archive {
-			files := append(bundle(t, "1.0.0", []byte("#!/bin/sh\n"), nil), file{name: "bomb.bin", mode: 0o644, size: 200 << 20})
+			files := append(bundle(t, "1.0.0", []byte("#!/bin/sh\n"), nil), file{Name: "bomb.bin", Mode: 0o644, Size: 200 << 20})
 			return m.addArchive(pluginID, "1.0.0", tarGz(files), archiveOpts{})
 		}, "decompression bomb"},
 		{"path traversal", func(t testing.TB, m *market) catalog.Archive {
-			files := append(bundle(t, "1.0.0", good(t), nil), file{name: "../../escaped", mode: 0o644, data: []byte("x")})
+			files := append(bundle(t, "1.0.0", good(t), nil), file{Name: "../../escaped", Mode: 0o644, Data: []byte("x")})
 			return m.addArchive(pluginID, "1.0.0", tarGz(files), archiveOpts{})
 		}, "escapes"},
 	}
