@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/magicads/r2storage/host/auth"
 	"github.com/magicads/r2storage/host/catalog"
 	"github.com/magicads/r2storage/host/dbmigrate"
 	"github.com/magicads/r2storage/host/httpapi"
@@ -45,6 +47,11 @@ type Config struct {
 	PreviousAppKeys string
 	// AdminToken is MAGICADS_ADMIN_TOKEN.
 	AdminToken string
+	// AdminPassword is MAGICADS_ADMIN_PASSWORD; "" uses the hash in
+	// DataDir/admin.pw, generated on first run (see auth.LoadPassword).
+	AdminPassword string
+	// AdminPasswordOut receives a generated admin password, once; nil means os.Stderr.
+	AdminPasswordOut io.Writer
 	// CatalogURL is the marketplace index (--catalog); "" disables the marketplace.
 	CatalogURL string
 	// TrustedKeyFiles are the marketplace public keys (--trusted-key).
@@ -71,6 +78,9 @@ type App struct {
 	Market    *marketplace.Marketplace
 	Local     *localstore.Store
 	API       *httpapi.API
+	// Auth guards the admin API and serves /login and /logout; the admin
+	// pages wrap themselves with Auth.RequirePage (httpapi.Options.Fallback).
+	Auth *auth.Auth
 
 	log        *slog.Logger
 	stopWorker context.CancelFunc
@@ -159,7 +169,17 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("--catalog needs --trusted-key: marketplace archives are installed only when they verify against a trusted key")
 	}
 	a.Market = marketplace.New(mcfg, a.DB, a.Dialect, mgr, a.Settings)
-	a.API = httpapi.New(a.Results, mgr, a.Market, httpapi.Options{AdminToken: cfg.AdminToken, Logger: a.log, Health: func() error { return a.DB.PingContext(context.Background()) }})
+	pwOut := cfg.AdminPasswordOut
+	if pwOut == nil {
+		pwOut = os.Stderr
+	}
+	pw, err := auth.LoadPassword(cfg.AdminPassword, cfg.DataDir, pwOut, a.log)
+	if err != nil {
+		return fmt.Errorf("admin password: %w", err)
+	}
+	// Sessions are in this process's memory: several nodes need sticky sessions.
+	a.Auth = auth.New(auth.Options{Password: pw, Token: cfg.AdminToken, Logger: a.log})
+	a.API = httpapi.New(a.Results, mgr, a.Market, httpapi.Options{Auth: a.Auth, Logger: a.log, Health: func() error { return a.DB.PingContext(context.Background()) }})
 
 	if err := mgr.Load(ctx); err != nil {
 		return err

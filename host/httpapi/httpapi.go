@@ -1,16 +1,18 @@
 // Package httpapi serves the host's HTTP API: the results API (the stand-in
-// for the studios), the admin storage and provider-settings API, and
-// /healthz. Shapes follow ../shared/api.md; errors are {"error": "..."}.
+// for the studios), the admin storage and provider-settings API, /healthz,
+// and host/auth's /login and /logout. Paths it does not know go to
+// Options.Fallback (the admin pages). Shapes follow ../shared/api.md;
+// errors are {"error": "..."}.
 package httpapi
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
 
+	"github.com/magicads/r2storage/host/auth"
 	"github.com/magicads/r2storage/host/marketplace"
 	"github.com/magicads/r2storage/host/providers"
 	"github.com/magicads/r2storage/host/results"
@@ -21,12 +23,18 @@ const MaxUpload = 8 << 30
 
 // Options configure the API.
 type Options struct {
-	// AdminToken is accepted as "Authorization: Bearer TOKEN" on admin calls.
-	// Empty refuses every admin call until the console login exists.
+	// AdminToken is accepted as "Authorization: Bearer TOKEN" on admin calls
+	// when Auth is nil; empty then refuses every admin call.
 	AdminToken string
-	Logger     *slog.Logger
+	// Auth guards the admin calls (bearer token or session with CSRF token)
+	// and serves /login and /logout; nil accepts AdminToken only.
+	Auth   *auth.Auth
+	Logger *slog.Logger
 	// Health reports whether the host can serve; nil means always.
 	Health func() error
+	// Fallback serves the paths outside /api/ that no route matches (the
+	// admin pages); nil answers 404.
+	Fallback http.Handler
 }
 
 // API is the HTTP handler.
@@ -36,6 +44,7 @@ type API struct {
 	market    *marketplace.Marketplace
 	opts      Options
 	mux       *http.ServeMux
+	adminPats []string
 }
 
 // New returns the API handler; market may be nil (no marketplace).
@@ -44,39 +53,55 @@ func New(res *results.Service, prov *providers.Manager, market *marketplace.Mark
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	a := &API{results: res, providers: prov, market: market, opts: opts, mux: http.NewServeMux()}
+	if a.opts.Auth != nil {
+		a.mux.Handle("/login", a.opts.Auth.Handler())
+		a.mux.Handle("/logout", a.opts.Auth.Handler())
+	} else {
+		a.opts.Auth = auth.New(auth.Options{Token: opts.AdminToken, Logger: opts.Logger})
+	}
 	a.mux.HandleFunc("GET /healthz", a.healthz)
 	a.mux.HandleFunc("POST /api/v1/results", a.createResult)
 	a.mux.HandleFunc("GET /api/v1/results", a.listResults)
 	a.mux.HandleFunc("GET /api/v1/results/{id}", a.getResult)
 	a.mux.HandleFunc("GET /api/v1/results/{id}/content", a.resultContent)
 	a.mux.HandleFunc("DELETE /api/v1/results/{id}", a.deleteResult)
-	a.mux.Handle("GET /api/v1/admin/plugins", a.admin(a.listPlugins))
-	a.mux.Handle("POST /api/v1/admin/plugins/{id}/install", a.admin(a.needMarket(a.installPlugin)))
-	a.mux.Handle("POST /api/v1/admin/plugins/{id}/uninstall", a.admin(a.needMarket(a.uninstallPlugin)))
-	a.mux.Handle("POST /api/v1/admin/plugins/{id}/purchase", a.admin(a.needMarket(a.purchasePlugin)))
-	a.mux.Handle("POST /api/v1/admin/purchases", a.admin(a.needMarket(a.recordPurchase)))
-	a.mux.Handle("GET /api/v1/admin/storage", a.admin(a.getStorage))
-	a.mux.Handle("PUT /api/v1/admin/storage", a.admin(a.putStorage))
-	a.mux.Handle("GET /api/v1/admin/plugins/{id}/settings", a.admin(a.getSettings))
-	a.mux.Handle("PUT /api/v1/admin/plugins/{id}/settings", a.admin(a.putSettings))
-	a.mux.Handle("POST /api/v1/admin/plugins/{id}/test", a.admin(a.testConnection))
+	a.handleAdmin("GET /api/v1/admin/plugins", a.listPlugins)
+	a.handleAdmin("POST /api/v1/admin/plugins/{id}/install", a.needMarket(a.installPlugin))
+	a.handleAdmin("POST /api/v1/admin/plugins/{id}/uninstall", a.needMarket(a.uninstallPlugin))
+	a.handleAdmin("POST /api/v1/admin/plugins/{id}/purchase", a.needMarket(a.purchasePlugin))
+	a.handleAdmin("POST /api/v1/admin/purchases", a.needMarket(a.recordPurchase))
+	a.handleAdmin("GET /api/v1/admin/storage", a.getStorage)
+	a.handleAdmin("PUT /api/v1/admin/storage", a.putStorage)
+	a.handleAdmin("GET /api/v1/admin/plugins/{id}/settings", a.getSettings)
+	a.handleAdmin("PUT /api/v1/admin/plugins/{id}/settings", a.putSettings)
+	a.handleAdmin("POST /api/v1/admin/plugins/{id}/test", a.testConnection)
 	return a
 }
 
-// ServeHTTP serves the API.
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
-
-// admin wraps an admin handler with the bearer-token check.
-func (a *API) admin(h http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || a.opts.AdminToken == "" || subtle.ConstantTimeCompare([]byte(token), []byte(a.opts.AdminToken)) != 1 {
-			writeError(w, http.StatusUnauthorized, "admin credentials required: send Authorization: Bearer $MAGICADS_ADMIN_TOKEN")
+// ServeHTTP serves the API, and hands paths outside /api/ that no route
+// matches to Fallback.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if a.opts.Fallback != nil && !strings.HasPrefix(r.URL.Path, "/api/") {
+		if _, pattern := a.mux.Handler(r); pattern == "" {
+			a.opts.Fallback.ServeHTTP(w, r)
 			return
 		}
-		h(w, r)
-	})
+	}
+	a.mux.ServeHTTP(w, r)
 }
+
+// AdminRoutes lists the admin calls' patterns ("METHOD /path").
+func (a *API) AdminRoutes() []string { return append([]string(nil), a.adminPats...) }
+
+// handleAdmin registers an admin call behind admin().
+func (a *API) handleAdmin(pattern string, h http.HandlerFunc) {
+	a.adminPats = append(a.adminPats, pattern)
+	a.mux.Handle(pattern, a.admin(h))
+}
+
+// admin wraps an admin handler with the auth check: the bearer token, or an
+// admin session with its CSRF token on writes (401/403 {"error"} otherwise).
+func (a *API) admin(h http.HandlerFunc) http.Handler { return a.opts.Auth.Require(h) }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

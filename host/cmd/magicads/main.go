@@ -87,7 +87,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	a, err := app.New(ctx, app.Config{
 		DataDir: f.dataDir, DB: f.db, AppKey: getenv("APP_KEY"), PreviousAppKeys: getenv("APP_KEY_PREVIOUS"),
-		AdminToken: getenv("MAGICADS_ADMIN_TOKEN"), Logger: log,
+		AdminToken: getenv("MAGICADS_ADMIN_TOKEN"), AdminPassword: getenv("MAGICADS_ADMIN_PASSWORD"), AdminPasswordOut: stderr, Logger: log,
 		CatalogURL: f.catalog, TrustedKeyFiles: splitList(f.trustedKey), License: f.license,
 	})
 	if err != nil {
