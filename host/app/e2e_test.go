@@ -3,6 +3,8 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"mime/multipart"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -198,4 +200,37 @@ func TestUninstallKeepsOffloadedResults(t *testing.T) {
 		t.Fatalf("new result after uninstall stored in %s", r2.Storage)
 	}
 	waitFor(t, 10*time.Second, "the plugin process to exit", func() bool { return syscall.Kill(pid, 0) != nil })
+}
+
+// TestUploadFieldsInAnyOrder: api.md lists the file first; kind and
+// generator may also come after it.
+func TestUploadFieldsInAnyOrder(t *testing.T) {
+	h := newHost(t, "sqlite")
+	for _, fileFirst := range []bool{true, false} {
+		var buf bytes.Buffer
+		mw := multipart.NewWriter(&buf)
+		if !fileFirst {
+			mw.WriteField("kind", "images")
+			mw.WriteField("generator", "gemini")
+		}
+		fw, _ := mw.CreateFormFile("file", "x.png")
+		data := randomBytes(3000)
+		fw.Write(data)
+		if fileFirst {
+			mw.WriteField("kind", "images")
+			mw.WriteField("generator", "gemini")
+		}
+		mw.Close()
+		resp, err := http.Post(h.srv.URL+"/api/v1/results", mw.FormDataContentType(), &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r resultBody
+		json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		if resp.StatusCode != 201 || r.Size != 3000 || !strings.HasPrefix(r.Path, "images/gemini/") {
+			t.Fatalf("file first=%v: %d %+v", fileFirst, resp.StatusCode, r)
+		}
+		h.readable(r, data)
+	}
 }

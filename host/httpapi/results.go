@@ -33,18 +33,44 @@ func toJSON(r results.Result) resultJSON {
 	return resultJSON{ID: r.ID, Path: r.Path, Storage: r.Storage, URL: url, Size: r.Size, SHA256: r.SHA256, CreatedAt: r.CreatedAt}
 }
 
+// createResult finalizes an uploaded result. The fields kind and generator
+// may come before or after the file part: when the file comes first it is
+// spooled to a temporary file until the fields have arrived.
 func (a *API) createResult(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, MaxUpload)
 	mr, err := r.MultipartReader()
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "send multipart/form-data with fields kind, generator and file")
+		writeError(w, http.StatusBadRequest, "send multipart/form-data with fields file, kind and generator")
 		return
 	}
 	fields := map[string]string{}
+	var spooled *os.File
+	var contentType string
+	defer func() {
+		if spooled != nil {
+			spooled.Close()
+			os.Remove(spooled.Name())
+		}
+	}()
+	finalize := func(body io.Reader) {
+		res, err := a.results.Finalize(r.Context(), fields["kind"], fields["generator"], contentType, body)
+		if errors.Is(err, results.ErrInvalid) {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		if err != nil {
+			a.internalError(w, "finalizing the result", err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, toJSON(res))
+	}
 	for {
 		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "the form has no file part (fields kind and generator must come before file)")
+			writeError(w, http.StatusBadRequest, "reading the form: "+err.Error())
 			return
 		}
 		if part.FormName() != "file" {
@@ -56,24 +82,38 @@ func (a *API) createResult(w http.ResponseWriter, r *http.Request) {
 			fields[part.FormName()] = string(value)
 			continue
 		}
-		ct := part.Header.Get("Content-Type")
-		if ct == "" || ct == "application/octet-stream" {
+		if spooled != nil {
+			writeError(w, http.StatusBadRequest, "the form has more than one file part")
+			return
+		}
+		contentType = part.Header.Get("Content-Type")
+		if contentType == "" || contentType == "application/octet-stream" {
 			if byExt := mime.TypeByExtension(path.Ext(part.FileName())); byExt != "" {
-				ct = byExt
+				contentType = byExt
 			}
 		}
-		res, err := a.results.Finalize(r.Context(), fields["kind"], fields["generator"], ct, part)
-		if errors.Is(err, results.ErrInvalid) {
-			writeError(w, http.StatusBadRequest, err.Error())
+		if fields["kind"] != "" && fields["generator"] != "" {
+			finalize(part) // stream straight to the results disk
 			return
 		}
-		if err != nil {
-			a.internalError(w, "finalizing the result", err)
+		if spooled, err = os.CreateTemp("", "magicads-upload-"); err != nil {
+			a.internalError(w, "spooling the upload", err)
 			return
 		}
-		writeJSON(w, http.StatusCreated, toJSON(res))
+		if _, err := io.Copy(spooled, part); err != nil {
+			writeError(w, http.StatusBadRequest, "reading the file: "+err.Error())
+			return
+		}
+	}
+	if spooled == nil {
+		writeError(w, http.StatusBadRequest, "the form has no file part")
 		return
 	}
+	if _, err := spooled.Seek(0, io.SeekStart); err != nil {
+		a.internalError(w, "spooling the upload", err)
+		return
+	}
+	finalize(spooled)
 }
 
 func (a *API) getResult(w http.ResponseWriter, r *http.Request) {
