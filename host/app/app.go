@@ -28,6 +28,7 @@ import (
 	"github.com/magicads/r2storage/host/providers"
 	"github.com/magicads/r2storage/host/results"
 	"github.com/magicads/r2storage/host/settingsstore"
+	"github.com/magicads/r2storage/host/web"
 	"github.com/magicads/r2storage/shared/storage"
 )
 
@@ -179,7 +180,17 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	}
 	// Sessions are in this process's memory: several nodes need sticky sessions.
 	a.Auth = auth.New(auth.Options{Password: pw, Token: cfg.AdminToken, Logger: a.log})
-	a.API = httpapi.New(a.Results, mgr, a.Market, httpapi.Options{Auth: a.Auth, Logger: a.log, Health: func() error { return a.DB.PingContext(context.Background()) }})
+	// The pages call the API in-process and the API falls through to the
+	// pages for every other path, so each needs the other: a closure breaks
+	// the cycle.
+	var api *httpapi.API
+	pages := a.Auth.RequirePage(web.New(web.Options{Logger: a.log,
+		API: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.ServeHTTP(w, r) })}))
+	root := http.NewServeMux()
+	root.Handle("/app/", pages)
+	root.Handle("/{$}", http.RedirectHandler("/app/admin/general/plugins", http.StatusSeeOther))
+	api = httpapi.New(a.Results, mgr, a.Market, httpapi.Options{Auth: a.Auth, Fallback: root, Logger: a.log, Health: func() error { return a.DB.PingContext(context.Background()) }})
+	a.API = api
 
 	if err := mgr.Load(ctx); err != nil {
 		return err

@@ -1,0 +1,469 @@
+// MagicAds console pages. The server renders each page from the JSON API;
+// this script performs the actions (fetch with the CSRF header), then
+// re-renders the page's <main> in place from the server and shows a toast.
+(function () {
+  'use strict';
+
+  var FLASH_KEY = 'magicads.flash';
+  var CSRF_COOKIE = 'magicads_csrf';
+  var page = document.body.dataset.page;
+
+  // csrfToken returns the value of the CSRF cookie, or ''.
+  function csrfToken() {
+    var parts = document.cookie ? document.cookie.split(';') : [];
+    for (var i = 0; i < parts.length; i++) {
+      var c = parts[i].trim();
+      if (c.indexOf(CSRF_COOKIE + '=') === 0) {
+        var v = c.slice(CSRF_COOKIE.length + 1);
+        try { return decodeURIComponent(v); } catch (e) { return v; }
+      }
+    }
+    return '';
+  }
+
+  // api calls the host's JSON API and resolves to {ok, status, data}; a
+  // failure's data.error is the host's own message.
+  async function api(method, url, body) {
+    var headers = { 'Accept': 'application/json' };
+    var token = csrfToken();
+    if (token) { headers['X-CSRF-Token'] = token; }
+    var payload;
+    if (body instanceof FormData) {
+      payload = body;
+    } else if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      payload = JSON.stringify(body);
+    }
+    var res;
+    try {
+      res = await fetch(url, { method: method, headers: headers, body: payload, credentials: 'same-origin' });
+    } catch (e) {
+      return { ok: false, status: 0, data: { error: 'The host could not be reached: ' + e.message } };
+    }
+    var data = {};
+    var text = '';
+    try { text = await res.text(); } catch (e) { text = ''; }
+    if (text) {
+      try { data = JSON.parse(text); } catch (e) { data = { error: text.trim() }; }
+      if (data === null || typeof data !== 'object') { data = { value: data }; }
+    }
+    if (!res.ok && !data.error) { data.error = res.status + ' ' + res.statusText; }
+    return { ok: res.ok, status: res.status, data: data };
+  }
+
+  function clearToasts() {
+    var box = document.getElementById('toasts');
+    if (box) { box.replaceChildren(); }
+  }
+
+  // toast shows one green (ok) or red message; a new one replaces it.
+  function toast(ok, message) {
+    var box = document.getElementById('toasts');
+    box.replaceChildren();
+    var t = document.createElement('div');
+    t.className = 'toast ' + (ok ? 'toast-ok' : 'toast-error');
+    t.setAttribute('role', ok ? 'status' : 'alert');
+    t.title = 'Click to dismiss';
+    t.textContent = String(message);
+    t.addEventListener('click', function () { t.remove(); });
+    box.appendChild(t);
+  }
+
+  // reloadWith reloads the page (or goes to url) and shows the toast there.
+  function reloadWith(ok, message, url) {
+    if (message) {
+      try { sessionStorage.setItem(FLASH_KEY, JSON.stringify({ ok: ok, message: message })); } catch (e) { /* no storage */ }
+    }
+    if (url) { location.replace(url); } else { location.reload(); }
+  }
+
+  function showFlash() {
+    var raw = null;
+    try { raw = sessionStorage.getItem(FLASH_KEY); sessionStorage.removeItem(FLASH_KEY); } catch (e) { return; }
+    if (!raw) { return; }
+    try { var f = JSON.parse(raw); toast(!!f.ok, f.message); } catch (e) { /* ignore */ }
+  }
+
+  // refresh re-renders <main> from the server in place, then shows the
+  // toast; it falls back to a full reload when that is not possible.
+  async function refresh(ok, message) {
+    var fresh = null;
+    try {
+      var res = await fetch(location.href, { credentials: 'same-origin', headers: { 'Accept': 'text/html' } });
+      if (res.ok && !res.redirected) {
+        var doc = new DOMParser().parseFromString(await res.text(), 'text/html');
+        if (doc.body && doc.body.dataset.page === page) { fresh = doc.querySelector('main'); }
+      }
+    } catch (e) { fresh = null; }
+    if (!fresh) { reloadWith(ok, message); return; }
+    document.querySelector('main').replaceWith(document.adoptNode(fresh));
+    decorate();
+    if (message) { toast(ok, message); }
+  }
+
+  // busy disables the buttons around btn and labels it; the returned
+  // function undoes both.
+  function busy(btn, label) {
+    var scope = btn.closest('form, article, li, section') || document;
+    var buttons = Array.prototype.slice.call(scope.querySelectorAll('button'));
+    var old = btn.textContent;
+    buttons.forEach(function (b) { b.disabled = true; });
+    btn.textContent = label;
+    return function () {
+      buttons.forEach(function (b) { b.disabled = false; });
+      btn.textContent = old;
+    };
+  }
+
+  async function logout(btn) {
+    var done = busy(btn, 'Logging out…');
+    var r = await api('POST', '/logout');
+    if (r.ok || r.status === 401) { location.assign('/login'); return; }
+    done();
+    toast(false, r.data.error);
+  }
+
+  // ---- Plugins ----
+
+  function pluginName(id) {
+    var card = document.getElementById('plugin-' + id);
+    return (card && card.dataset.name) || id;
+  }
+
+  function progress(id, text) {
+    var p = document.getElementById('progress-' + id);
+    if (!p) { return; }
+    p.textContent = text || '';
+    p.hidden = !text;
+  }
+
+  // checkoutURL adds ?return=<this page> to a checkout address; '' when it
+  // is not an http(s) address.
+  function checkoutURL(raw) {
+    if (!raw) { return ''; }
+    var u;
+    try { u = new URL(raw, location.href); } catch (e) { return ''; }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') { return ''; }
+    u.searchParams.set('return', location.origin + location.pathname);
+    return u.toString();
+  }
+
+  // decorate points the Buy links at the checkout with the return address.
+  function decorate() {
+    document.querySelectorAll('a[data-action="buy"]').forEach(function (a) {
+      var href = checkoutURL(a.dataset.checkout);
+      if (href) { a.href = href; }
+    });
+  }
+
+  async function buy(a, ev) {
+    if (checkoutURL(a.dataset.checkout)) { return; } // the link goes there
+    ev.preventDefault();
+    clearToasts();
+    var r = await api('POST', '/api/v1/admin/plugins/' + encodeURIComponent(a.dataset.id) + '/purchase');
+    if (!r.ok) { toast(false, r.data.error); return; }
+    var to = checkoutURL(r.data.checkout_url);
+    if (!to) { toast(false, 'The marketplace has no checkout address for ' + pluginName(a.dataset.id)); return; }
+    location.assign(to);
+  }
+
+  async function install(b) {
+    var id = b.dataset.id;
+    var update = b.dataset.action === 'update';
+    clearToasts();
+    var done = busy(b, update ? 'Updating…' : 'Installing…');
+    progress(id, update
+      ? 'Updating… downloading, verifying and starting the new version.'
+      : 'Installing… downloading, verifying, migrating and starting the plugin.');
+    var r = await api('POST', '/api/v1/admin/plugins/' + encodeURIComponent(id) + '/install');
+    if (r.ok) {
+      var v = r.data.installed_version ? ' (version ' + r.data.installed_version + ')' : '';
+      await refresh(true, pluginName(id) + (update ? ' updated' : ' installed') + v);
+      return;
+    }
+    done();
+    progress(id, '');
+    toast(false, r.data.error);
+  }
+
+  async function uninstall(b) {
+    var id = b.dataset.id;
+    var name = pluginName(id);
+    if (!window.confirm('Uninstall ' + name + '? If it is the Default Storage, new results go back to the local server. Results already stored there keep serving, and nothing in the bucket is deleted.')) { return; }
+    clearToasts();
+    var done = busy(b, 'Uninstalling…');
+    progress(id, 'Uninstalling…');
+    var r = await api('POST', '/api/v1/admin/plugins/' + encodeURIComponent(id) + '/uninstall');
+    if (r.ok) { await refresh(true, name + ' uninstalled'); return; }
+    done();
+    progress(id, '');
+    toast(false, r.data.error);
+  }
+
+  // recordReceipt posts the ?receipt=… the checkout came back with.
+  async function recordReceipt() {
+    var params = new URLSearchParams(location.search);
+    var receipt = params.get('receipt');
+    if (receipt === null) { return; }
+    params.delete('receipt');
+    var q = params.toString();
+    history.replaceState(null, '', location.pathname + (q ? '?' + q : '') + location.hash);
+    var status = document.getElementById('purchase-status');
+    if (status) { status.textContent = 'Recording your purchase…'; status.hidden = false; }
+    var r = await api('POST', '/api/v1/admin/purchases', { receipt: receipt });
+    if (r.ok) {
+      var who = r.data.plugin_id ? ' for ' + pluginName(r.data.plugin_id) : '';
+      await refresh(true, 'Purchase recorded' + who + '. You can install it now.');
+      return;
+    }
+    if (status) { status.hidden = true; }
+    toast(false, r.data.error);
+  }
+
+  // ---- Plugin config screen ----
+
+  function settingsBase(form) {
+    return '/api/v1/admin/plugins/' + encodeURIComponent(form.dataset.plugin);
+  }
+
+  function inputs(form) {
+    return Array.prototype.slice.call(form.querySelectorAll('[data-key]'));
+  }
+
+  // collect returns the form's values as the settings API takes them; a
+  // blank secret is left out so the stored one is kept.
+  function collect(form) {
+    var values = {};
+    inputs(form).forEach(function (el) {
+      if (el.dataset.readonly) { return; }
+      var k = el.dataset.key;
+      var t = el.dataset.type;
+      if (el.type === 'checkbox') { values[k] = el.checked; return; }
+      var v = el.value;
+      if (el.dataset.secret) { if (v !== '') { values[k] = v; } return; }
+      if (t === 'number' || t === 'integer') {
+        if (v.trim() === '') { return; }
+        var n = Number(v);
+        values[k] = isNaN(n) ? v : n;
+        return;
+      }
+      if (t === 'boolean') { values[k] = v === 'true'; return; }
+      if (t === 'json') {
+        if (v.trim() === '') { return; }
+        try { values[k] = JSON.parse(v); } catch (e) { values[k] = v; }
+        return;
+      }
+      values[k] = v;
+    });
+    return values;
+  }
+
+  function clearErrors(form) {
+    form.querySelectorAll('.field-error').forEach(function (e) { e.textContent = ''; e.hidden = true; });
+    form.querySelectorAll('.field.invalid').forEach(function (f) { f.classList.remove('invalid'); });
+  }
+
+  // showErrors puts each field's message under its input; messages for
+  // fields the form does not show go under the buttons.
+  function showErrors(form, fields) {
+    var first = null;
+    var other = [];
+    Object.keys(fields || {}).forEach(function (k) {
+      var msg = String(fields[k]);
+      var el = inputs(form).find(function (i) { return i.dataset.key === k; });
+      var box = el && el.closest('.field');
+      var err = box && box.querySelector('.field-error');
+      if (!err) { other.push((k ? k + ': ' : '') + msg); return; }
+      err.textContent = msg;
+      err.hidden = false;
+      box.classList.add('invalid');
+      if (!first) { first = el; }
+    });
+    var formErr = document.getElementById('error-form');
+    if (other.length && formErr) { formErr.textContent = other.join('\n'); formErr.hidden = false; }
+    if (first) { first.focus(); }
+  }
+
+  // reloadStored re-reads what is stored: which secrets are set, and the
+  // problem banner. Secret inputs are emptied.
+  async function reloadStored(form) {
+    var r = await api('GET', settingsBase(form) + '/settings');
+    if (!r.ok) { return; }
+    var set = r.data.secrets_set || [];
+    form.querySelectorAll('[data-secret]').forEach(function (el) {
+      el.value = '';
+      el.placeholder = set.indexOf(el.dataset.key) >= 0 ? form.dataset.storedPlaceholder : (el.dataset.placeholder || '');
+    });
+    var problem = document.getElementById('settings-problem');
+    if (problem) {
+      problem.textContent = r.data.problem || '';
+      problem.hidden = !r.data.problem;
+    }
+  }
+
+  async function saveSettings(form) {
+    clearToasts();
+    clearErrors(form);
+    var done = busy(document.getElementById('save'), 'Saving…');
+    var r = await api('PUT', settingsBase(form) + '/settings', { values: collect(form) });
+    if (r.ok) {
+      await reloadStored(form);
+      done();
+      toast(true, 'Settings saved');
+      return;
+    }
+    done();
+    showErrors(form, r.data.fields);
+    toast(false, r.data.error);
+  }
+
+  async function testConnection(btn) {
+    var form = document.getElementById('settings-form');
+    clearToasts();
+    clearErrors(form);
+    var done = busy(btn, 'Testing…');
+    var r = await api('POST', settingsBase(form) + '/test', { values: collect(form) });
+    if (!r.ok) {
+      done();
+      showErrors(form, r.data.fields);
+      toast(false, r.data.error);
+      return;
+    }
+    await reloadStored(form); // the test saved the settings first
+    done();
+    if (r.data.ok) {
+      toast(true, r.data.message || 'Connection OK');
+    } else {
+      toast(false, r.data.message || ('The connection test failed at step ' + r.data.step));
+    }
+  }
+
+  // ---- Default Storage ----
+
+  async function saveStorage(form) {
+    var select = document.getElementById('default-storage');
+    clearToasts();
+    var done = busy(document.getElementById('save-storage'), 'Saving…');
+    var r = await api('PUT', '/api/v1/admin/storage', { default: select.value });
+    done();
+    if (r.ok) {
+      select.dataset.current = select.value;
+      toast(true, 'Default Storage saved');
+      return;
+    }
+    toast(false, r.data.error);
+  }
+
+  // ---- Results ----
+
+  // demoPNG draws a 256×256 gradient with the time on it and resolves to a PNG blob.
+  function demoPNG() {
+    return new Promise(function (resolve, reject) {
+      var c = document.createElement('canvas');
+      c.width = 256;
+      c.height = 256;
+      var g = c.getContext('2d');
+      if (!g) { reject(new Error('no 2D canvas')); return; }
+      var hue = Math.floor(Math.random() * 360);
+      var grad = g.createLinearGradient(0, 0, 256, 256);
+      grad.addColorStop(0, 'hsl(' + hue + ', 80%, 55%)');
+      grad.addColorStop(1, 'hsl(' + ((hue + 140) % 360) + ', 75%, 40%)');
+      g.fillStyle = grad;
+      g.fillRect(0, 0, 256, 256);
+      var now = new Date();
+      g.fillStyle = '#ffffff';
+      g.textAlign = 'center';
+      g.textBaseline = 'middle';
+      g.font = 'bold 22px sans-serif';
+      g.fillText('MagicAds demo', 128, 96);
+      g.font = 'bold 30px sans-serif';
+      g.fillText(now.toLocaleTimeString(), 128, 138);
+      g.font = '15px sans-serif';
+      g.fillText(now.toISOString().slice(0, 10), 128, 176);
+      c.toBlob(function (b) {
+        if (b) { resolve(b); } else { reject(new Error('the canvas gave no PNG')); }
+      }, 'image/png');
+    });
+  }
+
+  // sendResult posts a result; the list is re-rendered with it first.
+  async function sendResult(blob, filename, kind, generator, done) {
+    var fd = new FormData();
+    fd.append('kind', kind);
+    fd.append('generator', generator);
+    fd.append('file', blob, filename);
+    var r = await api('POST', '/api/v1/results', fd);
+    if (!r.ok) {
+      done();
+      toast(false, r.data.error);
+      return;
+    }
+    var msg = 'Stored ' + r.data.path + ' on ' + r.data.storage;
+    if (location.search) { reloadWith(true, msg, location.pathname); return; } // back to the newest page
+    await refresh(true, msg);
+  }
+
+  async function generate(btn) {
+    clearToasts();
+    var done = busy(btn, 'Generating…');
+    var blob;
+    try { blob = await demoPNG(); } catch (e) {
+      done();
+      toast(false, 'The browser could not draw the demo image: ' + e.message);
+      return;
+    }
+    await sendResult(blob, 'demo.png', 'images', 'demo', done);
+  }
+
+  async function upload() {
+    var file = document.getElementById('upload-file');
+    var f = file.files && file.files[0];
+    clearToasts();
+    if (!f) { toast(false, 'Choose a file to upload'); return; }
+    var done = busy(document.getElementById('upload'), 'Uploading…');
+    await sendResult(f, f.name, document.getElementById('upload-kind').value, document.getElementById('upload-generator').value, done);
+  }
+
+  async function deleteResult(b) {
+    clearToasts();
+    var done = busy(b, 'Deleting…');
+    var r = await api('DELETE', '/api/v1/results/' + encodeURIComponent(b.dataset.id));
+    if (r.ok) { await refresh(true, 'Result deleted'); return; }
+    done();
+    toast(false, r.data.error);
+  }
+
+  // ---- Wiring (delegated, so re-rendered content needs no re-binding) ----
+
+  document.addEventListener('click', function (ev) {
+    var t = ev.target instanceof Element ? ev.target : null;
+    if (!t) { return; }
+    var el;
+    if ((el = t.closest('#logout'))) { logout(el); return; }
+    if ((el = t.closest('a[data-action="buy"]'))) { buy(el, ev); return; }
+    if ((el = t.closest('button[data-action="install"], button[data-action="update"]'))) { install(el); return; }
+    if ((el = t.closest('button[data-action="uninstall"]'))) { uninstall(el); return; }
+    if ((el = t.closest('#test-connection'))) { testConnection(el); return; }
+    if ((el = t.closest('#generate'))) { generate(el); return; }
+    if ((el = t.closest('button.result-delete'))) { deleteResult(el); }
+  });
+
+  document.addEventListener('submit', function (ev) {
+    var f = ev.target;
+    if (f.id === 'settings-form') { ev.preventDefault(); saveSettings(f); }
+    if (f.id === 'storage-form') { ev.preventDefault(); saveStorage(f); }
+    if (f.id === 'upload-form') { ev.preventDefault(); upload(); }
+  });
+
+  document.addEventListener('change', function (ev) {
+    var el = ev.target;
+    if (el.id !== 'upload-file') { return; }
+    var f = el.files && el.files[0];
+    var kind = document.getElementById('upload-kind');
+    if (f && f.type && kind) { kind.value = f.type.indexOf('video/') === 0 ? 'videos' : 'images'; }
+  });
+
+  showFlash();
+  decorate();
+  if (page === 'plugins') { recordReceipt(); }
+})();

@@ -1,0 +1,289 @@
+// Package web serves the MagicAds admin console and results pages: small
+// server-rendered HTML pages whose data comes from the host's JSON API
+// (called in-process with the visitor's own credentials) and whose actions
+// are inline vanilla JavaScript calling the same API with fetch.
+//
+// Pages (all GET):
+//
+//	/app/admin/general                  Default Storage
+//	/app/admin/general/plugins          marketplace cards
+//	/app/admin/general/plugins/{id}     a plugin's config screen, rendered from its settings schema
+//	/app/results                        generate, upload, list and delete results
+//
+// The host wraps the handler with its session check; this package does no
+// authentication of its own. Every page reads its data through Options.API,
+// so the API's own admin checks apply to the pages too.
+package web
+
+import (
+	"bytes"
+	"crypto/rand"
+	"embed"
+	"encoding/base64"
+	"errors"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Paths of the pages this package serves and of the auth pages it links to.
+const (
+	// StoragePath is the Default Storage page.
+	StoragePath = "/app/admin/general"
+	// PluginsPath is the marketplace page.
+	PluginsPath = "/app/admin/general/plugins"
+	// ResultsPath is the results page.
+	ResultsPath = "/app/results"
+	// LoginPath is where the console goes after logging out.
+	LoginPath = "/login"
+	// LogoutPath is posted to (with the CSRF header) to log out.
+	LogoutPath = "/logout"
+	// CSRFCookie is the cookie whose value is sent as the X-CSRF-Token header.
+	CSRFCookie = "magicads_csrf"
+)
+
+// StoredSecretPlaceholder is the placeholder of a write-only field whose
+// value is stored.
+const StoredSecretPlaceholder = "•••••••• (stored — leave blank to keep)"
+
+//go:embed templates/*.html assets/app.css assets/app.js
+var files embed.FS
+
+// Options configure the pages.
+type Options struct {
+	// API serves the host's JSON API (/api/v1/…), with its authentication
+	// in front of it exactly as it is mounted; the host's root handler
+	// works too. Pages call it in-process, forwarding the visitor's request
+	// headers (cookies, Authorization) and context.
+	API http.Handler
+	// Logger receives page failures; nil discards them.
+	Logger *slog.Logger
+}
+
+// handler serves the pages.
+type handler struct {
+	opts  Options
+	mux   *http.ServeMux
+	pages map[string]*template.Template
+	css   template.CSS
+	js    template.JS
+}
+
+// New returns the handler serving the console pages.
+func New(opts Options) http.Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &handler{opts: opts, mux: http.NewServeMux(), pages: map[string]*template.Template{}}
+	css, err := files.ReadFile("assets/app.css")
+	if err != nil {
+		panic("web: embedded app.css: " + err.Error())
+	}
+	js, err := files.ReadFile("assets/app.js")
+	if err != nil {
+		panic("web: embedded app.js: " + err.Error())
+	}
+	// Both are this package's own embedded files, never user data.
+	h.css, h.js = template.CSS(css), template.JS(js)
+	layout := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html"))
+	for _, name := range []string{"storage", "plugins", "config", "results", "error"} {
+		h.pages[name] = template.Must(template.Must(layout.Clone()).ParseFS(files, "templates/"+name+".html"))
+	}
+
+	h.mux.HandleFunc("GET /app/{$}", redirect(ResultsPath))
+	h.mux.HandleFunc("GET /app/admin/{$}", redirect(StoragePath))
+	h.mux.HandleFunc("GET /app/admin/general/{$}", redirect(StoragePath))
+	h.mux.HandleFunc("GET /app/admin/general/plugins/{$}", redirect(PluginsPath))
+	h.mux.HandleFunc("GET /app/results/{$}", redirect(ResultsPath))
+	h.mux.HandleFunc("GET "+StoragePath, h.storagePage)
+	h.mux.HandleFunc("GET "+PluginsPath, h.pluginsPage)
+	h.mux.HandleFunc("GET "+PluginsPath+"/{id}", h.configPage)
+	h.mux.HandleFunc("GET "+ResultsPath, h.resultsPage)
+	return h
+}
+
+// ServeHTTP serves the pages with their security headers.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Referrer-Policy", "same-origin")
+	hd.Set("X-Frame-Options", "DENY")
+	hd.Set("Cache-Control", "no-store")
+	h.mux.ServeHTTP(w, r)
+}
+
+// redirect answers a permanent redirect to the canonical page path.
+func redirect(to string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, to, http.StatusMovedPermanently)
+	}
+}
+
+// funcs are the template helpers.
+var funcs = template.FuncMap{
+	"stateLabel": func(s string) string {
+		switch s {
+		case "not_installed":
+			return "Not installed"
+		case "installed":
+			return "Installed"
+		case "failed":
+			return "Failed"
+		case "":
+			return "Unknown"
+		}
+		return s
+	},
+	"isVideo":           func(p string) bool { return strings.HasPrefix(p, "videos/") },
+	"humanSize":         humanSize,
+	"storedPlaceholder": func() string { return StoredSecretPlaceholder },
+}
+
+// page is what the layout renders.
+type page struct {
+	// Name selects the page script (body data-page).
+	Name string
+	// Title is the page heading and the document title.
+	Title string
+	// Nav is the active navigation entry.
+	Nav string
+	// Crumbs lead from the console to this page.
+	Crumbs []crumb
+	// Nonce allows the inline style and script.
+	Nonce string
+	CSS   template.CSS
+	JS    template.JS
+	// Error is the host's own words when the page's data could not be read.
+	Error string
+	// Data is the page's data.
+	Data any
+}
+
+// crumb is one breadcrumb.
+type crumb struct {
+	Title, URL string
+}
+
+// render writes a page with the given status.
+func (h *handler) render(w http.ResponseWriter, r *http.Request, status int, tmpl string, p page) {
+	nonce := newNonce()
+	p.Nonce, p.CSS, p.JS = nonce, h.css, h.js
+	var buf bytes.Buffer
+	if err := h.pages[tmpl].ExecuteTemplate(&buf, "layout.html", p); err != nil {
+		h.opts.Logger.Error("rendering a console page failed", "page", tmpl, "path", r.URL.Path, "error", err)
+		http.Error(w, "rendering the page failed: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", "text/html; charset=utf-8")
+	hd.Set("Content-Security-Policy", "default-src 'self'; script-src 'nonce-"+nonce+"'; style-src 'nonce-"+nonce+"'; "+
+		"img-src 'self' data: blob: https: http:; media-src 'self' data: blob: https: http:; connect-src 'self'; "+
+		"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// renderAPIError renders the error page for a failed API call, in the
+// host's own words and with the API's status.
+func (h *handler) renderAPIError(w http.ResponseWriter, r *http.Request, p page, err error) {
+	status := http.StatusBadGateway
+	var ae *apiError
+	if errors.As(err, &ae) {
+		status = ae.Status
+	} else {
+		h.opts.Logger.Error("a console page could not read its data", "path", r.URL.Path, "error", err)
+	}
+	p.Error = err.Error()
+	if p.Name == "" {
+		p.Name = "error"
+	}
+	h.render(w, r, status, "error", p)
+}
+
+// newNonce returns a fresh CSP nonce.
+func newNonce() string {
+	b := make([]byte, 18)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// pluginsCrumbs lead to the plugins page.
+var pluginsCrumbs = []crumb{{"Admin", StoragePath}, {"General Settings", StoragePath}, {"Plugins", PluginsPath}}
+
+// storagePage renders Default Storage from GET /api/v1/admin/storage.
+func (h *handler) storagePage(w http.ResponseWriter, r *http.Request) {
+	p := page{Name: "storage", Title: "Default Storage", Nav: "storage",
+		Crumbs: []crumb{{"Admin", StoragePath}, {"General Settings", StoragePath}, {"General", ""}}}
+	var body storageJSON
+	if err := h.apiGet(w, r, "/api/v1/admin/storage", &body); err != nil {
+		h.renderAPIError(w, r, p, err)
+		return
+	}
+	p.Data = newStorageView(body)
+	h.render(w, r, http.StatusOK, "storage", p)
+}
+
+// pluginsPage renders the marketplace cards from GET /api/v1/admin/plugins.
+func (h *handler) pluginsPage(w http.ResponseWriter, r *http.Request) {
+	p := page{Name: "plugins", Title: "Plugins", Nav: "plugins", Crumbs: pluginsCrumbs[:2]}
+	var body struct {
+		Plugins []cardJSON `json:"plugins"`
+	}
+	if err := h.apiGet(w, r, "/api/v1/admin/plugins", &body); err != nil {
+		h.renderAPIError(w, r, p, err)
+		return
+	}
+	cards := make([]cardView, 0, len(body.Plugins))
+	for _, c := range body.Plugins {
+		cards = append(cards, newCardView(c))
+	}
+	p.Data = cards
+	h.render(w, r, http.StatusOK, "plugins", p)
+}
+
+// configPage renders a plugin's config screen from
+// GET /api/v1/admin/plugins/{id}/settings.
+func (h *handler) configPage(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	p := page{Name: "config", Title: id, Nav: "plugins", Crumbs: pluginsCrumbs}
+	var body settingsJSON
+	if err := h.apiGet(w, r, "/api/v1/admin/plugins/"+url.PathEscape(id)+"/settings", &body); err != nil {
+		h.renderAPIError(w, r, p, err)
+		return
+	}
+	form, err := buildForm(id, body.Schema, body.Values, body.SecretsSet)
+	if err != nil {
+		h.opts.Logger.Error("a plugin's settings schema cannot be rendered", "plugin", id, "error", err)
+		h.renderAPIError(w, r, p, &apiError{Status: http.StatusBadGateway, Message: err.Error()})
+		return
+	}
+	form.Problem = body.Problem
+	p.Title, p.Data = form.Title, form
+	h.render(w, r, http.StatusOK, "config", p)
+}
+
+// resultsPage renders the results from GET /api/v1/results.
+func (h *handler) resultsPage(w http.ResponseWriter, r *http.Request) {
+	p := page{Name: "results", Title: "Results", Nav: "results"}
+	cursor := r.URL.Query().Get("cursor")
+	path := "/api/v1/results"
+	if cursor != "" {
+		path += "?cursor=" + url.QueryEscape(cursor)
+	}
+	var body struct {
+		Results    []resultJSON `json:"results"`
+		NextCursor string       `json:"next_cursor"`
+	}
+	if err := h.apiGet(w, r, path, &body); err != nil {
+		h.renderAPIError(w, r, p, err)
+		return
+	}
+	v := resultsView{Results: body.Results, Paged: cursor != ""}
+	if body.NextCursor != "" {
+		v.NextURL = ResultsPath + "?cursor=" + url.QueryEscape(body.NextCursor)
+	}
+	p.Data = v
+	h.render(w, r, http.StatusOK, "results", p)
+}
