@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -53,25 +52,7 @@ type stack struct {
 	publicURL string
 	password  string
 	dataDir   string
-	logs      *syncBuffer
-}
-
-// syncBuffer collects the host's log.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs      *plugintest.Logs
 }
 
 func freePort(t *testing.T) string {
@@ -151,7 +132,7 @@ func publishCatalog(t *testing.T, dir, checkoutBase string) string {
 // and the host (in-process, SQLite, extended license unless told).
 func newStack(t *testing.T, license string) *stack {
 	t.Helper()
-	s := &stack{s3: s3test.StartVersity(t), dataDir: t.TempDir(), logs: &syncBuffer{}}
+	s := &stack{s3: s3test.StartVersity(t), dataDir: t.TempDir(), logs: &plugintest.Logs{}}
 	s.s3.CreateBucket(t, bucketName)
 
 	publicAddr := freePort(t)

@@ -3,6 +3,7 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"github.com/magicads/r2storage/internal/plugintest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -25,13 +26,13 @@ type authHost struct {
 	t      *testing.T
 	app    *app.App
 	srv    *httptest.Server
-	logs   *syncBuffer
-	bodies *syncBuffer
+	logs   *plugintest.Logs
+	bodies *plugintest.Logs
 }
 
 func startAuthHost(t *testing.T, dataDir, password string, pwOut io.Writer) *authHost {
 	t.Helper()
-	h := &authHost{t: t, logs: &syncBuffer{}, bodies: &syncBuffer{}}
+	h := &authHost{t: t, logs: &plugintest.Logs{}, bodies: &plugintest.Logs{}}
 	a, err := app.New(context.Background(), app.Config{
 		DataDir: dataDir, AppKey: appKey(), AdminToken: adminToken, AdminPassword: password, AdminPasswordOut: pwOut,
 		Logger: slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

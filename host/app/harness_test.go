@@ -14,7 +14,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -51,25 +50,7 @@ type host struct {
 	s3      *s3test.Server
 	dsn     string
 	dataDir string
-	logs    *syncBuffer
-}
-
-// syncBuffer collects the host's logs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs    *plugintest.Logs
 }
 
 func appKey() string {
@@ -91,7 +72,7 @@ func newHost(t testing.TB, dialect dbmigrate.Dialect) *host {
 	db := testdb.Open(t, dialect)
 	srv := s3test.StartVersity(t)
 	srv.CreateBucket(t, bucket)
-	h := &host{t: t, s3: srv, dsn: db.DSN, dataDir: t.TempDir(), logs: &syncBuffer{}}
+	h := &host{t: t, s3: srv, dsn: db.DSN, dataDir: t.TempDir(), logs: &plugintest.Logs{}}
 	h.start(appKey())
 	bin := pluginBin.Build(t, "./plugin/cmd/cloudflare-r2")
 	sum := fileSHA256(t, bin)

@@ -3,6 +3,7 @@ package auth
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/magicads/r2storage/internal/plugintest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -41,23 +42,6 @@ func (c *clock) advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-type syncBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // fixture is an Auth behind a test server: /login, /logout, /api/x (Require)
 // and /page (RequirePage). Every response body and log line is recorded.
 type fixture struct {
@@ -65,13 +49,13 @@ type fixture struct {
 	auth   *Auth
 	srv    *httptest.Server
 	clock  *clock
-	logs   *syncBuf
-	bodies *syncBuf
+	logs   *plugintest.Logs
+	bodies *plugintest.Logs
 }
 
 func newFixture(t *testing.T, tls bool, tweak ...func(*Options)) *fixture {
 	t.Helper()
-	f := &fixture{t: t, clock: &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}, logs: &syncBuf{}, bodies: &syncBuf{}}
+	f := &fixture{t: t, clock: &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}, logs: &plugintest.Logs{}, bodies: &plugintest.Logs{}}
 	opts := Options{
 		Password: NewPassword(testPassword), Token: testToken,
 		Logger: slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/magicads/r2storage/internal/plugintest"
 	"net"
 	"net/http"
 	"net/url"
@@ -14,7 +15,7 @@ import (
 
 // serve runs the command and returns its address and a stop function, also
 // called when the test ends.
-func serve(t *testing.T, dataDir string, env map[string]string, stderr *syncBuf) (string, func()) {
+func serve(t *testing.T, dataDir string, env map[string]string, stderr *plugintest.Logs) (string, func()) {
 	t.Helper()
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
@@ -65,7 +66,7 @@ func signIn(t *testing.T, addr, password string) int {
 
 func TestAdminPasswordFromEnv(t *testing.T) {
 	const password, token = "env-admin-password-123", "env-admin-token-456"
-	var stderr syncBuf
+	var stderr plugintest.Logs
 	addr, _ := serve(t, t.TempDir(), map[string]string{"MAGICADS_ADMIN_PASSWORD": password, "MAGICADS_ADMIN_TOKEN": token}, &stderr)
 	if code := signIn(t, addr, password); code != http.StatusSeeOther {
 		t.Fatalf("sign-in with MAGICADS_ADMIN_PASSWORD: %d", code)
@@ -88,7 +89,7 @@ func TestAdminPasswordFromEnv(t *testing.T) {
 
 func TestGeneratedPasswordPrintedOnce(t *testing.T) {
 	dir := t.TempDir()
-	var first syncBuf
+	var first plugintest.Logs
 	addr, stop := serve(t, dir, nil, &first)
 	m := regexp.MustCompile(`(?m)^admin password: (\S{20,})$`).FindStringSubmatch(first.String())
 	if m == nil {
@@ -102,7 +103,7 @@ func TestGeneratedPasswordPrintedOnce(t *testing.T) {
 	}
 	stop()
 	t.Run("second start", func(t *testing.T) {
-		var second syncBuf
+		var second plugintest.Logs
 		addr, _ := serve(t, dir, nil, &second)
 		if strings.Contains(second.String(), m[1]) {
 			t.Fatalf("the second start printed the password:\n%s", second.String())

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/magicads/r2storage/internal/plugintest"
 	"net"
 	"net/http"
 	"strings"
@@ -50,7 +51,7 @@ func TestServeAndShutdown(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	var stderr syncBuf
+	var stderr plugintest.Logs
 	done := make(chan int)
 	go func() {
 		done <- run(ctx, []string{"serve", "--addr", addr, "--data-dir", t.TempDir()}, getenvFrom(nil), &stderr)
