@@ -755,7 +755,8 @@ func casePublicURL(ctx context.Context, p storage.Provider, ns string) (err erro
 		if pi.URL != "" {
 			return fmt.Errorf("put %q: ObjectInfo.URL = %q, but Describe reports no public URLs; want \"\"", key, pi.URL)
 		}
-		return skipf("Describe reports no public URLs (Capabilities.PublicURLs is false)")
+		// Without public URLs the check is that none is invented: done.
+		return nil
 	}
 	if err := checkURL("put", key, pi.URL); err != nil {
 		return err

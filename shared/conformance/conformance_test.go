@@ -134,7 +134,7 @@ func TestRunAllSkipsMissingCapabilities(t *testing.T) {
 	for name, err := range failed {
 		t.Errorf("%s: %v", name, err)
 	}
-	if got, want := keysOf(skipped), []string{"public-url", "range-read"}; !slices.Equal(got, want) {
+	if got, want := keysOf(skipped), []string{"range-read"}; !slices.Equal(got, want) {
 		t.Errorf("skipped %q, want %q", got, want)
 	}
 	checkClean(t, p)
