@@ -201,7 +201,7 @@ func TestModes(t *testing.T) {
 		t.Errorf("files = %q, want %q", files, wantFiles)
 	}
 	if runtime.GOOS == "windows" {
-		t.Skip("modes are not POSIX on Windows")
+		return // modes are not POSIX on Windows: the files' presence was checked above
 	}
 	want := map[string]fs.FileMode{
 		"plain":             0o644,
@@ -308,7 +308,7 @@ func TestDestination(t *testing.T) {
 		dir := t.TempDir()
 		outside := t.TempDir()
 		if err := os.Symlink(outside, filepath.Join(dir, "bin")); err != nil {
-			t.Skip("no symlinks:", err)
+			t.Fatalf("cannot create the symlink this case needs: %v", err)
 		}
 		if _, err := Unpack(context.Background(), bytes.NewReader(stream), dir, Limits{}); err == nil {
 			t.Fatal("unpacked into a folder holding a symlink")
