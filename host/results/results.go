@@ -16,6 +16,7 @@
 package results
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -25,13 +26,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/magicads/r2storage/host/localstore"
+	"github.com/magicads/r2storage/host/media"
 	"github.com/magicads/r2storage/shared/storage"
 )
 
@@ -52,6 +55,10 @@ var ErrNotFound = errors.New("result not found")
 // ErrInvalid means a caller's argument was refused (kind, generator,
 // content type, cursor); the wrapped message names the cause.
 var ErrInvalid = errors.New("invalid input")
+
+// ErrUnsupportedMedia means the content is not an accepted studio image or
+// video; the wrapped message names what it is.
+var ErrUnsupportedMedia = errors.New("unsupported media")
 
 // ErrUnavailable means a result exists but cannot be served right now; the
 // wrapped message names the cause.
@@ -99,6 +106,31 @@ type Result struct {
 	LocalPresent bool `json:"local_present"`
 	// CreatedAt is when the result was finalized (UTC, microseconds).
 	CreatedAt time.Time `json:"created_at"`
+	// Owner is the platform user the result belongs to; "" for none.
+	Owner string `json:"owner"`
+}
+
+// Upload describes a new result for Finalize.
+type Upload struct {
+	// Kind is KindImages or KindVideos.
+	Kind string
+	// Generator is the model that made it (lowercase letters, digits, hyphens).
+	Generator string
+	// Owner is the platform user it belongs to; "" for none.
+	Owner string
+	// ContentType is the declared media type; "" or application/octet-stream
+	// lets the content decide. The content always decides what is stored.
+	ContentType string
+}
+
+// ListOptions select a page of results.
+type ListOptions struct {
+	// Cursor is "" for the first page, else a next cursor List returned.
+	Cursor string
+	// Limit is the page size (default 50, at most 500).
+	Limit int
+	// Owner keeps only that owner's results when not "".
+	Owner string
 }
 
 // Content says how to serve a result's bytes: from LocalPath, or by
@@ -198,53 +230,54 @@ var generatorPattern = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
 // maxGenerator is the longest generator id accepted.
 const maxGenerator = 64
 
-// knownExt maps the usual media types to the extension results get.
-var knownExt = map[string]string{
-	"image/png":       "png",
-	"image/jpeg":      "jpg",
-	"image/webp":      "webp",
-	"image/gif":       "gif",
-	"image/avif":      "avif",
-	"video/mp4":       "mp4",
-	"video/webm":      "webm",
-	"video/quicktime": "mov",
+// maxOwner is the longest owner accepted, in bytes.
+const maxOwner = 255
+
+// checkOwner refuses owners that are too long or hold control characters.
+func checkOwner(owner string) error {
+	if len(owner) > maxOwner || !utf8.ValidString(owner) || strings.IndexFunc(owner, unicode.IsControl) >= 0 {
+		return fmt.Errorf("%w: owner must be at most %d bytes of UTF-8 text without control characters", ErrInvalid, maxOwner)
+	}
+	return nil
 }
 
-// extPattern is what a file extension may look like.
-var extPattern = regexp.MustCompile(`^[a-z0-9]{1,10}$`)
+// checkInput validates kind, generator and owner.
+func checkInput(u Upload) error {
+	if u.Kind != KindImages && u.Kind != KindVideos {
+		return fmt.Errorf("%w: kind %q is not %q or %q", ErrInvalid, u.Kind, KindImages, KindVideos)
+	}
+	if len(u.Generator) > maxGenerator || !generatorPattern.MatchString(u.Generator) {
+		return fmt.Errorf("%w: generator %q must be 1 to %d lowercase letters, digits and single hyphens", ErrInvalid, u.Generator, maxGenerator)
+	}
+	return checkOwner(u.Owner)
+}
 
-// checkInput validates kind and generator and returns the normalized content
-// type and the file extension for it.
-func checkInput(kind, generator, contentType string) (string, string, error) {
-	var family string
-	switch kind {
-	case KindImages:
-		family = "image/"
-	case KindVideos:
-		family = "video/"
-	default:
-		return "", "", fmt.Errorf("%w: kind %q is not %q or %q", ErrInvalid, kind, KindImages, KindVideos)
+// sniff reads the content's leading bytes and returns its media type: an
+// accepted one that fits the kind and agrees with the declared type.
+func sniff(br *bufio.Reader, u Upload) (string, error) {
+	head, err := br.Peek(media.SniffLen)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+		return "", fmt.Errorf("results: reading the content: %w", err)
 	}
-	if len(generator) > maxGenerator || !generatorPattern.MatchString(generator) {
-		return "", "", fmt.Errorf("%w: generator %q must be 1 to %d lowercase letters, digits and single hyphens", ErrInvalid, generator, maxGenerator)
+	got, ok := media.Sniff(head)
+	declared := media.Normalize(u.ContentType)
+	if declared == "" && strings.TrimSpace(u.ContentType) != "" {
+		return "", fmt.Errorf("%w: the declared content type %q is not a media type; send the file's type (or none) and one of %s", ErrUnsupportedMedia, u.ContentType, media.Types)
 	}
-	mt, params, err := mime.ParseMediaType(contentType)
-	if err != nil {
-		return "", "", fmt.Errorf("%w: content type %q: %v", ErrInvalid, contentType, err)
-	}
-	if !strings.HasPrefix(mt, family) {
-		return "", "", fmt.Errorf("%w: content type %q does not fit kind %q (want %s*)", ErrInvalid, mt, kind, family)
-	}
-	ext, ok := knownExt[mt]
 	if !ok {
-		if exts, _ := mime.ExtensionsByType(mt); len(exts) > 0 {
-			ext = strings.TrimPrefix(exts[0], ".")
+		sent := "the file is " + got
+		if declared != "" && declared != got {
+			sent += " (declared " + declared + ")"
 		}
+		return "", fmt.Errorf("%w: %s; results must be one of %s", ErrUnsupportedMedia, sent, media.Types)
 	}
-	if !extPattern.MatchString(ext) {
-		return "", "", fmt.Errorf("%w: content type %q has no known file extension", ErrInvalid, mt)
+	if declared != "" && declared != "application/octet-stream" && declared != got {
+		return "", fmt.Errorf("%w: the file was declared %s but its content is %s; send it as %s", ErrUnsupportedMedia, declared, got, got)
 	}
-	return mime.FormatMediaType(mt, params), ext, nil
+	if family := strings.TrimSuffix(u.Kind, "s") + "/"; !strings.HasPrefix(got, family) {
+		return "", fmt.Errorf("%w: kind %q does not fit the content, %s", ErrInvalid, u.Kind, got)
+	}
+	return got, nil
 }
 
 // newUUID returns a random (version 4) UUID.
@@ -263,26 +296,82 @@ func newUUID() (string, error) {
 // when a remote provider is active, offloaded inline. It fails only on bad
 // input or when the local write or its record fails; a storage provider's
 // failure leaves the result local and queues a retry.
-func (s *Service) Finalize(ctx context.Context, kind, generator, contentType string, r io.Reader) (Result, error) {
-	if r == nil {
-		return Result{}, fmt.Errorf("%w: no content", ErrInvalid)
-	}
-	ct, ext, err := checkInput(kind, generator, contentType)
+func (s *Service) Finalize(ctx context.Context, u Upload, r io.Reader) (Result, error) {
+	st, err := s.Stage(ctx, u, r)
 	if err != nil {
 		return Result{}, err
+	}
+	return st.Commit(ctx, u.Owner)
+}
+
+// Staged is a result whose content is on the local disk but not recorded
+// yet: Commit records it, Discard removes it.
+type Staged struct {
+	s    *Service
+	u    Upload
+	id   string
+	key  string
+	ct   string
+	size int64
+	sum  []byte
+	done bool
+}
+
+// Stage checks the upload and writes its content to the local results disk
+// without recording it, so a caller can still read the rest of a request
+// (e.g. a form's trailing fields) before the result exists. The content's
+// leading bytes must be an accepted studio image or video
+// (ErrUnsupportedMedia otherwise).
+func (s *Service) Stage(ctx context.Context, u Upload, r io.Reader) (*Staged, error) {
+	if r == nil {
+		return nil, fmt.Errorf("%w: no content", ErrInvalid)
+	}
+	if err := checkInput(u); err != nil {
+		return nil, err
+	}
+	br := bufio.NewReaderSize(r, media.SniffLen)
+	ct, err := sniff(br, u)
+	if err != nil {
+		return nil, err
 	}
 	id, err := newUUID()
 	if err != nil {
+		return nil, err
+	}
+	key := u.Kind + "/" + u.Generator + "/" + id + "." + media.Ext(ct)
+	info, sum, err := s.local.Write(ctx, key, br, storage.PutOptions{ContentType: ct, Size: -1})
+	if err != nil {
+		return nil, fmt.Errorf("results: writing %s to the local disk: %w", key, err)
+	}
+	return &Staged{s: s, u: u, id: id, key: key, ct: ct, size: info.Size, sum: sum}, nil
+}
+
+// Discard removes a staged result's local file; it does nothing after Commit.
+func (st *Staged) Discard() {
+	if st == nil || st.done {
+		return
+	}
+	st.done = true
+	if err := st.s.local.Delete(context.Background(), st.key); err != nil {
+		st.s.log.Error("results: removing the local file of a discarded upload", "path", st.key, "err", err)
+	}
+}
+
+// Commit records the staged result as owner's ("" for none) and, when a
+// remote provider is active, offloads it inline.
+func (st *Staged) Commit(ctx context.Context, owner string) (Result, error) {
+	if st.done {
+		return Result{}, fmt.Errorf("results: %s was already committed or discarded", st.key)
+	}
+	if err := checkOwner(owner); err != nil {
+		st.Discard()
 		return Result{}, err
 	}
-	key := kind + "/" + generator + "/" + id + "." + ext
-	info, sum, err := s.local.Write(ctx, key, r, storage.PutOptions{ContentType: ct, Size: -1})
-	if err != nil {
-		return Result{}, fmt.Errorf("results: writing %s to the local disk: %w", key, err)
-	}
+	st.done = true
+	s, id, key := st.s, st.id, st.key
 	now := s.now()
-	rw := row{id: id, path: key, contentType: ct, sha256: hex.EncodeToString(sum), storage: Local,
-		size: info.Size, localPresent: true, createdAt: now}
+	rw := row{id: id, path: key, contentType: st.ct, sha256: hex.EncodeToString(st.sum), storage: Local,
+		size: st.size, localPresent: true, createdAt: now, owner: owner}
 	target, offload := s.router.Active(ctx)
 	if offload && (target.Provider == nil || target.ID == "" || target.ID == Local) {
 		s.log.Error("results: the router's active target is unusable; keeping the result local", "provider", target.ID)
@@ -326,9 +415,9 @@ func (s *Service) record(ctx context.Context, rw row, provider string, offload b
 		return nil, err
 	}
 	defer rollback(tx)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO results (id, path, content_type, size, sha256, storage, object_key, url, local_present, deleted, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, '', '', $7, $8, $9, $9)`,
-		rw.id, rw.path, rw.contentType, rw.size, rw.sha256, Local, true, false, dbTime(now)); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO results (id, path, content_type, size, sha256, storage, object_key, url, local_present, deleted, created_at, updated_at, owner)
+		VALUES ($1, $2, $3, $4, $5, $6, '', '', $7, $8, $9, $9, $10)`,
+		rw.id, rw.path, rw.contentType, rw.size, rw.sha256, Local, true, false, dbTime(now), rw.owner); err != nil {
 		return nil, err
 	}
 	var j *job
@@ -359,21 +448,29 @@ const (
 )
 
 // List returns a page of results, newest first, and the cursor of the next
-// page ("" on the last page). cursor is "" for the first page.
-func (s *Service) List(ctx context.Context, cursor string, limit int) ([]Result, string, error) {
+// page ("" on the last page).
+func (s *Service) List(ctx context.Context, opts ListOptions) ([]Result, string, error) {
+	limit := opts.Limit
 	if limit <= 0 {
 		limit = defaultListLimit
 	}
 	limit = min(limit, maxListLimit)
 	query := "SELECT " + rowColumns + " FROM results WHERE deleted = FALSE"
 	args := []any{}
-	if cursor != "" {
-		at, id, err := decodeCursor(cursor)
+	if opts.Owner != "" {
+		if err := checkOwner(opts.Owner); err != nil {
+			return nil, "", err
+		}
+		args = append(args, opts.Owner)
+		query += fmt.Sprintf(" AND owner = $%d", len(args))
+	}
+	if opts.Cursor != "" {
+		at, id, err := decodeCursor(opts.Cursor)
 		if err != nil {
 			return nil, "", err
 		}
-		query += " AND (created_at < $1 OR (created_at = $1 AND id < $2))"
 		args = append(args, dbTime(at), id)
+		query += fmt.Sprintf(" AND (created_at < $%d OR (created_at = $%d AND id < $%d))", len(args)-1, len(args)-1, len(args))
 	}
 	query += fmt.Sprintf(" ORDER BY created_at DESC, id DESC LIMIT %d", limit+1)
 	rows, err := s.db.QueryContext(ctx, query, args...)

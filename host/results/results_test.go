@@ -277,7 +277,7 @@ func (e *env) rowCount(t *testing.T) int {
 }
 
 func payload(i int) []byte {
-	return []byte(fmt.Sprintf("\x89PNG result %d %s", i, strings.Repeat("x", i%97)))
+	return []byte(fmt.Sprintf("\x89PNG\r\n\x1a\n result %d %s", i, strings.Repeat("x", i%97)))
 }
 
 func hexSum(b []byte) string {
@@ -287,7 +287,7 @@ func hexSum(b []byte) string {
 
 func (e *env) finalize(t *testing.T, data []byte) Result {
 	t.Helper()
-	res, err := e.svc.Finalize(context.Background(), KindImages, "gemini", "image/png", bytes.NewReader(data))
+	res, err := e.svc.Finalize(context.Background(), Upload{Kind: KindImages, Generator: "gemini", ContentType: "image/png"}, bytes.NewReader(data))
 	if err != nil {
 		t.Fatalf("Finalize: %v", err)
 	}
@@ -534,7 +534,7 @@ func TestDeleteOffloadedProviderDown(t *testing.T) {
 				if _, err := e.svc.Content(context.Background(), res.ID); !errors.Is(err, ErrNotFound) {
 					t.Fatalf("Content after delete: %v", err)
 				}
-				list, _, err := e.svc.List(context.Background(), "", 10)
+				list, _, err := e.svc.List(context.Background(), ListOptions{Limit: 10})
 				if err != nil || len(list) != 1 || list[0].ID != keep.ID {
 					t.Fatalf("List after delete: %+v, %v", list, err)
 				}
@@ -584,7 +584,7 @@ func TestConcurrentFinalizeRandomFailures(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range n {
 			wg.Go(func() {
-				res, err := e.svc.Finalize(context.Background(), KindImages, "gemini", "image/png", bytes.NewReader(payload(i)))
+				res, err := e.svc.Finalize(context.Background(), Upload{Kind: KindImages, Generator: "gemini", ContentType: "image/png"}, bytes.NewReader(payload(i)))
 				ids[i], errs[i] = res.ID, err
 			})
 		}
@@ -716,9 +716,9 @@ func TestBadInput(t *testing.T) {
 			{"images", "gemini", "image/x-unknown-thing"},
 		}
 		for _, c := range cases {
-			_, err := e.svc.Finalize(context.Background(), c.kind, c.gen, c.ct, strings.NewReader("x"))
-			if !errors.Is(err, ErrInvalid) {
-				t.Errorf("Finalize(%q, %q, %q) = %v, want ErrInvalid", c.kind, c.gen, c.ct, err)
+			_, err := e.svc.Finalize(context.Background(), Upload{Kind: c.kind, Generator: c.gen, ContentType: c.ct}, bytes.NewReader(payload(1)))
+			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrUnsupportedMedia) {
+				t.Errorf("Finalize(%q, %q, %q) = %v, want ErrInvalid or ErrUnsupportedMedia", c.kind, c.gen, c.ct, err)
 			}
 		}
 		if e.rowCount(t) != 0 || len(e.remote.Keys()) != 0 {
@@ -728,7 +728,8 @@ func TestBadInput(t *testing.T) {
 		if len(entries) != 0 {
 			t.Fatalf("bad input left files: %v", entries)
 		}
-		res, err := e.svc.Finalize(context.Background(), KindVideos, "veo-3", "video/mp4", strings.NewReader("mp4"))
+		mp4 := "\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2 and the rest of the video"
+		res, err := e.svc.Finalize(context.Background(), Upload{Kind: KindVideos, Generator: "veo-3"}, strings.NewReader(mp4))
 		if err != nil || !strings.HasPrefix(res.Path, "videos/veo-3/") || !strings.HasSuffix(res.Path, ".mp4") {
 			t.Fatalf("video: %+v, %v", res, err)
 		}
@@ -738,7 +739,7 @@ func TestBadInput(t *testing.T) {
 		if err := e.svc.Delete(context.Background(), "nope"); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("Delete of a missing id: %v", err)
 		}
-		if _, _, err := e.svc.List(context.Background(), "garbage!", 10); !errors.Is(err, ErrInvalid) {
+		if _, _, err := e.svc.List(context.Background(), ListOptions{Cursor: "garbage!", Limit: 10}); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("List with a bad cursor: %v", err)
 		}
 	})
@@ -767,7 +768,7 @@ func TestListPages(t *testing.T) {
 		var got []string
 		cursor := ""
 		for page := 0; ; page++ {
-			list, next, err := e.svc.List(context.Background(), cursor, 2)
+			list, next, err := e.svc.List(context.Background(), ListOptions{Cursor: cursor, Limit: 2})
 			if err != nil {
 				t.Fatal(err)
 			}

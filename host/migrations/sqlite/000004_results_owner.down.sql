@@ -1,0 +1,2 @@
+DROP INDEX results_owner_idx;
+ALTER TABLE results DROP COLUMN owner;
