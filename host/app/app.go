@@ -48,6 +48,10 @@ type Config struct {
 	PreviousAppKeys string
 	// AdminToken is MAGICADS_ADMIN_TOKEN.
 	AdminToken string
+	// ServiceToken is MAGICADS_SERVICE_TOKEN: the studios' bearer token for the results API.
+	ServiceToken string
+	// HTTP bounds uploads and connections; zero values take the defaults.
+	HTTP httpapi.Limits
 	// AdminPassword is MAGICADS_ADMIN_PASSWORD; "" uses the hash in
 	// DataDir/admin.pw, generated on first run (see auth.LoadPassword).
 	AdminPassword string
@@ -87,6 +91,7 @@ type App struct {
 	stopWorker context.CancelFunc
 	workerDone chan struct{}
 	closeOnce  sync.Once
+	httpLimits httpapi.Limits
 }
 
 // New opens and migrates the database, loads APP_KEY, starts the installed
@@ -189,7 +194,18 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	root := http.NewServeMux()
 	root.Handle("/app/", pages)
 	root.Handle("/{$}", http.RedirectHandler("/app/admin/general/plugins", http.StatusSeeOther))
-	api = httpapi.New(a.Results, mgr, a.Market, httpapi.Options{Auth: a.Auth, Fallback: root, Logger: a.log, Health: func() error { return a.DB.PingContext(context.Background()) }})
+	spool := filepath.Join(cfg.DataDir, "tmp", "uploads")
+	// Spool files left by a crash are uploads that never finished.
+	if err := os.RemoveAll(spool); err != nil {
+		return fmt.Errorf("clearing the upload spool %s: %w", spool, err)
+	}
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		return fmt.Errorf("upload spool: %w", err)
+	}
+	a.httpLimits = cfg.HTTP.WithDefaults()
+	api = httpapi.New(a.Results, mgr, a.Market, httpapi.Options{Auth: a.Auth, Fallback: root, Logger: a.log,
+		ServiceToken: cfg.ServiceToken, SpoolDir: spool, Limits: a.httpLimits,
+		Health: func() error { return a.DB.PingContext(context.Background()) }})
 	a.API = api
 
 	if err := mgr.Load(ctx); err != nil {
@@ -205,6 +221,9 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	}()
 	return nil
 }
+
+// Server returns the host's HTTP server, with Config.HTTP's timeouts.
+func (a *App) Server() *http.Server { return a.httpLimits.Server(a.Handler()) }
 
 // Handler is the HTTP API.
 func (a *App) Handler() http.Handler { return a.API }

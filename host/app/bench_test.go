@@ -8,10 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/magicads/r2storage/host/results"
 	"github.com/magicads/r2storage/internal/plugintest"
 	"github.com/magicads/r2storage/plugin/r2"
 	"github.com/magicads/r2storage/shared/storage"
@@ -22,7 +24,7 @@ import (
 func BenchmarkFinalize1000x100KiB(b *testing.B) {
 	h := newBenchHost(b)
 	h.configure()
-	data := randomBytes(100 << 10)
+	data := pngBytes(100 << 10)
 	const n, workers = 1000, 8
 	b.ResetTimer()
 	for iter := 0; iter < b.N; iter++ {
@@ -35,7 +37,7 @@ func BenchmarkFinalize1000x100KiB(b *testing.B) {
 			go func() {
 				defer wg.Done()
 				for range next {
-					r, err := h.app.Results.Finalize(context.Background(), "images", "bench", "image/png", bytes.NewReader(data))
+					r, err := h.app.Results.Finalize(context.Background(), results.Upload{Kind: "images", Generator: "bench", ContentType: "image/png"}, bytes.NewReader(data))
 					if err == nil && r.Storage != pluginID {
 						err = fmt.Errorf("result stayed %s", r.Storage)
 					}
@@ -107,7 +109,8 @@ func BenchmarkOffload1GiBRSS(b *testing.B) {
 	h := newBenchHost(b)
 	h.configure("delete_local", true)
 	for iter := 0; iter < b.N; iter++ {
-		r, err := h.app.Results.Finalize(context.Background(), "videos", "bench", "video/mp4", io.LimitReader(zeroReader{}, 1<<30))
+		r, err := h.app.Results.Finalize(context.Background(), results.Upload{Kind: "videos", Generator: "bench", ContentType: "video/mp4"},
+			io.MultiReader(strings.NewReader(mp4Header), io.LimitReader(zeroReader{}, 1<<30-int64(len(mp4Header)))))
 		if err != nil || r.Storage != pluginID {
 			b.Fatalf("1 GiB result: %+v, %v", r, err)
 		}
@@ -130,3 +133,6 @@ func peakRSS(b *testing.B, pid int) int64 {
 	}
 	return rss
 }
+
+// mp4Header is the start of an MP4 file (an ftyp box).
+const mp4Header = "\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"

@@ -25,7 +25,7 @@ func TestOffloadLifecycle(t *testing.T) {
 			h := newHost(t, d)
 
 			// Fresh install: nothing is offloaded.
-			before := h.upload(randomBytes(1000), "before.png")
+			before := h.upload(pngBytes(1000), "before.png")
 			if before.Storage != "local" || len(h.objects()) != 0 {
 				t.Fatalf("a fresh install offloaded: %+v %v", before, h.objects())
 			}
@@ -53,7 +53,7 @@ func TestOffloadLifecycle(t *testing.T) {
 			}
 
 			// Offload on, delete_local off.
-			data := randomBytes(200 << 10)
+			data := pngBytes(200 << 10)
 			r := h.upload(data, "cat.png")
 			key := "magicads/" + r.Path
 			if r.Storage != pluginID || !strings.HasPrefix(r.Path, "images/gemini/") || !hasKey(h.objects(), key) {
@@ -76,7 +76,7 @@ func TestOffloadLifecycle(t *testing.T) {
 
 			// delete_local on: the local copy goes once the upload is confirmed.
 			h.configure("delete_local", true)
-			r2 := h.upload(randomBytes(5000), "dog.png")
+			r2 := h.upload(pngBytes(5000), "dog.png")
 			if r2.Storage != pluginID {
 				t.Fatalf("not offloaded: %+v", r2)
 			}
@@ -88,7 +88,7 @@ func TestOffloadLifecycle(t *testing.T) {
 			if code := h.do("PUT", "/api/v1/admin/storage", map[string]string{"default": "local"}, nil); code != 200 {
 				t.Fatalf("default local: %d", code)
 			}
-			r3 := h.upload(randomBytes(100), "local.png")
+			r3 := h.upload(pngBytes(100), "local.png")
 			if r3.Storage != "local" {
 				t.Fatalf("default local but stored in %s", r3.Storage)
 			}
@@ -108,7 +108,7 @@ func TestOffloadLifecycle(t *testing.T) {
 			if len(st.Options) != 1 {
 				t.Fatalf("a disabled provider is still an option: %+v", st)
 			}
-			r4 := h.upload(randomBytes(100), "disabled.png")
+			r4 := h.upload(pngBytes(100), "disabled.png")
 			if r4.Storage != "local" {
 				t.Fatalf("provider disabled but stored in %s", r4.Storage)
 			}
@@ -177,7 +177,7 @@ func TestBadInput(t *testing.T) {
 func TestUninstallKeepsOffloadedResults(t *testing.T) {
 	h := newHost(t, "sqlite")
 	h.configure()
-	r := h.upload(randomBytes(2000), "kept.png")
+	r := h.upload(pngBytes(2000), "kept.png")
 	if r.Storage != pluginID {
 		t.Fatalf("not offloaded: %+v", r)
 	}
@@ -196,7 +196,7 @@ func TestUninstallKeepsOffloadedResults(t *testing.T) {
 	if !hasKey(h.objects(), "magicads/"+r.Path) {
 		t.Fatal("uninstall deleted a bucket object")
 	}
-	if r2 := h.upload(randomBytes(100), "after.png"); r2.Storage != "local" {
+	if r2 := h.upload(pngBytes(100), "after.png"); r2.Storage != "local" {
 		t.Fatalf("new result after uninstall stored in %s", r2.Storage)
 	}
 	waitFor(t, 10*time.Second, "the plugin process to exit", func() bool { return syscall.Kill(pid, 0) != nil })
@@ -214,14 +214,14 @@ func TestUploadFieldsInAnyOrder(t *testing.T) {
 			mw.WriteField("generator", "gemini")
 		}
 		fw, _ := mw.CreateFormFile("file", "x.png")
-		data := randomBytes(3000)
+		data := pngBytes(3000)
 		fw.Write(data)
 		if fileFirst {
 			mw.WriteField("kind", "images")
 			mw.WriteField("generator", "gemini")
 		}
 		mw.Close()
-		resp, err := http.Post(h.srv.URL+"/api/v1/results", mw.FormDataContentType(), &buf)
+		resp, err := h.postForm(mw.FormDataContentType(), &buf)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -70,7 +70,7 @@ func TestPluginKilledMidUpload(t *testing.T) {
 					time.Sleep(2 * time.Millisecond)
 				}
 			}()
-			data := randomBytes(64<<20 + 1)
+			data := pngBytes(64<<20 + 1)
 			r := h.upload(data, "big.png")
 			<-killed
 			if r.Storage != "local" {
@@ -102,7 +102,7 @@ func TestS3Outage(t *testing.T) {
 	var rs []resultBody
 	var datas [][]byte
 	for i := 0; i < 3; i++ {
-		data := randomBytes(10 << 10)
+		data := pngBytes(10 << 10)
 		r := h.upload(data, fmt.Sprintf("outage-%d.png", i))
 		if r.Storage != "local" {
 			t.Fatalf("offloaded during an outage: %+v", r)
@@ -136,7 +136,7 @@ func TestConcurrentFinalizationsWithAKill(t *testing.T) {
 	done.Add(n / 2)
 	sem := make(chan struct{}, 32)
 	for i := 0; i < n; i++ {
-		datas[i] = randomBytes(20<<10 + i)
+		datas[i] = pngBytes(20<<10 + i)
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
@@ -201,7 +201,7 @@ func TestWrongAppKeyAndCorruptEntry(t *testing.T) {
 	if code != http.StatusInternalServerError || !strings.Contains(e.Error, "storage.provider.cloudflare-r2") {
 		t.Fatalf("settings with a wrong APP_KEY: %d %q", code, e.Error)
 	}
-	if r := h.upload(randomBytes(100), "x.png"); r.Storage != "local" {
+	if r := h.upload(pngBytes(100), "x.png"); r.Storage != "local" {
 		t.Fatalf("stored in %s with unreadable settings", r.Storage)
 	}
 	if !strings.Contains(h.logs.String(), "storage.provider.cloudflare-r2") {
@@ -251,7 +251,7 @@ func TestCrashLoopFallsBackToLocal(t *testing.T) {
 	if len(list.Plugins) != 1 || list.Plugins[0].State != "failed" || list.Plugins[0].Message == "" {
 		t.Fatalf("admin view after a crash loop: %+v", list)
 	}
-	if r := h.upload(randomBytes(100), "after.png"); r.Storage != "local" {
+	if r := h.upload(pngBytes(100), "after.png"); r.Storage != "local" {
 		t.Fatalf("a failed plugin still takes results: %s", r.Storage)
 	}
 	if h.pending() != 0 {

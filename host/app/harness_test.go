@@ -202,6 +202,14 @@ type resultBody struct {
 	Size                           int64
 }
 
+// postForm posts a results form with the admin token.
+func (h *host) postForm(contentType string, body io.Reader) (*http.Response, error) {
+	req, _ := http.NewRequest("POST", h.srv.URL+"/api/v1/results", body)
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	return http.DefaultClient.Do(req)
+}
+
 // upload finalizes a result through the API.
 func (h *host) upload(data []byte, name string) resultBody {
 	h.t.Helper()
@@ -212,7 +220,7 @@ func (h *host) upload(data []byte, name string) resultBody {
 	fw, _ := mw.CreateFormFile("file", name)
 	fw.Write(data)
 	mw.Close()
-	resp, err := http.Post(h.srv.URL+"/api/v1/results", mw.FormDataContentType(), &buf)
+	resp, err := h.postForm(mw.FormDataContentType(), &buf)
 	if err != nil {
 		h.t.Fatal(err)
 	}

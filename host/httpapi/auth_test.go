@@ -77,3 +77,39 @@ func TestFallbackAndLogin(t *testing.T) {
 		}
 	}
 }
+
+// TestResultsRoutesAreGuarded: every results pattern but the content
+// capability URL is registered through handleResults, and answers 401
+// without credentials before any handler runs.
+func TestResultsRoutesAreGuarded(t *testing.T) {
+	src, err := os.ReadFile("httpapi.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := New(nil, nil, nil, Options{ServiceToken: "svc"})
+	routes := a.ResultsRoutes()
+	found := regexp.MustCompile(`"([A-Z]+ /api/v1/results[^"]*)"`).FindAllStringSubmatch(string(src), -1)
+	open := "GET /api/v1/results/{id}/content"
+	if len(found) != len(routes)+1 {
+		t.Fatalf("source has %d results patterns, ResultsRoutes %d (+1 open)", len(found), len(routes))
+	}
+	for _, m := range found {
+		if m[1] != open && !slices.Contains(routes, m[1]) {
+			t.Errorf("%s is not registered through handleResults", m[1])
+		}
+	}
+	for _, p := range routes {
+		method, path, _ := strings.Cut(p, " ")
+		for _, hdr := range []string{"", "Bearer wrong", "Bearer svc2", "Basic c3Zj"} {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest(method, strings.ReplaceAll(path, "{id}", "x"), nil)
+			if hdr != "" {
+				req.Header.Set("Authorization", hdr)
+			}
+			a.ServeHTTP(rec, req)
+			if rec.Code != http.StatusUnauthorized || rec.Header().Get("X-Content-Type-Options") != "nosniff" {
+				t.Errorf("%s with %q: %d %v", p, hdr, rec.Code, rec.Header())
+			}
+		}
+	}
+}

@@ -6,11 +6,14 @@
 package httpapi
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/magicads/r2storage/host/auth"
 	"github.com/magicads/r2storage/host/marketplace"
@@ -18,14 +21,19 @@ import (
 	"github.com/magicads/r2storage/host/results"
 )
 
-// MaxUpload is the largest result the results API accepts.
-const MaxUpload = 8 << 30
-
 // Options configure the API.
 type Options struct {
 	// AdminToken is accepted as "Authorization: Bearer TOKEN" on admin calls
 	// when Auth is nil; empty then refuses every admin call.
 	AdminToken string
+	// ServiceToken is MAGICADS_SERVICE_TOKEN, the studios' bearer token: it
+	// may create, get, list and delete results; "" accepts none.
+	ServiceToken string
+	// SpoolDir holds uploads whose file part came before their fields
+	// (inside the data dir, never the system temp dir); "" is os.TempDir().
+	SpoolDir string
+	// Limits bound uploads and slow bodies; zero values take the defaults.
+	Limits Limits
 	// Auth guards the admin calls (bearer token or session with CSRF token)
 	// and serves /login and /logout; nil accepts AdminToken only.
 	Auth   *auth.Auth
@@ -39,12 +47,18 @@ type Options struct {
 
 // API is the HTTP handler.
 type API struct {
-	results   *results.Service
-	providers *providers.Manager
-	market    *marketplace.Marketplace
-	opts      Options
-	mux       *http.ServeMux
-	adminPats []string
+	results    *results.Service
+	providers  *providers.Manager
+	market     *marketplace.Marketplace
+	opts       Options
+	mux        *http.ServeMux
+	adminPats  []string
+	resultPats []string
+	limits     Limits
+	// uploads holds a token per upload in flight (Limits.MaxUploads).
+	uploads chan struct{}
+	// serviceSum is the SHA-256 of ServiceToken, compared in constant time.
+	serviceSum [32]byte
 }
 
 // New returns the API handler; market may be nil (no marketplace).
@@ -52,7 +66,9 @@ func New(res *results.Service, prov *providers.Manager, market *marketplace.Mark
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &API{results: res, providers: prov, market: market, opts: opts, mux: http.NewServeMux()}
+	a := &API{results: res, providers: prov, market: market, opts: opts, mux: http.NewServeMux(), limits: opts.Limits.WithDefaults()}
+	a.uploads = make(chan struct{}, a.limits.MaxUploads)
+	a.serviceSum = sha256.Sum256([]byte(opts.ServiceToken))
 	if a.opts.Auth != nil {
 		a.mux.Handle("/login", a.opts.Auth.Handler())
 		a.mux.Handle("/logout", a.opts.Auth.Handler())
@@ -60,11 +76,12 @@ func New(res *results.Service, prov *providers.Manager, market *marketplace.Mark
 		a.opts.Auth = auth.New(auth.Options{Token: opts.AdminToken, Logger: opts.Logger})
 	}
 	a.mux.HandleFunc("GET /healthz", a.healthz)
-	a.mux.HandleFunc("POST /api/v1/results", a.createResult)
-	a.mux.HandleFunc("GET /api/v1/results", a.listResults)
-	a.mux.HandleFunc("GET /api/v1/results/{id}", a.getResult)
+	a.handleResults("POST /api/v1/results", a.createResult)
+	a.handleResults("GET /api/v1/results", a.listResults)
+	a.handleResults("GET /api/v1/results/{id}", a.getResult)
+	// A capability URL: result ids are random UUIDs, like the bucket's URLs.
 	a.mux.HandleFunc("GET /api/v1/results/{id}/content", a.resultContent)
-	a.mux.HandleFunc("DELETE /api/v1/results/{id}", a.deleteResult)
+	a.handleResults("DELETE /api/v1/results/{id}", a.deleteResult)
 	a.handleAdmin("GET /api/v1/admin/plugins", a.listPlugins)
 	a.handleAdmin("POST /api/v1/admin/plugins/{id}/install", a.needMarket(a.installPlugin))
 	a.handleAdmin("POST /api/v1/admin/plugins/{id}/uninstall", a.needMarket(a.uninstallPlugin))
@@ -79,8 +96,15 @@ func New(res *results.Service, prov *providers.Manager, market *marketplace.Mark
 }
 
 // ServeHTTP serves the API, and hands paths outside /api/ that no route
-// matches to Fallback.
+// matches to Fallback. Every answer carries nosniff, and a request body that
+// arrives slower than Limits.MinUploadRate is cut.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if r.Body != nil && r.Body != http.NoBody {
+		b := newRateBody(w, r.Body, a.limits.MinUploadRate, a.limits.RateWindow)
+		defer b.handlerDone()
+		r.Body = b
+	}
 	if a.opts.Fallback != nil && !strings.HasPrefix(r.URL.Path, "/api/") {
 		if _, pattern := a.mux.Handler(r); pattern == "" {
 			a.opts.Fallback.ServeHTTP(w, r)
@@ -92,6 +116,28 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // AdminRoutes lists the admin calls' patterns ("METHOD /path").
 func (a *API) AdminRoutes() []string { return append([]string(nil), a.adminPats...) }
+
+// ResultsRoutes lists the results calls that need credentials ("METHOD /path").
+func (a *API) ResultsRoutes() []string { return append([]string(nil), a.resultPats...) }
+
+// handleResults registers a results call: the service token, or admin
+// credentials (the bearer token, or a session with its CSRF token on
+// writes); 401/403 {"error"} otherwise.
+func (a *API) handleResults(pattern string, h http.HandlerFunc) {
+	a.resultPats = append(a.resultPats, pattern)
+	admin := a.opts.Auth.Require(h)
+	a.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.opts.ServiceToken != "" {
+			if token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+				if sum := sha256.Sum256([]byte(token)); subtle.ConstantTimeCompare(sum[:], a.serviceSum[:]) == 1 {
+					h(w, r)
+					return
+				}
+			}
+		}
+		admin.ServeHTTP(w, r)
+	}))
+}
 
 // handleAdmin registers an admin call behind admin().
 func (a *API) handleAdmin(pattern string, h http.HandlerFunc) {
@@ -148,4 +194,59 @@ func statusOf(err error) int {
 		return http.StatusUnprocessableEntity
 	}
 	return http.StatusInternalServerError
+}
+
+// Limits bound what a client can make the host hold: upload sizes, uploads
+// in flight, slow bodies and idle connections. Zero values take the defaults.
+type Limits struct {
+	// MaxResultBytes is the largest result accepted (--max-result-bytes,
+	// DefaultMaxResultBytes); larger uploads get 413.
+	MaxResultBytes int64
+	// MaxUploads is how many uploads may be in flight at once (64); more get
+	// 503 with Retry-After.
+	MaxUploads int
+	// MinUploadRate is the slowest a request body may arrive, in bytes per
+	// second averaged over RateWindow (16 KiB/s); slower bodies are cut.
+	MinUploadRate int64
+	// RateWindow is the window MinUploadRate is measured over (30s).
+	RateWindow time.Duration
+	// ReadHeaderTimeout bounds reading a request's headers (10s).
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection idle this long (60s).
+	IdleTimeout time.Duration
+}
+
+// DefaultMaxResultBytes is the default largest result: 2 GiB, room for a
+// long high-resolution studio video.
+const DefaultMaxResultBytes = 2 << 30
+
+// WithDefaults fills the zero fields of l.
+func (l Limits) WithDefaults() Limits {
+	if l.MaxResultBytes <= 0 {
+		l.MaxResultBytes = DefaultMaxResultBytes
+	}
+	if l.MaxUploads <= 0 {
+		l.MaxUploads = 64
+	}
+	if l.MinUploadRate <= 0 {
+		l.MinUploadRate = 16 << 10
+	}
+	if l.RateWindow <= 0 {
+		l.RateWindow = 30 * time.Second
+	}
+	if l.ReadHeaderTimeout <= 0 {
+		l.ReadHeaderTimeout = 10 * time.Second
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = time.Minute
+	}
+	return l
+}
+
+// Server returns an HTTP server for h with the limits' timeouts. It sets no
+// overall read or write timeout: large uploads and downloads may take long,
+// and slow bodies are cut by the API itself.
+func (l Limits) Server(h http.Handler) *http.Server {
+	l = l.WithDefaults()
+	return &http.Server{Handler: h, ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout, MaxHeaderBytes: 64 << 10}
 }

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"errors"
-	"io"
 	"mime"
 	"net/http"
 	"os"
@@ -10,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/magicads/r2storage/host/media"
 	"github.com/magicads/r2storage/host/results"
 )
 
@@ -22,6 +22,7 @@ type resultJSON struct {
 	Size      int64     `json:"size"`
 	SHA256    string    `json:"sha256"`
 	CreatedAt time.Time `json:"created_at"`
+	Owner     string    `json:"owner"`
 }
 
 // toJSON describes a result; url is where a client fetches it.
@@ -30,90 +31,7 @@ func toJSON(r results.Result) resultJSON {
 	if url == "" || r.Storage == "local" {
 		url = "/api/v1/results/" + r.ID + "/content"
 	}
-	return resultJSON{ID: r.ID, Path: r.Path, Storage: r.Storage, URL: url, Size: r.Size, SHA256: r.SHA256, CreatedAt: r.CreatedAt}
-}
-
-// createResult finalizes an uploaded result. The fields kind and generator
-// may come before or after the file part: when the file comes first it is
-// spooled to a temporary file until the fields have arrived.
-func (a *API) createResult(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, MaxUpload)
-	mr, err := r.MultipartReader()
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "send multipart/form-data with fields file, kind and generator")
-		return
-	}
-	fields := map[string]string{}
-	var spooled *os.File
-	var contentType string
-	defer func() {
-		if spooled != nil {
-			spooled.Close()
-			os.Remove(spooled.Name())
-		}
-	}()
-	finalize := func(body io.Reader) {
-		res, err := a.results.Finalize(r.Context(), fields["kind"], fields["generator"], contentType, body)
-		if errors.Is(err, results.ErrInvalid) {
-			writeError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		if err != nil {
-			a.internalError(w, "finalizing the result", err)
-			return
-		}
-		writeJSON(w, http.StatusCreated, toJSON(res))
-	}
-	for {
-		part, err := mr.NextPart()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "reading the form: "+err.Error())
-			return
-		}
-		if part.FormName() != "file" {
-			value, err := io.ReadAll(io.LimitReader(part, 256))
-			if err != nil {
-				writeError(w, http.StatusBadRequest, "reading the form: "+err.Error())
-				return
-			}
-			fields[part.FormName()] = string(value)
-			continue
-		}
-		if spooled != nil {
-			writeError(w, http.StatusBadRequest, "the form has more than one file part")
-			return
-		}
-		contentType = part.Header.Get("Content-Type")
-		if contentType == "" || contentType == "application/octet-stream" {
-			if byExt := mime.TypeByExtension(path.Ext(part.FileName())); byExt != "" {
-				contentType = byExt
-			}
-		}
-		if fields["kind"] != "" && fields["generator"] != "" {
-			finalize(part) // stream straight to the results disk
-			return
-		}
-		if spooled, err = os.CreateTemp("", "magicads-upload-"); err != nil {
-			a.internalError(w, "spooling the upload", err)
-			return
-		}
-		if _, err := io.Copy(spooled, part); err != nil {
-			writeError(w, http.StatusBadRequest, "reading the file: "+err.Error())
-			return
-		}
-	}
-	if spooled == nil {
-		writeError(w, http.StatusBadRequest, "the form has no file part")
-		return
-	}
-	if _, err := spooled.Seek(0, io.SeekStart); err != nil {
-		a.internalError(w, "spooling the upload", err)
-		return
-	}
-	finalize(spooled)
+	return resultJSON{ID: r.ID, Path: r.Path, Storage: r.Storage, URL: url, Size: r.Size, SHA256: r.SHA256, CreatedAt: r.CreatedAt, Owner: r.Owner}
 }
 
 func (a *API) getResult(w http.ResponseWriter, r *http.Request) {
@@ -139,7 +57,8 @@ func (a *API) listResults(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	list, next, err := a.results.List(r.Context(), r.URL.Query().Get("cursor"), limit)
+	q := r.URL.Query()
+	list, next, err := a.results.List(r.Context(), results.ListOptions{Cursor: q.Get("cursor"), Limit: limit, Owner: q.Get("owner")})
 	if errors.Is(err, results.ErrInvalid) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -154,6 +73,11 @@ func (a *API) listResults(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"results": out, "next_cursor": next})
 }
+
+// contentCSP is the Content-Security-Policy of every result's bytes: a
+// sandbox with nothing allowed but showing the media itself, so even a file
+// a browser would render as a document runs no script on the host's origin.
+const contentCSP = "sandbox; default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'"
 
 // resultContent serves a local result's bytes (with Range support) or
 // redirects to an offloaded result's public URL.
@@ -177,7 +101,17 @@ func (a *API) resultContent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
-	w.Header().Set("Content-Type", c.Result.ContentType)
+	ct, ok := media.Accepted(c.Result.ContentType)
+	name := path.Base(c.Result.Path)
+	if ok {
+		w.Header().Set("Content-Type", ct)
+		w.Header().Set("Content-Disposition", mime.FormatMediaType("inline", map[string]string{"filename": name}))
+	} else {
+		// Recorded before uploads were checked by content: never render it.
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+	}
+	w.Header().Set("Content-Security-Policy", contentCSP)
 	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 	http.ServeContent(w, r, "", c.Result.CreatedAt, f)
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"github.com/magicads/r2storage/internal/plugintest"
+	"mime/multipart"
 	"net"
 	"net/http"
 	"net/url"
@@ -115,4 +117,44 @@ func TestGeneratedPasswordPrintedOnce(t *testing.T) {
 			t.Fatalf("sign-in after a restart: %d", code)
 		}
 	})
+}
+
+// TestServiceTokenAndResultLimit: MAGICADS_SERVICE_TOKEN opens the results
+// API to the studios, and --max-result-bytes bounds an upload.
+func TestServiceTokenAndResultLimit(t *testing.T) {
+	const svc = "env-service-token-789"
+	var stderr plugintest.Logs
+	addr, _ := serve(t, t.TempDir(), map[string]string{"MAGICADS_SERVICE_TOKEN": svc, "MAGICADS_MAX_RESULT_BYTES": "100"}, &stderr)
+	post := func(token string, size int) int {
+		var buf bytes.Buffer
+		mw := multipart.NewWriter(&buf)
+		mw.WriteField("kind", "images")
+		mw.WriteField("generator", "gemini")
+		fw, _ := mw.CreateFormFile("file", "a.png")
+		fw.Write(append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, size-8)...))
+		mw.Close()
+		req, _ := http.NewRequest("POST", "http://"+addr+"/api/v1/results", &buf)
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("", 50); code != http.StatusUnauthorized {
+		t.Fatalf("anonymous upload: %d", code)
+	}
+	if code := post(svc, 100); code != http.StatusCreated {
+		t.Fatalf("upload of 100 bytes with the service token: %d", code)
+	}
+	if code := post(svc, 101); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("upload of 101 bytes: %d", code)
+	}
+	if strings.Contains(stderr.String(), svc) {
+		t.Fatal("the service token was logged")
+	}
 }

@@ -14,14 +14,15 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/magicads/r2storage/host/app"
+	"github.com/magicads/r2storage/host/httpapi"
 )
 
 func main() {
@@ -34,6 +35,7 @@ func main() {
 // flags are the serve command's settings.
 type flags struct {
 	addr, dataDir, db, catalog, trustedKey, license string
+	maxResultBytes                                  int64
 }
 
 func env(getenv func(string) string, key, def string) string {
@@ -53,12 +55,19 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (flags, 
 	fs.StringVar(&f.catalog, "catalog", env(getenv, "MAGICADS_CATALOG", ""), "marketplace index URL (MAGICADS_CATALOG)")
 	fs.StringVar(&f.trustedKey, "trusted-key", env(getenv, "MAGICADS_TRUSTED_KEYS", ""), "marketplace ed25519 public key file(s) (MAGICADS_TRUSTED_KEYS)")
 	fs.StringVar(&f.license, "license", env(getenv, "MAGICADS_LICENSE", "regular"), "regular or extended (MAGICADS_LICENSE)")
+	maxResult := env(getenv, "MAGICADS_MAX_RESULT_BYTES", strconv.Itoa(httpapi.DefaultMaxResultBytes))
+	fs.StringVar(&maxResult, "max-result-bytes", maxResult, "largest result accepted, in bytes (MAGICADS_MAX_RESULT_BYTES)")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
 	if fs.NArg() > 0 {
 		return f, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	n, err := strconv.ParseInt(maxResult, 10, 64)
+	if err != nil || n < 1 {
+		return f, fmt.Errorf("--max-result-bytes must be a positive number of bytes, got %q", maxResult)
+	}
+	f.maxResultBytes = n
 	if f.license != "regular" && f.license != "extended" {
 		return f, fmt.Errorf("--license must be regular or extended, got %q", f.license)
 	}
@@ -87,7 +96,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	a, err := app.New(ctx, app.Config{
 		DataDir: f.dataDir, DB: f.db, AppKey: getenv("APP_KEY"), PreviousAppKeys: getenv("APP_KEY_PREVIOUS"),
-		AdminToken: getenv("MAGICADS_ADMIN_TOKEN"), AdminPassword: getenv("MAGICADS_ADMIN_PASSWORD"), AdminPasswordOut: stderr, Logger: log,
+		AdminToken: getenv("MAGICADS_ADMIN_TOKEN"), ServiceToken: getenv("MAGICADS_SERVICE_TOKEN"), HTTP: httpapi.Limits{MaxResultBytes: f.maxResultBytes}, AdminPassword: getenv("MAGICADS_ADMIN_PASSWORD"), AdminPasswordOut: stderr, Logger: log,
 		CatalogURL: f.catalog, TrustedKeyFiles: splitList(f.trustedKey), License: f.license,
 	})
 	if err != nil {
@@ -106,7 +115,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		fmt.Fprintln(stderr, "magicads: listen:", err)
 		return 1
 	}
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := a.Server()
 	log.Info("MagicAds host listening", "url", "http://"+ln.Addr().String(), "data_dir", f.dataDir, "db", string(a.Dialect))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

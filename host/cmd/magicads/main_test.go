@@ -29,6 +29,8 @@ func TestRunRefusesBadInput(t *testing.T) {
 		{"bad license", []string{"serve", "--license", "gold"}, nil, 2, "--license must be regular or extended"},
 		{"bad addr", []string{"serve", "--addr", "nonsense"}, nil, 2, "--addr"},
 		{"bad db", []string{"serve", "--db", "mysql://x"}, nil, 2, "--db must be a postgres:// URL"},
+		{"bad max result", []string{"serve", "--max-result-bytes", "1GB"}, nil, 2, "--max-result-bytes must be a positive number of bytes"},
+		{"bad max result env", []string{"serve"}, map[string]string{"MAGICADS_MAX_RESULT_BYTES": "0"}, 2, "--max-result-bytes"},
 		{"bad APP_KEY", []string{"serve", "--data-dir", dir}, map[string]string{"APP_KEY": "base64:c2hvcnQ="}, 1, "APP_KEY"},
 		{"unreachable db", []string{"serve", "--data-dir", dir, "--db", "postgres://postgres@127.0.0.1:1/none?connect_timeout=2"}, nil, 1, "database unreachable"},
 	}
