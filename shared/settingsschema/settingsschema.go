@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"sort"
 	"strings"
@@ -65,6 +66,9 @@ func (s *Schema) FullyConfigured(values map[string]any) bool {
 	return false
 }
 
+// baseURL is where a settings schema document without an $id sits.
+const baseURL = "bundle:///schema/settings.schema.json"
+
 // Compile compiles a settings schema document. The document must be a JSON
 // Schema 2020-12 object schema.
 func Compile(doc []byte) (*Schema, error) {
@@ -78,12 +82,13 @@ func Compile(doc []byte) (*Schema, error) {
 	if err := json.Unmarshal(doc, &raw); err != nil {
 		return nil, fmt.Errorf("settings schema is not valid JSON: %w", err)
 	}
-	c := jsonschema.NewCompiler()
-	c.Draft = jsonschema.Draft2020
-	if err := c.AddResource("settings.schema.json", bytes.NewReader(doc)); err != nil {
+	c := NewCompiler()
+	// The document's base is not a file: a relative reference resolves to
+	// bundle:///…, never to a path on this machine.
+	if err := c.AddResource(baseURL, bytes.NewReader(doc)); err != nil {
 		return nil, fmt.Errorf("settings schema: %w", err)
 	}
-	compiled, err := c.Compile("settings.schema.json")
+	compiled, err := c.Compile(baseURL)
 	if err != nil {
 		return nil, fmt.Errorf("settings schema does not compile: %w", err)
 	}
@@ -98,6 +103,26 @@ func Compile(doc []byte) (*Schema, error) {
 	}
 	sort.Strings(s.writeOnly)
 	return s, nil
+}
+
+// NewCompiler returns a JSON Schema 2020-12 compiler that never loads a
+// document: a $ref, $dynamicRef or $schema that leaves the documents added
+// to it (a file:// or http(s):// URL, or a relative path such as
+// other.json) fails compilation with an error naming it. References inside
+// a document (#/$defs/…, #anchor) and the JSON Schema metaschemas, which
+// the compiler carries, still work. Every JSON Schema a plugin or the host
+// compiles goes through it, so a schema from a plugin archive cannot make
+// the host read its files or reach the network.
+func NewCompiler() *jsonschema.Compiler {
+	c := jsonschema.NewCompiler()
+	c.Draft = jsonschema.Draft2020
+	c.LoadURL = refuseExternal
+	return c
+}
+
+// refuseExternal is the compilers' LoadURL: it loads nothing.
+func refuseExternal(url string) (io.ReadCloser, error) {
+	return nil, fmt.Errorf("the reference %s points outside the schema document: only references inside it (#/$defs/…) are allowed; copy the definition under $defs and refer to it there", url)
 }
 
 // Document returns the schema document as compiled, for a host to render.
