@@ -18,6 +18,8 @@ import (
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v5"
+
+	"github.com/magicads/r2storage/shared/settingsschema"
 )
 
 //go:embed manifest.json schema/*.json migrations/*.sql
@@ -205,12 +207,9 @@ func compileEmbedded(path string) (*jsonschema.Schema, error) {
 	if head.ID == "" {
 		return nil, fmt.Errorf("%s: missing $id", path)
 	}
-	c := jsonschema.NewCompiler()
-	c.Draft = jsonschema.Draft2020
-	// Never fetch anything: every schema this package uses is embedded.
-	c.LoadURL = func(s string) (_ io.ReadCloser, err error) {
-		return nil, fmt.Errorf("schema %s is not embedded", s)
-	}
+	// Never load anything: every schema this package uses is embedded, and
+	// a $ref may only point inside its own document.
+	c := settingsschema.NewCompiler()
 	if err := c.AddResource(head.ID, bytes.NewReader(data)); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

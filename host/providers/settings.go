@@ -61,7 +61,11 @@ func (m *Manager) SchemaJSON(id string) ([]byte, error) {
 
 // SaveSettings validates and stores a provider's settings (a blank secret
 // keeps the stored one) and applies them to the running plugin. Field
-// problems come back as fields; nothing is stored then.
+// problems come back as fields; nothing is stored then. A secret stays with
+// where it was entered: a save that changes a property the schema marks
+// x-binds-secrets (R2: endpoint, account_id, jurisdiction) and would keep a
+// stored secret is a field problem on that secret, checked under the
+// entry's row lock by settingsstore.Update.
 func (m *Manager) SaveSettings(ctx context.Context, id string, incoming map[string]any) ([]storage.FieldError, error) {
 	p, err := m.plugin(id)
 	if err != nil {
@@ -75,8 +79,9 @@ func (m *Manager) SaveSettings(ctx context.Context, id string, incoming map[stri
 	return nil, nil
 }
 
-// Test saves the settings, then has the plugin upload, read back and delete
-// a probe object. A failed probe is a result, not an error.
+// Test saves the settings (as SaveSettings, with the same field problems),
+// then has the plugin upload, read back and delete a probe object. A failed
+// probe is a result, not an error.
 func (m *Manager) Test(ctx context.Context, id string, incoming map[string]any) (storage.TestResult, []storage.FieldError, error) {
 	fields, err := m.SaveSettings(ctx, id, incoming)
 	if err != nil || len(fields) > 0 {

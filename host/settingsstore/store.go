@@ -22,6 +22,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"sort"
 
 	"github.com/magicads/r2storage/shared/settingsschema"
 	"github.com/magicads/r2storage/shared/storage"
@@ -155,8 +157,10 @@ ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, value = excluded.value,
 // incoming into the stored values: a write-only (secret) field that is
 // missing, "" or null in incoming keeps its stored value; every other field
 // takes the incoming value, and a field missing from incoming is removed.
-// The merged values are validated; on field problems they are returned and
-// nothing is written. Otherwise the merged values are saved and returned
+// The merged values are validated, and a secret that would be kept while a
+// property it is bound to changed (schema.SecretsToReenter, the
+// x-binds-secrets rule) is a problem on that secret; on field problems they
+// are returned and nothing is written. Otherwise the merged values are saved and returned
 // (secrets included: use Public for a response).
 //
 // Concurrent Updates of one entry, from this process or another host node,
@@ -202,7 +206,7 @@ ON CONFLICT (name) DO UPDATE SET owner = settings.owner`, name, owner); err != n
 	}
 
 	merged := Merge(schema, stored, incoming)
-	if fields := schema.Validate(storage.Settings(merged)); len(fields) > 0 {
+	if fields := check(schema, stored, incoming, merged); len(fields) > 0 {
 		return nil, fields, nil
 	}
 	blob, err := s.keys.encrypt(name, merged)
@@ -217,6 +221,21 @@ ON CONFLICT (name) DO UPDATE SET owner = settings.owner`, name, owner); err != n
 		return nil, nil, fmt.Errorf("settingsstore: update entry %s: commit: %w", name, err)
 	}
 	return merged, nil, nil
+}
+
+// check returns the field problems of an Update: those of the merged
+// values, and a secret the merge would keep although a property it is bound
+// to (x-binds-secrets) changed. The secret's own message wins on its field.
+// Run under the entry's row lock, it compares with what is stored now.
+func check(schema *settingsschema.Schema, stored, incoming, merged map[string]any) []storage.FieldError {
+	fields := schema.SecretsToReenter(stored, incoming)
+	for _, f := range schema.Validate(storage.Settings(merged)) {
+		if !slices.ContainsFunc(fields, func(g storage.FieldError) bool { return g.Field == f.Field }) {
+			fields = append(fields, f)
+		}
+	}
+	sort.Slice(fields, func(i, j int) bool { return fields[i].Field < fields[j].Field })
+	return fields
 }
 
 // Merge applies Update's merge rules without touching the database: a

@@ -481,9 +481,12 @@ func TestUpdateMergesAndValidates(t *testing.T) {
 			t.Errorf("saved %v, want %v", saved, first)
 		}
 
-		// Blank, null or missing secret keeps the stored one; other fields follow incoming.
+		// Blank, null or missing secret keeps the stored one; other fields
+		// follow incoming. (The account id, which the secret is bound to,
+		// stays: see TestUpdateRefusesToMoveASecret.)
 		for _, blank := range []any{"", nil, "missing"} {
 			in := r2Values(t)
+			in["account_id"] = first["account_id"]
 			if blank == "missing" {
 				delete(in, "secret_access_key")
 			} else {
@@ -527,6 +530,7 @@ func TestUpdateMergesAndValidates(t *testing.T) {
 		bad := r2Values(t)
 		bad["bucket"] = "Bad_Name"
 		bad["secret_access_key"] = ""
+		bad["account_id"] = in["account_id"]
 		saved, fields, err = s.Update(ctx, r2Entry, r2Owner, schema, bad)
 		if err != nil {
 			t.Fatal(err)
@@ -580,11 +584,13 @@ func TestUpdateMergesAndValidates(t *testing.T) {
 		if _, _, err := s.Update(ctx, "", r2Owner, schema, in); err == nil {
 			t.Error("empty name accepted")
 		}
-		if _, fields, err := s.Update(ctx, r2Entry, r2Owner, schema, nil); err != nil || fields != nil {
-			t.Errorf("nil incoming (clears all but the secret): %v %v", fields, err)
+		// nil incoming would clear the account id and keep the secret: the
+		// secret must be entered again.
+		if _, fields, err := s.Update(ctx, r2Entry, r2Owner, schema, nil); err != nil || len(fields) != 1 || fields[0].Field != "secret_access_key" {
+			t.Errorf("nil incoming: %v %v", fields, err)
 		}
-		if got, _ := s.Load(ctx, r2Entry); len(got) != 1 || got["secret_access_key"] != newSecret {
-			t.Errorf("after nil incoming: %v keys", len(got))
+		if got, _ := s.Load(ctx, r2Entry); got["secret_access_key"] != newSecret || got["account_id"] != in["account_id"] {
+			t.Errorf("after nil incoming: %v", schema.Public(got))
 		}
 	})
 }
@@ -630,6 +636,7 @@ func concurrentUpdates(t *testing.T, db *sql.DB) {
 		errs := make([]error, workers)
 		for i := range workers {
 			in := r2Values(t)
+			in["account_id"] = base["account_id"] // where the secret is sent stays
 			in["bucket"] = fmt.Sprintf("bucket-%02d", i)
 			in["secret_access_key"] = ""
 			if i == carrier {

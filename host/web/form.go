@@ -37,6 +37,9 @@ type prop struct {
 	Section     string            `json:"x-section"`
 	Order       *float64          `json:"x-order"`
 	Placeholder string            `json:"x-placeholder"`
+	// BindsSecrets marks a property that says where the secrets are sent
+	// (an endpoint): changing it needs the secrets entered again.
+	BindsSecrets bool `json:"x-binds-secrets"`
 }
 
 // form is a plugin's config screen, built from its settings schema.
@@ -85,6 +88,18 @@ type formField struct {
 	Required bool
 	// ReadOnly fields are shown but never sent.
 	ReadOnly bool
+	// BindsSecrets marks an input that says where the secrets are sent
+	// (x-binds-secrets); Stored is its stored value as text (the default
+	// when unset) and Default the schema default, so the page can tell
+	// when it was changed.
+	BindsSecrets    bool
+	Stored, Default string
+	// SecretStored marks a write-only field whose value is stored.
+	SecretStored bool
+	// Warning, on a write-only field of a schema with x-binds-secrets, says
+	// that changing those fields needs the secret entered again; the page
+	// shows it once one of them is edited while the secret is blank.
+	Warning string
 }
 
 // formOption is one choice of a select.
@@ -139,9 +154,18 @@ func buildForm(id string, schema []byte, values map[string]any, secretsSet []str
 		}
 		f.Sections = append(f.Sections, formSection{ID: sec.ID, Title: title, Description: sec.Description})
 	}
+	var binding []string
+	for _, k := range keys {
+		if p := s.Properties[k]; p.BindsSecrets && !p.WriteOnly {
+			binding = append(binding, labelOf(k, p))
+		}
+	}
 	var other []formField
 	for _, k := range keys {
 		field := buildField(k, s.Properties[k], values, secretsSet, slices.Contains(s.Required, k))
+		if field.Control == "password" && len(binding) > 0 {
+			field.Warning = "Changing " + joinOr(binding) + " does not keep the stored " + field.Label + ": enter it again before you save."
+		}
 		if i, ok := index[s.Properties[k].Section]; ok {
 			f.Sections[i].Fields = append(f.Sections[i].Fields, field)
 		} else {
@@ -163,12 +187,13 @@ func buildForm(id string, schema []byte, values map[string]any, secretsSet []str
 func buildField(key string, p prop, values map[string]any, secretsSet []string, required bool) formField {
 	f := formField{Key: key, Label: p.Title, Help: p.Description, Placeholder: p.Placeholder,
 		SchemaPlaceholder: p.Placeholder, Required: required, ReadOnly: p.ReadOnly}
-	if f.Label == "" {
-		f.Label = key
-	}
+	f.Label = labelOf(key, p)
 	value, ok := values[key]
 	if !ok || value == nil {
 		value = p.Default
+	}
+	if p.BindsSecrets && !p.WriteOnly {
+		f.BindsSecrets, f.Stored, f.Default = true, text(value), text(p.Default)
 	}
 	f.Type = jsonType(p.Type)
 	switch {
@@ -191,6 +216,7 @@ func buildField(key string, p prop, values map[string]any, secretsSet []string, 
 		f.Control = "password"
 		if slices.Contains(secretsSet, key) {
 			f.Placeholder = StoredSecretPlaceholder
+			f.SecretStored = true
 		}
 	case f.Type == "boolean":
 		f.Control = "checkbox"
@@ -214,6 +240,22 @@ func buildField(key string, p prop, values map[string]any, secretsSet []string, 
 		f.Type = "string"
 	}
 	return f
+}
+
+// labelOf returns a property's title, or its key without one.
+func labelOf(key string, p prop) string {
+	if p.Title != "" {
+		return p.Title
+	}
+	return key
+}
+
+// joinOr joins names as "a", "a or b" or "a, b or c".
+func joinOr(names []string) string {
+	if len(names) <= 1 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 // jsonType returns a schema type's first non-null name, or the type of the

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"sort"
 	"strings"
@@ -30,6 +31,14 @@ type Schema struct {
 	writeOnly []string
 	// complete is the x-fully-configured annotation, if any.
 	complete *Completeness
+	// binds lists the properties marked x-binds-secrets: they say where
+	// the secrets are sent (an endpoint, an account), so changing one needs
+	// the secrets entered again.
+	binds []string
+	// titles holds each property's title, for messages.
+	titles map[string]string
+	// defaults holds each property's default value, if it has one.
+	defaults map[string]any
 }
 
 // Completeness is a schema's "x-fully-configured" annotation: the settings a
@@ -65,29 +74,37 @@ func (s *Schema) FullyConfigured(values map[string]any) bool {
 	return false
 }
 
+// baseURL is where a settings schema document without an $id sits.
+const baseURL = "bundle:///schema/settings.schema.json"
+
 // Compile compiles a settings schema document. The document must be a JSON
 // Schema 2020-12 object schema.
 func Compile(doc []byte) (*Schema, error) {
 	var raw struct {
 		FullyConfigured *Completeness `json:"x-fully-configured"`
 		Properties      map[string]struct {
-			Pattern   string `json:"x-pattern-message"`
-			WriteOnly bool   `json:"writeOnly"`
+			Pattern      string          `json:"x-pattern-message"`
+			WriteOnly    bool            `json:"writeOnly"`
+			Title        string          `json:"title"`
+			Default      json.RawMessage `json:"default"`
+			BindsSecrets json.RawMessage `json:"x-binds-secrets"`
 		} `json:"properties"`
 	}
 	if err := json.Unmarshal(doc, &raw); err != nil {
 		return nil, fmt.Errorf("settings schema is not valid JSON: %w", err)
 	}
-	c := jsonschema.NewCompiler()
-	c.Draft = jsonschema.Draft2020
-	if err := c.AddResource("settings.schema.json", bytes.NewReader(doc)); err != nil {
+	c := NewCompiler()
+	// The document's base is not a file: a relative reference resolves to
+	// bundle:///…, never to a path on this machine.
+	if err := c.AddResource(baseURL, bytes.NewReader(doc)); err != nil {
 		return nil, fmt.Errorf("settings schema: %w", err)
 	}
-	compiled, err := c.Compile("settings.schema.json")
+	compiled, err := c.Compile(baseURL)
 	if err != nil {
 		return nil, fmt.Errorf("settings schema does not compile: %w", err)
 	}
-	s := &Schema{compiled: compiled, doc: append([]byte(nil), doc...), messages: map[string]string{}, complete: raw.FullyConfigured}
+	s := &Schema{compiled: compiled, doc: append([]byte(nil), doc...), messages: map[string]string{}, complete: raw.FullyConfigured,
+		titles: map[string]string{}, defaults: map[string]any{}}
 	for name, p := range raw.Properties {
 		if p.Pattern != "" {
 			s.messages[name] = p.Pattern
@@ -95,9 +112,52 @@ func Compile(doc []byte) (*Schema, error) {
 		if p.WriteOnly {
 			s.writeOnly = append(s.writeOnly, name)
 		}
+		if p.Title != "" {
+			s.titles[name] = p.Title
+		}
+		if len(p.Default) > 0 {
+			var d any
+			if err := json.Unmarshal(p.Default, &d); err != nil {
+				return nil, fmt.Errorf("settings schema: property %q: default: %w", name, err)
+			}
+			s.defaults[name] = d
+		}
+		if len(p.BindsSecrets) > 0 {
+			var binds bool
+			if err := json.Unmarshal(p.BindsSecrets, &binds); err != nil {
+				return nil, fmt.Errorf("settings schema: property %q: x-binds-secrets must be true or false, not %s", name, p.BindsSecrets)
+			}
+			if binds && p.WriteOnly {
+				return nil, fmt.Errorf("settings schema: property %q: a write-only (secret) property cannot carry x-binds-secrets; mark the properties that say where secrets are sent instead", name)
+			}
+			if binds {
+				s.binds = append(s.binds, name)
+			}
+		}
 	}
 	sort.Strings(s.writeOnly)
+	sort.Strings(s.binds)
 	return s, nil
+}
+
+// NewCompiler returns a JSON Schema 2020-12 compiler that never loads a
+// document: a $ref, $dynamicRef or $schema that leaves the documents added
+// to it (a file:// or http(s):// URL, or a relative path such as
+// other.json) fails compilation with an error naming it. References inside
+// a document (#/$defs/…, #anchor) and the JSON Schema metaschemas, which
+// the compiler carries, still work. Every JSON Schema a plugin or the host
+// compiles goes through it, so a schema from a plugin archive cannot make
+// the host read its files or reach the network.
+func NewCompiler() *jsonschema.Compiler {
+	c := jsonschema.NewCompiler()
+	c.Draft = jsonschema.Draft2020
+	c.LoadURL = refuseExternal
+	return c
+}
+
+// refuseExternal is the compilers' LoadURL: it loads nothing.
+func refuseExternal(url string) (io.ReadCloser, error) {
+	return nil, fmt.Errorf("the reference %s points outside the schema document: only references inside it (#/$defs/…) are allowed; copy the definition under $defs and refer to it there", url)
 }
 
 // Document returns the schema document as compiled, for a host to render.
@@ -221,4 +281,93 @@ func (s *Schema) SecretValuesOf(values map[string]any) []string {
 		}
 	}
 	return out
+}
+
+// BindsSecrets returns the names of the properties marked x-binds-secrets:
+// those that say where the secrets are sent.
+func (s *Schema) BindsSecrets() []string { return append([]string(nil), s.binds...) }
+
+// SecretsToReenter applies the x-binds-secrets rule to a save of incoming
+// over stored: a secret is only ever sent to where it was entered. When a
+// property marked x-binds-secrets differs between stored and incoming
+// (missing, null, "" and the property's default count as one value; set to
+// unset is a change), every write-only field that the save would keep from
+// stored (it holds a value there and is missing, null or "" in incoming)
+// gets a field error asking to enter it again. Nil when nothing needs
+// re-entering. The messages never contain a value.
+func (s *Schema) SecretsToReenter(stored, incoming map[string]any) []storage.FieldError {
+	var changed []string
+	for _, k := range s.binds {
+		if s.canonical(k, stored[k]) != s.canonical(k, incoming[k]) {
+			changed = append(changed, s.label(k))
+		}
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	var out []storage.FieldError
+	for _, k := range s.writeOnly {
+		if !isSet(stored[k]) || !kept(incoming[k]) {
+			continue
+		}
+		title := k
+		if t := s.titles[k]; t != "" {
+			title = t
+		}
+		out = append(out, storage.FieldError{Field: k, Message: "re-enter the " + title + ": " + joinAnd(changed) +
+			" changed, and a stored secret is only sent to where it was entered"})
+	}
+	return out
+}
+
+// kept reports whether a write-only value in a save keeps the stored one:
+// it is missing, null or "" (the merge rule of the host's settings store).
+func kept(v any) bool {
+	switch v := v.(type) {
+	case nil:
+		return true
+	case string:
+		return v == ""
+	}
+	return false
+}
+
+// canonical returns property k's value v as comparable JSON text: missing,
+// null and "" stand for the property's default, and numbers compare by
+// value whatever their Go type.
+func (s *Schema) canonical(k string, v any) string {
+	if v == nil || v == "" {
+		v = s.defaults[k]
+	}
+	if v == nil || v == "" {
+		return ""
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprintf("%#v", v)
+	}
+	var plain any
+	if err := json.Unmarshal(data, &plain); err != nil {
+		return string(data)
+	}
+	if data, err = json.Marshal(plain); err != nil {
+		return fmt.Sprintf("%#v", plain)
+	}
+	return string(data)
+}
+
+// label names property k for a message: "Title (key)", or the key alone.
+func (s *Schema) label(k string) string {
+	if t := s.titles[k]; t != "" {
+		return t + " (" + k + ")"
+	}
+	return k
+}
+
+// joinAnd joins names as "a", "a and b" or "a, b and c".
+func joinAnd(names []string) string {
+	if len(names) <= 1 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }

@@ -284,8 +284,56 @@
     if (first) { first.focus(); }
   }
 
+  // labelOf returns the text of an input's label, or its key.
+  function labelOf(el) {
+    var label = el.id ? document.querySelector('label[for="' + el.id + '"] .label-text') : null;
+    return (label && label.textContent.trim()) || el.dataset.key;
+  }
+
+  // joinOr joins names as "a", "a or b" or "a, b or c".
+  function joinOr(names) {
+    if (names.length <= 1) { return names.join(''); }
+    return names.slice(0, -1).join(', ') + ' or ' + names[names.length - 1];
+  }
+
+  // boundValue returns what an input that decides where secrets are sent
+  // holds now, and boundStored what is stored for it; an empty text input
+  // stands for the schema default, as on the host.
+  function boundValue(el) {
+    if (el.type === 'checkbox') { return String(el.checked); }
+    return el.value === '' ? (el.dataset.default || '') : el.value;
+  }
+  function boundStored(el) {
+    var v = el.dataset.stored || '';
+    if (el.type === 'checkbox') { return v === 'true' ? 'true' : 'false'; }
+    return v === '' ? (el.dataset.default || '') : v;
+  }
+
+  // secretWarnings shows the warning next to each stored secret left blank
+  // once an input marked data-binds-secrets (the schema's x-binds-secrets:
+  // an endpoint, an account) differs from its stored value. The host
+  // refuses that save until the secret is entered again: a stored secret is
+  // only sent to where it was entered.
+  function secretWarnings(form) {
+    if (!form) { return; }
+    var changed = [];
+    form.querySelectorAll('[data-binds-secrets]').forEach(function (el) {
+      if (boundValue(el) !== boundStored(el)) { changed.push(labelOf(el)); }
+    });
+    form.querySelectorAll('[data-secret]').forEach(function (el) {
+      var warn = document.getElementById('warning-' + el.dataset.key);
+      if (!warn) { return; }
+      var show = changed.length > 0 && el.value === '' && el.dataset.storedSecret === 'true';
+      if (show) {
+        warn.textContent = 'Changing ' + joinOr(changed) + ' does not keep the stored ' + labelOf(el) + ': enter it again before you save.';
+      }
+      warn.hidden = !show;
+    });
+  }
+
   // reloadStored re-reads what is stored: which secrets are set, and the
-  // problem banner. Secret inputs are emptied.
+  // problem banner. Secret inputs are emptied, and what was just saved
+  // becomes the stored value of the inputs secrets are bound to.
   async function reloadStored(form) {
     var r = await api('GET', settingsBase(form) + '/settings');
     if (!r.ok) { return; }
@@ -293,7 +341,12 @@
     form.querySelectorAll('[data-secret]').forEach(function (el) {
       el.value = '';
       el.placeholder = set.indexOf(el.dataset.key) >= 0 ? form.dataset.storedPlaceholder : (el.dataset.placeholder || '');
+      if (set.indexOf(el.dataset.key) >= 0) { el.dataset.storedSecret = 'true'; } else { delete el.dataset.storedSecret; }
     });
+    form.querySelectorAll('[data-binds-secrets]').forEach(function (el) {
+      el.dataset.stored = el.type === 'checkbox' ? String(el.checked) : el.value;
+    });
+    secretWarnings(form);
     var problem = document.getElementById('settings-problem');
     if (problem) {
       problem.textContent = r.data.problem || '';
@@ -455,6 +508,14 @@
     if (f.id === 'upload-form') { ev.preventDefault(); upload(); }
   });
 
+  // Editing the config form re-checks the secret warnings.
+  ['input', 'change'].forEach(function (type) {
+    document.addEventListener(type, function (ev) {
+      var form = ev.target instanceof Element ? ev.target.closest('#settings-form') : null;
+      if (form) { secretWarnings(form); }
+    });
+  });
+
   document.addEventListener('change', function (ev) {
     var el = ev.target;
     if (el.id !== 'upload-file') { return; }
@@ -466,4 +527,5 @@
   showFlash();
   decorate();
   if (page === 'plugins') { recordReceipt(); }
+  if (page === 'config') { secretWarnings(document.getElementById('settings-form')); }
 })();
