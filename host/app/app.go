@@ -99,9 +99,13 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
-	dsn := cfg.DB
+	dsn, sqlitePath := cfg.DB, ""
 	if dsn == "" {
 		dsn = filepath.Join(cfg.DataDir, "magicads.db")
+		sqlitePath = dsn
+	}
+	if err := privateDataDir(cfg.DataDir, sqlitePath, log); err != nil {
+		return nil, err
 	}
 	db, dialect, err := dbmigrate.Open(ctx, dsn)
 	if err == nil {
