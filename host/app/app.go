@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -59,6 +60,9 @@ type Config struct {
 	TrustedKeyFiles []string
 	// License is "regular" or "extended".
 	License string
+	// TrustedProxies are the reverse proxies (--trusted-proxies) whose
+	// X-Forwarded-For names the client and whose requests get Secure cookies.
+	TrustedProxies []netip.Prefix
 	// Marketplace tunes installs (tests shorten timeouts); the fields above win.
 	Marketplace marketplace.Config
 	Logger      *slog.Logger
@@ -183,7 +187,7 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("admin password: %w", err)
 	}
 	// Sessions are in this process's memory: several nodes need sticky sessions.
-	a.Auth = auth.New(auth.Options{Password: pw, Token: cfg.AdminToken, Logger: a.log})
+	a.Auth = auth.New(auth.Options{Password: pw, Token: cfg.AdminToken, Logger: a.log, TrustedProxies: cfg.TrustedProxies})
 	// The pages call the API in-process and the API falls through to the
 	// pages for every other path, so each needs the other: a closure breaks
 	// the cycle.

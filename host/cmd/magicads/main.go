@@ -1,6 +1,6 @@
 // Command magicads is the MagicAds host.
 //
-//	magicads serve [--addr 127.0.0.1:8080] [--data-dir ./data] [--db postgres://…]
+//	magicads serve [--addr 127.0.0.1:8080] [--data-dir ./data] [--db postgres://…] [--trusted-proxies CIDR,…]
 //
 // Every flag has an environment variable (../shared/api.md). SIGINT and
 // SIGTERM shut it down cleanly and stop every plugin process.
@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/magicads/r2storage/host/app"
+	"github.com/magicads/r2storage/host/auth"
 )
 
 func main() {
@@ -34,6 +36,7 @@ func main() {
 // flags are the serve command's settings.
 type flags struct {
 	addr, dataDir, db, catalog, trustedKey, license string
+	trustedProxies                                  []netip.Prefix
 }
 
 func env(getenv func(string) string, key, def string) string {
@@ -53,6 +56,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (flags, 
 	fs.StringVar(&f.catalog, "catalog", env(getenv, "MAGICADS_CATALOG", ""), "marketplace index URL (MAGICADS_CATALOG)")
 	fs.StringVar(&f.trustedKey, "trusted-key", env(getenv, "MAGICADS_TRUSTED_KEYS", ""), "marketplace ed25519 public key file(s) (MAGICADS_TRUSTED_KEYS)")
 	fs.StringVar(&f.license, "license", env(getenv, "MAGICADS_LICENSE", "regular"), "regular or extended (MAGICADS_LICENSE)")
+	proxies := fs.String("trusted-proxies", env(getenv, "MAGICADS_TRUSTED_PROXIES", ""), "CIDRs or addresses of TLS-terminating reverse proxies, comma-separated: their X-Forwarded-For names the client, and cookies are Secure (MAGICADS_TRUSTED_PROXIES)")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -67,6 +71,10 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (flags, 
 	}
 	if _, _, err := net.SplitHostPort(f.addr); err != nil {
 		return f, fmt.Errorf("--addr %q: %w", f.addr, err)
+	}
+	var err error
+	if f.trustedProxies, err = auth.ParseTrustedProxies(*proxies); err != nil {
+		return f, fmt.Errorf("--trusted-proxies: %w", err)
 	}
 	return f, nil
 }
@@ -88,7 +96,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	a, err := app.New(ctx, app.Config{
 		DataDir: f.dataDir, DB: f.db, AppKey: getenv("APP_KEY"), PreviousAppKeys: getenv("APP_KEY_PREVIOUS"),
 		AdminToken: getenv("MAGICADS_ADMIN_TOKEN"), AdminPassword: getenv("MAGICADS_ADMIN_PASSWORD"), AdminPasswordOut: stderr, Logger: log,
-		CatalogURL: f.catalog, TrustedKeyFiles: splitList(f.trustedKey), License: f.license,
+		CatalogURL: f.catalog, TrustedKeyFiles: splitList(f.trustedKey), License: f.license, TrustedProxies: f.trustedProxies,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "magicads:", err)
