@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -63,6 +64,9 @@ type Config struct {
 	TrustedKeyFiles []string
 	// License is "regular" or "extended".
 	License string
+	// TrustedProxies are the reverse proxies (--trusted-proxies) whose
+	// X-Forwarded-For names the client and whose requests get Secure cookies.
+	TrustedProxies []netip.Prefix
 	// Marketplace tunes installs (tests shorten timeouts); the fields above win.
 	Marketplace marketplace.Config
 	Logger      *slog.Logger
@@ -104,9 +108,13 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
-	dsn := cfg.DB
+	dsn, sqlitePath := cfg.DB, ""
 	if dsn == "" {
 		dsn = filepath.Join(cfg.DataDir, "magicads.db")
+		sqlitePath = dsn
+	}
+	if err := privateDataDir(cfg.DataDir, sqlitePath, log); err != nil {
+		return nil, err
 	}
 	db, dialect, err := dbmigrate.Open(ctx, dsn)
 	if err == nil {
@@ -184,7 +192,7 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("admin password: %w", err)
 	}
 	// Sessions are in this process's memory: several nodes need sticky sessions.
-	a.Auth = auth.New(auth.Options{Password: pw, Token: cfg.AdminToken, Logger: a.log})
+	a.Auth = auth.New(auth.Options{Password: pw, Token: cfg.AdminToken, Logger: a.log, TrustedProxies: cfg.TrustedProxies})
 	// The pages call the API in-process and the API falls through to the
 	// pages for every other path, so each needs the other: a closure breaks
 	// the cycle.

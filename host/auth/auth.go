@@ -3,6 +3,18 @@
 // tokens, the MAGICADS_ADMIN_TOKEN bearer token for automation, and
 // sign-in rate limits.
 //
+// Sign-in limits never lock the admin out: failures count per client
+// address and per (address, user name), and an address over its limit gets
+// 429 with Retry-After; failures for a user name from every address only
+// add a growing server-side delay (at most MaxLoginDelay) before the
+// password is checked, so the right password from a clean address always
+// signs in.
+//
+// The client address is the peer address, or, when the peer is one of the
+// trusted proxies, the right-most X-Forwarded-For address that is not a
+// trusted proxy (ClientIP). Cookies are Secure on a TLS connection and on
+// requests through a trusted proxy unless it sends X-Forwarded-Proto: http.
+//
 // Sessions are kept in this process's memory, keyed by random 32-byte ids,
 // and end after 12 hours unused or 7 days after sign-in. A restart signs
 // everyone out. Several host nodes behind one load balancer need sticky
@@ -22,6 +34,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"runtime"
 	"strings"
@@ -58,16 +71,28 @@ type Options struct {
 	IdleTimeout time.Duration
 	// MaxAge ends a session this long after sign-in (7 days).
 	MaxAge time.Duration
-	// LoginLimit is how many failed sign-ins a client IP, and the username, get per LoginWindow (5).
+	// LoginLimit is how many failed sign-ins a client address gets per user
+	// name per LoginWindow (5); beyond it the address gets 429 for that name.
+	// It is also how many failures a user name gets from all addresses,
+	// leaking away over each LoginWindow, before its sign-ins are delayed.
 	LoginLimit int
+	// AddressLimit is how many failed sign-ins a client address gets per
+	// LoginWindow across every user name (2×LoginLimit).
+	AddressLimit int
 	// LoginWindow is the rate-limit window (1 minute).
 	LoginWindow time.Duration
+	// LoginDelay is the first delay added to a user name's sign-ins once it
+	// has more than LoginLimit recent failures (250ms); it doubles per
+	// further failure up to MaxLoginDelay (4s). The delay never refuses.
+	LoginDelay, MaxLoginDelay time.Duration
 	// MaxSessions bounds the session store (10,000); when full, the least recently used session ends.
 	MaxSessions int
 	// MaxLimitKeys bounds the rate limiter's memory (10,000 keys).
 	MaxLimitKeys int
-	// ClientIP names a request's client for rate limits; nil uses the peer
-	// address. Behind a reverse proxy, pass one that reads its trusted header.
+	// TrustedProxies are the reverse proxies (--trusted-proxies) whose
+	// X-Forwarded-For names the client and whose requests get Secure cookies.
+	TrustedProxies []netip.Prefix
+	// ClientIP, when set, replaces Auth.ClientIP (tests).
 	ClientIP func(*http.Request) string
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
@@ -79,7 +104,9 @@ type Auth struct {
 	tokenSum [32]byte
 	sessions *sessions
 	limits   *limiter
-	slow     chan struct{} // bounds concurrent PBKDF2 checks
+	backoff  *backoff
+	wait     func(context.Context, time.Duration) error // sleeps a sign-in's delay
+	slow     chan struct{}                              // bounds concurrent PBKDF2 checks
 	log      *slog.Logger
 	handler  http.Handler
 	page     *template.Template
@@ -99,17 +126,23 @@ func New(opts Options) *Auth {
 	if opts.LoginLimit <= 0 {
 		opts.LoginLimit = 5
 	}
+	if opts.AddressLimit <= 0 {
+		opts.AddressLimit = 2 * opts.LoginLimit
+	}
 	if opts.LoginWindow <= 0 {
 		opts.LoginWindow = time.Minute
+	}
+	if opts.LoginDelay <= 0 {
+		opts.LoginDelay = 250 * time.Millisecond
+	}
+	if opts.MaxLoginDelay <= 0 {
+		opts.MaxLoginDelay = 4 * time.Second
 	}
 	if opts.MaxSessions <= 0 {
 		opts.MaxSessions = 10_000
 	}
 	if opts.MaxLimitKeys <= 0 {
 		opts.MaxLimitKeys = 10_000
-	}
-	if opts.ClientIP == nil {
-		opts.ClientIP = remoteIP
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -118,7 +151,9 @@ func New(opts Options) *Auth {
 		opts:     opts,
 		tokenSum: sha256.Sum256([]byte(opts.Token)),
 		sessions: newSessions(opts.IdleTimeout, opts.MaxAge, opts.MaxSessions),
-		limits:   newLimiter(opts.LoginLimit, opts.LoginWindow, opts.MaxLimitKeys),
+		limits:   newLimiter(opts.LoginWindow, opts.MaxLimitKeys),
+		backoff:  newBackoff(opts.LoginLimit, opts.LoginWindow, opts.LoginDelay, opts.MaxLoginDelay, opts.MaxLimitKeys),
+		wait:     sleep,
 		slow:     make(chan struct{}, max(1, runtime.NumCPU()/2)),
 		log:      opts.Logger,
 		page:     template.Must(template.New("login").Parse(loginHTML)),
@@ -299,16 +334,28 @@ func (a *Auth) StartSession(w http.ResponseWriter, r *http.Request, user, role s
 	}
 	id, csrf := a.sessions.create(user, role, a.opts.Now())
 	maxAge := int(a.opts.MaxAge / time.Second)
-	secure := r.TLS != nil
+	secure := a.secure(r)
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: id, Path: "/", MaxAge: maxAge, HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode})
 	http.SetCookie(w, &http.Cookie{Name: CSRFCookie, Value: csrf, Path: "/", MaxAge: maxAge, Secure: secure, SameSite: http.SameSiteStrictMode})
 }
 
 // clearCookies expires both cookies in the browser.
-func clearCookies(w http.ResponseWriter, r *http.Request) {
-	secure := r.TLS != nil
+func (a *Auth) clearCookies(w http.ResponseWriter, r *http.Request) {
+	secure := a.secure(r)
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode})
 	http.SetCookie(w, &http.Cookie{Name: CSRFCookie, Value: "", Path: "/", MaxAge: -1, Secure: secure, SameSite: http.SameSiteStrictMode})
+}
+
+// sleep waits d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {

@@ -101,14 +101,15 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 	}
 	user, password := r.PostForm.Get("username"), r.PostForm.Get("password")
 	next := safeNext(r.PostForm.Get("next"))
-	ip := a.opts.ClientIP(r)
+	ip := a.ClientIP(r)
 	knownUser := subtle.ConstantTimeCompare([]byte(user), []byte(AdminUser)) == 1
-	userKey := "user:?" // every unknown name shares one bucket, so the map stays small
+	userKey := "user:?" // every unknown name shares one bucket, so the maps stay small
 	if knownUser {
 		userKey = "user:" + AdminUser
 	}
-	keys := []string{"ip:" + ip, userKey}
-	if retry, ok := a.limits.take(a.opts.Now(), keys...); !ok {
+	addrKey := "ip:" + limitKey(ip)
+	pairKey := addrKey + "|" + userKey
+	if retry, ok := a.limits.take(a.opts.Now(), check{addrKey, a.opts.AddressLimit}, check{pairKey, a.opts.LoginLimit}); !ok {
 		secs := int((retry + time.Second - 1) / time.Second)
 		a.log.Warn("admin sign-in rate limited", "ip", ip, "known_user", knownUser, "retry_after_s", secs)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
@@ -120,9 +121,16 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	// Failures for this name from anywhere slow it down; they never refuse it.
+	delay := a.backoff.attempt(a.opts.Now(), userKey)
+	if delay > 0 {
+		if err := a.wait(r.Context(), delay); err != nil {
+			return // the client went away
+		}
+	}
 	ok := a.verify(r.Context(), password) // always run, so timing does not tell whether the name was right
 	if !ok || !knownUser {
-		a.log.Warn("admin sign-in failed", "ip", ip, "known_user", knownUser)
+		a.log.Warn("admin sign-in failed", "ip", ip, "known_user", knownUser, "delay_ms", delay.Milliseconds())
 		if wantsJSON(r) {
 			writeError(w, http.StatusUnauthorized, "wrong username or password")
 			return
@@ -134,7 +142,8 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, loc, http.StatusSeeOther)
 		return
 	}
-	a.limits.reset(keys...)
+	a.limits.reset(addrKey, pairKey)
+	a.backoff.success(a.opts.Now(), userKey)
 	a.StartSession(w, r, AdminUser, RoleAdmin)
 	a.log.Info("admin signed in", "ip", ip)
 	http.Redirect(w, r, next, http.StatusSeeOther)
@@ -159,10 +168,10 @@ func (a *Auth) logout(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			a.sessions.delete(c.Value)
-			a.log.Info("admin signed out", "ip", a.opts.ClientIP(r))
+			a.log.Info("admin signed out", "ip", a.ClientIP(r))
 		}
 	}
-	clearCookies(w, r)
+	a.clearCookies(w, r)
 	if wantsJSON(r) {
 		w.WriteHeader(http.StatusNoContent)
 		return

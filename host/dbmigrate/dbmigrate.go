@@ -94,7 +94,8 @@ func PluginTable(pluginID string) string {
 // with postgres:// or postgresql:// is PostgreSQL (pgx v5 stdlib); anything
 // else is a SQLite file path (or a file: URI), opened with busy_timeout(5000),
 // journal_mode(WAL), foreign_keys(1) and _txlock=immediate unless the dsn's
-// query already sets them. The caller closes the returned *sql.DB.
+// query already sets them, after PrivateSQLiteFile made the file 0600. The
+// caller closes the returned *sql.DB.
 func Open(ctx context.Context, dsn string) (*sql.DB, Dialect, error) {
 	if dsn == "" {
 		return nil, "", errors.New("dbmigrate: empty database DSN")
@@ -123,6 +124,9 @@ func Open(ctx context.Context, dsn string) (*sql.DB, Dialect, error) {
 		if !strings.Contains(query, d.marker) {
 			params = append(params, d.param)
 		}
+	}
+	if _, err := PrivateSQLiteFile(dsn); err != nil {
+		return nil, "", err
 	}
 	db, err := sql.Open("sqlite", path+"?"+strings.Join(params, "&"))
 	if err != nil {

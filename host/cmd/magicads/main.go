@@ -1,6 +1,6 @@
 // Command magicads is the MagicAds host.
 //
-//	magicads serve [--addr 127.0.0.1:8080] [--data-dir ./data] [--db postgres://…]
+//	magicads serve [--addr 127.0.0.1:8080] [--data-dir ./data] [--db postgres://…] [--trusted-proxies CIDR,…]
 //
 // Every flag has an environment variable (../shared/api.md). SIGINT and
 // SIGTERM shut it down cleanly and stop every plugin process.
@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/magicads/r2storage/host/app"
+	"github.com/magicads/r2storage/host/auth"
 	"github.com/magicads/r2storage/host/httpapi"
 )
 
@@ -36,6 +38,7 @@ func main() {
 type flags struct {
 	addr, dataDir, db, catalog, trustedKey, license string
 	maxResultBytes                                  int64
+	trustedProxies                                  []netip.Prefix
 }
 
 func env(getenv func(string) string, key, def string) string {
@@ -57,6 +60,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (flags, 
 	fs.StringVar(&f.license, "license", env(getenv, "MAGICADS_LICENSE", "regular"), "regular or extended (MAGICADS_LICENSE)")
 	maxResult := env(getenv, "MAGICADS_MAX_RESULT_BYTES", strconv.Itoa(httpapi.DefaultMaxResultBytes))
 	fs.StringVar(&maxResult, "max-result-bytes", maxResult, "largest result accepted, in bytes (MAGICADS_MAX_RESULT_BYTES)")
+	proxies := fs.String("trusted-proxies", env(getenv, "MAGICADS_TRUSTED_PROXIES", ""), "CIDRs or addresses of TLS-terminating reverse proxies, comma-separated: their X-Forwarded-For names the client, and cookies are Secure (MAGICADS_TRUSTED_PROXIES)")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -77,6 +81,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (flags, 
 	if _, _, err := net.SplitHostPort(f.addr); err != nil {
 		return f, fmt.Errorf("--addr %q: %w", f.addr, err)
 	}
+	if f.trustedProxies, err = auth.ParseTrustedProxies(*proxies); err != nil {
+		return f, fmt.Errorf("--trusted-proxies: %w", err)
+	}
 	return f, nil
 }
 
@@ -96,8 +103,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	a, err := app.New(ctx, app.Config{
 		DataDir: f.dataDir, DB: f.db, AppKey: getenv("APP_KEY"), PreviousAppKeys: getenv("APP_KEY_PREVIOUS"),
-		AdminToken: getenv("MAGICADS_ADMIN_TOKEN"), ServiceToken: getenv("MAGICADS_SERVICE_TOKEN"), HTTP: httpapi.Limits{MaxResultBytes: f.maxResultBytes}, AdminPassword: getenv("MAGICADS_ADMIN_PASSWORD"), AdminPasswordOut: stderr, Logger: log,
-		CatalogURL: f.catalog, TrustedKeyFiles: splitList(f.trustedKey), License: f.license,
+		AdminToken: getenv("MAGICADS_ADMIN_TOKEN"), ServiceToken: getenv("MAGICADS_SERVICE_TOKEN"), HTTP: httpapi.Limits{MaxResultBytes: f.maxResultBytes},
+		AdminPassword: getenv("MAGICADS_ADMIN_PASSWORD"), AdminPasswordOut: stderr, Logger: log,
+		CatalogURL: f.catalog, TrustedKeyFiles: splitList(f.trustedKey), License: f.license, TrustedProxies: f.trustedProxies,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "magicads:", err)
