@@ -112,7 +112,7 @@ func publishCatalog(t *testing.T, dir, checkoutBase string) string {
 	if a.Signature, err = catalog.SignArchive(priv, man.ID, man.Version, platform, a.SHA256); err != nil {
 		t.Fatal(err)
 	}
-	idx := catalog.Index{SchemaVersion: 1, Plugins: []catalog.Plugin{{
+	idx := catalog.Index{SchemaVersion: 1, Serial: time.Now().Unix(), Expires: time.Now().Add(24 * time.Hour).UTC().Truncate(time.Second), Plugins: []catalog.Plugin{{
 		ID: man.ID, Name: man.Name, Description: man.Description, Kind: "storage-provider",
 		Pricing:     catalog.Pricing{Model: "paid", Price: &catalog.Price{Amount: "29.00", Currency: "USD"}, FreeForExtendedLicense: true},
 		CheckoutURL: checkoutBase + "/checkout/" + man.ID,

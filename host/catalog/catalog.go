@@ -43,6 +43,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 )
 
 // File names of a marketplace directory.
@@ -93,6 +94,15 @@ var (
 type Index struct {
 	// SchemaVersion is SchemaVersion.
 	SchemaVersion int `json:"schema_version"`
+	// Serial orders the marketplace's indexes: every index it signs carries
+	// a larger serial than the one before (scripts/catalog uses the build
+	// time in Unix seconds). A host refuses an index whose serial is lower
+	// than one it has accepted, so an old index can't be replayed.
+	Serial int64 `json:"serial"`
+	// Expires is when the index stops being valid (RFC 3339). A host refuses
+	// it from then on, so a frozen catalog can't be served forever; the
+	// marketplace re-signs its index before then.
+	Expires time.Time `json:"expires"`
 	// Plugins are the plugins on offer.
 	Plugins []Plugin `json:"plugins"`
 }
@@ -180,8 +190,11 @@ func ValidVersion(v string) bool { return len(v) <= 128 && semverRE.MatchString(
 func validSHA256(s string) bool { return sha256RE.MatchString(s) }
 
 // ParseIndex parses index.json strictly (unknown fields, trailing data and
-// oversized input are refused) and validates it. It does not verify the
-// signature: call VerifyIndex first, or use Fetch.
+// oversized input are refused) and validates it: an index without a serial
+// or an expiry is invalid. It does not verify the signature (call
+// VerifyIndex first, or use Fetch), nor whether the index is fresh: the
+// caller compares Serial with the highest it has accepted and checks
+// Expired.
 func ParseIndex(data []byte) (*Index, error) {
 	if len(data) > MaxIndexBytes {
 		return nil, fmt.Errorf("%s is %d bytes, over %d: %w", IndexFile, len(data), MaxIndexBytes, ErrTooLarge)
@@ -218,6 +231,14 @@ func invalid(path, format string, args ...any) error {
 func (idx *Index) Validate() error {
 	if idx.SchemaVersion != SchemaVersion {
 		return invalid("schema_version", "is %d, this host reads %d", idx.SchemaVersion, SchemaVersion)
+	}
+	switch {
+	case idx.Serial == 0:
+		return invalid("serial", "is missing: without a serial an old index could be replayed; rebuild and re-sign the index with scripts/catalog")
+	case idx.Serial < 0:
+		return invalid("serial", "is %d; it must be a positive integer that grows with every index", idx.Serial)
+	case idx.Expires.IsZero():
+		return invalid("expires", "is missing: without an expiry a frozen index would be accepted forever; rebuild and re-sign the index with scripts/catalog")
 	}
 	seen := map[string]bool{}
 	for i := range idx.Plugins {
@@ -364,6 +385,11 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// Expired reports whether the index is no longer valid at now: its Expires
+// is not after now. There is no grace period; compare against a clock
+// kept right (NTP).
+func (idx *Index) Expired(now time.Time) bool { return !now.Before(idx.Expires) }
 
 // Plugin returns the plugin with the given id.
 func (idx *Index) Plugin(id string) (*Plugin, bool) {

@@ -55,7 +55,7 @@ func testIndex(t *testing.T, priv ed25519.PrivateKey, archives map[string][]byte
 		}
 		v.Archives[p] = catalog.Archive{URL: strings.ReplaceAll(p, "/", "_") + ".tar.gz", Size: int64(len(data)), SHA256: sum(data), Signature: sig}
 	}
-	return &catalog.Index{SchemaVersion: 1, Plugins: []catalog.Plugin{{
+	return &catalog.Index{SchemaVersion: 1, Serial: 1700000000, Expires: time.Now().Add(24 * time.Hour).UTC().Truncate(time.Second), Plugins: []catalog.Plugin{{
 		ID: "cloudflare-r2", Name: "Cloudflare R2 Storage", Description: "Offload results.", Kind: "storage-provider",
 		Pricing:     catalog.Pricing{Model: "paid", Price: &catalog.Price{Amount: "29.00", Currency: "USD"}, FreeForExtendedLicense: true},
 		CheckoutURL: "http://127.0.0.1:8090/checkout/cloudflare-r2",
@@ -335,6 +335,63 @@ func TestArchiveSignature(t *testing.T) {
 	}
 }
 
+// TestIndexSerialAndExpiry: serial and expires round-trip (RFC 3339, any
+// offset); missing, null, fractional or out-of-range values are refused;
+// Expired has no grace period.
+func TestIndexSerialAndExpiry(t *testing.T) {
+	_, priv, _ := keyPair(t)
+	x := testIndex(t, priv, testArchives())
+	x.Serial, x.Expires = 1754000000, time.Date(2030, 6, 1, 12, 0, 0, 0, time.UTC)
+	data, _ := json.Marshal(x)
+	if !bytes.Contains(data, []byte(`"serial":1754000000,"expires":"2030-06-01T12:00:00Z"`)) {
+		t.Errorf("encoded as %s", data)
+	}
+	got, err := catalog.ParseIndex(data)
+	if err != nil || got.Serial != x.Serial || !got.Expires.Equal(x.Expires) {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+	var doc map[string]any
+	_ = json.Unmarshal(data, &doc)
+	for name, edit := range map[string]func(map[string]any){
+		"serial missing":    func(d map[string]any) { delete(d, "serial") },
+		"serial null":       func(d map[string]any) { d["serial"] = nil },
+		"serial fraction":   func(d map[string]any) { d["serial"] = 1.5 },
+		"serial huge":       func(d map[string]any) { d["serial"] = 1e30 },
+		"serial string":     func(d map[string]any) { d["serial"] = "42" },
+		"expires missing":   func(d map[string]any) { delete(d, "expires") },
+		"expires null":      func(d map[string]any) { d["expires"] = nil },
+		"expires not 3339":  func(d map[string]any) { d["expires"] = "June 1, 2030" },
+		"expires date only": func(d map[string]any) { d["expires"] = "2030-06-01" },
+		"expires number":    func(d map[string]any) { d["expires"] = 1900000000 },
+	} {
+		d := map[string]any{}
+		for k, v := range doc {
+			d[k] = v
+		}
+		edit(d)
+		b, _ := json.Marshal(d)
+		if _, err := catalog.ParseIndex(b); !errors.Is(err, catalog.ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", name, err)
+		}
+	}
+	d := map[string]any{}
+	for k, v := range doc {
+		d[k] = v
+	}
+	d["expires"] = "2030-06-01T14:00:00+02:00"
+	b, _ := json.Marshal(d)
+	if got, err := catalog.ParseIndex(b); err != nil || !got.Expires.Equal(x.Expires) {
+		t.Errorf("an offset expiry: %+v %v", got, err)
+	}
+	if _, err := catalog.ParseIndex(bytes.Replace(data, []byte(`"serial":1754000000`), []byte(`"serial":0`), 1)); err == nil ||
+		!strings.Contains(err.Error(), "serial") || !strings.Contains(err.Error(), "scripts/catalog") {
+		t.Errorf("serial 0: %v, want the cause and the fix", err)
+	}
+	if x.Expired(x.Expires.Add(-time.Nanosecond)) || !x.Expired(x.Expires) || !x.Expired(x.Expires.Add(time.Second)) {
+		t.Error("Expired: valid strictly before expires, expired from then on")
+	}
+}
+
 func TestParseIndexValidation(t *testing.T) {
 	_, priv, _ := keyPair(t)
 	base := func() *catalog.Index { return testIndex(t, priv, testArchives()) }
@@ -344,6 +401,9 @@ func TestParseIndexValidation(t *testing.T) {
 	}
 	mutations := map[string]func(*catalog.Index){
 		"schema version":      func(x *catalog.Index) { x.SchemaVersion = 2 },
+		"no serial":           func(x *catalog.Index) { x.Serial = 0 },
+		"negative serial":     func(x *catalog.Index) { x.Serial = -1 },
+		"no expiry":           func(x *catalog.Index) { x.Expires = time.Time{} },
 		"bad id":              func(x *catalog.Index) { x.Plugins[0].ID = "Cloudflare_R2" },
 		"duplicate id":        func(x *catalog.Index) { x.Plugins = append(x.Plugins, x.Plugins[0]) },
 		"no name":             func(x *catalog.Index) { x.Plugins[0].Name = "" },
@@ -869,7 +929,7 @@ func FuzzVerifyReceipt(f *testing.F) {
 // FuzzParseIndex: no panic on any input, and whatever parses is valid.
 func FuzzParseIndex(f *testing.F) {
 	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, 32))
-	x := &catalog.Index{SchemaVersion: 1, Plugins: []catalog.Plugin{{
+	x := &catalog.Index{SchemaVersion: 1, Serial: 1, Expires: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), Plugins: []catalog.Plugin{{
 		ID: "cloudflare-r2", Name: "R2", Kind: "storage-provider", Pricing: catalog.Pricing{Model: "free"},
 		Versions: []catalog.Version{{Version: "1.0.0", MinHostVersion: "1.0.0", ProtocolVersions: []int{1}, Archives: map[string]catalog.Archive{
 			"linux/amd64": {URL: "a.tar.gz", Size: 1, SHA256: strings.Repeat("a", 64), Signature: "x"},
@@ -877,8 +937,10 @@ func FuzzParseIndex(f *testing.F) {
 	}}}
 	good, _ := json.Marshal(x)
 	f.Add(good)
-	f.Add([]byte(`{"schema_version":1,"plugins":[]}`))
-	f.Add([]byte(`{"schema_version":1,"plugins":null}`))
+	f.Add([]byte(`{"schema_version":1,"serial":1,"expires":"2030-01-01T00:00:00Z","plugins":[]}`))
+	f.Add([]byte(`{"schema_version":1,"serial":1,"expires":"2030-01-01T00:00:00+02:00","plugins":null}`))
+	f.Add([]byte(`{"schema_version":1,"serial":-1,"expires":"not a time","plugins":[]}`))
+	f.Add([]byte(`{"schema_version":1,"serial":1e30,"expires":null,"plugins":[]}`))
 	f.Add([]byte(`{`))
 	f.Add([]byte(`{"schema_version":1e400}`))
 	f.Fuzz(func(t *testing.T, data []byte) {

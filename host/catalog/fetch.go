@@ -29,7 +29,9 @@ const maxSignatureFileBytes = 4096
 // size-capped and within FetchTimeout, verifies the signature over the exact
 // bytes against the trusted keys, then parses and validates the index
 // strictly. Every archive URL must resolve (ResolveURL). A missing signature
-// file wraps ErrUnsigned. A nil client uses one with FetchTimeout.
+// file wraps ErrUnsigned. A nil client uses one with FetchTimeout. Whether
+// the index is fresh (its serial not below one already accepted, not
+// Expired) is the caller's to check.
 func Fetch(ctx context.Context, client *http.Client, indexURL string, keys []ed25519.PublicKey) (*Index, error) {
 	ctx, cancel := context.WithTimeout(ctx, FetchTimeout)
 	defer cancel()

@@ -609,7 +609,7 @@ func TestOpenPostgresBadDSN(t *testing.T) {
 }
 
 // hostLatest is the newest host migration version.
-const hostLatest = 4
+const hostLatest = 6
 
 func TestDownToStopsAtAVersion(t *testing.T) {
 	ctx := context.Background()

@@ -20,6 +20,10 @@ func marketStatus(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, marketplace.ErrInvalidReceipt):
 		return http.StatusUnprocessableEntity
+	case errors.Is(err, marketplace.ErrCatalogStale), errors.Is(err, marketplace.ErrCatalogExpired):
+		return http.StatusBadGateway // the marketplace serves an index this host must refuse
+	case errors.Is(err, marketplace.ErrDowngrade):
+		return http.StatusConflict
 	case errors.As(err, &inst):
 		return http.StatusUnprocessableEntity
 	}

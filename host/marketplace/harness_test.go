@@ -57,6 +57,8 @@ type market struct {
 	mu    sync.Mutex
 	files map[string][]byte
 	srv   *httptest.Server
+	// serial is the highest serial published so far.
+	serial int64
 }
 
 func newMarket(t testing.TB) *market {
@@ -123,24 +125,62 @@ func (m *market) addArchive(id, version string, data []byte, o archiveOpts) cata
 	return a
 }
 
-// publish writes and signs index.json with one plugin and the given versions.
+// indexOpts are the freshness fields of a published index.
+type indexOpts struct {
+	serial      int64     // 0: one more than the last published serial
+	expires     time.Time // zero: an hour from now
+	omitSerial  bool      // publish an index without a serial
+	omitExpires bool      // publish an index without an expiry
+}
+
+// publish writes and signs index.json with one plugin and the given
+// versions, under the next serial and valid for an hour.
 func (m *market) publish(pricing catalog.Pricing, versions ...catalog.Version) {
+	m.publishWith(indexOpts{}, pricing, versions...)
+}
+
+// publishWith is publish with the index's serial and expiry chosen (or
+// left out). It returns the serial it published.
+func (m *market) publishWith(o indexOpts, pricing catalog.Pricing, versions ...catalog.Version) int64 {
 	idx := catalog.Index{SchemaVersion: 1, Plugins: []catalog.Plugin{{
 		ID: pluginID, Name: "Cloudflare R2 Storage", Description: "Offload results to R2.", Kind: "storage-provider",
 		Pricing: pricing, CheckoutURL: m.srv.URL + "/checkout/" + pluginID, Versions: versions,
 	}}}
-	data, err := json.MarshalIndent(idx, "", "  ")
+	raw, err := json.Marshal(idx)
 	if err != nil {
 		m.t.Fatal(err)
 	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		m.t.Fatal(err)
+	}
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	if o.serial == 0 {
+		o.serial = m.serial + 1
+	}
+	m.serial = max(m.serial, o.serial)
+	if o.expires.IsZero() {
+		o.expires = time.Now().Add(time.Hour)
+	}
+	doc["serial"], doc["expires"] = o.serial, o.expires.UTC().Format(time.RFC3339)
+	if o.omitSerial {
+		delete(doc, "serial")
+	}
+	if o.omitExpires {
+		delete(doc, "expires")
+	}
+	data, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		m.t.Fatal(err)
+	}
 	m.files["index.json"] = data
 	sig, err := catalog.SignIndex(m.priv, data)
 	if err != nil {
 		m.t.Fatal(err)
 	}
 	m.files["index.json.sig"] = sig
-	m.mu.Unlock()
+	return o.serial
 }
 
 func version(v string, a catalog.Archive) catalog.Version {
@@ -162,10 +202,20 @@ type host struct {
 
 func newHost(t testing.TB, d dbmigrate.Dialect, m *market, license string) *host {
 	t.Helper()
-	db := testdb.Open(t, d)
-	h := &host{t: t, dataDir: t.TempDir(), db: db}
+	return startHost(t, testdb.Open(t, d), t.TempDir(), m, license)
+}
+
+// testAppKey is the APP_KEY of every test host, so a host restarted on the
+// same database reads what the first one wrote.
+var testAppKey = "base64:" + base64.StdEncoding.EncodeToString(randBytes(32))
+
+// startHost starts a host on db and dataDir (a restart, or another node,
+// when they are shared) with a marketplace pointed at m.
+func startHost(t testing.TB, db *testdb.DB, dataDir string, m *market, license string) *host {
+	t.Helper()
+	h := &host{t: t, dataDir: dataDir, db: db}
 	a, err := app.New(context.Background(), app.Config{
-		DataDir: h.dataDir, DB: db.DSN, AppKey: "base64:" + base64.StdEncoding.EncodeToString(randBytes(32)),
+		DataDir: h.dataDir, DB: db.DSN, AppKey: testAppKey,
 		Logger: slog.New(slog.DiscardHandler), CatalogURL: m.indexURL(), License: license, AdminToken: adminToken,
 		Marketplace: marketplace.Config{TrustedKeys: []ed25519.PublicKey{m.pub}, CanaryTimeout: 3 * time.Second},
 		Runtime:     pluginrt.Options{HealthInterval: 500 * time.Millisecond},
@@ -174,12 +224,15 @@ func newHost(t testing.TB, d dbmigrate.Dialect, m *market, license string) *host
 		t.Fatal(err)
 	}
 	h.app = a
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		a.Close(ctx)
-	})
+	t.Cleanup(func() { h.close() })
 	return h
+}
+
+// close stops the host (idempotent).
+func (h *host) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	h.app.Close(ctx)
 }
 
 func randBytes(n int) []byte {

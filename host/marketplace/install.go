@@ -24,12 +24,20 @@ import (
 // retainedEntry keeps an uninstalled provider's settings for a later install.
 func retainedEntry(id string) string { return "retained." + providers.EntryName(id) }
 
-// fetch loads and verifies the catalog.
+// fetch loads and verifies the catalog, and refuses it unless it is fresh
+// (accept: not expired, serial not below one already accepted).
 func (m *Marketplace) fetch(ctx context.Context) (*catalog.Index, error) {
 	if m.cfg.CatalogURL == "" {
 		return nil, ErrNoCatalog
 	}
-	return catalog.Fetch(ctx, m.cfg.HTTPClient, m.cfg.CatalogURL, m.cfg.TrustedKeys)
+	idx, err := catalog.Fetch(ctx, m.cfg.HTTPClient, m.cfg.CatalogURL, m.cfg.TrustedKeys)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.accept(ctx, idx); err != nil {
+		return nil, err
+	}
+	return idx, nil
 }
 
 func findPlugin(idx *catalog.Index, id string) (catalog.Plugin, bool) {
@@ -123,6 +131,11 @@ func (m *Marketplace) Install(ctx context.Context, id string) (string, error) {
 	old, hadOld := m.prov.Installed(id)
 	if hadOld && old.Version == ver.Version {
 		return old.Version, nil
+	}
+	if hadOld {
+		if err := checkNotOlder(id, old.Version, ver.Version); err != nil {
+			return "", &InstallError{PluginID: id, Step: "choose version", Err: err}
+		}
 	}
 	if err := m.install(ctx, p, ver, arc, old, hadOld); err != nil {
 		m.log.Error("plugin install failed; nothing changed", "plugin", id, "version", ver.Version, "error", err)

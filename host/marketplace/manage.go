@@ -77,9 +77,13 @@ func (m *Marketplace) CheckoutURL(ctx context.Context, id string) (string, error
 
 // Card is one marketplace card, as GET /api/v1/admin/plugins shows it.
 type Card struct {
-	ID               string `json:"id"`
-	Name             string `json:"name"`
-	Description      string `json:"description"`
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	// Version is the newest catalog version this host can run. For an
+	// installed plugin it is never older than InstalledVersion (it is the
+	// installed version when the catalog offers nothing newer), so a
+	// Version other than InstalledVersion always means an update.
 	Version          string `json:"version"`
 	InstalledVersion string `json:"installed_version"`
 	// State is not_installed, installed or failed.
@@ -144,6 +148,9 @@ func (m *Marketplace) Cards(ctx context.Context) ([]Card, error) {
 // fill sets an installed plugin's card fields.
 func (m *Marketplace) fill(c *Card, st providers.PluginStatus) {
 	c.InstalledVersion, c.State, c.CTA = st.Version, st.State, "uninstall"
+	if c.Version != "" && !newer(c.Version, st.Version) {
+		c.Version = st.Version // nothing newer: never offer an older version
+	}
 	c.ConfigureURL = "/app/admin/general/plugins/" + st.ID
 	if st.State == "failed" || c.Message == "" {
 		c.Message = st.Message

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/magicads/r2storage/host/catalog"
 )
 
 // maxAPIBody caps an in-process API answer.
@@ -177,7 +179,7 @@ type cardView struct {
 	PriceLabel string
 	// Installed is true for an installed (or failed) plugin.
 	Installed bool
-	// UpdateTo is a newer catalog version of an installed plugin.
+	// UpdateTo is a catalog version newer than the installed one, or "".
 	UpdateTo string
 }
 
@@ -198,8 +200,12 @@ func newCardView(c cardJSON) cardView {
 	if v.Installed && v.ConfigureURL == "" {
 		v.ConfigureURL = PluginsPath + "/" + c.ID
 	}
-	if v.Installed && c.Version != "" && c.InstalledVersion != "" && c.Version != c.InstalledVersion && c.CTA == "uninstall" {
-		v.UpdateTo = c.Version
+	if v.Installed && c.CTA == "uninstall" && c.Version != "" && c.InstalledVersion != "" {
+		// Only a newer version is an update (semver precedence; an
+		// unparsable version is never offered): never "Update to" an older one.
+		if cmp, err := catalog.CompareVersions(c.Version, c.InstalledVersion); err == nil && cmp > 0 {
+			v.UpdateTo = c.Version
+		}
 	}
 	return v
 }

@@ -349,6 +349,41 @@ func TestPluginsPage(t *testing.T) {
 	mustID(t, doc, "purchase-status")
 }
 
+// TestPluginsPageOffersOnlyNewerVersions: a card offers "Update to X" only
+// when X is newer than the installed version (semver, not string order);
+// with nothing newer it shows the installed state.
+func TestPluginsPageOffersOnlyNewerVersions(t *testing.T) {
+	api := newFakeAPI()
+	api.set("/api/v1/admin/plugins", 200, map[string]any{"plugins": []map[string]string{
+		{"id": "older", "name": "Older", "version": "1.0.0", "installed_version": "1.1.0", "state": "installed", "cta": "uninstall"},
+		{"id": "same", "name": "Same", "version": "1.1.0", "installed_version": "1.1.0", "state": "installed", "cta": "uninstall"},
+		{"id": "prerelease", "name": "Prerelease", "version": "2.0.0-rc.1", "installed_version": "2.0.0", "state": "installed", "cta": "uninstall"},
+		{"id": "failed-older", "name": "Failed", "version": "0.9.0", "installed_version": "1.0.0", "state": "failed", "cta": "uninstall"},
+		{"id": "newer", "name": "Newer", "version": "1.10.0", "installed_version": "1.9.0", "state": "installed", "cta": "uninstall"},
+	}})
+	_, body, doc := get(t, New(Options{API: api}), PluginsPath)
+	for _, id := range []string{"older", "same", "prerelease", "failed-older"} {
+		if n := byID(doc, "update-"+id); n != nil {
+			t.Errorf("the %s card offers %q", id, textOf(n))
+		}
+		card := mustID(t, doc, "plugin-"+id)
+		if byClass(card, "card-installed-version") == nil || byID(doc, "uninstall-"+id) == nil {
+			t.Errorf("the %s card does not show its installed state", id)
+		}
+		if n := byClass(card, "card-version"); n != nil {
+			t.Errorf("the %s card shows %q as the latest version", id, textOf(n[0]))
+		}
+	}
+	for _, v := range []string{"Update to 1.0.0", "Update to 2.0.0-rc.1", "Update to 0.9.0"} {
+		if strings.Contains(body, v) {
+			t.Errorf("the page offers %q", v)
+		}
+	}
+	if n := mustID(t, doc, "update-newer"); textOf(n) != "Update to 1.10.0" {
+		t.Errorf("update button %q", textOf(n))
+	}
+}
+
 func TestPluginsPageEscapesHostileStrings(t *testing.T) {
 	api := newFakeAPI()
 	api.set("/api/v1/admin/plugins", 200, map[string]any{"plugins": []map[string]string{{

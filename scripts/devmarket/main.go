@@ -7,6 +7,8 @@
 // Routes:
 //
 //	GET  /healthz                         200 "ok"
+//	GET  /                                the catalog's plugins, its serial and
+//	                                      expiry (and a warning once expired)
 //	GET  /index.json, /index.json.sig, /marketplace.pub, /SHA256SUMS,
 //	     /<archive>.tar.gz[.sha256]        files of OUT_DIR (nothing else is served)
 //	GET  /checkout/{id}?return=URL         checkout page: name, price, "Complete purchase"
@@ -121,6 +123,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	base := "http://" + ln.Addr().String()
 	log.Info("devmarket listening", "url", base, "index", base+"/"+catalog.IndexFile, "dir", s.dir, "key", catalog.KeyID(s.pub))
+	if idx, err := s.loadIndex(ctx); err != nil {
+		log.Warn("the catalog can't be read; hosts will refuse it", "error", err)
+	} else if idx.Expired(s.now()) {
+		log.Warn("the catalog has expired: hosts refuse it; rerun scripts/catalog", "serial", idx.Serial, "expires", idx.Expires)
+	} else {
+		log.Info("catalog", "serial", idx.Serial, "expires", idx.Expires)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -319,7 +328,8 @@ func (s *server) home(w http.ResponseWriter, r *http.Request) {
 	for i := range idx.Plugins {
 		views = append(views, viewOf(&idx.Plugins[i]))
 	}
-	s.render(w, http.StatusOK, "home", map[string]any{"Plugins": views, "KeyID": catalog.KeyID(s.pub)})
+	s.render(w, http.StatusOK, "home", map[string]any{"Plugins": views, "KeyID": catalog.KeyID(s.pub),
+		"Serial": idx.Serial, "Expires": idx.Expires.UTC().Format(time.RFC3339), "Expired": idx.Expired(s.now())})
 }
 
 // plugin finds the checkout's plugin, answering 404 or 500 itself when it can't.
@@ -472,6 +482,7 @@ body{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0
 button,.button{background:#1f6feb;color:#fff;border:0;border-radius:6px;padding:.6rem 1.2rem;font-size:1rem;text-decoration:none;display:inline-block;cursor:pointer}
 textarea{width:100%;font-family:monospace;font-size:.8rem}
 .note{color:#59636e}
+.warning{color:#b42318}
 label{display:block;margin:1rem 0 .3rem}
 input{width:100%;padding:.4rem;font-size:1rem;box-sizing:border-box}
 </style></head><body>
@@ -482,6 +493,8 @@ input{width:100%;padding:.4rem;font-size:1rem;box-sizing:border-box}
 {{define "home"}}{{template "head" "Catalog"}}
 <h1>Catalog</h1>
 <p class="note"><a href="/index.json">index.json</a> · <a href="/index.json.sig">index.json.sig</a> · <a href="/marketplace.pub">marketplace.pub</a> (key {{.KeyID}})</p>
+<p class="note" id="freshness">Serial {{.Serial}}, expires {{.Expires}}.</p>
+{{if .Expired}}<p class="warning" id="expired"><strong>This catalog has expired: hosts refuse it. Rerun scripts/catalog to re-sign it.</strong></p>{{end}}
 {{range .Plugins}}<div class="card"><h2>{{.Name}} <small class="note">{{.Version}}</small></h2><p>{{.Description}}</p>
 <p class="price">{{.Price}}</p><a class="button" href="/checkout/{{.ID}}">Checkout</a></div>
 {{else}}<p>The catalog is empty.</p>{{end}}

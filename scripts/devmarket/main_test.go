@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"html"
 	"io"
 	"net"
@@ -31,6 +32,15 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	return newFixtureExpiring(t, time.Now().Add(24*time.Hour))
+}
+
+// fixtureSerial is the serial of every fixture's index.
+const fixtureSerial = 1700000000
+
+// newFixtureExpiring is newFixture with the index expiring at expires.
+func newFixtureExpiring(t *testing.T, expires time.Time) *fixture {
 	t.Helper()
 	base := t.TempDir()
 	keys := filepath.Join(base, "keys")
@@ -57,7 +67,13 @@ func newFixture(t *testing.T) *fixture {
 			"linux/amd64": {URL: "cloudflare-r2_1.0.0_linux_amd64.tar.gz", Size: int64(len(archive)), SHA256: sum, Signature: sig},
 		}}},
 	}}}
-	data, _ := json.MarshalIndent(idx, "", "  ")
+	raw, _ := json.Marshal(idx)
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["serial"], doc["expires"] = fixtureSerial, expires.UTC().Format(time.RFC3339)
+	data, _ := json.MarshalIndent(doc, "", "  ")
 	isig, err := catalog.SignIndex(priv, data)
 	if err != nil {
 		t.Fatal(err)
@@ -162,6 +178,21 @@ func TestServesCatalog(t *testing.T) {
 
 var receiptRE = regexp.MustCompile(`(?s)<textarea id="receipt"[^>]*>(.*?)</textarea>`)
 var returnRE = regexp.MustCompile(`<a class="button" id="return" href="([^"]*)"`)
+
+// TestHomeShowsSerialAndExpiry: the home page shows the index's serial and
+// expiry, and says so plainly when hosts will refuse it as expired.
+func TestHomeShowsSerialAndExpiry(t *testing.T) {
+	f := newFixture(t)
+	code, body := f.get(t, "/")
+	if code != 200 || !strings.Contains(body, fmt.Sprint(fixtureSerial)) || !strings.Contains(body, "expires") || strings.Contains(body, "has expired") {
+		t.Errorf("home of a fresh catalog: %d\n%s", code, body)
+	}
+	old := newFixtureExpiring(t, time.Now().Add(-time.Hour))
+	code, body = old.get(t, "/")
+	if code != 200 || !strings.Contains(body, "has expired") || !strings.Contains(body, "scripts/catalog") {
+		t.Errorf("home of an expired catalog: %d\n%s", code, body)
+	}
+}
 
 func TestCheckoutIssuesReceipt(t *testing.T) {
 	f := newFixture(t)

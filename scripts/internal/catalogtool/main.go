@@ -3,7 +3,7 @@
 // archives scripts/package built.
 //
 //	catalogtool keys -dir KEYS_DIR [-forbid DIR]...
-//	catalogtool index -keys KEYS_DIR -dir OUT_DIR [-checkout-base URL]
+//	catalogtool index -keys KEYS_DIR -dir OUT_DIR [-checkout-base URL] [-valid-for DURATION] [-serial N]
 //
 // keys creates KEYS_DIR/marketplace.key (0600) and marketplace.pub on first
 // use, and refuses a KEYS_DIR inside any -forbid folder (the repository, the
@@ -12,6 +12,14 @@
 // and writes OUT_DIR/index.json, index.json.sig and marketplace.pub, then
 // checks the result as the host would (catalog.Fetch, VerifyArchive,
 // Download). The private key is never printed or copied.
+//
+// Every index carries a serial and an expiry, so a host can refuse an old
+// index replayed to it and a frozen one. The serial is the build time in
+// Unix seconds, raised above the serial of the index.json already in
+// OUT_DIR, so it grows across rebuilds even within one second or after the
+// clock went back (-serial sets it; it must still be above the previous
+// one). The index expires -valid-for after the build (default 30 days, at
+// most 366 days): rebuild or re-sign it before then, or hosts refuse it.
 package main
 
 import (
@@ -30,6 +38,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	r2storage "github.com/magicads/r2storage"
 	"github.com/magicads/r2storage/host/catalog"
@@ -37,6 +46,15 @@ import (
 
 // defaultCheckoutBase is where scripts/devmarket listens by default.
 const defaultCheckoutBase = "http://127.0.0.1:8090"
+
+// defaultValidFor is how long an index is valid by default: long enough
+// that a host never sees an index expire while the marketplace re-signs it
+// on schedule, short enough that a frozen index stops working in a month.
+const defaultValidFor = 30 * 24 * time.Hour
+
+// maxValidFor caps -valid-for: an index valid for years is a frozen
+// catalog waiting to happen.
+const maxValidFor = 366 * 24 * time.Hour
 
 func main() {
 	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
@@ -151,16 +169,27 @@ func indexCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	keysDir := fl.String("keys", "", "folder of marketplace.key and marketplace.pub")
 	dir := fl.String("dir", "", "catalog folder holding the archives")
 	checkoutBase := fl.String("checkout-base", defaultCheckoutBase, "base URL of the checkout (scripts/devmarket)")
+	validFor := fl.Duration("valid-for", defaultValidFor, "how long hosts accept the index (at most 366 days); rebuild or re-sign it before then")
+	serialFlag := fl.Int64("serial", 0, "the index serial; 0 is the build time in Unix seconds, raised above the previous index.json's serial")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
 	if *keysDir == "" || *dir == "" {
 		return errors.New("index: -keys and -dir are required")
 	}
+	if *validFor <= 0 || *validFor > maxValidFor {
+		return fmt.Errorf("index: -valid-for %s must be more than 0 and at most %s (e.g. 720h for 30 days)", *validFor, maxValidFor)
+	}
 	out, err := filepath.Abs(*dir)
 	if err != nil {
 		return err
 	}
+	now := time.Now()
+	serial, err := nextSerial(filepath.Join(out, catalog.IndexFile), *serialFlag, now)
+	if err != nil {
+		return fmt.Errorf("index: %w", err)
+	}
+	expires := now.Add(*validFor).UTC().Truncate(time.Second)
 	pub, err := loadKeyPair(*keysDir)
 	if err != nil {
 		return fmt.Errorf("index: %w", err)
@@ -212,7 +241,7 @@ func indexCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if m.Pricing.Price != nil {
 		p.Pricing.Price = &catalog.Price{Amount: m.Pricing.Price.Amount, Currency: m.Pricing.Price.Currency}
 	}
-	idx := catalog.Index{SchemaVersion: catalog.SchemaVersion, Plugins: []catalog.Plugin{p}}
+	idx := catalog.Index{SchemaVersion: catalog.SchemaVersion, Serial: serial, Expires: expires, Plugins: []catalog.Plugin{p}}
 	data, err := json.MarshalIndent(idx, "", "  ")
 	if err != nil {
 		return err
@@ -245,8 +274,37 @@ func indexCmd(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 	}
-	_, err = fmt.Fprintf(stdout, "catalog: %s %s, %d platforms, signed by key %s; checkout %s\n", m.ID, m.Version, len(v.Archives), catalog.KeyID(pub), checkout)
+	_, err = fmt.Fprintf(stdout, "catalog: %s %s, %d platforms, serial %d, expires %s, signed by key %s; checkout %s\n",
+		m.ID, m.Version, len(v.Archives), serial, expires.Format(time.RFC3339), catalog.KeyID(pub), checkout)
 	return err
+}
+
+// nextSerial returns the serial of the index about to be written at path:
+// requested if set, else the build time in Unix seconds; either way above
+// the serial of the index already at path (if it has one), so hosts that
+// accepted that index accept this one.
+func nextSerial(path string, requested int64, now time.Time) (int64, error) {
+	var prev struct {
+		Serial int64 `json:"serial"`
+	}
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return 0, err
+	default:
+		// An earlier index without a serial (or unreadable) counts as 0.
+		_ = json.Unmarshal(data, &prev)
+	}
+	switch {
+	case requested < 0:
+		return 0, fmt.Errorf("-serial %d must be positive", requested)
+	case requested == 0:
+		return max(now.Unix(), prev.Serial+1), nil
+	case requested <= prev.Serial:
+		return 0, fmt.Errorf("-serial %d is not above %d, the serial of %s: hosts that accepted that index would refuse this one as stale; pass a larger -serial or leave it out", requested, prev.Serial, path)
+	}
+	return requested, nil
 }
 
 // checkoutURL is base + "/checkout/" + id; base must be an http(s) URL.
@@ -269,6 +327,9 @@ func selfCheck(ctx context.Context, dir string, pub ed25519.PublicKey) error {
 	idx, err := catalog.Fetch(ctx, nil, indexURL, keys)
 	if err != nil {
 		return err
+	}
+	if idx.Expired(time.Now()) {
+		return fmt.Errorf("the index expired at %s", idx.Expires.Format(time.RFC3339))
 	}
 	for _, p := range idx.Plugins {
 		for _, v := range p.Versions {

@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	r2storage "github.com/magicads/r2storage"
 	"github.com/magicads/r2storage/host/catalog"
@@ -186,14 +188,117 @@ func TestIndex(t *testing.T) {
 		}
 	}
 
-	// Rerunning gives the same index (only signatures could differ, and ed25519 is deterministic).
+	// Rerunning gives the same index but for a larger serial and a later
+	// expiry (ed25519 is deterministic, so only those differ).
 	before, _ := os.ReadFile(filepath.Join(out, catalog.IndexFile))
 	if _, err := runTool(t, "index", "-keys", keys, "-dir", out, "-checkout-base", "http://market.test:9000"); err != nil {
 		t.Fatal(err)
 	}
 	after, _ := os.ReadFile(filepath.Join(out, catalog.IndexFile))
-	if !bytes.Equal(before, after) {
+	b, a := freshness(t, before), freshness(t, after)
+	if a.serial <= b.serial || a.expires.Before(b.expires) {
+		t.Errorf("rebuilt in the same second: serial %d then %d, expires %s then %s; the serial must grow", b.serial, a.serial, b.expires, a.expires)
+	}
+	if !bytes.Equal(withoutFreshness(t, before), withoutFreshness(t, after)) {
 		t.Error("index.json is not reproducible")
+	}
+}
+
+// indexFreshness is the serial and expiry of an index.json.
+type indexFreshness struct {
+	serial  int64
+	expires time.Time
+}
+
+// freshness reads the serial and expiry of index.json's bytes, failing the
+// test when either is missing.
+func freshness(t *testing.T, data []byte) indexFreshness {
+	t.Helper()
+	var doc struct {
+		Serial  *int64  `json:"serial"`
+		Expires *string `json:"expires"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Serial == nil || doc.Expires == nil {
+		t.Fatalf("index.json has no serial or no expires:\n%s", data)
+	}
+	exp, err := time.Parse(time.RFC3339, *doc.Expires)
+	if err != nil {
+		t.Fatalf("expires %q is not RFC 3339: %v", *doc.Expires, err)
+	}
+	return indexFreshness{serial: *doc.Serial, expires: exp}
+}
+
+// withoutFreshness returns index.json without its serial and expiry.
+func withoutFreshness(t *testing.T, data []byte) []byte {
+	t.Helper()
+	var doc map[string]any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	delete(doc, "serial")
+	delete(doc, "expires")
+	out, _ := json.Marshal(doc)
+	return out
+}
+
+// TestIndexSerialAndExpiry: the serial is the build time in seconds and
+// never goes back (not even below an earlier index's, whatever the clock
+// says); the expiry defaults to 30 days and -valid-for changes it.
+func TestIndexSerialAndExpiry(t *testing.T) {
+	keys := filepath.Join(t.TempDir(), "keys")
+	if _, err := runTool(t, "keys", "-dir", keys); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	fakeArchives(t, out)
+	start := time.Now()
+	if _, err := runTool(t, "index", "-keys", keys, "-dir", out); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(filepath.Join(out, catalog.IndexFile))
+	f := freshness(t, data)
+	if f.serial < start.Unix() || f.serial > time.Now().Unix()+1 {
+		t.Errorf("serial %d is not the build time in seconds (%d)", f.serial, start.Unix())
+	}
+	if want := start.Add(30 * 24 * time.Hour); f.expires.Before(want.Add(-2*time.Second)) || f.expires.After(want.Add(2*time.Second)) {
+		t.Errorf("expires %s, want 30 days from now (%s)", f.expires, want)
+	}
+
+	// -valid-for changes the expiry.
+	if _, err := runTool(t, "index", "-keys", keys, "-dir", out, "-valid-for", "48h"); err != nil {
+		t.Fatal(err)
+	}
+	data, _ = os.ReadFile(filepath.Join(out, catalog.IndexFile))
+	g := freshness(t, data)
+	if want := time.Now().Add(48 * time.Hour); g.expires.Before(want.Add(-5*time.Second)) || g.expires.After(want.Add(2*time.Second)) {
+		t.Errorf("-valid-for 48h: expires %s, want %s", g.expires, want)
+	}
+	if g.serial <= f.serial {
+		t.Errorf("second build: serial %d, first %d", g.serial, f.serial)
+	}
+
+	// An index from the future (a clock that was ahead): the next build
+	// still goes above it.
+	ahead := time.Now().Add(1000 * time.Hour).Unix()
+	if _, err := runTool(t, "index", "-keys", keys, "-dir", out, "-serial", fmt.Sprint(ahead)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runTool(t, "index", "-keys", keys, "-dir", out); err != nil {
+		t.Fatal(err)
+	}
+	data, _ = os.ReadFile(filepath.Join(out, catalog.IndexFile))
+	if h := freshness(t, data); h.serial != ahead+1 {
+		t.Errorf("after serial %d, the next build has %d", ahead, h.serial)
+	}
+
+	// A serial that is not above the previous one, or a bad validity, is refused.
+	for _, args := range [][]string{{"-serial", fmt.Sprint(ahead)}, {"-serial", "-3"}, {"-valid-for", "0s"}, {"-valid-for", "-1h"}, {"-valid-for", "9000h"}} {
+		if _, err := runTool(t, append([]string{"index", "-keys", keys, "-dir", out}, args...)...); err == nil {
+			t.Errorf("%v accepted", args)
+		}
 	}
 }
 
