@@ -204,7 +204,10 @@ func TestUploadsInFlightAreBounded(t *testing.T) {
 	mw.WriteField("kind", "images")
 	mw.WriteField("generator", "gemini")
 	fw, _ := mw.CreateFormFile("file", "a.png")
-	fw.Write(pngBytes(64 << 10)) // the first upload is now in flight
+	fw.Write(pngBytes(64 << 10))
+	waitFor(t, 10*time.Second, "the first upload to be in flight", func() bool {
+		return len(findFiles(t, filepath.Join(h.dataDir, "results"), "")) > 0
+	})
 	resp, body := h.post(h.client(), pngForm(), "Authorization", "Bearer "+serviceToken)
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("a second upload while one is in flight: %d %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
