@@ -611,7 +611,7 @@ func TestOpenPostgresBadDSN(t *testing.T) {
 }
 
 // hostLatest is the newest host migration version.
-const hostLatest = 3
+const hostLatest = 5
 
 func TestDownToStopsAtAVersion(t *testing.T) {
 	ctx := context.Background()
