@@ -1,3 +1,2 @@
--- Removes the cloudflare-r2 provider's settings entry (and its stored,
--- encrypted settings). The same SQL runs on SQLite and PostgreSQL.
-DELETE FROM settings WHERE name = 'storage.provider.cloudflare-r2' AND owner = 'cloudflare-r2';
+-- Nothing to undo: see 000001_register_provider.up.sql. The host removes the
+-- provider's settings entry itself when the plugin is uninstalled.

@@ -1,5 +1,11 @@
--- Registers the cloudflare-r2 provider's encrypted settings entry in the host's
--- settings table. The value stays NULL (not configured) until an admin saves
--- the settings; the host encrypts them with APP_KEY. The same SQL runs on
--- SQLite and PostgreSQL.
-INSERT INTO settings (name, owner) VALUES ('storage.provider.cloudflare-r2', 'cloudflare-r2') ON CONFLICT (name) DO NOTHING;
+-- cloudflare-r2 keeps nothing in the database: its settings are a host
+-- settings entry (storage.provider.cloudflare-r2, encrypted with APP_KEY),
+-- which the host creates when the plugin is installed and removes when it is
+-- uninstalled. Plugin migrations run in the plugin's own namespace (its own
+-- PostgreSQL schema and role, or its own SQLite file) and cannot reach the
+-- host's tables, so registering that entry here is no longer possible, nor
+-- needed.
+--
+-- This migration is kept, empty, so that hosts which recorded version 1 (when
+-- it registered the entry) and new installs are at the same version, and a
+-- later 000002 applies to both. The same file runs on SQLite and PostgreSQL.

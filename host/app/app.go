@@ -159,7 +159,7 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	rtOpts.OnStart = func(ctx context.Context, id string, p storage.Provider) error { return mgr.OnStart(ctx, id, p) }
 	rtOpts.Redact = func() []string { return mgr.Secrets() }
 	a.Runtime = pluginrt.New(rtOpts)
-	mgr = providers.New(a.DB, a.Dialect, a.Settings, a.Runtime, a.log)
+	mgr = providers.New(a.DB, a.Dialect, a.Settings, a.Runtime, a.log, providers.Options{PluginsDir: filepath.Join(cfg.DataDir, "plugins"), Keys: keys})
 	a.Providers = mgr
 
 	a.Local, err = localstore.New(filepath.Join(cfg.DataDir, "results"))

@@ -188,7 +188,11 @@ func TestWrongAppKeyAndCorruptEntry(t *testing.T) {
 	h.configure()
 	h.stop()
 	h.start(appKey()) // another APP_KEY
-	h.waitRunning()
+	// The install record does not verify under another key: the plugin is
+	// not launched, and says why.
+	if st := h.app.Providers.Plugins(); len(st) != 1 || st[0].State != "failed" || !strings.Contains(st[0].Message, "APP_KEY") {
+		t.Fatalf("plugin under another APP_KEY: %+v", st)
+	}
 	var st struct {
 		Default, Warning string
 		Options          []struct{ ID string }
@@ -204,8 +208,8 @@ func TestWrongAppKeyAndCorruptEntry(t *testing.T) {
 	if r := h.upload(pngBytes(100), "x.png"); r.Storage != "local" {
 		t.Fatalf("stored in %s with unreadable settings", r.Storage)
 	}
-	if !strings.Contains(h.logs.String(), "storage.provider.cloudflare-r2") {
-		t.Fatal("the log does not name the unreadable entry")
+	if logs := h.logs.String(); !strings.Contains(logs, "storage.default") || !strings.Contains(logs, "install record") {
+		t.Fatal("the log does not name the unreadable entry and the refused install record")
 	}
 	// A corrupt blob under the right key behaves the same.
 	if _, err := h.app.DB.Exec(`UPDATE settings SET value = $1 WHERE name = 'storage.provider.cloudflare-r2'`, []byte("garbage")); err != nil {

@@ -147,13 +147,13 @@ func Open(ctx context.Context, dsn string) (*sql.DB, Dialect, error) {
 // the table is reset to the last version that applied cleanly and the
 // error names the failing version and the table.
 func Up(ctx context.Context, db *sql.DB, dialect Dialect, src fs.FS, table string) error {
-	return run(ctx, db, dialect, src, table, true, -1)
+	return run(ctx, db, dialect, src, table, true, -1, nil)
 }
 
 // Down reverts every migration table has recorded, newest first, using the
 // down files in src. Errors are reported like Up's.
 func Down(ctx context.Context, db *sql.DB, dialect Dialect, src fs.FS, table string) error {
-	return run(ctx, db, dialect, src, table, false, -1)
+	return run(ctx, db, dialect, src, table, false, -1, nil)
 }
 
 // DownTo reverts the migrations newer than version (0 or a Status with
@@ -164,7 +164,7 @@ func DownTo(ctx context.Context, db *sql.DB, dialect Dialect, src fs.FS, table s
 	if to.Applied {
 		target = int64(to.Version)
 	}
-	return run(ctx, db, dialect, src, table, false, target)
+	return run(ctx, db, dialect, src, table, false, target, nil)
 }
 
 // Status is what a migrations table records.
@@ -229,8 +229,10 @@ func check(db *sql.DB, dialect Dialect, table string) error {
 }
 
 // run performs Up (up=true) or Down on table; a down stops once the
-// recorded version is at or below downTo (-1: reverts everything).
-func run(ctx context.Context, db *sql.DB, dialect Dialect, src fs.FS, table string, up bool, downTo int64) error {
+// recorded version is at or below downTo (-1: reverts everything). exec,
+// when set, runs each migration file's SQL in place of the driver (which
+// then only keeps the migrations table in db).
+func run(ctx context.Context, db *sql.DB, dialect Dialect, src fs.FS, table string, up bool, downTo int64, exec func(body []byte) error) error {
 	if err := check(db, dialect, table); err != nil {
 		return err
 	}
@@ -279,6 +281,9 @@ func run(ctx context.Context, db *sql.DB, dialect Dialect, src fs.FS, table stri
 			_ = srcDrv.Close()
 			return fmt.Errorf("dbmigrate: table %q: prepare PostgreSQL migrations table: %w", table, err)
 		}
+	}
+	if exec != nil {
+		dbDrv = execDriver{Driver: dbDrv, exec: exec}
 	}
 	m, err := migrate.NewWithInstance("iofs", srcDrv, string(dialect), dbDrv)
 	if err != nil {
@@ -363,6 +368,28 @@ func run(ctx context.Context, db *sql.DB, dialect Dialect, src fs.FS, table stri
 		return failed(dbDrv, srcDrv, table, up, attempt, err)
 	}
 	return fmt.Errorf("dbmigrate: table %q: %s did not finish after %d migrations", table, direction, n+1)
+}
+
+// execDriver is a migrate database driver whose Run hands each migration
+// file to exec; everything else (the migrations table, the lock) is the
+// wrapped driver's.
+type execDriver struct {
+	database.Driver
+	exec func(body []byte) error
+}
+
+// Run runs one migration file through exec. A failure is reported as the
+// file's own (a database.Error carrying the file's SQL), which tells failed
+// that the file was rolled back as a whole.
+func (d execDriver) Run(r io.Reader) error {
+	body, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if err := d.exec(body); err != nil {
+		return &database.Error{OrigErr: err, Err: "migration failed", Query: body}
+	}
+	return nil
 }
 
 // dirtyError reports a table left dirty by an earlier failed migration.

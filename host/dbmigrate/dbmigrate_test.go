@@ -16,7 +16,6 @@ import (
 	"testing/fstest"
 	"time"
 
-	r2storage "github.com/magicads/r2storage"
 	"github.com/magicads/r2storage/host/migrations"
 )
 
@@ -120,13 +119,16 @@ func hostFS(t *testing.T, d Dialect) fs.FS {
 	return src
 }
 
+// pluginFS is a plugin migration that registers a settings entry in the
+// host's settings table, as plugins did before their migrations ran in a
+// namespace of their own: these tests exercise migrations tables in one
+// database, which the package's Up and Down still provide.
 func pluginFS(t *testing.T) fs.FS {
 	t.Helper()
-	src, err := r2storage.MigrationsFS()
-	if err != nil {
-		t.Fatal(err)
+	return fstest.MapFS{
+		"000001_register_provider.up.sql":   {Data: []byte(`INSERT INTO settings (name, owner) VALUES ('storage.provider.cloudflare-r2', 'cloudflare-r2') ON CONFLICT (name) DO NOTHING;`)},
+		"000001_register_provider.down.sql": {Data: []byte(`DELETE FROM settings WHERE name = 'storage.provider.cloudflare-r2' AND owner = 'cloudflare-r2';`)},
 	}
-	return src
 }
 
 func tableExists(t *testing.T, tdb testDB, name string) bool {

@@ -198,6 +198,11 @@ type host struct {
 	app     *app.App
 	dataDir string
 	db      *testdb.DB
+	// m, license, key and prevKeys are what restart starts the host with again.
+	m        *market
+	license  string
+	key      string
+	prevKeys string
 }
 
 func newHost(t testing.TB, d dbmigrate.Dialect, m *market, license string) *host {
@@ -206,26 +211,48 @@ func newHost(t testing.TB, d dbmigrate.Dialect, m *market, license string) *host
 }
 
 // testAppKey is the APP_KEY of every test host, so a host restarted on the
-// same database reads what the first one wrote.
-var testAppKey = "base64:" + base64.StdEncoding.EncodeToString(randBytes(32))
+// same database, or a second node on it, reads what the first one wrote.
+var testAppKey = newAppKey()
+
+func newAppKey() string { return "base64:" + base64.StdEncoding.EncodeToString(randBytes(32)) }
 
 // startHost starts a host on db and dataDir (a restart, or another node,
 // when they are shared) with a marketplace pointed at m.
 func startHost(t testing.TB, db *testdb.DB, dataDir string, m *market, license string) *host {
 	t.Helper()
-	h := &host{t: t, dataDir: dataDir, db: db}
+	h := &host{t: t, dataDir: dataDir, db: db, m: m, license: license, key: testAppKey}
+	h.open()
+	return h
+}
+
+// open starts the host on its data dir and database.
+func (h *host) open() {
+	h.t.Helper()
 	a, err := app.New(context.Background(), app.Config{
-		DataDir: h.dataDir, DB: db.DSN, AppKey: testAppKey,
-		Logger: slog.New(slog.DiscardHandler), CatalogURL: m.indexURL(), License: license, AdminToken: adminToken,
-		Marketplace: marketplace.Config{TrustedKeys: []ed25519.PublicKey{m.pub}, CanaryTimeout: 3 * time.Second},
+		DataDir: h.dataDir, DB: h.db.DSN, AppKey: h.key, PreviousAppKeys: h.prevKeys,
+		Logger: slog.New(slog.DiscardHandler), CatalogURL: h.m.indexURL(), License: h.license, AdminToken: adminToken,
+		Marketplace: marketplace.Config{TrustedKeys: []ed25519.PublicKey{h.m.pub}, CanaryTimeout: 3 * time.Second},
 		Runtime:     pluginrt.Options{HealthInterval: 500 * time.Millisecond},
 	})
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
 	h.app = a
-	t.Cleanup(func() { h.close() })
-	return h
+	h.t.Cleanup(func() { h.closeApp(a) })
+}
+
+// restart stops the host (its plugins too) and starts it again on the same
+// data dir and database, as a host process restart would.
+func (h *host) restart() {
+	h.t.Helper()
+	h.closeApp(h.app)
+	h.open()
+}
+
+func (h *host) closeApp(a *app.App) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a.Close(ctx)
 }
 
 // close stops the host (idempotent).

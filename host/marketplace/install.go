@@ -14,7 +14,6 @@ import (
 	r2storage "github.com/magicads/r2storage"
 	"github.com/magicads/r2storage/host/archive"
 	"github.com/magicads/r2storage/host/catalog"
-	"github.com/magicads/r2storage/host/dbmigrate"
 	"github.com/magicads/r2storage/host/providers"
 	"github.com/magicads/r2storage/host/settingsstore"
 	"github.com/magicads/r2storage/shared/sdk"
@@ -129,10 +128,13 @@ func (m *Marketplace) Install(ctx context.Context, id string) (string, error) {
 		return "", &InstallError{PluginID: id, Step: "choose version", Err: err}
 	}
 	old, hadOld := m.prov.Installed(id)
-	if hadOld && old.Version == ver.Version {
+	// A record that failed its authentication check is installed again.
+	if hadOld && old.Version == ver.Version && m.prov.Verified(id) {
 		return old.Version, nil
 	}
-	if hadOld {
+	// A record that failed its check has an untrusted version: the catalog's
+	// newest replaces it.
+	if hadOld && m.prov.Verified(id) {
 		if err := checkNotOlder(id, old.Version, ver.Version); err != nil {
 			return "", &InstallError{PluginID: id, Step: "choose version", Err: err}
 		}
@@ -148,6 +150,8 @@ func (m *Marketplace) Install(ctx context.Context, id string) (string, error) {
 // install runs the transaction; on error everything it did is undone.
 func (m *Marketplace) install(ctx context.Context, p catalog.Plugin, ver catalog.Version, arc catalog.Archive, old providers.Installed, hadOld bool) (err error) {
 	fail := func(step string, e error) error { return &InstallError{PluginID: p.ID, Step: step, Err: e} }
+	// Only an authenticated previous version is put back after a failure.
+	restorable := hadOld && m.prov.Verified(p.ID)
 	stagingRoot := filepath.Join(m.cfg.PluginsDir, ".staging")
 	if err := os.MkdirAll(stagingRoot, 0o755); err != nil {
 		return fail("staging", err)
@@ -182,19 +186,27 @@ func (m *Marketplace) install(ctx context.Context, p catalog.Plugin, ver catalog
 	if err != nil {
 		return fail("validate manifest", err)
 	}
-	// Migrate.
-	table := dbmigrate.PluginTable(p.ID)
-	before, err := dbmigrate.Version(ctx, m.db, m.dialect, table)
+	// Migrate, in the plugin's own namespace.
+	ns := m.prov.Namespaces()
+	before, err := ns.Version(ctx, p.ID)
 	if err != nil {
 		return fail("migrations", err)
 	}
 	migrations := providers.MigrationsFS(root)
 	undoMigrations := func() {
-		if derr := dbmigrate.DownTo(context.WithoutCancel(ctx), m.db, m.dialect, migrations, table, before); derr != nil {
+		uctx := context.WithoutCancel(ctx)
+		if derr := ns.DownTo(uctx, p.ID, migrations, before); derr != nil {
 			m.log.Error("rolling back the plugin's migrations failed", "plugin", p.ID, "error", derr)
 		}
+		if !before.Applied {
+			// The namespace is this install's: it goes whatever the down
+			// migrations did.
+			if derr := ns.Drop(uctx, p.ID); derr != nil {
+				m.log.Error("removing the plugin's database namespace failed", "plugin", p.ID, "error", derr)
+			}
+		}
 	}
-	if err := dbmigrate.Up(ctx, m.db, m.dialect, migrations, table); err != nil {
+	if err := ns.Up(ctx, p.ID, migrations); err != nil {
 		undoMigrations()
 		return fail("migrations", err)
 	}
@@ -214,21 +226,33 @@ func (m *Marketplace) install(ctx context.Context, p catalog.Plugin, ver catalog
 		undoMigrations()
 		return fail("move into place", err)
 	}
+	// The settings entry is the host's; a fresh install's goes if it fails.
+	dropEntry := func() {
+		if !hadOld {
+			if derr := m.settings.Delete(context.WithoutCancel(ctx), providers.EntryName(p.ID)); derr != nil {
+				m.log.Error("removing the plugin's settings entry failed", "plugin", p.ID, "error", derr)
+			}
+		}
+	}
 	if err := m.restoreSettings(ctx, p.ID); err != nil {
 		os.RemoveAll(final)
+		dropEntry()
 		undoMigrations()
 		return fail("settings", err)
 	}
 	inst := providers.Installed{ID: p.ID, Version: ver.Version, Dir: final, BinaryPath: filepath.Join(final, filepath.FromSlash(exe)), SHA256: sum}
 	if err := m.prov.Activate(ctx, inst); err != nil {
-		if hadOld {
+		if restorable {
 			if rerr := m.prov.Activate(context.WithoutCancel(ctx), old); rerr != nil {
 				m.log.Error("re-activating the previous version failed", "plugin", p.ID, "error", rerr)
 			}
 		} else {
+			// Nothing to go back to (or only a record that failed its
+			// check, which is never re-authenticated).
 			_ = m.prov.Remove(context.WithoutCancel(ctx), p.ID)
 		}
 		os.RemoveAll(final)
+		dropEntry()
 		undoMigrations()
 		return fail("activate", err)
 	}
@@ -337,7 +361,8 @@ func (m *Marketplace) canary(ctx context.Context, bin string, sum []byte, id, ve
 }
 
 // restoreSettings brings back the settings an earlier uninstall retained
-// (the plugin's migration has just registered an empty entry).
+// into the plugin's settings entry (which Activate creates if it is still
+// missing).
 func (m *Marketplace) restoreSettings(ctx context.Context, id string) error {
 	values, err := m.settings.Load(ctx, retainedEntry(id))
 	if errors.Is(err, settingsstore.ErrNotFound) || errors.Is(err, settingsstore.ErrNotConfigured) {

@@ -8,15 +8,15 @@ import (
 	"path/filepath"
 
 	"github.com/magicads/r2storage/host/catalog"
-	"github.com/magicads/r2storage/host/dbmigrate"
 	"github.com/magicads/r2storage/host/providers"
 	"github.com/magicads/r2storage/host/settingsstore"
 )
 
 // Uninstall stops the plugin (Default Storage goes back to local first),
-// runs its down migrations and removes its files. Its settings are kept
-// aside for a later install; offloaded results keep serving from their
-// public URLs and nothing in the bucket is deleted.
+// runs its down migrations, drops its database namespace (PostgreSQL schema
+// and role, or SQLite file) and removes its files and settings entry. Its
+// settings are kept aside for a later install; offloaded results keep
+// serving from their public URLs and nothing in the bucket is deleted.
 func (m *Marketplace) Uninstall(ctx context.Context, id string) error {
 	unlock := m.lock(id)
 	defer unlock()
@@ -37,8 +37,19 @@ func (m *Marketplace) Uninstall(ctx context.Context, id string) error {
 	if err := m.prov.Remove(ctx, id); err != nil {
 		return err
 	}
-	if err := dbmigrate.Down(ctx, m.db, m.dialect, providers.MigrationsFS(inst.Dir), dbmigrate.PluginTable(id)); err != nil {
-		return fmt.Errorf("uninstalling %s: its down migrations failed: %w", id, err)
+	ns := m.prov.Namespaces()
+	if inst.Dir != "" {
+		// The down migrations can only touch the namespace, which is dropped
+		// next whatever they do: a failing one does not stop the uninstall.
+		if err := ns.Down(ctx, id, providers.MigrationsFS(inst.Dir)); err != nil {
+			m.log.Warn("the plugin's down migrations failed; its namespace is dropped anyway", "plugin", id, "error", err)
+		}
+	}
+	if err := ns.Drop(ctx, id); err != nil {
+		return fmt.Errorf("uninstalling %s: removing its database namespace: %w", id, err)
+	}
+	if err := m.settings.Delete(ctx, providers.EntryName(id)); err != nil {
+		return fmt.Errorf("uninstalling %s: removing its settings entry: %w", id, err)
 	}
 	if err := os.RemoveAll(filepath.Join(m.cfg.PluginsDir, id)); err != nil {
 		return fmt.Errorf("uninstalling %s: removing its files: %w", id, err)

@@ -5,6 +5,7 @@
 package providers
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/hex"
@@ -16,7 +17,6 @@ import (
 	"path/filepath"
 	"sync"
 
-	r2storage "github.com/magicads/r2storage"
 	"github.com/magicads/r2storage/host/dbmigrate"
 	"github.com/magicads/r2storage/host/pluginrt"
 	"github.com/magicads/r2storage/host/settingsstore"
@@ -48,12 +48,26 @@ var (
 type Installed struct {
 	ID      string
 	Version string
-	// Dir holds manifest.json, schema/ and migrations/.
+	// Dir holds manifest.json, schema/ and migrations/. The manager derives
+	// it, <plugins dir>/<id>/<version>; a value given to Activate is ignored.
 	Dir string
-	// BinaryPath is the plugin executable.
+	// BinaryPath is the plugin executable: the manifest's executable for this
+	// platform inside Dir, derived by the manager like Dir.
 	BinaryPath string
 	// SHA256 is the binary's checksum recorded at install, checked at launch.
 	SHA256 []byte
+}
+
+// Options say where installed plugins live and which key authenticates
+// their install records.
+type Options struct {
+	// PluginsDir holds the installed plugins, <dir>/<id>/<version>/, and
+	// (on SQLite) each plugin's database, <dir>/<id>/plugin.db. Every
+	// binary the manager launches resolves inside it.
+	PluginsDir string
+	// Keys is the APP_KEY keyring: each install record (id, version, binary
+	// path, sha256) carries a MAC under a key derived from it.
+	Keys *settingsstore.Keyring
 }
 
 // Option is one choice of Default Storage.
@@ -64,11 +78,14 @@ type Option struct {
 
 // Manager tracks storage providers.
 type Manager struct {
-	db       *sql.DB
-	dialect  dbmigrate.Dialect
-	settings *settingsstore.Store
-	rt       *pluginrt.Runtime
-	log      *slog.Logger
+	db         *sql.DB
+	dialect    dbmigrate.Dialect
+	settings   *settingsstore.Store
+	rt         *pluginrt.Runtime
+	log        *slog.Logger
+	pluginsDir string
+	keys       *settingsstore.Keyring
+	ns         *dbmigrate.Namespaces
 
 	mu      sync.Mutex
 	plugins map[string]*plugin
@@ -84,25 +101,61 @@ type plugin struct {
 	// problem explains why the provider cannot be used, for the admin.
 	problem string
 	secrets []string
+	// refused says why the install record was not launched ("" when it was
+	// authenticated); the plugin shows as failed with this message.
+	refused string
 }
 
 // New returns a manager. Call Load to read installed plugins and start them.
-func New(db *sql.DB, dialect dbmigrate.Dialect, settings *settingsstore.Store, rt *pluginrt.Runtime, logger *slog.Logger) *Manager {
+func New(db *sql.DB, dialect dbmigrate.Dialect, settings *settingsstore.Store, rt *pluginrt.Runtime, logger *slog.Logger, opts Options) *Manager {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{db: db, dialect: dialect, settings: settings, rt: rt, log: logger, plugins: map[string]*plugin{}}
+	return &Manager{db: db, dialect: dialect, settings: settings, rt: rt, log: logger,
+		pluginsDir: opts.PluginsDir, keys: opts.Keys, ns: dbmigrate.NewNamespaces(db, dialect, opts.PluginsDir),
+		plugins: map[string]*plugin{}}
 }
 
-// Register installs a plugin from a directory that is already in place:
-// it runs the plugin's migrations (into its own migrations table), then
-// Activates it. Tests and sideloading use it; the marketplace migrates,
-// runs its canary and calls Activate itself.
+// Namespaces runs the plugins' migrations, each in a namespace of its own.
+func (m *Manager) Namespaces() *dbmigrate.Namespaces { return m.ns }
+
+// Register installs a plugin from a bundle outside the plugins dir (tests,
+// sideloading): it copies the bundle's manifest.json, settings schema and
+// migrations from inst.Dir, and the binary from inst.BinaryPath, to
+// <plugins dir>/<id>/<version>/ (the binary at the manifest's executable
+// path for this platform), checks the copy against inst.SHA256, runs the
+// plugin's migrations in its namespace, then Activates it. The marketplace
+// migrates, runs its canary and calls Activate itself.
 func (m *Manager) Register(ctx context.Context, inst Installed) error {
-	if _, err := m.open(inst); err != nil {
+	dir, err := m.versionDir(inst.ID, inst.Version)
+	if err != nil {
 		return err
 	}
-	if err := dbmigrate.Up(ctx, m.db, m.dialect, MigrationsFS(inst.Dir), dbmigrate.PluginTable(inst.ID)); err != nil {
+	copied := filepath.Clean(inst.Dir) != filepath.Clean(dir)
+	if err := copyBundle(inst.Dir, inst.BinaryPath, dir); err != nil {
+		return fmt.Errorf("registering %s: %w", inst.ID, err)
+	}
+	err = m.register(ctx, inst, dir)
+	if err != nil && copied {
+		_ = os.RemoveAll(dir)
+	}
+	return err
+}
+
+// register checks, migrates and activates a bundle copied to dir.
+func (m *Manager) register(ctx context.Context, inst Installed, dir string) error {
+	p, err := m.load(inst.ID, inst.Version)
+	if err != nil {
+		return err
+	}
+	sum, err := fileSHA256(p.inst.BinaryPath)
+	if err != nil {
+		return fmt.Errorf("registering %s: %w", inst.ID, err)
+	}
+	if !bytes.Equal(sum, inst.SHA256) {
+		return fmt.Errorf("registering %s: the binary %s does not match the sha256 given: pass that binary's sha256", inst.ID, inst.BinaryPath)
+	}
+	if err := m.ns.Up(ctx, inst.ID, MigrationsFS(dir)); err != nil {
 		return fmt.Errorf("registering %s: %w", inst.ID, err)
 	}
 	return m.Activate(ctx, inst)
@@ -111,23 +164,44 @@ func (m *Manager) Register(ctx context.Context, inst Installed) error {
 // MigrationsFS is an installed plugin's migrations.
 func MigrationsFS(dir string) fs.FS { return os.DirFS(filepath.Join(dir, "migrations")) }
 
-// Activate records an installed plugin (replacing an older version's
-// record) and starts it; a running older version is replaced.
+// Activate records a plugin installed at <plugins dir>/<id>/<version>
+// (replacing an older version's record) with a MAC over id, version,
+// binary path and sha256, creates its settings entry unless it exists, and
+// starts it; a running older version is replaced. Dir and BinaryPath are
+// derived from the plugins dir, id, version and manifest.
 func (m *Manager) Activate(ctx context.Context, inst Installed) error {
-	p, err := m.open(inst)
+	p, err := m.load(inst.ID, inst.Version)
 	if err != nil {
 		return err
 	}
-	_, err = m.db.ExecContext(ctx, `INSERT INTO plugins (id, version, dir, binary_path, sha256) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (id) DO UPDATE SET version = excluded.version, dir = excluded.dir, binary_path = excluded.binary_path, sha256 = excluded.sha256`,
-		inst.ID, inst.Version, inst.Dir, inst.BinaryPath, hex.EncodeToString(inst.SHA256))
+	p.inst.SHA256 = append([]byte(nil), inst.SHA256...)
+	mac, err := m.recordMAC(p.inst)
 	if err != nil {
 		return fmt.Errorf("recording plugin %s: %w", inst.ID, err)
+	}
+	_, err = m.db.ExecContext(ctx, `INSERT INTO plugins (id, version, dir, binary_path, sha256, mac) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (id) DO UPDATE SET version = excluded.version, dir = excluded.dir, binary_path = excluded.binary_path, sha256 = excluded.sha256, mac = excluded.mac`,
+		p.inst.ID, p.inst.Version, p.inst.Dir, p.inst.BinaryPath, hex.EncodeToString(p.inst.SHA256), hex.EncodeToString(mac))
+	if err != nil {
+		return fmt.Errorf("recording plugin %s: %w", inst.ID, err)
+	}
+	if err := m.settings.Register(ctx, EntryName(inst.ID), inst.ID); err != nil {
+		return fmt.Errorf("creating the settings entry of plugin %s: %w", inst.ID, err)
 	}
 	m.mu.Lock()
 	m.plugins[inst.ID] = p
 	m.mu.Unlock()
 	return m.start(ctx, p)
+}
+
+// Verified reports whether plugin id is installed with an authenticated
+// install record. A record that failed the check is installed but was not
+// started: installing it again replaces it.
+func (m *Manager) Verified(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.plugins[id]
+	return ok && p.refused == ""
 }
 
 // Installed returns an installed plugin's record.
@@ -162,73 +236,52 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	return nil
 }
 
-// open reads an installed plugin's manifest and settings schema.
-func (m *Manager) open(inst Installed) (*plugin, error) {
-	data, err := os.ReadFile(filepath.Join(inst.Dir, "manifest.json"))
-	if err != nil {
-		return nil, fmt.Errorf("plugin %s: reading manifest.json: %w", inst.ID, err)
-	}
-	man, err := r2storage.ValidateManifest(data)
-	if err != nil {
-		return nil, fmt.Errorf("plugin %s: %w", inst.ID, err)
-	}
-	if man.ID != inst.ID {
-		return nil, fmt.Errorf("plugin %s: manifest says id %q", inst.ID, man.ID)
-	}
-	doc, err := os.ReadFile(filepath.Join(inst.Dir, filepath.FromSlash(man.SettingsSchema)))
-	if err != nil {
-		return nil, fmt.Errorf("plugin %s: reading its settings schema: %w", inst.ID, err)
-	}
-	schema, err := settingsschema.Compile(doc)
-	if err != nil {
-		return nil, fmt.Errorf("plugin %s: %w", inst.ID, err)
-	}
-	return &plugin{inst: inst, name: man.Name, schema: schema}, nil
-}
-
-// Load reads the installed plugins from the database and starts each. A
-// plugin that fails to start is reported in its state; the host keeps
-// serving (results stay local).
+// Load reads the installed plugins from the database and starts each whose
+// install record is authentic: its binary is derived from the plugins dir,
+// id, version and manifest (never read from the record) and its record's
+// MAC verifies under APP_KEY (or a previous key, after which the record is
+// re-authenticated with the current one). A record that fails is not
+// launched and the plugin shows as failed, saying why and that a reinstall
+// fixes it. A plugin that fails to start is reported in its state; the host
+// keeps serving (results stay local).
 func (m *Manager) Load(ctx context.Context) error {
-	rows, err := m.db.QueryContext(ctx, `SELECT id, version, dir, binary_path, sha256 FROM plugins ORDER BY id`)
+	rows, err := m.db.QueryContext(ctx, `SELECT id, version, sha256, mac FROM plugins ORDER BY id`)
 	if err != nil {
 		return fmt.Errorf("reading installed plugins: %w", err)
 	}
-	var list []Installed
+	var list []record
 	for rows.Next() {
-		var inst Installed
-		var sum string
-		if err := rows.Scan(&inst.ID, &inst.Version, &inst.Dir, &inst.BinaryPath, &sum); err != nil {
+		var r record
+		if err := rows.Scan(&r.id, &r.version, &r.sha256, &r.mac); err != nil {
 			rows.Close()
 			return fmt.Errorf("reading installed plugins: %w", err)
 		}
-		if inst.SHA256, err = hex.DecodeString(sum); err != nil {
-			rows.Close()
-			return fmt.Errorf("plugin %s: recorded sha256 is not hex", inst.ID)
-		}
-		list = append(list, inst)
+		list = append(list, r)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("reading installed plugins: %w", err)
 	}
-	for _, inst := range list {
-		p, err := m.open(inst)
-		if err != nil {
-			m.log.Error("installed plugin cannot be loaded; results stay local", "plugin", inst.ID, "error", err)
+	for _, r := range list {
+		p := m.verify(ctx, r)
+		m.mu.Lock()
+		m.plugins[r.id] = p
+		m.mu.Unlock()
+		if p.refused != "" {
+			m.log.Error("installed plugin not started: its install record is refused", "plugin", r.id, "reason", p.refused)
 			continue
 		}
-		m.mu.Lock()
-		m.plugins[inst.ID] = p
-		m.mu.Unlock()
 		if err := m.start(ctx, p); err != nil {
-			m.log.Error("plugin did not start; the runtime keeps retrying", "plugin", inst.ID, "error", err)
+			m.log.Error("plugin did not start; the runtime keeps retrying", "plugin", r.id, "error", err)
 		}
 	}
 	return nil
 }
 
 func (m *Manager) start(ctx context.Context, p *plugin) error {
+	if p.refused != "" {
+		return fmt.Errorf("plugin %s: %s", p.inst.ID, p.refused)
+	}
 	return m.rt.Start(ctx, pluginrt.Spec{ID: p.inst.ID, Path: p.inst.BinaryPath, SHA256: p.inst.SHA256})
 }
 

@@ -28,6 +28,10 @@ func (m *Manager) plugin(id string) (*plugin, error) {
 	if p == nil {
 		return nil, fmt.Errorf("%w: %q", ErrNotInstalled, id)
 	}
+	if p.schema == nil {
+		// A refused record whose files could not be read.
+		return nil, fmt.Errorf("plugin %s: %s", id, p.refused)
+	}
 	return p, nil
 }
 
@@ -122,10 +126,17 @@ func (m *Manager) Plugins() []PluginStatus {
 	m.mu.Lock()
 	list := make([]PluginStatus, 0, len(m.plugins))
 	for id, p := range m.plugins {
-		list = append(list, PluginStatus{ID: id, Name: p.name, Version: p.inst.Version, State: "installed", Message: p.problem})
+		st := PluginStatus{ID: id, Name: p.name, Version: p.inst.Version, State: "installed", Message: p.problem}
+		if p.refused != "" {
+			st.State, st.Message = "failed", p.refused
+		}
+		list = append(list, st)
 	}
 	m.mu.Unlock()
 	for i := range list {
+		if list[i].State == "failed" {
+			continue
+		}
 		if st, ok := m.rt.Status(list[i].ID); ok && st.State == pluginrt.StateFailed {
 			list[i].State, list[i].Message = "failed", st.LastError
 		}

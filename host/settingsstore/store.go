@@ -153,6 +153,39 @@ ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, value = excluded.value,
 	return nil
 }
 
+// Register creates the entry, owned by owner and not configured yet, unless
+// it exists (then nothing changes).
+func (s *Store) Register(ctx context.Context, name, owner string) error {
+	if err := s.ready(); err != nil {
+		return err
+	}
+	if err := checkName(name); err != nil {
+		return err
+	}
+	if owner == "" {
+		return fmt.Errorf("settingsstore: register entry %s: empty owner", name)
+	}
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO settings (name, owner) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`, name, owner); err != nil {
+		return fmt.Errorf("settingsstore: register entry %s: %w", name, err)
+	}
+	return nil
+}
+
+// Delete removes the entry and its stored value; a missing entry is not an
+// error.
+func (s *Store) Delete(ctx context.Context, name string) error {
+	if err := s.ready(); err != nil {
+		return err
+	}
+	if err := checkName(name); err != nil {
+		return err
+	}
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM settings WHERE name = $1`, name); err != nil {
+		return fmt.Errorf("settingsstore: delete entry %s: %w", name, err)
+	}
+	return nil
+}
+
 // Update is the admin save of an entry validated by schema. It merges
 // incoming into the stored values: a write-only (secret) field that is
 // missing, "" or null in incoming keeps its stored value; every other field

@@ -83,6 +83,7 @@ func postgresSchema(t testing.TB) string {
 		t.Fatalf("create schema: %v", err)
 	}
 	t.Cleanup(func() {
+		dropPluginNamespaces(t, admin, schema)
 		if _, err := admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
 			t.Errorf("drop schema %s: %v", schema, err)
 		}
@@ -96,4 +97,44 @@ func postgresSchema(t testing.TB) string {
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// dropPluginNamespaces drops what plugin installs on a host using schema
+// left behind: the schemas and roles named "<schema>_…" (see
+// dbmigrate.Namespaces). Roles are per cluster, so they would outlive the
+// test otherwise.
+func dropPluginNamespaces(t testing.TB, admin *sql.DB, schema string) {
+	ctx := context.Background()
+	names := func(q string) []string {
+		rows, err := admin.QueryContext(ctx, q, schema+`\_%`)
+		if err != nil {
+			t.Errorf("listing plugin namespaces of %s: %v", schema, err)
+			return nil
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var n string
+			if rows.Scan(&n) == nil {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	roles := names(`SELECT rolname FROM pg_roles WHERE rolname LIKE $1`)
+	for _, r := range roles {
+		if _, err := admin.ExecContext(ctx, `DROP OWNED BY "`+r+`"`); err != nil {
+			t.Errorf("drop owned by %s: %v", r, err)
+		}
+	}
+	for _, s := range names(`SELECT nspname FROM pg_namespace WHERE nspname LIKE $1`) {
+		if _, err := admin.ExecContext(ctx, `DROP SCHEMA "`+s+`" CASCADE`); err != nil {
+			t.Errorf("drop schema %s: %v", s, err)
+		}
+	}
+	for _, r := range roles {
+		if _, err := admin.ExecContext(ctx, `DROP ROLE "`+r+`"`); err != nil {
+			t.Errorf("drop role %s: %v", r, err)
+		}
+	}
 }

@@ -1,5 +1,5 @@
--- Host settings entries: one row per setting name. A plugin registers its own
--- entries (owner = plugin id) from its migrations; the host writes value as
+-- Host settings entries: one row per setting name. The host registers each
+-- plugin's entry (owner = plugin id) when it installs it; it writes value as
 -- AES-256-GCM ciphertext under the APP_KEY named by key_id. NULL value means
 -- "not configured yet".
 CREATE TABLE settings (
