@@ -123,11 +123,12 @@ func evalBool(t *testing.T, ctx context.Context, js string) bool {
 
 func waitTrue(t *testing.T, ctx context.Context, sh *shots, what, js string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !evalBool(t, ctx, js) {
 		if time.Now().After(deadline) {
 			sh.take(ctx, "failed-"+strings.ReplaceAll(what, " ", "-"))
-			t.Fatalf("timed out waiting for %s", what)
+			toasts, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll('.toast')].map(e => e.textContent.trim()).join(' | ')`))
+			t.Fatalf("timed out waiting for %s (toasts: %q)", what, toasts)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -264,6 +264,11 @@ func TestHostileMigrations(t *testing.T) {
 				h.seed()
 				e := env{h: h, evil: filepath.Join(t.TempDir(), "evil.db")}
 				m.publish(free, version("1.0.0", m.addArchive(pluginID, "1.0.0", tarGz(c.files(t, e)), archiveOpts{})))
+				// The catalog's serial is accepted once (a write of its own,
+				// not the install's); the dump is taken after that.
+				if _, err := h.app.Market.Cards(ctx); err != nil {
+					t.Fatal(err)
+				}
 				before, pidsBefore := h.dump(), childPids()
 
 				_, err := h.app.Market.Install(ctx, pluginID)
@@ -306,6 +311,9 @@ func TestPluginNamespace(t *testing.T) {
 				"CREATE TABLE widgets (id INTEGER PRIMARY KEY, name TEXT NOT NULL); INSERT INTO widgets (id, name) VALUES (1, 'first');",
 				"DROP TABLE widgets;")
 			m.publish(free, version("1.0.0", m.addArchive(pluginID, "1.0.0", tarGz(files), archiveOpts{})))
+			if _, err := h.app.Market.Cards(ctx); err != nil { // accepts the catalog's serial
+				t.Fatal(err)
+			}
 			before := h.dump()
 			if _, err := h.app.Market.Install(ctx, pluginID); err != nil {
 				t.Fatalf("install: %v", err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,65 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/magicads/r2storage/host/dbmigrate"
 	"github.com/magicads/r2storage/host/marketplace"
 	"github.com/magicads/r2storage/internal/testdb"
 )
-
-// snapshotDB renders every table of the host database, rows sorted, so two
-// snapshots are equal exactly when nothing was written in between.
-func snapshotDB(t testing.TB, db *testdb.DB) string {
-	t.Helper()
-	ctx := context.Background()
-	q := `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name`
-	if db.Dialect == dbmigrate.SQLite {
-		q = `SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`
-	}
-	rows, err := db.QueryContext(ctx, q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tables []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			t.Fatal(err)
-		}
-		tables = append(tables, name)
-	}
-	rows.Close()
-	var b strings.Builder
-	for _, table := range tables {
-		rows, err := db.QueryContext(ctx, `SELECT * FROM "`+table+`"`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cols, _ := rows.Columns()
-		var lines []string
-		for rows.Next() {
-			vals := make([]any, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			if err := rows.Scan(ptrs...); err != nil {
-				t.Fatal(err)
-			}
-			cells := make([]string, len(vals))
-			for i, v := range vals {
-				if bs, ok := v.([]byte); ok {
-					v = string(bs)
-				}
-				cells[i] = fmt.Sprintf("%q", fmt.Sprint(v))
-			}
-			lines = append(lines, strings.Join(cells, " "))
-		}
-		rows.Close()
-		slices.Sort(lines)
-		fmt.Fprintf(&b, "%s %v\n  %s\n", table, cols, strings.Join(lines, "\n  "))
-	}
-	return b.String()
-}
 
 // hostState is what a refused catalog must leave alone.
 type hostState struct {
@@ -81,7 +24,7 @@ type hostState struct {
 }
 
 func (h *host) state() hostState {
-	return hostState{db: snapshotDB(h.t, h.db), files: h.pluginsDirEntries(), procs: childPids()}
+	return hostState{db: h.dump(), files: h.pluginsDirEntries(), procs: childPids()}
 }
 
 // unchanged fails the test if the host's database, plugin files or child

@@ -73,13 +73,14 @@ func freeAddr(b *testing.B) string {
 	return l.Addr().String()
 }
 
-// uploadForm streams a results form: junk bytes in fields named junk-N
-// (each up to 64 KiB) first, then kind, generator and a PNG of fileSize.
+// uploadForm streams a results form: junk bytes in small fields named
+// junk-N (200 bytes each, the shape that made hosts keep every field) first,
+// then kind, generator and a PNG of fileSize.
 func uploadForm(junk int64, fileSize int) (string, io.Reader) {
 	pr, pw := io.Pipe()
 	mw := multipart.NewWriter(pw)
 	go func() {
-		chunk := []byte(strings.Repeat("j", 64<<10))
+		chunk := []byte(strings.Repeat("j", 200))
 		for i := 0; junk > 0; i++ {
 			w, err := mw.CreateFormField(fmt.Sprintf("junk-%d", i))
 			if err != nil {
