@@ -125,8 +125,8 @@ func TestResultsAPINeedsCredentials(t *testing.T) {
 	svc := []string{"Authorization", "Bearer " + serviceToken}
 
 	resp, body := h.post(anon, pngForm())
-	if resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("anonymous create: %d %s", resp.StatusCode, body)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "MAGICADS_SERVICE_TOKEN") {
+		t.Fatalf("anonymous create: %d %s (want 401 naming MAGICADS_SERVICE_TOKEN)", resp.StatusCode, body)
 	}
 	resp, body = h.post(anon, pngForm(), "Authorization", "Bearer not-the-token")
 	if resp.StatusCode != http.StatusUnauthorized {

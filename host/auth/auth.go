@@ -293,6 +293,41 @@ func (a *Auth) Require(next http.Handler) http.Handler {
 	})
 }
 
+// RoleService is the identity of requests carrying the service token.
+const RoleService = "service"
+
+// RequireService guards a results API handler: the studios' service token
+// (MAGICADS_SERVICE_TOKEN; "" accepts none) or, as Require, admin
+// credentials. Its 401 names both tokens.
+func (a *Auth) RequireService(next http.Handler, serviceToken string) http.Handler {
+	serviceSum := sha256.Sum256([]byte(serviceToken))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && serviceToken != "" {
+			if sum := sha256.Sum256([]byte(token)); subtle.ConstantTimeCompare(sum[:], serviceSum[:]) == 1 {
+				id := Identity{User: RoleService, Role: RoleService, Bearer: true}
+				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
+				return
+			}
+		}
+		id, f := a.authorize(r, false)
+		if f != allowed {
+			msg := a.message(f)
+			switch f {
+			case noCredentials:
+				msg = "credentials required: send Authorization: Bearer $MAGICADS_SERVICE_TOKEN (the studios) or $MAGICADS_ADMIN_TOKEN, or sign in at /login"
+			case badToken:
+				msg = "wrong token: the results API takes MAGICADS_SERVICE_TOKEN or MAGICADS_ADMIN_TOKEN"
+			}
+			if f.status() == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="magicads"`)
+			}
+			writeError(w, f.status(), msg)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
+	})
+}
+
 // RequirePage guards an HTML page: without a live session (or the bearer
 // token) it redirects (303) to /login?next=<this path>; a non-admin session
 // or a state-changing request without the CSRF token (header or csrf_token

@@ -6,8 +6,6 @@
 package httpapi
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -57,8 +55,6 @@ type API struct {
 	limits     Limits
 	// uploads holds a token per upload in flight (Limits.MaxUploads).
 	uploads chan struct{}
-	// serviceSum is the SHA-256 of ServiceToken, compared in constant time.
-	serviceSum [32]byte
 }
 
 // New returns the API handler; market may be nil (no marketplace).
@@ -68,7 +64,6 @@ func New(res *results.Service, prov *providers.Manager, market *marketplace.Mark
 	}
 	a := &API{results: res, providers: prov, market: market, opts: opts, mux: http.NewServeMux(), limits: opts.Limits.WithDefaults()}
 	a.uploads = make(chan struct{}, a.limits.MaxUploads)
-	a.serviceSum = sha256.Sum256([]byte(opts.ServiceToken))
 	if a.opts.Auth != nil {
 		a.mux.Handle("/login", a.opts.Auth.Handler())
 		a.mux.Handle("/logout", a.opts.Auth.Handler())
@@ -125,18 +120,7 @@ func (a *API) ResultsRoutes() []string { return append([]string(nil), a.resultPa
 // writes); 401/403 {"error"} otherwise.
 func (a *API) handleResults(pattern string, h http.HandlerFunc) {
 	a.resultPats = append(a.resultPats, pattern)
-	admin := a.opts.Auth.Require(h)
-	a.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if a.opts.ServiceToken != "" {
-			if token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-				if sum := sha256.Sum256([]byte(token)); subtle.ConstantTimeCompare(sum[:], a.serviceSum[:]) == 1 {
-					h(w, r)
-					return
-				}
-			}
-		}
-		admin.ServeHTTP(w, r)
-	}))
+	a.mux.Handle(pattern, a.opts.Auth.RequireService(h, a.opts.ServiceToken))
 }
 
 // handleAdmin registers an admin call behind admin().
