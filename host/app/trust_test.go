@@ -324,6 +324,14 @@ func TestOnlyMediaIsAccepted(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("get: %d", code)
 	}
+	missing, err := http.Get(h.srv.URL + "/api/v1/results/00000000-0000-4000-8000-000000000000/content")
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing.Body.Close()
+	if missing.StatusCode != 404 || !strings.Contains(missing.Header.Get("Content-Security-Policy"), "sandbox") {
+		t.Fatalf("a missing result's content: %d %v", missing.StatusCode, missing.Header)
+	}
 	for _, path := range []string{"/api/v1/results", "/api/v1/results/" + r.ID, "/healthz"} {
 		req, _ := http.NewRequest("GET", h.srv.URL+path, nil)
 		req.Header.Set("Authorization", "Bearer "+serviceToken)

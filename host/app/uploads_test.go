@@ -94,6 +94,16 @@ func TestUploadFormIsBounded(t *testing.T) {
 	if n := cr.n.Load(); n > 8<<20 {
 		t.Fatalf("the host read %d bytes of an oversized field", n)
 	}
+	// A part header of 9 MiB is refused within the form's 64 KiB budget
+	// for everything but the file, never buffered whole.
+	hdr := "--b\r\nContent-Disposition: form-data; name=\"kind\"\r\nX-Junk: " + strings.Repeat("h", 9<<20) + "\r\n\r\nimages\r\n--b--\r\n"
+	cr = &countingReader{r: strings.NewReader(hdr)}
+	if code, msg := h.postStream("multipart/form-data; boundary=b", cr, -1); code != http.StatusRequestEntityTooLarge || !strings.Contains(msg, "part headers") {
+		t.Fatalf("a 9 MiB part header: %d %s", code, msg)
+	}
+	if n := cr.n.Load(); n > 4<<20 { // what the socket buffers take, not the host
+		t.Fatalf("the host read %d bytes of a form with a 9 MiB part header", n)
+	}
 	for name, parts := range map[string][]formPart{
 		"two files":       pngForm(file("b.png", "image/png", pngBytes(64))),
 		"duplicate field": append([]formPart{field("kind", "images")}, pngForm()...),

@@ -300,10 +300,9 @@ const RoleService = "service"
 // (MAGICADS_SERVICE_TOKEN; "" accepts none) or, as Require, admin
 // credentials. Its 401 names both tokens.
 func (a *Auth) RequireService(next http.Handler, serviceToken string) http.Handler {
-	serviceSum := sha256.Sum256([]byte(serviceToken))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && serviceToken != "" {
-			if sum := sha256.Sum256([]byte(token)); subtle.ConstantTimeCompare(sum[:], serviceSum[:]) == 1 {
+			if equal(token, serviceToken) {
 				id := Identity{User: RoleService, Role: RoleService, Bearer: true}
 				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
 				return

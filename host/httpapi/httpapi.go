@@ -202,13 +202,17 @@ type Limits struct {
 
 // DefaultMaxResultBytes is the default largest result: 2 GiB, room for a
 // long high-resolution studio video.
-const DefaultMaxResultBytes = 2 << 30
+const DefaultMaxResultBytes int64 = 2 << 30
+
+// MaxMaxResultBytes is the highest MaxResultBytes the host takes (1 TiB).
+const MaxMaxResultBytes int64 = 1 << 40
 
 // WithDefaults fills the zero fields of l.
 func (l Limits) WithDefaults() Limits {
 	if l.MaxResultBytes <= 0 {
 		l.MaxResultBytes = DefaultMaxResultBytes
 	}
+	l.MaxResultBytes = min(l.MaxResultBytes, MaxMaxResultBytes)
 	if l.MaxUploads <= 0 {
 		l.MaxUploads = 64
 	}

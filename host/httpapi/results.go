@@ -82,6 +82,8 @@ const contentCSP = "sandbox; default-src 'none'; img-src 'self' data:; media-src
 // resultContent serves a local result's bytes (with Range support) or
 // redirects to an offloaded result's public URL.
 func (a *API) resultContent(w http.ResponseWriter, r *http.Request) {
+	// Every answer here, redirects and errors too, is inert in a browser.
+	w.Header().Set("Content-Security-Policy", contentCSP)
 	c, err := a.results.Content(r.Context(), r.PathValue("id"))
 	if errors.Is(err, results.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "no result "+r.PathValue("id"))
@@ -111,7 +113,6 @@ func (a *API) resultContent(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
 	}
-	w.Header().Set("Content-Security-Policy", contentCSP)
 	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 	http.ServeContent(w, r, "", c.Result.CreatedAt, f)
 }

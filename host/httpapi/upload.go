@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"mime/multipart"
 	"net/http"
 	"os"
@@ -27,6 +28,34 @@ var textFields = map[string]bool{"kind": true, "generator": true, "owner": true}
 
 // errTooLarge marks a file part over Limits.MaxResultBytes.
 var errTooLarge = errors.New("result too large")
+
+// errFormTooLarge marks a form whose parts other than the file (boundaries,
+// part headers, text fields) take more than formOverhead bytes.
+var errFormTooLarge = errors.New("form too large")
+
+// formBudget bounds what the multipart reader may read: formOverhead bytes
+// of boundaries, part headers and text fields, plus the file's maximum once
+// the file part starts (grant). Without it the reader would buffer up to
+// 10 MiB of headers per part before a part's name could be checked.
+type formBudget struct {
+	r    io.Reader
+	left int64
+}
+
+func (b *formBudget) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, fmt.Errorf("%w: its fields and part headers take more than %d bytes", errFormTooLarge, formOverhead)
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+// grant lets n more bytes through.
+func (b *formBudget) grant(n int64) { b.left += n }
 
 // clientReader reads the file part: it fails with errTooLarge once more
 // than max bytes came through, and remembers a failure of the client's
@@ -57,6 +86,9 @@ func clientError(err error) error {
 	if errors.Is(err, errTooLarge) || errors.Is(err, errTooSlow) || errors.As(err, &mbe) {
 		return err
 	}
+	if errors.Is(err, errFormTooLarge) {
+		return &uploadError{http.StatusRequestEntityTooLarge, "the form is too large: " + err.Error()}
+	}
 	return badForm("the upload ended early: %v", err)
 }
 
@@ -81,6 +113,7 @@ type upload struct {
 	results  *results.Service
 	maxFile  int64
 	spoolDir string
+	budget   *formBudget
 	fields   map[string]string
 	ctype    string // the file part's declared Content-Type
 	staged   *results.Staged
@@ -119,6 +152,7 @@ func (u *upload) read(ctx context.Context, mr *multipart.Reader) error {
 				return badForm("the form has more than one file part; send one result per request")
 			}
 			u.ctype = part.Header.Get("Content-Type")
+			u.budget.grant(u.maxFile)
 			file := &clientReader{r: part, max: u.maxFile}
 			if u.fields["kind"] != "" && u.fields["generator"] != "" {
 				if u.staged, err = u.results.Stage(ctx, u.meta(), file); err != nil {
@@ -193,15 +227,16 @@ func (a *API) createResult(w http.ResponseWriter, r *http.Request) {
 		a.tooLarge(w)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxFile+formOverhead)
-	mr, err := r.MultipartReader()
-	if err != nil {
+	boundary, ok := multipartBoundary(r)
+	if !ok {
 		writeError(w, http.StatusBadRequest, "send multipart/form-data with the fields file, kind, generator and, optionally, owner")
 		return
 	}
-	u := &upload{results: a.results, maxFile: maxFile, spoolDir: a.opts.SpoolDir}
+	budget := &formBudget{r: http.MaxBytesReader(w, r.Body, maxFile+formOverhead), left: formOverhead}
+	mr := multipart.NewReader(budget, boundary)
+	u := &upload{results: a.results, maxFile: maxFile, spoolDir: a.opts.SpoolDir, budget: budget}
 	defer u.close()
-	err = u.read(r.Context(), mr)
+	err := u.read(r.Context(), mr)
 	if err == nil {
 		var res results.Result
 		if res, err = u.staged.Commit(r.Context(), u.fields["owner"]); err == nil {
@@ -211,6 +246,9 @@ func (a *API) createResult(w http.ResponseWriter, r *http.Request) {
 	}
 	var ue *uploadError
 	var mbe *http.MaxBytesError
+	if errors.Is(err, errFormTooLarge) {
+		err = clientError(err)
+	}
 	switch {
 	case errors.As(err, &ue):
 		writeError(w, ue.status, ue.msg)
@@ -227,6 +265,15 @@ func (a *API) createResult(w http.ResponseWriter, r *http.Request) {
 	default:
 		a.internalError(w, "finalizing the result", err)
 	}
+}
+
+// multipartBoundary returns the boundary of a multipart/form-data request.
+func multipartBoundary(r *http.Request) (string, bool) {
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/form-data" || params["boundary"] == "" {
+		return "", false
+	}
+	return params["boundary"], true
 }
 
 func (a *API) tooLarge(w http.ResponseWriter) {

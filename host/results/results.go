@@ -116,7 +116,8 @@ type Upload struct {
 	Kind string
 	// Generator is the model that made it (lowercase letters, digits, hyphens).
 	Generator string
-	// Owner is the platform user it belongs to; "" for none.
+	// Owner is the platform user it belongs to; "" for none. Finalize
+	// records it; Stage ignores it (Commit takes the owner).
 	Owner string
 	// ContentType is the declared media type; "" or application/octet-stream
 	// lets the content decide. The content always decides what is stored.
@@ -241,7 +242,7 @@ func checkOwner(owner string) error {
 	return nil
 }
 
-// checkInput validates kind, generator and owner.
+// checkInput validates kind and generator (Commit checks the owner).
 func checkInput(u Upload) error {
 	if u.Kind != KindImages && u.Kind != KindVideos {
 		return fmt.Errorf("%w: kind %q is not %q or %q", ErrInvalid, u.Kind, KindImages, KindVideos)
@@ -249,7 +250,7 @@ func checkInput(u Upload) error {
 	if len(u.Generator) > maxGenerator || !generatorPattern.MatchString(u.Generator) {
 		return fmt.Errorf("%w: generator %q must be 1 to %d lowercase letters, digits and single hyphens", ErrInvalid, u.Generator, maxGenerator)
 	}
-	return checkOwner(u.Owner)
+	return nil
 }
 
 // sniff reads the content's leading bytes and returns its media type: an
@@ -308,7 +309,6 @@ func (s *Service) Finalize(ctx context.Context, u Upload, r io.Reader) (Result, 
 // yet: Commit records it, Discard removes it.
 type Staged struct {
 	s    *Service
-	u    Upload
 	id   string
 	key  string
 	ct   string
@@ -343,7 +343,7 @@ func (s *Service) Stage(ctx context.Context, u Upload, r io.Reader) (*Staged, er
 	if err != nil {
 		return nil, fmt.Errorf("results: writing %s to the local disk: %w", key, err)
 	}
-	return &Staged{s: s, u: u, id: id, key: key, ct: ct, size: info.Size, sum: sum}, nil
+	return &Staged{s: s, id: id, key: key, ct: ct, size: info.Size, sum: sum}, nil
 }
 
 // Discard removes a staged result's local file; it does nothing after Commit.

@@ -1,6 +1,6 @@
 // Command magicads is the MagicAds host.
 //
-//	magicads serve [--addr 127.0.0.1:8080] [--data-dir ./data] [--db postgres://…] [--trusted-proxies CIDR,…]
+//	magicads serve [--addr 127.0.0.1:8080] [--data-dir ./data] [--db postgres://…] [--trusted-proxies CIDR,…] [--max-result-bytes N]
 //
 // Every flag has an environment variable (../shared/api.md). SIGINT and
 // SIGTERM shut it down cleanly and stop every plugin process.
@@ -58,7 +58,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (flags, 
 	fs.StringVar(&f.catalog, "catalog", env(getenv, "MAGICADS_CATALOG", ""), "marketplace index URL (MAGICADS_CATALOG)")
 	fs.StringVar(&f.trustedKey, "trusted-key", env(getenv, "MAGICADS_TRUSTED_KEYS", ""), "marketplace ed25519 public key file(s) (MAGICADS_TRUSTED_KEYS)")
 	fs.StringVar(&f.license, "license", env(getenv, "MAGICADS_LICENSE", "regular"), "regular or extended (MAGICADS_LICENSE)")
-	maxResult := env(getenv, "MAGICADS_MAX_RESULT_BYTES", strconv.Itoa(httpapi.DefaultMaxResultBytes))
+	maxResult := env(getenv, "MAGICADS_MAX_RESULT_BYTES", strconv.FormatInt(httpapi.DefaultMaxResultBytes, 10))
 	fs.StringVar(&maxResult, "max-result-bytes", maxResult, "largest result accepted, in bytes (MAGICADS_MAX_RESULT_BYTES)")
 	proxies := fs.String("trusted-proxies", env(getenv, "MAGICADS_TRUSTED_PROXIES", ""), "CIDRs or addresses of TLS-terminating reverse proxies, comma-separated: their X-Forwarded-For names the client, and cookies are Secure (MAGICADS_TRUSTED_PROXIES)")
 	if err := fs.Parse(args); err != nil {
@@ -68,8 +68,8 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (flags, 
 		return f, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	n, err := strconv.ParseInt(maxResult, 10, 64)
-	if err != nil || n < 1 {
-		return f, fmt.Errorf("--max-result-bytes must be a positive number of bytes, got %q", maxResult)
+	if err != nil || n < 1 || n > httpapi.MaxMaxResultBytes {
+		return f, fmt.Errorf("--max-result-bytes must be a number of bytes from 1 to %d, got %q", httpapi.MaxMaxResultBytes, maxResult)
 	}
 	f.maxResultBytes = n
 	if f.license != "regular" && f.license != "extended" {
