@@ -176,6 +176,8 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, providers.ErrNotAnOption):
 		return http.StatusUnprocessableEntity
+	case errors.Is(err, providers.ErrRefused):
+		return http.StatusConflict
 	}
 	return http.StatusInternalServerError
 }

@@ -20,7 +20,7 @@ func marketStatus(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, marketplace.ErrInvalidReceipt):
 		return http.StatusUnprocessableEntity
-	case errors.Is(err, marketplace.ErrCatalogStale), errors.Is(err, marketplace.ErrCatalogExpired):
+	case errors.Is(err, marketplace.ErrCatalogStale), errors.Is(err, marketplace.ErrCatalogExpired), errors.Is(err, marketplace.ErrCatalogUnavailable):
 		return http.StatusBadGateway // the marketplace serves an index this host must refuse
 	case errors.Is(err, marketplace.ErrDowngrade):
 		return http.StatusConflict
@@ -48,7 +48,14 @@ func (a *API) listPlugins(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"plugins": a.providers.Plugins()})
 		return
 	}
+	out := map[string]any{}
 	cards, err := a.market.Cards(r.Context())
+	if status := marketStatus(err); status == http.StatusBadGateway {
+		// The catalog is unreachable or refused (stale, expired, bad
+		// signature): installed plugins stay listed, with the cause.
+		out["catalog_error"] = err.Error()
+		cards, err = a.market.InstalledCards(r.Context())
+	}
 	if err != nil {
 		a.marketError(w, err)
 		return
@@ -56,7 +63,8 @@ func (a *API) listPlugins(w http.ResponseWriter, r *http.Request) {
 	if cards == nil {
 		cards = []marketplace.Card{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"plugins": cards})
+	out["plugins"] = cards
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *API) installPlugin(w http.ResponseWriter, r *http.Request) {

@@ -31,7 +31,7 @@ func (m *Marketplace) fetch(ctx context.Context) (*catalog.Index, error) {
 	}
 	idx, err := catalog.Fetch(ctx, m.cfg.HTTPClient, m.cfg.CatalogURL, m.cfg.TrustedKeys)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrCatalogUnavailable, err)
 	}
 	if err := m.accept(ctx, idx); err != nil {
 		return nil, err

@@ -115,12 +115,19 @@ func TestTamperedPluginRecord(t *testing.T) {
 
 				h.restart()
 				assertRefused(t, h, marker, "install record")
+				// The card offers the catalog's version to install again.
+				if c := card(t, h); !c.Reinstall || c.Version != "1.0.0" || c.CTA != "uninstall" {
+					t.Fatalf("the card of a refused record: %+v (want Reinstall, catalog version 1.0.0)", c)
+				}
 
 				if tc.name == "binary path and sha256" {
 					if v, err := h.app.Market.Install(ctx, pluginID); err != nil || v != "1.0.0" {
 						t.Fatalf("reinstall over a refused record: %q %v", v, err)
 					}
 					h.waitRunning()
+					if c := card(t, h); c.Reinstall {
+						t.Fatalf("the card still offers Reinstall after a reinstall: %+v", c)
+					}
 					h.restart()
 					h.waitRunning()
 				}

@@ -100,7 +100,11 @@ type Card struct {
 	// State is not_installed, installed or failed.
 	State string `json:"state"`
 	// CTA is install, buy or uninstall.
-	CTA          string `json:"cta"`
+	CTA string `json:"cta"`
+	// Reinstall is true for an installed plugin whose install record failed
+	// its check (changed in the database, or written by an older host): it
+	// is not launched until installed again, which the card offers.
+	Reinstall    bool   `json:"reinstall"`
 	Message      string `json:"message"`
 	Price        string `json:"price"`
 	CheckoutURL  string `json:"checkout_url"`
@@ -110,15 +114,28 @@ type Card struct {
 // Cards lists the catalog's plugins and the installed ones with what each
 // card offers. Without a catalog, only installed plugins are listed.
 func (m *Marketplace) Cards(ctx context.Context) ([]Card, error) {
+	idx, err := m.fetch(ctx)
+	if err != nil && !errors.Is(err, ErrNoCatalog) {
+		return nil, err
+	}
+	return m.cards(ctx, idx)
+}
+
+// InstalledCards lists the installed plugins' cards without the catalog:
+// what the console shows when the catalog is unreachable or refused, so
+// installed plugins can still be configured and uninstalled.
+func (m *Marketplace) InstalledCards(ctx context.Context) ([]Card, error) {
+	return m.cards(ctx, nil)
+}
+
+// cards builds the cards of idx's plugins (none when nil) and of every
+// installed plugin.
+func (m *Marketplace) cards(ctx context.Context, idx *catalog.Index) ([]Card, error) {
 	installed := map[string]providers.PluginStatus{}
 	for _, st := range m.prov.Plugins() {
 		installed[st.ID] = st
 	}
 	var cards []Card
-	idx, err := m.fetch(ctx)
-	if err != nil && !errors.Is(err, ErrNoCatalog) {
-		return nil, err
-	}
 	if idx != nil {
 		for _, p := range idx.Plugins {
 			c := Card{ID: p.ID, Name: p.Name, Description: p.Description, CheckoutURL: p.CheckoutURL, State: "not_installed"}
@@ -159,8 +176,11 @@ func (m *Marketplace) Cards(ctx context.Context) ([]Card, error) {
 // fill sets an installed plugin's card fields.
 func (m *Marketplace) fill(c *Card, st providers.PluginStatus) {
 	c.InstalledVersion, c.State, c.CTA = st.Version, st.State, "uninstall"
-	if c.Version != "" && !newer(c.Version, st.Version) {
-		c.Version = st.Version // nothing newer: never offer an older version
+	c.Reinstall = !m.prov.Verified(st.ID)
+	if !c.Reinstall && c.Version != "" && !newer(c.Version, st.Version) {
+		// Nothing newer: never offer an older version. (A refused record's
+		// version is not trusted, so its card offers the catalog's.)
+		c.Version = st.Version
 	}
 	c.ConfigureURL = "/app/admin/general/plugins/" + st.ID
 	if st.State == "failed" || c.Message == "" {

@@ -63,6 +63,8 @@ type Config struct {
 var (
 	// ErrNoCatalog: the host has no --catalog.
 	ErrNoCatalog = errors.New("no marketplace catalog is configured (--catalog)")
+	// ErrCatalogUnavailable: the catalog could not be fetched or verified.
+	ErrCatalogUnavailable = errors.New("the marketplace catalog is unavailable")
 	// ErrUnknownPlugin: the catalog has no such plugin.
 	ErrUnknownPlugin = errors.New("the catalog has no such plugin")
 	// ErrNotInstalled: uninstall of a plugin that is not installed.

@@ -42,6 +42,9 @@ var (
 	ErrNotInstalled = errors.New("no such storage provider is installed")
 	// ErrNotAnOption: the provider cannot be the Default Storage now.
 	ErrNotAnOption = errors.New("not a Default Storage option")
+	// ErrRefused: the plugin's install record failed its check; it must be
+	// installed again before it can be configured.
+	ErrRefused = errors.New("the plugin's install record was refused")
 )
 
 // Installed is an installed plugin: its files and pinned binary checksum.

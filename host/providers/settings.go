@@ -30,7 +30,7 @@ func (m *Manager) plugin(id string) (*plugin, error) {
 	}
 	if p.schema == nil {
 		// A refused record whose files could not be read.
-		return nil, fmt.Errorf("plugin %s: %s", id, p.refused)
+		return nil, fmt.Errorf("%w: plugin %s: %s", ErrRefused, id, p.refused)
 	}
 	return p, nil
 }

@@ -166,6 +166,7 @@ type cardJSON struct {
 	InstalledVersion string `json:"installed_version"`
 	State            string `json:"state"`
 	CTA              string `json:"cta"`
+	Reinstall        bool   `json:"reinstall"`
 	Message          string `json:"message"`
 	Price            string `json:"price"`
 	CheckoutURL      string `json:"checkout_url"`
@@ -200,7 +201,7 @@ func newCardView(c cardJSON) cardView {
 	if v.Installed && v.ConfigureURL == "" {
 		v.ConfigureURL = PluginsPath + "/" + c.ID
 	}
-	if v.Installed && c.CTA == "uninstall" && c.Version != "" && c.InstalledVersion != "" {
+	if v.Installed && c.CTA == "uninstall" && !c.Reinstall && c.Version != "" && c.InstalledVersion != "" {
 		// Only a newer version is an update (semver precedence; an
 		// unparsable version is never offered): never "Update to" an older one.
 		if cmp, err := catalog.CompareVersions(c.Version, c.InstalledVersion); err == nil && cmp > 0 {

@@ -161,6 +161,14 @@ type page struct {
 	Data any
 }
 
+// pluginsView is the marketplace page's data.
+type pluginsView struct {
+	Cards []cardView
+	// CatalogError says why the catalog's plugins are missing (only the
+	// installed ones are listed then).
+	CatalogError string
+}
+
 // crumb is one breadcrumb.
 type crumb struct {
 	Title, URL string
@@ -229,7 +237,8 @@ func (h *handler) storagePage(w http.ResponseWriter, r *http.Request) {
 func (h *handler) pluginsPage(w http.ResponseWriter, r *http.Request) {
 	p := page{Name: "plugins", Title: "Plugins", Nav: "plugins", Crumbs: pluginsCrumbs[:2]}
 	var body struct {
-		Plugins []cardJSON `json:"plugins"`
+		Plugins      []cardJSON `json:"plugins"`
+		CatalogError string     `json:"catalog_error"`
 	}
 	if err := h.apiGet(w, r, "/api/v1/admin/plugins", &body); err != nil {
 		h.renderAPIError(w, r, p, err)
@@ -239,7 +248,7 @@ func (h *handler) pluginsPage(w http.ResponseWriter, r *http.Request) {
 	for _, c := range body.Plugins {
 		cards = append(cards, newCardView(c))
 	}
-	p.Data = cards
+	p.Data = pluginsView{Cards: cards, CatalogError: body.CatalogError}
 	h.render(w, r, http.StatusOK, "plugins", p)
 }
 

@@ -884,3 +884,39 @@ func TestRoutes(t *testing.T) {
 		t.Errorf("no API: %d", res.StatusCode)
 	}
 }
+
+// TestPluginsPageOffersReinstall: a plugin whose install record was refused
+// gets a Reinstall button (an install of the catalog's version) besides
+// Uninstall, and no Update.
+func TestPluginsPageOffersReinstall(t *testing.T) {
+	api := newFakeAPI()
+	api.set("/api/v1/admin/plugins", 200, map[string]any{"plugins": []map[string]any{
+		{"id": "refused", "name": "Refused", "version": "1.0.0", "installed_version": "9.9.9", "state": "failed", "cta": "uninstall", "reinstall": true,
+			"message": "install record refused: reinstall the plugin from the marketplace"},
+	}})
+	_, _, doc := get(t, New(Options{API: api}), PluginsPath)
+	n := mustID(t, doc, "reinstall-refused")
+	if action, _ := attr(n, "data-action"); textOf(n) != "Reinstall" || action != "install" {
+		t.Errorf("reinstall button %q %q", textOf(n), action)
+	}
+	if byID(doc, "uninstall-refused") == nil || byID(doc, "update-refused") != nil {
+		t.Error("a refused record's card must offer Uninstall and no Update")
+	}
+}
+
+// TestPluginsPageShowsCatalogError: with the catalog refused the page lists
+// the installed plugins (Configure, Uninstall) under a warning naming why.
+func TestPluginsPageShowsCatalogError(t *testing.T) {
+	api := newFakeAPI()
+	api.set("/api/v1/admin/plugins", 200, map[string]any{
+		"catalog_error": "catalog index expired at 2026-01-01T00:00:00Z",
+		"plugins": []map[string]any{{"id": "r2", "name": "R2", "version": "1.0.0", "installed_version": "1.0.0", "state": "installed", "cta": "uninstall"}},
+	})
+	_, _, doc := get(t, New(Options{API: api}), PluginsPath)
+	if n := mustID(t, doc, "catalog-error"); !strings.Contains(textOf(n), "expired at 2026-01-01") {
+		t.Errorf("catalog warning %q", textOf(n))
+	}
+	if byID(doc, "uninstall-r2") == nil || byID(doc, "configure-r2") == nil {
+		t.Error("the installed plugin lost its buttons")
+	}
+}
