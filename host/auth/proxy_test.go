@@ -35,7 +35,7 @@ func TestParseTrustedProxies(t *testing.T) {
 	if p, err := ParseTrustedProxies(""); err != nil || len(p) != 0 {
 		t.Fatalf("empty list: %v %v", p, err)
 	}
-	for _, bad := range []string{"10.0.0.0/33", "example.com", "10.0.0.0/8,300.1.1.1", "10.0.0.0/8;192.0.2.1", "fe80::1%eth0"} {
+	for _, bad := range []string{"10.0.0.0/33", "example.com", "10.0.0.0/8,300.1.1.1", "10.0.0.0/8;192.0.2.1", "fe80::1%eth0", "0.0.0.0/0", "::/0"} {
 		_, err := ParseTrustedProxies(bad)
 		if err == nil {
 			t.Errorf("%q accepted", bad)

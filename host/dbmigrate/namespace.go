@@ -190,22 +190,54 @@ func (n *Namespaces) run(ctx context.Context, id string, src fs.FS, up bool, dow
 			return nil
 		}
 	}
+	// The namespace is made on the first migration with a statement in it,
+	// so a plugin whose migrations are empty (R2's) needs none, and on
+	// PostgreSQL no role is created for it.
 	var exec func(body []byte) error
 	switch n.dialect {
 	case Postgres:
-		nm, err := n.ensurePostgres(ctx, id)
-		if err != nil {
-			return err
+		var nm *pgNames
+		exec = func(body []byte) error {
+			if noStatements(body) {
+				return nil
+			}
+			if nm == nil {
+				made, err := n.ensurePostgres(ctx, id)
+				if err != nil {
+					return err
+				}
+				nm = &made
+			}
+			return n.execPostgres(ctx, *nm, body)
 		}
-		exec = func(body []byte) error { return n.execPostgres(ctx, nm, body) }
 	default:
-		file, err := n.ensureSQLite(id)
-		if err != nil {
-			return err
+		file := ""
+		exec = func(body []byte) error {
+			if noStatements(body) {
+				return nil
+			}
+			if file == "" {
+				made, err := n.ensureSQLite(id)
+				if err != nil {
+					return err
+				}
+				file = made
+			}
+			return execSQLite(ctx, file, body)
 		}
-		exec = func(body []byte) error { return execSQLite(ctx, file, body) }
 	}
 	return run(ctx, n.db, n.dialect, src, PluginTable(id), up, downTo, exec)
+}
+
+// noStatements reports whether a migration holds only blank lines and
+// "--" comments.
+func noStatements(body []byte) bool {
+	for _, line := range strings.Split(string(body), "\n") {
+		if l := strings.TrimSpace(line); l != "" && !strings.HasPrefix(l, "--") {
+			return false
+		}
+	}
+	return true
 }
 
 // Drop removes the plugin's namespace (on PostgreSQL its schema, everything

@@ -253,3 +253,35 @@ func TestSQLiteConfinement(t *testing.T) {
 		t.Fatalf("own table: %d %v", n, err)
 	}
 }
+
+// TestEmptyMigrationsMakeNoNamespace: a plugin whose migrations hold only
+// comments (R2's) is recorded as migrated without a namespace: no schema or
+// role on PostgreSQL (so no CREATEROLE is needed for it), no database file
+// on SQLite; uninstalling it needs none either.
+func TestEmptyMigrationsMakeNoNamespace(t *testing.T) {
+	forEachDB(t, func(t *testing.T, tdb testDB) {
+		ctx := context.Background()
+		const id = "empty-plugin"
+		ns := NewNamespaces(tdb.db, tdb.dialect, t.TempDir())
+		t.Cleanup(func() { _ = ns.Drop(context.Background(), id) })
+		src := fstest.MapFS{
+			"000001_nothing.up.sql":   {Data: []byte("-- This plugin keeps nothing in the database.\n\n")},
+			"000001_nothing.down.sql": {Data: []byte("-- Nothing to undo.\n")},
+		}
+		if err := ns.Up(ctx, id, src); err != nil {
+			t.Fatalf("up: %v", err)
+		}
+		if st, _ := ns.Version(ctx, id); !st.Applied || st.Version != 1 {
+			t.Fatalf("version after up: %+v", st)
+		}
+		if namespaceExists(t, tdb, ns, id) {
+			t.Fatal("empty migrations made a namespace")
+		}
+		if err := ns.Down(ctx, id, src); err != nil {
+			t.Fatalf("down: %v", err)
+		}
+		if namespaceExists(t, tdb, ns, id) {
+			t.Fatal("down made a namespace")
+		}
+	})
+}
