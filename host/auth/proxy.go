@@ -38,7 +38,7 @@ func ParseTrustedProxies(list string) ([]netip.Prefix, error) {
 			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
 		if p.Bits() == 0 {
-			return nil, fmt.Errorf("trusted proxy %q would trust every address, so any client could name its own address and get Secure cookies: list your proxies' addresses or networks", item)
+			return nil, fmt.Errorf("trusted proxy %q would trust every address, so any client could name its own address and get Secure cookies: list your proxies' addresses or CIDR networks", item)
 		}
 		out = append(out, p.Masked())
 	}

@@ -910,7 +910,7 @@ func TestPluginsPageShowsCatalogError(t *testing.T) {
 	api := newFakeAPI()
 	api.set("/api/v1/admin/plugins", 200, map[string]any{
 		"catalog_error": "catalog index expired at 2026-01-01T00:00:00Z",
-		"plugins": []map[string]any{{"id": "r2", "name": "R2", "version": "1.0.0", "installed_version": "1.0.0", "state": "installed", "cta": "uninstall"}},
+		"plugins":       []map[string]any{{"id": "r2", "name": "R2", "version": "1.0.0", "installed_version": "1.0.0", "state": "installed", "cta": "uninstall"}},
 	})
 	_, _, doc := get(t, New(Options{API: api}), PluginsPath)
 	if n := mustID(t, doc, "catalog-error"); !strings.Contains(textOf(n), "expired at 2026-01-01") {
