@@ -159,18 +159,8 @@ func TestGoLiveChecklist(t *testing.T) {
 	sh := newShots(t)
 	base := s.host.URL
 
-	// Sign in.
-	must(t, ctx, sh, "login",
-		chromedp.Navigate(base+"/app/admin/general/plugins"),
-		chromedp.WaitVisible(chromedp.CSS(`input[name="password"]`)),
-		chromedp.SetValue(chromedp.CSS(`input[name="username"]`), "admin"),
-		chromedp.SetValue(chromedp.CSS(`input[name="password"]`), s.password),
-		chromedp.Submit(chromedp.CSS(`input[name="password"]`)),
-	)
-
-	// 1. Install the plugin from the marketplace card.
-	must(t, ctx, sh, "install", clickButton("Install"))
-	waitTrue(t, ctx, sh, "the install to finish", `[...document.querySelectorAll('button')].some(b => b.textContent.trim() === 'Uninstall')`)
+	// Sign in; 1. install the plugin from the marketplace card.
+	signInAndInstall(t, ctx, sh, s)
 	sh.take(ctx, "installed")
 
 	// Troubleshooting: R2 doesn't appear in the Default Storage list (not enabled, no credentials).
@@ -259,6 +249,21 @@ func TestGoLiveChecklist(t *testing.T) {
 		}
 	}
 	sh.take(ctx, "done")
+}
+
+// signInAndInstall signs in as admin on the plugins page and installs the
+// plugin from its marketplace card.
+func signInAndInstall(t *testing.T, ctx context.Context, sh *shots, s *stack) {
+	t.Helper()
+	must(t, ctx, sh, "login",
+		chromedp.Navigate(s.host.URL+"/app/admin/general/plugins"),
+		chromedp.WaitVisible(chromedp.CSS(`input[name="password"]`)),
+		chromedp.SetValue(chromedp.CSS(`input[name="username"]`), "admin"),
+		chromedp.SetValue(chromedp.CSS(`input[name="password"]`), s.password),
+		chromedp.Submit(chromedp.CSS(`input[name="password"]`)),
+	)
+	must(t, ctx, sh, "install", clickButton("Install"))
+	waitTrue(t, ctx, sh, "the install to finish", `[...document.querySelectorAll('button')].some(b => b.textContent.trim() === 'Uninstall')`)
 }
 
 // generate makes a demo result on the results page and returns the text

@@ -48,15 +48,7 @@ func TestHostileResultRunsNoScript(t *testing.T) {
 	ctx := browser(t)
 	sh := newShots(t)
 	base := s.host.URL
-	must(t, ctx, sh, "login",
-		chromedp.Navigate(base+"/app/admin/general/plugins"),
-		chromedp.WaitVisible(chromedp.CSS(`input[name="password"]`)),
-		chromedp.SetValue(chromedp.CSS(`input[name="username"]`), "admin"),
-		chromedp.SetValue(chromedp.CSS(`input[name="password"]`), s.password),
-		chromedp.Submit(chromedp.CSS(`input[name="password"]`)),
-	)
-	must(t, ctx, sh, "install", clickButton("Install"))
-	waitTrue(t, ctx, sh, "the install to finish", `[...document.querySelectorAll('button')].some(b => b.textContent.trim() === 'Uninstall')`)
+	signInAndInstall(t, ctx, sh, s)
 	bg := context.Background()
 	if fields, err := s.app.Providers.SaveSettings(bg, "cloudflare-r2", map[string]any{
 		"access_key_id": s.s3.AccessKey, "secret_access_key": s.s3.SecretKey, "bucket": bucketName,

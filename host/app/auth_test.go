@@ -32,11 +32,16 @@ type authHost struct {
 
 func startAuthHost(t *testing.T, dataDir, password string, pwOut io.Writer) *authHost {
 	t.Helper()
+	return startAppHost(t, app.Config{DataDir: dataDir, AppKey: appKey(), AdminToken: adminToken, AdminPassword: password, AdminPasswordOut: pwOut})
+}
+
+// startAppHost starts a host with cfg (its Logger set to the host's logs)
+// behind a test server, both closed when the test ends.
+func startAppHost(t *testing.T, cfg app.Config) *authHost {
+	t.Helper()
 	h := &authHost{t: t, logs: &plugintest.Logs{}, bodies: &plugintest.Logs{}}
-	a, err := app.New(context.Background(), app.Config{
-		DataDir: dataDir, AppKey: appKey(), AdminToken: adminToken, AdminPassword: password, AdminPasswordOut: pwOut,
-		Logger: slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	cfg.Logger = slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a, err := app.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("starting the host: %v", err)
 	}

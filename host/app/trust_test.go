@@ -2,23 +2,18 @@ package app_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"mime/multipart"
 	"net/http"
-	"net/http/httptest"
 	"net/textproto"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/magicads/r2storage/host/app"
 	"github.com/magicads/r2storage/host/auth"
 	"github.com/magicads/r2storage/host/dbmigrate"
-	"github.com/magicads/r2storage/internal/plugintest"
 	"github.com/magicads/r2storage/internal/testdb"
 )
 
@@ -33,27 +28,15 @@ type trustHost struct {
 
 func startTrustHost(t *testing.T, dialect dbmigrate.Dialect, tune func(*app.Config)) *trustHost {
 	t.Helper()
-	h := &trustHost{authHost: &authHost{t: t, logs: &plugintest.Logs{}, bodies: &plugintest.Logs{}}, dataDir: t.TempDir()}
+	dataDir := t.TempDir()
 	cfg := app.Config{
-		DataDir: h.dataDir, DB: testdb.Open(t, dialect).DSN, AppKey: appKey(), AdminToken: adminToken,
+		DataDir: dataDir, DB: testdb.Open(t, dialect).DSN, AppKey: appKey(), AdminToken: adminToken,
 		AdminPassword: consolePassword, AdminPasswordOut: io.Discard, ServiceToken: serviceToken,
-		Logger: slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if tune != nil {
 		tune(&cfg)
 	}
-	a, err := app.New(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("starting the host: %v", err)
-	}
-	h.app, h.srv = a, httptest.NewServer(a.Handler())
-	t.Cleanup(func() {
-		h.srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		a.Close(ctx)
-	})
-	return h
+	return &trustHost{authHost: startAppHost(t, cfg), dataDir: dataDir}
 }
 
 // pngBytes is n bytes that start with the PNG signature.
