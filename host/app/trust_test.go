@@ -217,6 +217,9 @@ func TestResultsOwner(t *testing.T) {
 			if code != 200 || strings.Count(body, `"id"`) != 4 {
 				t.Fatalf("unfiltered list: %d %s", code, body)
 			}
+			if resp, body := h.post(h.client(), append([]formPart{field("owner", "user\u202e1")}, pngForm()...), svc...); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "owner") {
+				t.Fatalf("an owner with a right-to-left override: %d %s", resp.StatusCode, body)
+			}
 			long := strings.Repeat("u", 2000)
 			if resp, body := h.post(h.client(), append([]formPart{field("owner", long)}, pngForm()...), svc...); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "owner") {
 				t.Fatalf("an owner of 2000 bytes: %d %s", resp.StatusCode, body)

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -278,6 +279,29 @@ func TestSlowAndIdleConnectionsAreCut(t *testing.T) {
 	idle.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := br.ReadByte(); err == nil || time.Since(start) > 5*time.Second {
 		t.Fatalf("an idle connection stayed open for %v (%v)", time.Since(start), err)
+	}
+
+	// A client that stops reading a large result is cut after a window: it
+	// gets what the socket buffers held, never the whole result.
+	const size = 48 << 20
+	resp2, body := h.post(h.client(), []formPart{field("kind", "images"), field("generator", "gemini"), file("big.png", "image/png", pngBytes(size))}, "Authorization", "Bearer "+serviceToken)
+	if resp2.StatusCode != http.StatusCreated {
+		t.Fatalf("uploading the large result: %d %s", resp2.StatusCode, body)
+	}
+	var big struct{ URL string }
+	json.Unmarshal([]byte(body), &big)
+	reader, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	fmt.Fprintf(reader, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", big.URL)
+	time.Sleep(4 * time.Second) // read nothing for four windows
+	reader.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, cerr := io.Copy(io.Discard, reader)
+	t.Logf("slow reader got %d bytes (%v)", n, cerr)
+	if n >= size {
+		t.Fatalf("a client that stopped reading for 4 s still got all %d bytes", n)
 	}
 
 	// A steady upload at well over the minimum rate, lasting three windows, passes.

@@ -74,6 +74,24 @@ func (a *API) listResults(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"results": out, "next_cursor": next})
 }
 
+// deadlineWriter gives each write of a result's bytes one RateWindow to
+// reach the client (ServeContent writes at most 32 KiB at a time), so a
+// client that stops reading is cut instead of holding its connection and
+// the open file for good.
+type deadlineWriter struct {
+	http.ResponseWriter
+	rc     *http.ResponseController
+	window time.Duration
+}
+
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	_ = d.rc.SetWriteDeadline(time.Now().Add(d.window)) // unsupported by some writers (tests): no limit then
+	return d.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
+
 // contentCSP is the Content-Security-Policy of every result's bytes: a
 // sandbox with nothing allowed but showing the media itself, so even a file
 // a browser would render as a document runs no script on the host's origin.
@@ -114,7 +132,7 @@ func (a *API) resultContent(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
 	}
 	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-	http.ServeContent(w, r, "", c.Result.CreatedAt, f)
+	http.ServeContent(&deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w), window: a.limits.RateWindow}, r, "", c.Result.CreatedAt, f)
 }
 
 func (a *API) deleteResult(w http.ResponseWriter, r *http.Request) {

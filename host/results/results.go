@@ -236,8 +236,9 @@ const maxOwner = 255
 
 // checkOwner refuses owners that are too long or hold control characters.
 func checkOwner(owner string) error {
-	if len(owner) > maxOwner || !utf8.ValidString(owner) || strings.IndexFunc(owner, unicode.IsControl) >= 0 {
-		return fmt.Errorf("%w: owner must be at most %d bytes of UTF-8 text without control characters", ErrInvalid, maxOwner)
+	hidden := func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }
+	if len(owner) > maxOwner || !utf8.ValidString(owner) || strings.IndexFunc(owner, hidden) >= 0 {
+		return fmt.Errorf("%w: owner must be at most %d bytes of UTF-8 text without control or format characters", ErrInvalid, maxOwner)
 	}
 	return nil
 }
