@@ -280,26 +280,15 @@ func Merge(schema *settingsschema.Schema, stored, incoming map[string]any) map[s
 		merged[k] = v
 	}
 	for _, f := range writeOnly(schema) {
-		if !blank(incoming[f]) {
+		if !settingsschema.Blank(incoming[f]) {
 			continue
 		}
 		delete(merged, f)
-		if v, ok := stored[f]; ok && !blank(v) {
+		if v, ok := stored[f]; ok && !settingsschema.Blank(v) {
 			merged[f] = v
 		}
 	}
 	return merged
-}
-
-// blank reports a missing, null or empty-string value.
-func blank(v any) bool {
-	switch v := v.(type) {
-	case nil:
-		return true
-	case string:
-		return v == ""
-	}
-	return false
 }
 
 // Rotate re-encrypts under the current key every configured entry written

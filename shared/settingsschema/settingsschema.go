@@ -307,7 +307,7 @@ func (s *Schema) SecretsToReenter(stored, incoming map[string]any) []storage.Fie
 	}
 	var out []storage.FieldError
 	for _, k := range s.writeOnly {
-		if !isSet(stored[k]) || !kept(incoming[k]) {
+		if !isSet(stored[k]) || !Blank(incoming[k]) {
 			continue
 		}
 		title := k
@@ -320,9 +320,9 @@ func (s *Schema) SecretsToReenter(stored, incoming map[string]any) []storage.Fie
 	return out
 }
 
-// kept reports whether a write-only value in a save keeps the stored one:
+// Blank reports whether a write-only value in a save keeps the stored one:
 // it is missing, null or "" (the merge rule of the host's settings store).
-func kept(v any) bool {
+func Blank(v any) bool {
 	switch v := v.(type) {
 	case nil:
 		return true
