@@ -461,7 +461,9 @@ func TestFailureThenRetry(t *testing.T) {
 				e.remote.resetCounts()
 				e.remote.setMode(nil)
 				worker(t, e.svc)
-				waitFor(t, "the queued offload", func() bool { return e.pending(t) == 0 })
+				// The job row goes in the same transaction as the result's; the local
+				// copy is removed just after it.
+				waitFor(t, "the queued offload", func() bool { return e.pending(t) == 0 && !e.localExists(res.Path) })
 				got := e.checkServed(t, res.ID, data)
 				if got.Storage != remoteID || got.LocalPresent || e.localExists(got.Path) {
 					t.Fatalf("after retry: %+v (local file %v)", got, e.localExists(got.Path))
