@@ -61,7 +61,8 @@ func CheckIdempotencyKey(key string) error {
 func (s *Service) DBTimeout() time.Duration { return s.opts.DBTimeout }
 
 // Claim is a request's hold on an Idempotency-Key while it creates the
-// result. Exactly one of Complete and Abandon must be called.
+// result. Complete or Abandon must end it (the first call wins). A nil
+// *Claim (no key sent) does nothing.
 type Claim struct {
 	s           *Service
 	caller, key string
@@ -205,12 +206,16 @@ func (c *Claim) renew() {
 	}
 }
 
-// end stops the renewals.
-func (c *Claim) end() {
+// finish stops the renewals; it reports false when the claim had already
+// ended (Complete and Abandon then do nothing more).
+func (c *Claim) finish() bool {
+	first := false
 	c.once.Do(func() {
+		first = true
 		close(c.stop)
 		c.stopped.Wait()
 	})
+	return first
 }
 
 // Bind ties the staged result to the key just before it is recorded, so
@@ -218,6 +223,9 @@ func (c *Claim) end() {
 // fails with ErrKeyInProgress when the hold lapsed and another request took
 // the key: the staged result must then be discarded, not committed.
 func (c *Claim) Bind(ctx context.Context, st *Staged) error {
+	if c == nil {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.s.opts.DBTimeout)
 	defer cancel()
 	res, err := c.s.db.ExecContext(ctx, `UPDATE idempotency_keys SET result_id = $1, locked_until = $2 WHERE caller = $3 AND idem_key = $4 AND token = $5 AND done = $6`,
@@ -234,9 +242,12 @@ func (c *Claim) Bind(ctx context.Context, st *Staged) error {
 }
 
 // Complete marks the key done after its result was recorded. A failure is
-// only logged: the bound result id still resolves the key.
+// only logged: the bound result id still resolves the key. It does nothing
+// on a nil or ended claim.
 func (c *Claim) Complete(ctx context.Context) {
-	c.end()
+	if c == nil || !c.finish() {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.s.opts.DBTimeout)
 	defer cancel()
 	if _, err := c.s.db.ExecContext(ctx, `UPDATE idempotency_keys SET done = $1, locked_until = NULL WHERE caller = $2 AND idem_key = $3 AND token = $4`,
@@ -258,9 +269,12 @@ func (s *Service) pruneKeys(ctx context.Context) error {
 
 // Abandon releases the key after the request failed, so a retry with it
 // can start again (or find the result, if it was recorded after all). A
-// failure is only logged: the hold then lapses by itself.
+// failure is only logged: the hold then lapses by itself. It does nothing
+// on a nil claim or after Complete.
 func (c *Claim) Abandon(ctx context.Context) {
-	c.end()
+	if c == nil || !c.finish() {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.s.opts.DBTimeout)
 	defer cancel()
 	if _, err := c.s.db.ExecContext(ctx, `UPDATE idempotency_keys SET locked_until = NULL WHERE caller = $1 AND idem_key = $2 AND token = $3 AND done = $4`,

@@ -99,7 +99,7 @@ func TestIdempotencyKeys(t *testing.T) {
 		// A holder that died after recording its result (no Complete): once
 		// its hold lapses, the key resolves to that result.
 		res2 := e.create(t, c, payload(2))
-		c.end() // the process died: no more renewals, no Complete
+		c.finish() // the process died: no more renewals, no Complete
 		if _, _, err := e.svc.ClaimKey(ctx, "service", "k2"); !errors.Is(err, ErrKeyInProgress) {
 			t.Fatalf("while the dead holder's hold lasts: %v", err)
 		}
@@ -109,7 +109,7 @@ func TestIdempotencyKeys(t *testing.T) {
 		// A holder that died before recording: the key starts afresh, and
 		// the dead holder can no longer bind.
 		dead := e.mustClaim(t, "service", "k3")
-		dead.end()
+		dead.finish()
 		clk.add(e.svc.opts.LeaseDuration + time.Second)
 		fresh := e.mustClaim(t, "service", "k3")
 		st, err := e.svc.Stage(ctx, Upload{Kind: KindImages, Generator: "gemini"}, bytes.NewReader(payload(3)))
