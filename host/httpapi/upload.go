@@ -225,7 +225,7 @@ func (a *API) createResult(w http.ResponseWriter, r *http.Request) {
 	case r.Context().Err() != nil:
 		writeError(w, http.StatusBadRequest, "the upload ended early: "+err.Error())
 	default:
-		a.internalError(w, "finalizing the result", err)
+		a.fail(w, r, "finalizing the result", err)
 	}
 }
 
