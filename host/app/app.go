@@ -96,6 +96,7 @@ type App struct {
 	workerDone chan struct{}
 	closeOnce  sync.Once
 	httpLimits httpapi.Limits
+	spool      string // DATA_DIR/tmp/uploads
 }
 
 // New opens and migrates the database, loads APP_KEY, starts the installed
@@ -203,6 +204,7 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	root.Handle("/app/", pages)
 	root.Handle("/{$}", http.RedirectHandler("/app/admin/general/plugins", http.StatusSeeOther))
 	spool := filepath.Join(cfg.DataDir, "tmp", "uploads")
+	a.spool = spool
 	// Spool files left by a crash are uploads that never finished.
 	if err := os.RemoveAll(spool); err != nil {
 		return fmt.Errorf("clearing the upload spool %s: %w", spool, err)
@@ -213,7 +215,7 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	a.httpLimits = cfg.HTTP.WithDefaults()
 	api = httpapi.New(a.Results, mgr, a.Market, httpapi.Options{Auth: a.Auth, Fallback: root, Logger: a.log,
 		ServiceToken: cfg.ServiceToken, SpoolDir: spool, Limits: a.httpLimits,
-		Health: func() error { return a.DB.PingContext(context.Background()) }})
+		Health: a.health})
 	a.API = api
 
 	if err := mgr.Load(ctx); err != nil {

@@ -30,8 +30,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
+	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/golang-migrate/migrate/v4"
 	"github.com/golang-migrate/migrate/v4/database"
@@ -72,6 +75,34 @@ func sqliteDefaults() []struct{ marker, param string } {
 	}
 }
 
+// Waits Open bounds on PostgreSQL unless the DSN sets its own.
+const (
+	// DefaultConnectTimeout bounds opening one connection, TLS and
+	// authentication included (the DSN's connect_timeout, in seconds, or
+	// PGCONNECT_TIMEOUT win; 0 there waits forever).
+	DefaultConnectTimeout = 5 * time.Second
+	// DefaultStatementTimeout is the server-side statement_timeout of every
+	// session (the DSN's statement_timeout wins). Migrations run without it.
+	DefaultStatementTimeout = "30s"
+)
+
+// postgresDefaults adds DefaultConnectTimeout and DefaultStatementTimeout
+// to cfg unless dsn (or the environment, for the connect timeout) sets them,
+// so a server that stops answering fails a connection attempt in seconds
+// and a statement stuck on the server (a lock wait) ends there too.
+func postgresDefaults(dsn string, cfg *pgx.ConnConfig) {
+	setsConnect := os.Getenv("PGCONNECT_TIMEOUT") != ""
+	if u, err := url.Parse(dsn); err == nil && u.Query().Has("connect_timeout") {
+		setsConnect = true
+	}
+	if !setsConnect {
+		cfg.ConnectTimeout = DefaultConnectTimeout
+	}
+	if _, ok := cfg.RuntimeParams["statement_timeout"]; !ok {
+		cfg.RuntimeParams["statement_timeout"] = DefaultStatementTimeout
+	}
+}
+
 // tableName is what a migrations table may be called: a plain lower-case
 // identifier, safe to splice into SQL unquoted on both dialects.
 var tableName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
@@ -91,7 +122,9 @@ func PluginTable(pluginID string) string {
 }
 
 // Open opens the database named by dsn and checks it answers. A dsn starting
-// with postgres:// or postgresql:// is PostgreSQL (pgx v5 stdlib); anything
+// with postgres:// or postgresql:// is PostgreSQL (pgx v5 stdlib), opened
+// with connect_timeout 5 s and statement_timeout 30 s unless the dsn sets
+// them (see DefaultConnectTimeout); anything
 // else is a SQLite file path (or a file: URI), opened with busy_timeout(5000),
 // journal_mode(WAL), foreign_keys(1) and _txlock=immediate unless the dsn's
 // query already sets them, after PrivateSQLiteFile made the file 0600. The
@@ -105,6 +138,7 @@ func Open(ctx context.Context, dsn string) (*sql.DB, Dialect, error) {
 		if err != nil {
 			return nil, "", fmt.Errorf("dbmigrate: postgres DSN: %w", err)
 		}
+		postgresDefaults(dsn, cfg)
 		db := stdlib.OpenDB(*cfg)
 		if err := db.PingContext(ctx); err != nil {
 			_ = db.Close()
@@ -553,6 +587,8 @@ func privatePool(ctx context.Context, db *sql.DB) (*sql.DB, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A migration may rewrite a large table: no statement timeout here.
+	cfg.RuntimeParams["statement_timeout"] = "0"
 	own := stdlib.OpenDB(*cfg)
 	// The pgx migrate driver pins one connection and pings on another.
 	own.SetMaxOpenConns(2)

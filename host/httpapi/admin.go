@@ -6,8 +6,10 @@ import (
 )
 
 func (a *API) getStorage(w http.ResponseWriter, r *http.Request) {
-	body := map[string]any{"options": a.providers.Options(r.Context())}
-	def, err := a.providers.Default(r.Context())
+	ctx, cancel := a.dbContext(r)
+	defer cancel()
+	body := map[string]any{"options": a.providers.Options(ctx)}
+	def, err := a.providers.Default(ctx)
 	if err != nil {
 		// New results go to local while the choice cannot be read; say why.
 		a.opts.Logger.Error("Default Storage cannot be read; using local", "error", err)
@@ -24,8 +26,10 @@ func (a *API) putStorage(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &body) {
 		return
 	}
-	if err := a.providers.SetDefault(r.Context(), body.Default); err != nil {
-		writeError(w, statusOf(err), err.Error())
+	ctx, cancel := a.dbContext(r)
+	defer cancel()
+	if err := a.providers.SetDefault(ctx, body.Default); err != nil {
+		a.providerError(w, r, "saving Default Storage", err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"default": body.Default})
@@ -33,9 +37,11 @@ func (a *API) putStorage(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) getSettings(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	view, err := a.providers.Settings(r.Context(), id)
+	ctx, cancel := a.dbContext(r)
+	defer cancel()
+	view, err := a.providers.Settings(ctx, id)
 	if err != nil {
-		writeError(w, statusOf(err), err.Error())
+		a.providerError(w, r, "reading the settings", err)
 		return
 	}
 	schema, err := a.providers.SchemaJSON(id)

@@ -6,8 +6,10 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -36,8 +38,10 @@ type Options struct {
 	// and serves /login and /logout; nil accepts AdminToken only.
 	Auth   *auth.Auth
 	Logger *slog.Logger
-	// Health reports whether the host can serve; nil means always.
-	Health func() error
+	// Health reports whether the host can serve: nil, or an error naming
+	// what is wrong. It must return soon after ctx ends (HealthTimeout);
+	// nil means always healthy.
+	Health func(ctx context.Context) error
 	// Fallback serves the paths outside /api/ that no route matches (the
 	// admin pages); nil answers 404.
 	Fallback http.Handler
@@ -153,9 +157,30 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {
+// HealthTimeout bounds the checks of /healthz; it answers within a second
+// even when a check hangs (a blackholed database, a stuck disk).
+const HealthTimeout = 600 * time.Millisecond
+
+// healthAnswerBy is when /healthz answers 503 if the checks have not
+// returned after HealthTimeout.
+const healthAnswerBy = 900 * time.Millisecond
+
+// healthz answers 200 {"status":"ok"}, or 503 {"error"} naming what is
+// wrong, within a second.
+func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
 	if a.opts.Health != nil {
-		if err := a.opts.Health(); err != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), HealthTimeout)
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- a.opts.Health(ctx) }()
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(healthAnswerBy):
+			err = fmt.Errorf("the health checks did not finish within %v", HealthTimeout)
+		}
+		if err != nil {
+			w.Header().Set("Retry-After", retryAfter)
 			writeError(w, http.StatusServiceUnavailable, err.Error())
 			return
 		}
@@ -167,6 +192,14 @@ func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {
 func (a *API) internalError(w http.ResponseWriter, op string, err error) {
 	a.opts.Logger.Error(op+" failed", "error", err)
 	writeError(w, http.StatusInternalServerError, op+": "+err.Error())
+}
+
+// providerError answers an error of the providers package: a fault of the
+// database or the disk as hostFault does, the rest by statusOf.
+func (a *API) providerError(w http.ResponseWriter, r *http.Request, op string, err error) {
+	if !a.hostFault(w, r, op, err) {
+		writeError(w, statusOf(err), err.Error())
+	}
 }
 
 // statusOf maps the providers package's errors.

@@ -35,13 +35,15 @@ func toJSON(r results.Result) resultJSON {
 }
 
 func (a *API) getResult(w http.ResponseWriter, r *http.Request) {
-	res, err := a.results.Get(r.Context(), r.PathValue("id"))
+	ctx, cancel := a.dbContext(r)
+	defer cancel()
+	res, err := a.results.Get(ctx, r.PathValue("id"))
 	if errors.Is(err, results.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "no result "+r.PathValue("id"))
 		return
 	}
 	if err != nil {
-		a.internalError(w, "reading the result", err)
+		a.fail(w, r, "reading the result", err)
 		return
 	}
 	writeJSON(w, http.StatusOK, toJSON(res))
@@ -58,13 +60,15 @@ func (a *API) listResults(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	q := r.URL.Query()
-	list, next, err := a.results.List(r.Context(), results.ListOptions{Cursor: q.Get("cursor"), Limit: limit, Owner: q.Get("owner")})
+	ctx, cancel := a.dbContext(r)
+	defer cancel()
+	list, next, err := a.results.List(ctx, results.ListOptions{Cursor: q.Get("cursor"), Limit: limit, Owner: q.Get("owner")})
 	if errors.Is(err, results.ErrInvalid) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if err != nil {
-		a.internalError(w, "listing results", err)
+		a.fail(w, r, "listing results", err)
 		return
 	}
 	out := make([]resultJSON, 0, len(list))
@@ -102,13 +106,15 @@ const contentCSP = "sandbox; default-src 'none'; img-src 'self' data:; media-src
 func (a *API) resultContent(w http.ResponseWriter, r *http.Request) {
 	// Every answer here, redirects and errors too, is inert in a browser.
 	w.Header().Set("Content-Security-Policy", contentCSP)
-	c, err := a.results.Content(r.Context(), r.PathValue("id"))
+	ctx, cancel := a.dbContext(r)
+	c, err := a.results.Content(ctx, r.PathValue("id"))
+	cancel()
 	if errors.Is(err, results.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "no result "+r.PathValue("id"))
 		return
 	}
 	if err != nil {
-		a.internalError(w, "serving the result", err)
+		a.fail(w, r, "serving the result", err)
 		return
 	}
 	if c.RedirectURL != "" {
@@ -136,13 +142,17 @@ func (a *API) resultContent(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) deleteResult(w http.ResponseWriter, r *http.Request) {
-	err := a.results.Delete(r.Context(), r.PathValue("id"))
+	// The bound covers the delete's records; its provider call is bounded
+	// by results.Options.DeleteTimeout and queued past it.
+	ctx, cancel := a.dbContext(r)
+	defer cancel()
+	err := a.results.Delete(ctx, r.PathValue("id"))
 	if errors.Is(err, results.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "no result "+r.PathValue("id"))
 		return
 	}
 	if err != nil {
-		a.internalError(w, "deleting the result", err)
+		a.fail(w, r, "deleting the result", err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

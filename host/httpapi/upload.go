@@ -232,14 +232,23 @@ func (a *API) createResult(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "send multipart/form-data with the fields file, kind, generator and, optionally, owner")
 		return
 	}
+	claim, answered := a.idempotencyKey(w, r)
+	if answered {
+		return
+	}
+	defer claim.Abandon(r.Context()) // nothing once completed
 	budget := &formBudget{r: http.MaxBytesReader(w, r.Body, maxFile+formOverhead), left: formOverhead}
 	mr := multipart.NewReader(budget, boundary)
 	u := &upload{results: a.results, maxFile: maxFile, spoolDir: a.opts.SpoolDir, budget: budget}
 	defer u.close()
 	err := u.read(r.Context(), mr)
 	if err == nil {
+		err = claim.Bind(r.Context(), u.staged)
+	}
+	if err == nil {
 		var res results.Result
 		if res, err = u.staged.Commit(r.Context(), u.fields["owner"]); err == nil {
+			claim.Complete(r.Context())
 			writeJSON(w, http.StatusCreated, toJSON(res))
 			return
 		}
@@ -260,10 +269,13 @@ func (a *API) createResult(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, errTooSlow):
 		writeError(w, http.StatusRequestTimeout, err.Error())
+	case errors.Is(err, results.ErrKeyInProgress):
+		w.Header().Set("Retry-After", retryAfter)
+		writeError(w, http.StatusConflict, err.Error()+"; retry once it has finished")
 	case r.Context().Err() != nil:
 		writeError(w, http.StatusBadRequest, "the upload ended early: "+err.Error())
 	default:
-		a.internalError(w, "finalizing the result", err)
+		a.fail(w, r, "finalizing the result", err)
 	}
 }
 

@@ -152,6 +152,9 @@ type Options struct {
 	JobTimeout time.Duration
 	// DeleteTimeout bounds the inline delete attempt in Delete (default 15s).
 	DeleteTimeout time.Duration
+	// DBTimeout bounds each database step of a request: Commit's records and
+	// its read-back, and (through DBTimeout()) the API's calls (default 5s).
+	DBTimeout time.Duration
 	// PollInterval is how often an idle worker looks for due jobs (default 5s).
 	PollInterval time.Duration
 	// LeaseDuration is how long a job lease lasts before it must be renewed;
@@ -175,6 +178,7 @@ func (o Options) withDefaults() Options {
 	def(&o.OffloadTimeout, 2*time.Minute)
 	def(&o.JobTimeout, 30*time.Minute)
 	def(&o.DeleteTimeout, 15*time.Second)
+	def(&o.DBTimeout, 5*time.Second)
 	def(&o.PollInterval, 5*time.Second)
 	def(&o.LeaseDuration, time.Minute)
 	def(&o.BackoffMin, 10*time.Second)
@@ -373,12 +377,15 @@ func (st *Staged) Commit(ctx context.Context, owner string) (Result, error) {
 	now := s.now()
 	rw := row{id: id, path: key, contentType: st.ct, sha256: hex.EncodeToString(st.sum), storage: Local,
 		size: st.size, localPresent: true, createdAt: now, owner: owner}
-	target, offload := s.router.Active(ctx)
+	// A database that does not answer fails the records within DBTimeout.
+	dctx, dcancel := context.WithTimeout(ctx, s.opts.DBTimeout)
+	target, offload := s.router.Active(dctx)
 	if offload && (target.Provider == nil || target.ID == "" || target.ID == Local) {
 		s.log.Error("results: the router's active target is unusable; keeping the result local", "provider", target.ID)
 		offload = false
 	}
-	j, err := s.record(ctx, rw, target.ID, offload, now)
+	j, err := s.record(dctx, rw, target.ID, offload, now)
+	dcancel()
 	if err != nil {
 		if derr := s.local.Delete(context.WithoutCancel(ctx), key); derr != nil {
 			s.log.Error("results: removing the local file of an unrecorded result", "path", key, "err", derr)
@@ -399,7 +406,9 @@ func (st *Staged) Commit(ctx context.Context, owner string) (Result, error) {
 		s.log.Warn("results: offload failed; the result stays local and will be retried",
 			"result", id, "path", key, "provider", target.ID, "err", short(out.err))
 	}
-	final, err := loadRow(context.WithoutCancel(ctx), s.db, id)
+	lctx, lcancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.DBTimeout)
+	defer lcancel()
+	final, err := loadRow(lctx, s.db, id)
 	if err != nil {
 		// The result was recorded; report what we know.
 		s.log.Error("results: reading back a finalized result", "result", id, "err", err)
