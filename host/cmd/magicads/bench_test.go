@@ -39,6 +39,8 @@ func hostProcess(b *testing.B, env ...string) (addr string, pid int) {
 	b.Helper()
 	addr = freeAddr(b)
 	cmd := exec.Command(os.Args[0])
+	// If the benchmark process dies (a panic, a kill), the host goes too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Env = append(os.Environ(), append(env, hostProcessEnv+"=serve --addr "+addr+" --data-dir "+b.TempDir())...)
 	var logs plugintest.Logs
 	cmd.Stdout, cmd.Stderr = &logs, &logs
