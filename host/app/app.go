@@ -171,6 +171,11 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	if resOpts.Logger == nil {
 		resOpts.Logger = a.log
 	}
+	if resOpts.NodeID == "" {
+		if resOpts.NodeID, err = loadNodeID(cfg.DataDir); err != nil {
+			return err
+		}
+	}
 	a.Results = results.New(a.DB, a.Local, mgr, resOpts)
 	mcfg := cfg.Marketplace
 	mcfg.CatalogURL, mcfg.License, mcfg.HostVersion, mcfg.Logger = cfg.CatalogURL, cfg.License, HostVersion, a.log

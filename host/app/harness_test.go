@@ -51,6 +51,7 @@ type host struct {
 	dsn     string
 	dataDir string
 	logs    *plugintest.Logs
+	key     string // the APP_KEY of the last start
 }
 
 func appKey() string {
@@ -62,7 +63,7 @@ func appKey() string {
 // fastOptions keeps retries quick in tests.
 func fastOptions() (pluginrt.Options, results.Options) {
 	return pluginrt.Options{HealthInterval: 200 * time.Millisecond, BackoffMin: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond, CrashLimit: 5, CrashWindow: time.Minute},
-		results.Options{PollInterval: 50 * time.Millisecond, BackoffMin: 100 * time.Millisecond, BackoffMax: time.Second, LeaseDuration: 30 * time.Second, OffloadTimeout: 30 * time.Second}
+		results.Options{PollInterval: 50 * time.Millisecond, BackoffMin: 100 * time.Millisecond, BackoffMax: time.Second, LeaseDuration: 30 * time.Second}
 }
 
 // newHost starts a host on a fresh database of the dialect, with versitygw
@@ -87,6 +88,7 @@ func newHost(t testing.TB, dialect dbmigrate.Dialect) *host {
 // start (re)starts the host process on the same data dir and database.
 func (h *host) start(key string) {
 	h.t.Helper()
+	h.key = key
 	rt, res := fastOptions()
 	a, err := app.New(context.Background(), app.Config{
 		DataDir: h.dataDir, DB: h.dsn, AppKey: key, AdminToken: adminToken,

@@ -14,33 +14,26 @@ import (
 
 var _ results.Router = (*Manager)(nil)
 
-// usable reports whether provider id can take new results: installed,
-// enabled and fully configured (the plugin accepted its settings). With
-// running set it must also be running now (the Default Storage options);
-// without, a plugin that is restarting still counts, so its results are
-// queued and retried rather than dropped, and only the crash-loop breaker
-// (state failed) sends new results back to local. It returns the stored
-// settings when usable.
-func (m *Manager) usable(ctx context.Context, id string, running bool) (map[string]any, bool) {
+// usable reports whether provider id is a Default Storage option:
+// installed, enabled, fully configured (the plugin accepted its settings)
+// and running now.
+func (m *Manager) usable(ctx context.Context, id string) bool {
 	m.mu.Lock()
 	p := m.plugins[id]
 	configured := p != nil && p.configured
 	m.mu.Unlock()
 	if !configured {
-		return nil, false
+		return false
 	}
-	st, ok := m.rt.Status(id)
-	if !ok || st.State == pluginrt.StateFailed || st.State == pluginrt.StateStopped || (running && st.State != pluginrt.StateRunning) {
-		return nil, false
+	if st, ok := m.rt.Status(id); !ok || st.State != pluginrt.StateRunning {
+		return false
 	}
 	values, err := m.settings.Load(ctx, EntryName(id))
 	if err != nil {
-		return nil, false
+		return false
 	}
-	if enabled, _ := values["enabled"].(bool); !enabled {
-		return nil, false
-	}
-	return values, true
+	enabled, _ := values["enabled"].(bool)
+	return enabled
 }
 
 // Options returns the Default Storage choices: local, then every enabled,
@@ -57,7 +50,7 @@ func (m *Manager) Options(ctx context.Context) []Option {
 	m.mu.Unlock()
 	sort.Strings(ids)
 	for _, id := range ids {
-		if _, ok := m.usable(ctx, id, true); ok {
+		if m.usable(ctx, id) {
 			out = append(out, Option{ID: id, Name: names[id]})
 		}
 	}
@@ -65,11 +58,11 @@ func (m *Manager) Options(ctx context.Context) []Option {
 }
 
 // Default returns the chosen Default Storage ("local" when none was chosen).
-// The choice is kept even while its provider is unusable; new results then
-// stay local (see Active).
+// The choice is kept even while its provider is unusable (see Route).
 func (m *Manager) Default(ctx context.Context) (string, error) {
 	v, err := m.settings.Load(ctx, defaultEntry)
 	if errors.Is(err, settingsstore.ErrNotFound) || errors.Is(err, settingsstore.ErrNotConfigured) {
+		m.remember(Local)
 		return Local, nil
 	}
 	if err != nil {
@@ -77,9 +70,18 @@ func (m *Manager) Default(ctx context.Context) (string, error) {
 	}
 	id, _ := v["default"].(string)
 	if id == "" {
-		return Local, nil
+		id = Local
 	}
+	m.remember(id)
 	return id, nil
+}
+
+// remember keeps the Default Storage last read, for Route to fall back on
+// while the entry cannot be read.
+func (m *Manager) remember(id string) {
+	m.mu.Lock()
+	m.lastDefault = id
+	m.mu.Unlock()
 }
 
 // SetDefault chooses the Default Storage; it must be one of Options. It never
@@ -95,23 +97,89 @@ func (m *Manager) SetDefault(ctx context.Context, id string) error {
 	return m.settings.Save(ctx, defaultEntry, "host", map[string]any{"default": id})
 }
 
-// Active is the results.Router view: the provider new results go to, or
-// false when they stay local.
-func (m *Manager) Active(ctx context.Context) (results.Target, bool) {
+// Route is the results.Router view of Default Storage: local; a provider
+// that takes results now (ready); one that cannot right now for a passing
+// reason (waiting: results are queued for it): not installed on this node
+// yet, its settings unreadable, not configured yet, or its plugin starting,
+// restarting or being updated; or one that takes no new results (off):
+// disabled, failed by the crash-loop breaker, or its install record
+// refused. When the Default Storage entry itself cannot be read, Route
+// answers with the value last read, marked as a guess.
+func (m *Manager) Route(ctx context.Context) results.Route {
 	id, err := m.Default(ctx)
 	if err != nil {
-		m.log.Error("Default Storage cannot be read; new results stay local", "error", err)
-		return results.Target{}, false
+		m.mu.Lock()
+		last := m.lastDefault
+		m.mu.Unlock()
+		m.log.Warn("Default Storage cannot be read; new results follow the last value read and are queued, not uploaded", "last", last, "error", err)
+		r := results.Route{State: results.RouteWaiting, Default: last, Guess: true, Reason: "Default Storage cannot be read: " + err.Error()}
+		if last == Local {
+			r.State = results.RouteLocal
+		} else if last != "" {
+			r.Target.ID = last
+		}
+		return r
 	}
 	if id == Local {
-		return results.Target{}, false
+		return results.Route{State: results.RouteLocal, Default: Local}
 	}
-	values, ok := m.usable(ctx, id, false)
-	if !ok {
-		return results.Target{}, false
+	return m.route(ctx, id)
+}
+
+// route is Route for Default Storage = provider id.
+func (m *Manager) route(ctx context.Context, id string) results.Route {
+	r := results.Route{Default: id, Target: results.Target{ID: id}}
+	waiting := func(why string) results.Route {
+		r.State, r.Reason = results.RouteWaiting, why
+		return r
+	}
+	off := func(why string) results.Route {
+		r.State, r.Reason = results.RouteOff, why
+		return r
+	}
+	m.mu.Lock()
+	p := m.plugins[id]
+	var configured bool
+	var problem, refused string
+	if p != nil {
+		configured, problem, refused = p.configured, p.problem, p.refused
+	}
+	m.mu.Unlock()
+	if p == nil {
+		return waiting("the plugin is not installed on this node")
+	}
+	if refused != "" {
+		return off(refused)
+	}
+	st, running := m.rt.Status(id)
+	if running && st.State == pluginrt.StateFailed {
+		return off("the plugin failed (it crashed repeatedly): " + st.LastError)
+	}
+	values, err := m.settings.Load(ctx, EntryName(id))
+	switch {
+	case isUnset(err):
+		return off("the provider has no settings")
+	case err != nil:
+		return waiting("its settings cannot be read: " + err.Error())
+	}
+	if enabled, _ := values["enabled"].(bool); !enabled {
+		return off("the provider is disabled")
+	}
+	if !configured {
+		if problem == "" {
+			problem = "the plugin was not configured yet"
+		}
+		return waiting("not configured: " + problem)
+	}
+	switch {
+	case !running:
+		return waiting("the plugin is not started")
+	case st.State != pluginrt.StateRunning:
+		return waiting(fmt.Sprintf("the plugin is %s", st.State))
 	}
 	deleteLocal, _ := values["delete_local"].(bool)
-	return results.Target{ID: id, Provider: m.rt.Provider(id), DeleteLocal: deleteLocal}, true
+	r.State, r.Target.Provider, r.Target.DeleteLocal = results.RouteReady, m.rt.Provider(id), deleteLocal
+	return r
 }
 
 // Provider returns an installed provider by id (for retries and deletes);

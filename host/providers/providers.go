@@ -92,6 +92,8 @@ type Manager struct {
 
 	mu      sync.Mutex
 	plugins map[string]*plugin
+	// lastDefault is the Default Storage last read ("" before the first read).
+	lastDefault string
 }
 
 // plugin is the manager's state of one installed provider.
@@ -248,6 +250,9 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 // fixes it. A plugin that fails to start is reported in its state; the host
 // keeps serving (results stay local).
 func (m *Manager) Load(ctx context.Context) error {
+	if _, err := m.Default(ctx); err != nil {
+		m.log.Warn("Default Storage cannot be read yet", "error", err)
+	}
 	rows, err := m.db.QueryContext(ctx, `SELECT id, version, sha256, mac FROM plugins ORDER BY id`)
 	if err != nil {
 		return fmt.Errorf("reading installed plugins: %w", err)

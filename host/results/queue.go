@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/magicads/r2storage/shared/storage"
@@ -41,6 +43,19 @@ type job struct {
 	// token is the locked_until value this node wrote: the lease is ours as
 	// long as the row still holds it.
 	token string
+	// maybe is a later locked_until value a renewal may have written: it
+	// failed on our side (a time-out, a broken connection) after the
+	// database may have applied it. "" when none.
+	maybe string
+}
+
+// tokens returns the locked_until values that mean the lease is still
+// ours: token, and maybe (token again when there is none).
+func (j *job) tokens() (string, string) {
+	if j.maybe == "" {
+		return j.token, j.token
+	}
+	return j.token, j.maybe
 }
 
 // outcome is how a job attempt ended.
@@ -50,6 +65,9 @@ type outcome struct {
 	state  int
 	err    error
 	reason string
+	// handoff marks a retry cut by an inline attempt's bound: the job is
+	// due again at once, for the workers.
+	handoff bool
 }
 
 const (
@@ -69,13 +87,50 @@ func dropErr(reason string, err error) outcome {
 // insertLeasedJob queues a job already leased by the caller.
 func (s *Service) insertLeasedJob(ctx context.Context, tx *sql.Tx, kind, resultID, provider, key string, now time.Time) (*job, error) {
 	j := &job{kind: kind, resultID: resultID, provider: provider, objectKey: key, token: dbTime(now.Add(s.opts.LeaseDuration))}
-	err := tx.QueryRowContext(ctx, `INSERT INTO jobs (kind, result_id, provider, object_key, attempts, next_attempt_at, locked_until, last_error, created_at)
-		VALUES ($1, $2, $3, $4, 0, $5, $6, '', $5) RETURNING id`,
-		kind, resultID, provider, key, dbTime(now), j.token).Scan(&j.id)
+	err := tx.QueryRowContext(ctx, `INSERT INTO jobs (kind, result_id, provider, object_key, attempts, next_attempt_at, locked_until, locked_by, last_error, created_at)
+		VALUES ($1, $2, $3, $4, 0, $5, $6, $7, '', $5) RETURNING id`,
+		kind, resultID, provider, key, dbTime(now), j.token, s.owner).Scan(&j.id)
 	if err != nil {
 		return nil, err
 	}
 	return j, nil
+}
+
+// insertQueuedJob queues a job for the workers, due at due; why says why
+// it was not tried at once. provider "" means whatever Default Storage
+// names when the job runs.
+func (s *Service) insertQueuedJob(ctx context.Context, tx *sql.Tx, kind, resultID, provider, key string, now, due time.Time, why string) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO jobs (kind, result_id, provider, object_key, attempts, next_attempt_at, locked_until, locked_by, last_error, created_at)
+		VALUES ($1, $2, $3, $4, 0, $5, NULL, '', $6, $7)`,
+		kind, resultID, provider, key, dbTime(due), short(errors.New(why)), dbTime(now))
+	return err
+}
+
+// ReleaseLeases releases at once the job leases that earlier processes of
+// this node (Options.NodeID) left behind, so their jobs run again without
+// waiting for the leases to expire; it returns how many it released.
+// RunWorker calls it first. Leases of this Service and of other nodes are
+// left alone.
+func (s *Service) ReleaseLeases(ctx context.Context) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE jobs SET locked_until = NULL, locked_by = ''
+		WHERE locked_by LIKE $1 ESCAPE '\' AND locked_by <> $2`, likePrefix(s.opts.NodeID+"/"), s.owner)
+	if err != nil {
+		return 0, fmt.Errorf("results: releasing the job leases of this node's earlier process: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("results: releasing the job leases of this node's earlier process: %w", err)
+	}
+	if n > 0 {
+		s.nudge()
+	}
+	return n, nil
+}
+
+// likePrefix is a LIKE pattern (escape character \) matching strings that
+// start with p.
+func likePrefix(p string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(p) + "%"
 }
 
 // runLeased runs fn while keeping j's lease alive, then records the
@@ -112,18 +167,23 @@ func (s *Service) heartbeat(ctx context.Context, j *job, stop <-chan struct{}, c
 		}
 		until := dbTime(s.now().Add(s.opts.LeaseDuration))
 		rctx, rcancel := context.WithTimeout(ctx, every)
-		res, err := s.db.ExecContext(rctx, "UPDATE jobs SET locked_until = $1 WHERE id = $2 AND locked_until = $3", until, j.id, j.token)
+		tok, maybe := j.tokens()
+		res, err := s.db.ExecContext(rctx, "UPDATE jobs SET locked_until = $1 WHERE id = $2 AND locked_until IN ($3, $4)", until, j.id, tok, maybe)
 		rcancel()
 		var n int64
 		if err == nil {
 			n, err = res.RowsAffected()
 		}
+		switch {
+		case err != nil:
+			// The database may have applied it: until may be ours now.
+			j.maybe = until
+		case n == 1:
+			j.token, j.maybe = until, ""
+		}
 		select {
 		case <-stop:
 			// The job finished meanwhile (it may have removed its row).
-			if err == nil && n == 1 {
-				j.token = until
-			}
 			return
 		default:
 		}
@@ -139,8 +199,6 @@ func (s *Service) heartbeat(ctx context.Context, j *job, stop <-chan struct{}, c
 			s.log.Warn("results: job lease lost; stopping the job", "job", j.id, "kind", j.kind, "result", j.resultID)
 			cancel()
 			return
-		default:
-			j.token = until
 		}
 	}
 }
@@ -156,12 +214,17 @@ func (s *Service) finish(ctx context.Context, j *job, out outcome) {
 		if out.state == stateDrop {
 			s.log.Info("results: job dropped", "kind", j.kind, "result", j.resultID, "provider", j.provider, "reason", out.reason, "err", short(out.err))
 		}
-		_, err = s.db.ExecContext(bctx, "DELETE FROM jobs WHERE id = $1 AND locked_until = $2", j.id, j.token)
+		tok, maybe := j.tokens()
+		_, err = s.db.ExecContext(bctx, "DELETE FROM jobs WHERE id = $1 AND locked_until IN ($2, $3)", j.id, tok, maybe)
 	default:
 		attempts := j.attempts + 1
-		next := s.now().Add(s.backoff(attempts))
-		_, err = s.db.ExecContext(bctx, `UPDATE jobs SET attempts = $1, next_attempt_at = $2, locked_until = NULL, last_error = $3
-			WHERE id = $4 AND locked_until = $5`, attempts, dbTime(next), short(out.err), j.id, j.token)
+		next := s.now()
+		if !out.handoff {
+			next = next.Add(s.backoff(attempts))
+		}
+		tok, maybe := j.tokens()
+		_, err = s.db.ExecContext(bctx, `UPDATE jobs SET attempts = $1, next_attempt_at = $2, locked_until = NULL, locked_by = '', last_error = $3
+			WHERE id = $4 AND locked_until IN ($5, $6)`, attempts, dbTime(next), short(out.err), j.id, tok, maybe)
 		s.nudge()
 	}
 	if err != nil {
@@ -190,10 +253,29 @@ func (s *Service) nudge() {
 	}
 }
 
-// RunWorker processes due jobs, one at a time, until ctx ends; it then
-// returns nil. It wakes early when this Service queues a job. Several
-// workers (on this node or others sharing the database) may run at once.
+// RunWorker runs this node's share of the queue until ctx ends; it then
+// returns nil. It first releases the leases an earlier process of this node
+// left (ReleaseLeases), then runs Options.Workers workers, each taking one
+// due job at a time under Options.JobTimeout, so a stuck job holds one
+// worker only. Workers wake early when this Service queues a job. Several
+// RunWorker calls (on this node or others sharing the database) may run at
+// once.
 func (s *Service) RunWorker(ctx context.Context) error {
+	if n, err := s.ReleaseLeases(ctx); err != nil {
+		s.log.Warn("results: the leases of this node's earlier process expire by themselves", "err", err)
+	} else if n > 0 {
+		s.log.Info("results: released the job leases this node held before it restarted", "jobs", n)
+	}
+	var wg sync.WaitGroup
+	for range s.opts.Workers {
+		wg.Go(func() { s.work(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// work is one worker: it runs due jobs one at a time until ctx ends.
+func (s *Service) work(ctx context.Context) {
 	for {
 		for ctx.Err() == nil {
 			j, err := s.claim(ctx)
@@ -206,6 +288,8 @@ func (s *Service) RunWorker(ctx context.Context) error {
 			if j == nil {
 				break
 			}
+			// More may be due: wake an idle worker to look.
+			s.nudge()
 			jctx, cancel := context.WithTimeout(ctx, s.opts.JobTimeout)
 			out := s.runLeased(jctx, j, func(ctx context.Context) outcome { return s.runJob(ctx, j) })
 			cancel()
@@ -221,7 +305,7 @@ func (s *Service) RunWorker(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil
+			return
 		case <-s.wake:
 		case <-t.C:
 		}
@@ -278,8 +362,8 @@ func (s *Service) claim(ctx context.Context) (*job, error) {
 	}
 	for _, id := range ids {
 		token := dbTime(now.Add(s.opts.LeaseDuration))
-		res, err := s.db.ExecContext(ctx, `UPDATE jobs SET locked_until = $1
-			WHERE id = $2 AND next_attempt_at <= $3 AND (locked_until IS NULL OR locked_until < $3)`, token, id, dbTime(now))
+		res, err := s.db.ExecContext(ctx, `UPDATE jobs SET locked_until = $1, locked_by = $4
+			WHERE id = $2 AND next_attempt_at <= $3 AND (locked_until IS NULL OR locked_until < $3)`, token, id, dbTime(now), s.owner)
 		if err != nil {
 			return nil, err
 		}
@@ -303,8 +387,7 @@ func (s *Service) claim(ctx context.Context) (*job, error) {
 }
 
 // offloadJob uploads a local result to its provider and records it there.
-// target is the provider to use, or nil to ask the router, which drops the
-// job when the job's provider is no longer the active target.
+// target is the provider to use, or nil to ask the router (see routeJob).
 func (s *Service) offloadJob(ctx context.Context, j *job, target *Target) outcome {
 	rw, err := loadRow(ctx, s.db, j.resultID)
 	if isNoRows(err) {
@@ -320,16 +403,16 @@ func (s *Service) offloadJob(ctx context.Context, j *job, target *Target) outcom
 		return drop("the result already lives in " + rw.storage)
 	}
 	if target == nil {
-		t, ok := s.router.Active(ctx)
-		if !ok || t.ID != j.provider || t.Provider == nil {
-			if j.attempts > 0 {
+		t, out := s.routeJob(ctx, j)
+		if t == nil {
+			if out.state == stateDrop && j.attempts > 0 && j.provider != "" {
 				// An earlier attempt may have stored the object before
 				// failing; nothing refers to it, so remove it.
 				s.removeOrphan(ctx, j.provider, nil, rw.path)
 			}
-			return drop(fmt.Sprintf("%s is no longer the active storage; the result stays local", j.provider))
+			return out
 		}
-		target = &t
+		target = t
 	}
 	if !rw.localPresent {
 		return dropErr("the result has no local file to upload", errors.New("local_present is false for a local result"))
@@ -368,6 +451,35 @@ func (s *Service) offloadJob(ctx context.Context, j *job, target *Target) outcom
 	}
 	s.log.Info("results: offloaded", "result", rw.id, "path", rw.path, "provider", target.ID, "local_copy", !removeLocal)
 	return done()
+}
+
+// routeJob asks the router where a queued offload job goes now: its
+// provider when that takes results now; a retry while Default Storage still
+// names it (or cannot be read) but it cannot take results right now; a drop
+// only when the admin changed Default Storage to something else. A job with
+// provider "" goes to whatever Default Storage names.
+func (s *Service) routeJob(ctx context.Context, j *job) (*Target, outcome) {
+	r := s.router.Route(ctx)
+	want := j.provider
+	switch {
+	case r.Guess:
+		return nil, retry(fmt.Errorf("waiting for the Default Storage to be readable: %s", r.Reason))
+	case want == "" && r.Default == Local:
+		return nil, drop("Default Storage is local; the result stays local")
+	case want == "":
+		want = r.Default
+	case r.Default != want:
+		return nil, drop(fmt.Sprintf("Default Storage was changed from %s to %s; the result stays local", want, r.Default))
+	}
+	if r.State == RouteReady && r.Target.Provider != nil && r.Target.ID == want {
+		t := r.Target
+		return &t, outcome{}
+	}
+	reason := r.Reason
+	if reason == "" {
+		reason = "the router gave no usable provider"
+	}
+	return nil, retry(fmt.Errorf("%s cannot take results right now: %s", want, reason))
 }
 
 // recordOffload marks a local, live result as living in provider and

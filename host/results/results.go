@@ -2,17 +2,24 @@
 // storage provider and serves, lists and deletes them.
 //
 // A finalized result is first written to the local results disk and recorded
-// with storage 'local'. When a remote provider is the active target, the
-// result is then uploaded inline (bounded by Options.OffloadTimeout) and, on
-// success, recorded as living there. Any storage failure leaves the result
-// local and served from disk, and queues an offload job: finalizing never
-// fails because of a provider.
+// with storage 'local'. When Default Storage is a provider that takes
+// results now, the result is then uploaded inline, for at most
+// Options.InlineOffloadTimeout (5 s by default), and on success recorded as
+// living there. An upload that fails or runs out of that time leaves the
+// result local and served from disk, and its offload job goes to the queue
+// (at once after a time-out): finalizing never fails, and never waits on
+// the network longer than that bound, because of a provider. While the
+// Default Storage provider is momentarily unusable (its settings cannot be
+// read, the plugin is restarting or being updated), results are recorded
+// local and queued for it; only the admin changing Default Storage drops
+// such a job.
 //
 // The storage column of the results table is the one place a result is
 // served from, and it names a provider only after that provider's Put
 // succeeded. Jobs (offloads and deletes still to do) live in the jobs table;
 // a node leases a job before working on it, so several host nodes sharing one
-// PostgreSQL database never run one job at the same time.
+// PostgreSQL database never run one job at the same time. Each node runs
+// Options.Workers workers, each job under a deadline.
 package results
 
 import (
@@ -74,12 +81,54 @@ type Target struct {
 	DeleteLocal bool
 }
 
+// RouteState is what Default Storage means for a new result right now.
+type RouteState int
+
+// The route states.
+const (
+	// RouteLocal: Default Storage is local; results stay local and nothing
+	// is queued.
+	RouteLocal RouteState = iota
+	// RouteReady: Default Storage is a provider that takes results now;
+	// they are uploaded inline, then queued if that fails.
+	RouteReady
+	// RouteWaiting: Default Storage is a provider that cannot take results
+	// right now for a passing reason (its settings or the Default Storage
+	// entry cannot be read, the plugin is starting, restarting or being
+	// updated, it is not configured yet); results are recorded local and
+	// queued for it.
+	RouteWaiting
+	// RouteOff: Default Storage is a provider that takes no new results
+	// (disabled, stopped by the crash-loop breaker, or its install record
+	// refused): new results stay local and queue nothing; jobs already
+	// queued for it wait until it is back or Default Storage changes.
+	RouteOff
+)
+
+// Route is where Default Storage sends new results, as the Router sees it.
+type Route struct {
+	// State says what to do with a new result.
+	State RouteState
+	// Default is what Default Storage names: Local or a provider id. With
+	// Guess set it is the last value read, "" if none ever was.
+	Default string
+	// Guess is set when the Default Storage entry cannot be read right now:
+	// Default is then the last value read, and queued jobs are never dropped
+	// on its word.
+	Guess bool
+	// Target is the provider to upload to; Target.Provider is set with
+	// RouteReady.
+	Target Target
+	// Reason says why the provider cannot take results (RouteWaiting,
+	// RouteOff).
+	Reason string
+}
+
 // Router tells the service where new results go and how to reach providers.
 type Router interface {
-	// Active returns the remote provider new results are offloaded to;
-	// ok=false when Default Storage is local or the default provider is not
-	// usable (not enabled, configured or running): then results stay local.
-	Active(ctx context.Context) (Target, bool)
+	// Route says where Default Storage sends new results right now; the
+	// queue also asks it before each offload attempt.
+	Route(ctx context.Context) Route
 	// Provider returns a provider by id (for retries and deletes) even if it
 	// is no longer the default; ok=false if it is not installed.
 	Provider(ctx context.Context, id string) (storage.Provider, bool)
@@ -146,15 +195,27 @@ type Content struct {
 
 // Options tune a Service. Zero values take the defaults.
 type Options struct {
-	// OffloadTimeout bounds the inline offload attempt in Finalize (default 2m).
-	OffloadTimeout time.Duration
-	// JobTimeout bounds one queued job's provider call (default 30m).
+	// InlineOffloadTimeout bounds how long Finalize (and Commit) waits for
+	// the inline upload (default 5s). An upload still running then is cut,
+	// the result is answered local, and the queue takes the job at once.
+	InlineOffloadTimeout time.Duration
+	// JobTimeout is the deadline of one queued job (default 30m): a
+	// provider call still running then is cut and the job retried later.
 	JobTimeout time.Duration
-	// DeleteTimeout bounds the inline delete attempt in Delete (default 15s).
+	// DeleteTimeout bounds the inline delete attempt in Delete (default 5s);
+	// a delete still running then is cut and queued at once.
 	DeleteTimeout time.Duration
 	// DBTimeout bounds each database step of a request: Commit's records and
 	// its read-back, and (through DBTimeout()) the API's calls (default 5s).
 	DBTimeout time.Duration
+	// Workers is how many jobs a RunWorker call runs at once (default 4,
+	// at most 64).
+	Workers int
+	// NodeID names this host node in job leases; RunWorker releases at once
+	// the leases an earlier process of the same node left (a crash). It must
+	// be stable across restarts and unique per node (the host keeps it in
+	// its data dir). Default: a random id, so nothing is released.
+	NodeID string
 	// PollInterval is how often an idle worker looks for due jobs (default 5s).
 	PollInterval time.Duration
 	// LeaseDuration is how long a job lease lasts before it must be renewed;
@@ -175,10 +236,17 @@ func (o Options) withDefaults() Options {
 			*d = v
 		}
 	}
-	def(&o.OffloadTimeout, 2*time.Minute)
+	def(&o.InlineOffloadTimeout, 5*time.Second)
 	def(&o.JobTimeout, 30*time.Minute)
-	def(&o.DeleteTimeout, 15*time.Second)
+	def(&o.DeleteTimeout, 5*time.Second)
 	def(&o.DBTimeout, 5*time.Second)
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	o.Workers = min(o.Workers, maxWorkers)
+	if o.NodeID == "" {
+		o.NodeID = rand.Text()
+	}
 	def(&o.PollInterval, 5*time.Second)
 	def(&o.LeaseDuration, time.Minute)
 	def(&o.BackoffMin, 10*time.Second)
@@ -203,9 +271,15 @@ type Service struct {
 	router Router
 	opts   Options
 	log    *slog.Logger
+	// owner is what this Service writes into the leases it takes:
+	// "<node id>/<random per Service>".
+	owner string
 	// wake nudges idle workers after a job was queued.
 	wake chan struct{}
 }
+
+// maxWorkers caps Options.Workers.
+const maxWorkers = 64
 
 // New returns a Service over a migrated host database and the local results
 // store (both required). A nil router keeps every result local.
@@ -214,14 +288,15 @@ func New(db *sql.DB, local *localstore.Store, router Router, opts Options) *Serv
 	if router == nil {
 		router = localOnly{}
 	}
-	return &Service{db: db, local: local, router: router, opts: opts, log: opts.Logger, wake: make(chan struct{}, 1)}
+	return &Service{db: db, local: local, router: router, opts: opts, log: opts.Logger,
+		owner: opts.NodeID + "/" + rand.Text(), wake: make(chan struct{}, 1)}
 }
 
 // localOnly is the Router of a host without remote storage.
 type localOnly struct{}
 
-// Active reports no remote target.
-func (localOnly) Active(context.Context) (Target, bool) { return Target{}, false }
+// Route reports Default Storage local.
+func (localOnly) Route(context.Context) Route { return Route{State: RouteLocal, Default: Local} }
 
 // Provider reports no provider.
 func (localOnly) Provider(context.Context, string) (storage.Provider, bool) { return nil, false }
@@ -362,8 +437,10 @@ func (st *Staged) Discard() {
 	}
 }
 
-// Commit records the staged result as owner's ("" for none) and, when a
-// remote provider is active, offloads it inline.
+// Commit records the staged result as owner's ("" for none) and, when
+// Default Storage is a provider that takes results now, offloads it inline
+// for at most Options.InlineOffloadTimeout. The Result says where the
+// result is when Commit returns.
 func (st *Staged) Commit(ctx context.Context, owner string) (Result, error) {
 	if st.done {
 		return Result{}, fmt.Errorf("results: %s was already committed or discarded", st.key)
@@ -379,12 +456,19 @@ func (st *Staged) Commit(ctx context.Context, owner string) (Result, error) {
 		size: st.size, localPresent: true, createdAt: now, owner: owner}
 	// A database that does not answer fails the records within DBTimeout.
 	dctx, dcancel := context.WithTimeout(ctx, s.opts.DBTimeout)
-	target, offload := s.router.Active(dctx)
-	if offload && (target.Provider == nil || target.ID == "" || target.ID == Local) {
-		s.log.Error("results: the router's active target is unusable; keeping the result local", "provider", target.ID)
-		offload = false
+	route := s.router.Route(dctx)
+	if route.State == RouteReady && (route.Target.Provider == nil || route.Target.ID == "" || route.Target.ID == Local || route.Target.ID != route.Default) {
+		s.log.Error("results: the router's target is unusable; queueing the result for the Default Storage", "provider", route.Target.ID, "default", route.Default)
+		route.State, route.Reason = RouteWaiting, "the router gave no usable provider"
 	}
-	j, err := s.record(dctx, rw, target.ID, offload, now)
+	plan := planLocal
+	switch {
+	case route.State == RouteReady:
+		plan = planInline
+	case route.State == RouteWaiting && route.Default != Local:
+		plan = planQueue
+	}
+	j, err := s.record(dctx, rw, route, plan, now)
 	dcancel()
 	if err != nil {
 		if derr := s.local.Delete(context.WithoutCancel(ctx), key); derr != nil {
@@ -392,17 +476,34 @@ func (st *Staged) Commit(ctx context.Context, owner string) (Result, error) {
 		}
 		return Result{}, fmt.Errorf("results: recording %s: %w", key, err)
 	}
-	if !offload {
+	switch plan {
+	case planLocal:
+		return rw.result(), nil
+	case planQueue:
+		s.log.Info("results: the Default Storage provider cannot take results right now; the result is local and queued for it",
+			"result", id, "provider", route.Default, "reason", route.Reason)
+		s.nudge()
 		return rw.result(), nil
 	}
 	// From here on the result exists and is served locally: storage
 	// problems are logged and retried, never returned.
-	octx, cancel := context.WithTimeout(ctx, s.opts.OffloadTimeout)
+	octx, cancel := context.WithTimeout(ctx, s.opts.InlineOffloadTimeout)
 	defer cancel()
-	out := s.runLeased(octx, j, func(ctx context.Context) outcome {
-		return s.offloadJob(ctx, j, &target)
+	target := route.Target
+	out := s.runLeased(octx, j, func(jctx context.Context) outcome {
+		o := s.offloadJob(jctx, j, &target)
+		if o.state == stateRetry && octx.Err() != nil {
+			// Cut by the inline bound (or the caller leaving): the queue
+			// takes over now.
+			o.handoff = true
+		}
+		return o
 	})
-	if out.err != nil {
+	switch {
+	case out.handoff:
+		s.log.Info("results: the inline upload did not finish in time; the result is local and the queue continues it",
+			"result", id, "path", key, "provider", target.ID, "bound", s.opts.InlineOffloadTimeout)
+	case out.err != nil:
 		s.log.Warn("results: offload failed; the result stays local and will be retried",
 			"result", id, "path", key, "provider", target.ID, "err", short(out.err))
 	}
@@ -417,9 +518,20 @@ func (st *Staged) Commit(ctx context.Context, owner string) (Result, error) {
 	return final.result(), nil
 }
 
-// record inserts the result row and, when offloading, an offload job leased
-// by this call, in one transaction.
-func (s *Service) record(ctx context.Context, rw row, provider string, offload bool, now time.Time) (*job, error) {
+// What Commit does with a new result.
+const (
+	// planLocal records it local, with no job.
+	planLocal = iota
+	// planInline records it with an offload job leased by the caller, who
+	// uploads it inline.
+	planInline
+	// planQueue records it with an offload job for the queue.
+	planQueue
+)
+
+// record inserts the result row and, as plan says, an offload job (leased
+// by this call, or queued), in one transaction.
+func (s *Service) record(ctx context.Context, rw row, route Route, plan int, now time.Time) (*job, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -431,8 +543,16 @@ func (s *Service) record(ctx context.Context, rw row, provider string, offload b
 		return nil, err
 	}
 	var j *job
-	if offload {
-		if j, err = s.insertLeasedJob(ctx, tx, kindOffload, rw.id, provider, rw.path, now); err != nil {
+	switch plan {
+	case planInline:
+		if j, err = s.insertLeasedJob(ctx, tx, kindOffload, rw.id, route.Target.ID, rw.path, now); err != nil {
+			return nil, err
+		}
+	case planQueue:
+		// The first attempt waits a backoff step: the reason is passing,
+		// and trying at once would only fail again.
+		due := now.Add(s.backoff(1))
+		if err := s.insertQueuedJob(ctx, tx, kindOffload, rw.id, route.Default, rw.path, now, due, route.Reason); err != nil {
 			return nil, err
 		}
 	}
@@ -595,7 +715,14 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.DeleteTimeout)
 	defer cancel()
-	if out := s.runLeased(dctx, j, func(ctx context.Context) outcome { return s.deleteJob(ctx, j) }); out.err != nil {
+	out := s.runLeased(dctx, j, func(jctx context.Context) outcome {
+		o := s.deleteJob(jctx, j)
+		if o.state == stateRetry && dctx.Err() != nil {
+			o.handoff = true
+		}
+		return o
+	})
+	if out.err != nil {
 		s.log.Warn("results: delete queued for retry", "result", id, "provider", rw.storage, "err", short(out.err))
 	}
 	return nil

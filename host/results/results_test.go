@@ -36,6 +36,8 @@ const (
 	block
 	panicking
 	slow
+	// hang ignores the context: the call returns only when the test ends.
+	hang
 )
 
 // remote wraps memstore: it counts puts, records reader types and fails on
@@ -49,10 +51,12 @@ type remote struct {
 	calls       map[string]int
 	nonFile     int
 	fileReaders int
+	// unhang is closed when the test ends, releasing hung calls.
+	unhang chan struct{}
 }
 
 func newRemote() *remote {
-	return &remote{Store: memstore.New("https://cdn.example/media"), okPuts: map[string]int{}, calls: map[string]int{}}
+	return &remote{Store: memstore.New("https://cdn.example/media"), okPuts: map[string]int{}, calls: map[string]int{}, unhang: make(chan struct{})}
 }
 
 func (r *remote) setMode(f func(string) mode) {
@@ -107,6 +111,9 @@ func (r *remote) Put(ctx context.Context, key string, rd io.Reader, opts storage
 		return storage.ObjectInfo{}, &storage.Error{Code: storage.Canceled, Message: ctx.Err().Error(), Err: ctx.Err()}
 	case panicking:
 		panic("injected provider panic")
+	case hang:
+		<-r.unhang
+		return storage.ObjectInfo{}, storage.Errorf(storage.Unavailable, "put %s: hung", key)
 	case slow:
 		select {
 		case <-time.After(time.Second):
@@ -147,15 +154,27 @@ type router struct {
 	mu        sync.Mutex
 	active    *Target
 	providers map[string]storage.Provider
+	// unusable, when set, is the route while the active provider is
+	// momentarily unusable (waiting or off).
+	unusable *Route
 }
 
-func (r *router) Active(context.Context) (Target, bool) {
+func (r *router) Route(context.Context) Route {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.active == nil {
-		return Target{}, false
+	switch {
+	case r.unusable != nil:
+		return *r.unusable
+	case r.active == nil:
+		return Route{State: RouteLocal, Default: Local}
 	}
-	return *r.active, true
+	return Route{State: RouteReady, Default: r.active.ID, Target: *r.active}
+}
+
+func (r *router) setUnusable(u *Route) {
+	r.mu.Lock()
+	r.unusable = u
+	r.mu.Unlock()
 }
 
 func (r *router) Provider(_ context.Context, id string) (storage.Provider, bool) {
@@ -200,13 +219,13 @@ type env struct {
 
 func testOptions() Options {
 	return Options{
-		OffloadTimeout: 2 * time.Second,
-		DeleteTimeout:  time.Second,
-		PollInterval:   20 * time.Millisecond,
-		LeaseDuration:  3 * time.Second,
-		BackoffMin:     5 * time.Millisecond,
-		BackoffMax:     40 * time.Millisecond,
-		Logger:         slog.New(slog.DiscardHandler),
+		InlineOffloadTimeout: 2 * time.Second,
+		DeleteTimeout:        time.Second,
+		PollInterval:         20 * time.Millisecond,
+		LeaseDuration:        3 * time.Second,
+		BackoffMin:           5 * time.Millisecond,
+		BackoffMax:           40 * time.Millisecond,
+		Logger:               slog.New(slog.DiscardHandler),
 	}
 }
 
@@ -225,6 +244,7 @@ func newEnv(t *testing.T, d dbmigrate.Dialect, offload, deleteLocal bool, opts O
 		e.router.setActive(&Target{ID: remoteID, Provider: e.remote, DeleteLocal: deleteLocal})
 	}
 	e.svc = New(e.db.DB, e.local, e.router, opts)
+	t.Cleanup(func() { close(e.remote.unhang) })
 	return e
 }
 
@@ -434,7 +454,7 @@ func TestFailureThenRetry(t *testing.T) {
 		for _, m := range []mode{failBefore, failAfterCommit, block, panicking} {
 			t.Run(fmt.Sprintf("mode=%d", m), func(t *testing.T) {
 				opts := testOptions()
-				opts.OffloadTimeout = 300 * time.Millisecond
+				opts.InlineOffloadTimeout = 300 * time.Millisecond
 				e := newEnv(t, d, true, true, opts)
 				e.remote.setMode(func(string) mode { return m })
 				data := payload(4)
@@ -566,7 +586,7 @@ func TestDeleteOffloadedProviderDown(t *testing.T) {
 func TestConcurrentFinalizeRandomFailures(t *testing.T) {
 	forDialects(t, func(t *testing.T, d dbmigrate.Dialect) {
 		opts := testOptions()
-		opts.OffloadTimeout = 500 * time.Millisecond
+		opts.InlineOffloadTimeout = 500 * time.Millisecond
 		e := newEnv(t, d, true, true, opts)
 		e.remote.setMode(func(string) mode {
 			switch n := rand.IntN(10); {

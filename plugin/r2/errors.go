@@ -33,7 +33,11 @@ func classify(err error) (cause, string) {
 	if err == nil {
 		return causeOther, ""
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	// The caller's context ending, found by identity: a network time-out
+	// (net/http's, or a silent connection) also matches
+	// context.DeadlineExceeded under errors.Is, but it means the endpoint
+	// did not answer, not that the caller gave up.
+	if holds(err, context.Canceled) || holds(err, context.DeadlineExceeded) {
 		return causeCanceled, ""
 	}
 	var se *storage.Error
@@ -86,6 +90,24 @@ func classify(err error) (cause, string) {
 		return causeUnreachable, ""
 	}
 	return causeOther, ""
+}
+
+// holds reports whether target itself is in err's tree (no Is methods).
+func holds(err, target error) bool {
+	if err == target {
+		return true
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return u.Unwrap() != nil && holds(u.Unwrap(), target)
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if e != nil && holds(e, target) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // toStorageError turns an S3 client error into the contract's typed error.

@@ -13,8 +13,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,7 +20,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -67,8 +64,13 @@ type Options struct {
 	// ValidateSchema checks settings against the settings schema and returns
 	// field errors; nil skips the schema check (the code checks still run).
 	ValidateSchema func(storage.Settings) []storage.FieldError
-	// HTTPClient overrides the HTTP client (tests use it to trust a test CA).
+	// HTTPClient overrides the HTTP client (tests use it to trust a test
+	// CA); Timeouts do not apply to it.
 	HTTPClient aws.HTTPClient
+	// Timeouts bound the waits on a silent network; zero fields take the
+	// defaults (5 s to connect or handshake, 15 s for response headers or
+	// with no byte moving).
+	Timeouts Timeouts
 	// Now returns the current time; nil is time.Now.
 	Now func() time.Time
 }
@@ -158,13 +160,7 @@ func (p *Provider) Configure(_ context.Context, m storage.Settings) (storage.Con
 func (p *Provider) newConn(s Settings) *conn {
 	httpClient := p.opts.HTTPClient
 	if httpClient == nil {
-		httpClient = awshttp.NewBuildableClient().
-			WithDialerOptions(func(d *net.Dialer) { d.Timeout = 10 * time.Second }).
-			WithTransportOptions(func(t *http.Transport) {
-				t.TLSHandshakeTimeout = 10 * time.Second
-				t.ResponseHeaderTimeout = 2 * time.Minute
-				t.MaxIdleConnsPerHost = 16
-			})
+		httpClient = newHTTPClient(p.opts.Timeouts)
 	}
 	cfg := aws.Config{
 		Region:                     "auto",
