@@ -45,6 +45,9 @@ func TestMain(m *testing.M) {
 		servePlugin(mode)
 		os.Exit(0)
 	}
+	if os.Getenv(hostModeEnv) != "" {
+		actAsHost()
+	}
 	code := m.Run()
 	builder.Cleanup()
 	os.Exit(code)
@@ -102,6 +105,36 @@ func servePlugin(mode string) {
 			"err", fmt.Errorf("wrapped %s", p.secret))
 	}
 	sdk.Serve(p, sdk.ServeOptions{Logger: logger})
+}
+
+// hostModeEnv makes the test binary a host that launches this binary as a
+// plugin, prints "plugin-pid N" and waits to be killed.
+const hostModeEnv = "PLUGINRT_TEST_HOST_MODE"
+
+func actAsHost() {
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Println("host:", err)
+		os.Exit(1)
+	}
+	c, err := sdk.Launch(context.Background(), sdk.LaunchConfig{Path: exe, Env: []string{modeEnv + "=normal", "GORACE=atexit_sleep_ms=0"}})
+	if err != nil {
+		fmt.Println("host:", err)
+		os.Exit(1)
+	}
+	fmt.Println("plugin-pid", c.Pid())
+	select {}
+}
+
+// processLive reports whether pid runs (a zombie, exited but not yet
+// reaped, does not).
+func processLive(pid int) bool {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	return len(fields) > 0 && fields[0] != "Z" && fields[0] != "X"
 }
 
 // selfSpec runs this test binary as plugin id in mode.

@@ -1,12 +1,15 @@
 package pluginrt
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -451,4 +454,56 @@ func TestCloseDuringFirstLaunch(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 	noChildren(t)
+}
+
+// TestPluginExitsWhenItsHostIsKilled: a plugin whose host is SIGKILLed
+// (no chance to stop it) notices it has been re-parented and exits within
+// seconds, instead of living on beside the next host's plugin.
+func TestPluginExitsWhenItsHostIsKilled(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := exec.Command(exe)
+	host.Env = append(os.Environ(), hostModeEnv+"=1")
+	out, err := host.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := host.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var pid int
+	select {
+	case line := <-lines:
+		if _, err := fmt.Sscanf(line, "plugin-pid %d", &pid); err != nil {
+			host.Process.Kill()
+			t.Fatalf("the host said %q", line)
+		}
+	case <-time.After(30 * time.Second):
+		host.Process.Kill()
+		t.Fatal("the host did not launch its plugin")
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	if !processLive(pid) {
+		t.Fatalf("plugin %d is not running", pid)
+	}
+	host.Process.Kill()
+	host.Wait()
+	killed := time.Now()
+	for processLive(pid) {
+		if time.Since(killed) > 10*time.Second {
+			t.Fatalf("plugin %d still runs 10 s after its host was killed", pid)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("the plugin exited %v after its host was killed", time.Since(killed).Round(100*time.Millisecond))
 }

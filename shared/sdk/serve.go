@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -52,14 +54,51 @@ func Serve(p Provider, opts ...ServeOptions) {
 	if o.Logger == nil {
 		o.Logger = Logger("plugin")
 	}
+	var srv atomic.Pointer[grpc.Server]
+	go watchHost(o.Logger, &srv, os.Getppid(), time.Second, hostGoneGrace)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake(),
 		VersionedPlugins: VersionedPlugins(p),
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			return grpc.NewServer(append(opts, grpc.InitialWindowSize(windowSize), grpc.InitialConnWindowSize(windowSize))...)
+			s := grpc.NewServer(append(opts, grpc.InitialWindowSize(windowSize), grpc.InitialConnWindowSize(windowSize), grpc.WaitForHandlers(true))...)
+			srv.Store(s)
+			return s
 		},
 		Logger: o.Logger,
 	})
+}
+
+// hostGoneGrace is how long a plugin whose host died gives its cancelled
+// calls to clean up (abort multipart uploads, remove temp files) before it
+// exits.
+const hostGoneGrace = 10 * time.Second
+
+// watchHost ends the plugin soon after its host process is gone (killed
+// without a chance to stop it): the plugin is then re-parented, so its
+// parent pid changes. It stops the gRPC server, which cancels every call in
+// flight so the provider can clean up, waits for them at most grace, and
+// exits. A host that runs as PID 1 (a container) is watched all the same:
+// only a change of parent counts.
+func watchHost(log hclog.Logger, srv *atomic.Pointer[grpc.Server], hostPid int, every, grace time.Duration) {
+	for range time.Tick(every) {
+		if os.Getppid() == hostPid {
+			continue
+		}
+		log.Warn("the host process is gone; cancelling calls in flight and exiting", "host_pid", hostPid)
+		done := make(chan struct{})
+		go func() {
+			if s := srv.Load(); s != nil {
+				s.Stop()
+			}
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(grace):
+			log.Warn("calls still running after the grace period; exiting anyway", "grace", grace)
+		}
+		os.Exit(0)
+	}
 }
 
 func launchedByHost() bool {
