@@ -159,6 +159,9 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	var mgr *providers.Manager
 	rtOpts.OnStart = func(ctx context.Context, id string, p storage.Provider) error { return mgr.OnStart(ctx, id, p) }
 	rtOpts.Redact = func() []string { return mgr.Secrets() }
+	if rtOpts.PidDir == "" {
+		rtOpts.PidDir = filepath.Join(cfg.DataDir, "run")
+	}
 	a.Runtime = pluginrt.New(rtOpts)
 	mgr = providers.New(a.DB, a.Dialect, a.Settings, a.Runtime, a.log, providers.Options{PluginsDir: filepath.Join(cfg.DataDir, "plugins"), Keys: keys})
 	a.Providers = mgr

@@ -48,6 +48,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(hostModeEnv) != "" {
 		actAsHost()
 	}
+	if os.Getenv(sleepEnv) != "" {
+		select {} // a plugin process an older SDK left running
+	}
 	code := m.Run()
 	builder.Cleanup()
 	os.Exit(code)
@@ -110,6 +113,9 @@ func servePlugin(mode string) {
 // hostModeEnv makes the test binary a host that launches this binary as a
 // plugin, prints "plugin-pid N" and waits to be killed.
 const hostModeEnv = "PLUGINRT_TEST_HOST_MODE"
+
+// sleepEnv makes the test binary sleep until killed.
+const sleepEnv = "PLUGINRT_TEST_SLEEP"
 
 func actAsHost() {
 	exe, err := os.Executable()

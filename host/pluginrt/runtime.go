@@ -91,6 +91,10 @@ type Options struct {
 	// plugin, e.g. to Configure it; an error counts as a failed start. Its ctx
 	// ends after StartTimeout; it must not call Start, Stop or Close.
 	OnStart func(ctx context.Context, id string, p storage.Provider) error
+	// PidDir keeps a pid file per running plugin, so a host restarted after
+	// being killed stops the plugin processes it left (Linux /proc); ""
+	// keeps none.
+	PidDir string
 	// OnState is told of every state change, in order, from the plugin's
 	// supervisor; it must not call Start, Stop or Close. May be nil.
 	OnState func(id string, s Status)
@@ -206,6 +210,9 @@ func (r *Runtime) Start(ctx context.Context, spec Spec) error {
 			return fmt.Errorf("start plugin %s: stopping the running instance: %w", spec.ID, err)
 		}
 		r.mu.Lock()
+	}
+	if old := r.plugins[spec.ID]; old == nil {
+		r.stopStray(spec.ID) // a process an earlier host left, never one of ours
 	}
 	s := newSupervisor(r, spec)
 	r.plugins[spec.ID] = s

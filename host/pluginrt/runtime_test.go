@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -506,4 +507,64 @@ func TestPluginExitsWhenItsHostIsKilled(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("the plugin exited %v after its host was killed", time.Since(killed).Round(100*time.Millisecond))
+}
+
+// TestStrayPluginStoppedOnStart: a plugin process an earlier, killed host
+// left running (one built with an SDK that does not notice) is stopped
+// before the plugin is launched again, while a pid file whose pid now names
+// another program leaves that program alone.
+func TestStrayPluginStoppedOnStart(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	startSleeper := func(path string, args ...string) *exec.Cmd {
+		cmd := exec.Command(path, args...)
+		cmd.Env = append(os.Environ(), sleepEnv+"=1")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd
+	}
+	stray := startSleeper(exe)
+	other := startSleeper("/bin/sleep", "60")
+	pidDir := t.TempDir()
+	write := func(id string, cmd *exec.Cmd, path string) {
+		start, err := processStart(cmd.Process.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(pidDir, id+".pid"), []byte(fmt.Sprintf("%d %d %s\n", cmd.Process.Pid, start, path)), 0o600)
+	}
+	write("stray", stray, exe)
+	write("reused", other, exe) // the pid names /bin/sleep now, not the plugin binary
+
+	r, _ := newRuntime(t, Options{PidDir: pidDir})
+	for _, id := range []string{"stray", "reused"} {
+		if err := r.Start(context.Background(), selfSpec(t, id, "normal")); err != nil {
+			t.Fatalf("start %s: %v", id, err)
+		}
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- stray.Wait() }()
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stray plugin process still runs after the plugin started again")
+	}
+	if !processLive(other.Process.Pid) {
+		t.Fatal("a process whose pid a stale pid file named was killed")
+	}
+	st, _ := r.Status("stray")
+	pid, _, path, err := readPidFile(filepath.Join(pidDir, "stray.pid"))
+	if err != nil || pid != st.Pid || path != exe {
+		t.Fatalf("pid file of the new process: %d %q %v (running %d)", pid, path, err, st.Pid)
+	}
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(pidDir); len(left) != 0 {
+		t.Fatalf("pid files left after Close: %v", left)
+	}
 }

@@ -92,9 +92,13 @@ func (s *supervisor) setState(state State, client *sdk.Client, lastErr string) {
 	s.client = client
 	s.status.State = state
 	s.status.Since = time.Now()
+	if prev := s.status.Pid; prev != 0 {
+		s.rt.forgetPid(s.id, prev)
+	}
 	s.status.Pid = 0
 	if client != nil {
 		s.status.Pid = client.Pid()
+		s.rt.recordPid(s.id, s.status.Pid, s.spec.Path)
 	}
 	if lastErr != "" || state == StateStopped {
 		s.status.LastError = lastErr
