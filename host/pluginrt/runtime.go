@@ -196,6 +196,15 @@ func (r *Runtime) Start(ctx context.Context, spec Spec) error {
 	spec.Env = append([]string(nil), spec.Env...)
 
 	r.mu.Lock()
+	_, known := r.plugins[spec.ID]
+	r.mu.Unlock()
+	if !known {
+		// A process an earlier host left (never one of ours: stopStray
+		// checks), stopped outside the lock: it may take seconds.
+		r.stopStray(spec.ID)
+	}
+
+	r.mu.Lock()
 	for {
 		if r.closed {
 			r.mu.Unlock()
@@ -210,9 +219,6 @@ func (r *Runtime) Start(ctx context.Context, spec Spec) error {
 			return fmt.Errorf("start plugin %s: stopping the running instance: %w", spec.ID, err)
 		}
 		r.mu.Lock()
-	}
-	if old := r.plugins[spec.ID]; old == nil {
-		r.stopStray(spec.ID) // a process an earlier host left, never one of ours
 	}
 	s := newSupervisor(r, spec)
 	r.plugins[spec.ID] = s

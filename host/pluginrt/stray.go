@@ -27,13 +27,19 @@ func (r *Runtime) pidFile(id string) string {
 	return filepath.Join(r.opts.PidDir, id+".pid")
 }
 
-// recordPid writes the pid file of a plugin process that started.
-func (r *Runtime) recordPid(id string, pid int, path string) {
+// recordPid writes the pid file of a plugin process that started. It
+// records the binary as the kernel names it (/proc/<pid>/exe: absolute,
+// links resolved), which is what stopStray compares with.
+func (r *Runtime) recordPid(id string, pid int) {
 	file := r.pidFile(id)
 	if file == "" || pid <= 0 {
 		return
 	}
 	start, err := processStart(pid)
+	var path string
+	if err == nil {
+		path, err = os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe"))
+	}
 	if err != nil {
 		r.log.Warn("cannot record the plugin's pid", "plugin", id, "error", err)
 		return
@@ -74,7 +80,7 @@ func (r *Runtime) stopStray(id string) {
 		r.log.Warn("ignoring an unreadable plugin pid file", "plugin", id, "file", file, "error", err)
 		return
 	}
-	if pid == os.Getpid() {
+	if pid == os.Getpid() || r.supervises(pid) {
 		return
 	}
 	if got, err := processStart(pid); err != nil || got != start {
@@ -91,6 +97,18 @@ func (r *Runtime) stopStray(id string) {
 		}
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
+}
+
+// supervises reports whether pid is a plugin process this runtime runs.
+func (r *Runtime) supervises(pid int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.plugins {
+		if s.snapshot().Pid == pid {
+			return true
+		}
+	}
+	return false
 }
 
 // readPidFile parses a pid file.

@@ -98,7 +98,7 @@ func (s *supervisor) setState(state State, client *sdk.Client, lastErr string) {
 	s.status.Pid = 0
 	if client != nil {
 		s.status.Pid = client.Pid()
-		s.rt.recordPid(s.id, s.status.Pid, s.spec.Path)
+		s.rt.recordPid(s.id, s.status.Pid)
 	}
 	if lastErr != "" || state == StateStopped {
 		s.status.LastError = lastErr

@@ -34,7 +34,7 @@ func TestInlineTimeoutHandsTheJobToTheQueue(t *testing.T) {
 		worker(t, e.svc)
 		handed := time.Now()
 		waitFor(t, "the handed-off offload", func() bool { return e.pending(t) == 0 })
-		if d := time.Since(handed); d > 3*time.Second {
+		if d := time.Since(handed); d > 10*time.Second { // the backoff would be a minute
 			t.Fatalf("the queue took %v to pick up a job the inline attempt gave up on", d)
 		}
 		if got := e.checkServed(t, res.ID, data); got.Storage != remoteID {
@@ -74,7 +74,7 @@ func TestStuckJobDoesNotBlockOthers(t *testing.T) {
 		worker(t, e.svc)
 		start := time.Now()
 		waitFor(t, "the other jobs", func() bool { return e.pending(t) <= 1 })
-		if took := time.Since(start); took > 3*time.Second {
+		if took := time.Since(start); took > 5*time.Second { // the stuck job's deadline is 6 s
 			t.Fatalf("the other jobs took %v behind a stuck one", took)
 		}
 		for i, id := range ids[1:] {
@@ -147,7 +147,7 @@ func TestLeasesOfAnEarlierProcessReleasedOnStart(t *testing.T) {
 			got, err := e.svc.Get(context.Background(), res.ID)
 			return err == nil && got.Storage == remoteID
 		})
-		if took := time.Since(start); took > 3*time.Second {
+		if took := time.Since(start); took > 10*time.Second { // the lease would last longer
 			t.Fatalf("the interrupted job took %v after the restart", took)
 		}
 		e.checkServed(t, res.ID, data)

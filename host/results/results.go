@@ -385,6 +385,25 @@ func (s *Service) Finalize(ctx context.Context, u Upload, r io.Reader) (Result, 
 	return st.Commit(ctx, u.Owner)
 }
 
+// dropUnrecorded removes the local file of a result whose record failed,
+// unless the row exists after all (a COMMIT that applied although its
+// answer was lost): then the file is the result's and stays. When that
+// cannot be told now, the file stays too; it is never removed under a row.
+func (s *Service) dropUnrecorded(ctx context.Context, id, key string) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.DBTimeout)
+	defer cancel()
+	var n int
+	if err := s.db.QueryRowContext(cctx, "SELECT COUNT(*) FROM results WHERE id = $1", id).Scan(&n); err != nil || n > 0 {
+		if err != nil {
+			s.log.Warn("results: cannot tell whether a failed record applied; keeping its local file", "path", key, "err", err)
+		}
+		return
+	}
+	if err := s.local.Delete(context.WithoutCancel(ctx), key); err != nil {
+		s.log.Error("results: removing the local file of an unrecorded result", "path", key, "err", err)
+	}
+}
+
 // Staged is a result whose content is on the local disk but not recorded
 // yet: Commit records it, Discard removes it.
 type Staged struct {
@@ -471,9 +490,7 @@ func (st *Staged) Commit(ctx context.Context, owner string) (Result, error) {
 	j, err := s.record(dctx, rw, route, plan, now)
 	dcancel()
 	if err != nil {
-		if derr := s.local.Delete(context.WithoutCancel(ctx), key); derr != nil {
-			s.log.Error("results: removing the local file of an unrecorded result", "path", key, "err", derr)
-		}
+		s.dropUnrecorded(ctx, id, key)
 		return Result{}, fmt.Errorf("results: recording %s: %w", key, err)
 	}
 	switch plan {
