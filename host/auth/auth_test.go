@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -24,42 +23,24 @@ const (
 	testToken    = "automation-token-0123456789"
 )
 
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // fixture is an Auth behind a test server: /login, /logout, /api/x (Require)
 // and /page (RequirePage). Every response body and log line is recorded.
 type fixture struct {
 	t      *testing.T
 	auth   *Auth
 	srv    *httptest.Server
-	clock  *clock
+	clock  *plugintest.Clock
 	logs   *plugintest.Logs
 	bodies *plugintest.Logs
 }
 
 func newFixture(t *testing.T, tls bool, tweak ...func(*Options)) *fixture {
 	t.Helper()
-	f := &fixture{t: t, clock: &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}, logs: &plugintest.Logs{}, bodies: &plugintest.Logs{}}
+	f := &fixture{t: t, clock: plugintest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)), logs: &plugintest.Logs{}, bodies: &plugintest.Logs{}}
 	opts := Options{
 		Password: NewPassword(testPassword), Token: testToken,
 		Logger: slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Now:    f.clock.now,
+		Now:    f.clock.Now,
 		// Tests name their client IP in a header, to act as several clients.
 		ClientIP: func(r *http.Request) string {
 			if ip := r.Header.Get("X-Test-IP"); ip != "" {
@@ -267,11 +248,11 @@ func TestLoginRateLimit(t *testing.T) {
 	if r := f.login(f.client(), AdminUser, testPassword, "", "X-Test-IP", "192.0.2.8"); r.status != http.StatusSeeOther || cookie(r.resp, SessionCookie) == nil {
 		t.Fatalf("other IP: %d", r.status)
 	}
-	f.clock.advance(30 * time.Second)
+	f.clock.Advance(30 * time.Second)
 	if r := f.login(f.client(), AdminUser, testPassword, "", ip...); r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") != "30" {
 		t.Fatalf("half a window later: %d %q", r.status, r.header.Get("Retry-After"))
 	}
-	f.clock.advance(30 * time.Second)
+	f.clock.Advance(30 * time.Second)
 	if r := f.login(f.client(), AdminUser, testPassword, "", ip...); r.status != http.StatusSeeOther || cookie(r.resp, SessionCookie) == nil {
 		t.Fatalf("after the window: %d", r.status)
 	}
@@ -473,17 +454,17 @@ func TestSessionExpiry(t *testing.T) {
 	f := newFixture(t, false)
 	c, _ := f.signIn()
 	for range 15 { // used every 11h: the idle limit never ends it, the absolute one does
-		f.clock.advance(11 * time.Hour)
+		f.clock.Advance(11 * time.Hour)
 		if r := f.do(c, "GET", "/api/x", nil); r.status != 200 {
-			t.Fatalf("used every 11h, refused at %v: %d", f.clock.now(), r.status)
+			t.Fatalf("used every 11h, refused at %v: %d", f.clock.Now(), r.status)
 		}
 	}
-	f.clock.advance(11 * time.Hour) // 7d+1h after sign-in
+	f.clock.Advance(11 * time.Hour) // 7d+1h after sign-in
 	if r := f.do(c, "GET", "/api/x", nil); r.status != http.StatusUnauthorized {
 		t.Fatalf("after 7 days: %d", r.status)
 	}
 	c, _ = f.signIn()
-	f.clock.advance(12*time.Hour + time.Second)
+	f.clock.Advance(12*time.Hour + time.Second)
 	if r := f.do(c, "GET", "/api/x", nil); r.status != http.StatusUnauthorized || !strings.Contains(r.body, "sign in again") {
 		t.Fatalf("after 12h idle: %d %s", r.status, r.body)
 	}

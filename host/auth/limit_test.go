@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/magicads/r2storage/internal/plugintest"
 )
 
 // postLogin sends POST /login straight to a's handler from the peer remote
@@ -55,9 +57,9 @@ func (w *waits) take() time.Duration {
 	return d
 }
 
-func newLimitAuth(t *testing.T, c *clock, tweak ...func(*Options)) (*Auth, *waits) {
+func newLimitAuth(t *testing.T, c *plugintest.Clock, tweak ...func(*Options)) (*Auth, *waits) {
 	t.Helper()
-	opts := Options{Password: NewPassword(testPassword), Now: c.now}
+	opts := Options{Password: NewPassword(testPassword), Now: c.Now}
 	for _, fn := range tweak {
 		fn(&opts)
 	}
@@ -69,7 +71,7 @@ func newLimitAuth(t *testing.T, c *clock, tweak ...func(*Options)) (*Auth, *wait
 
 // Finding 8: failures from one address must not lock the admin out from another.
 func TestFailuresElsewhereDoNotLockAdminOut(t *testing.T) {
-	c := &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := plugintest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	a, _ := newLimitAuth(t, c)
 	for i := range 5 {
 		if r := postLogin(t, a, "10.0.0.1:4000", AdminUser, "guess"); r.StatusCode != http.StatusSeeOther || signedIn(r) {
@@ -89,7 +91,7 @@ func TestFailuresElsewhereDoNotLockAdminOut(t *testing.T) {
 	if r := postLogin(t, a, "10.0.0.1:4002", AdminUser, testPassword); r.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("10.0.0.1 after the admin signed in elsewhere: %d", r.StatusCode)
 	}
-	c.advance(time.Minute)
+	c.Advance(time.Minute)
 	if r := postLogin(t, a, "10.0.0.1:4003", AdminUser, testPassword); !signedIn(r) {
 		t.Fatalf("10.0.0.1 after the window: %d", r.StatusCode)
 	}
@@ -98,7 +100,7 @@ func TestFailuresElsewhereDoNotLockAdminOut(t *testing.T) {
 // Finding 8: failures from many addresses slow the user down (a growing,
 // capped delay), but never refuse the right password.
 func TestUserFailuresDelayNeverLock(t *testing.T) {
-	c := &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := plugintest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	a, w := newLimitAuth(t, c)
 	var prev time.Duration
 	for i := range 40 {
@@ -136,7 +138,7 @@ func TestUserFailuresDelayNeverLock(t *testing.T) {
 		t.Fatalf("admin after failures for other names: %d, delay %v", r.StatusCode, bw.take())
 	}
 	// The delay fades once the failures stop.
-	c.advance(10 * time.Minute)
+	c.Advance(10 * time.Minute)
 	if r := postLogin(t, a, "192.0.2.11:5000", AdminUser, testPassword); !signedIn(r) || w.d != 0 {
 		t.Fatalf("10 minutes later: %d, delay %v", r.StatusCode, w.take())
 	}
@@ -144,7 +146,7 @@ func TestUserFailuresDelayNeverLock(t *testing.T) {
 
 // Finding 8: each address has its own limit, across every name it tries.
 func TestLimitPerAddress(t *testing.T) {
-	c := &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := plugintest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	a, _ := newLimitAuth(t, c, func(o *Options) { o.AddressLimit = 7 })
 	for range 5 {
 		postLogin(t, a, "203.0.113.5:1", AdminUser, "guess")
@@ -200,8 +202,8 @@ func TestSleepEndsWithTheRequest(t *testing.T) {
 		t.Fatalf("sleep after the request ended: %v after %v", err, time.Since(start))
 	}
 	// A sign-in whose client leaves during its delay checks no password and answers nothing.
-	c := &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
-	a := New(Options{Password: NewPassword(testPassword), Now: c.now, LoginLimit: 1})
+	c := plugintest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	a := New(Options{Password: NewPassword(testPassword), Now: c.Now, LoginLimit: 1})
 	postLogin(t, a, "10.0.0.1:1", AdminUser, "guess")
 	form := url.Values{"username": {AdminUser}, "password": {testPassword}}
 	req := httptest.NewRequestWithContext(ctx, "POST", "/login", strings.NewReader(form.Encode()))

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/magicads/r2storage/internal/plugintest"
 )
 
 func mustProxies(t *testing.T, list string) []netip.Prefix {
@@ -98,7 +100,7 @@ func TestClientIP(t *testing.T) {
 // Finding 9: behind a trusted TLS-terminating proxy the cookies are Secure;
 // a peer that is not trusted cannot ask for it (or against it).
 func TestCookiesSecureBehindTrustedProxy(t *testing.T) {
-	c := &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := plugintest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	a, _ := newLimitAuth(t, c, func(o *Options) { o.TrustedProxies = mustProxies(t, "10.0.0.0/8") })
 	cases := []struct {
 		name, remote string
@@ -145,7 +147,7 @@ func TestCookiesSecureBehindTrustedProxy(t *testing.T) {
 // not change the rate-limit key; through a trusted proxy the key is the
 // real client, whatever the client prepends.
 func TestForwardedForSpoofing(t *testing.T) {
-	c := &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := plugintest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	for _, trusted := range []string{"", "10.0.0.0/8"} {
 		a, _ := newLimitAuth(t, c, func(o *Options) { o.TrustedProxies = mustProxies(t, trusted) })
 		for i := range 5 {

@@ -10,31 +10,14 @@ import (
 	"time"
 
 	"github.com/magicads/r2storage/host/dbmigrate"
+	"github.com/magicads/r2storage/internal/plugintest"
 )
 
-// clock is a settable Options.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func keyEnv(t *testing.T, d dbmigrate.Dialect) (*env, *clock) {
+func keyEnv(t *testing.T, d dbmigrate.Dialect) (*env, *plugintest.Clock) {
 	t.Helper()
-	clk := &clock{t: time.Now()}
+	clk := plugintest.NewClock(time.Now())
 	opts := testOptions()
-	opts.Now = clk.now
+	opts.Now = clk.Now
 	return newEnv(t, d, false, false, opts), clk
 }
 
@@ -103,14 +86,14 @@ func TestIdempotencyKeys(t *testing.T) {
 		if _, _, err := e.svc.ClaimKey(ctx, "service", "k2"); !errors.Is(err, ErrKeyInProgress) {
 			t.Fatalf("while the dead holder's hold lasts: %v", err)
 		}
-		clk.add(e.svc.opts.LeaseDuration + time.Second)
+		clk.Advance(e.svc.opts.LeaseDuration + time.Second)
 		e.wantPrior(t, "service", "k2", res2)
 
 		// A holder that died before recording: the key starts afresh, and
 		// the dead holder can no longer bind.
 		dead := e.mustClaim(t, "service", "k3")
 		dead.finish()
-		clk.add(e.svc.opts.LeaseDuration + time.Second)
+		clk.Advance(e.svc.opts.LeaseDuration + time.Second)
 		fresh := e.mustClaim(t, "service", "k3")
 		st, err := e.svc.Stage(ctx, Upload{Kind: KindImages, Generator: "gemini"}, bytes.NewReader(payload(3)))
 		if err != nil {
@@ -144,7 +127,7 @@ func TestIdempotencyKeys(t *testing.T) {
 		}
 
 		// Keys expire after IdempotencyTTL and are pruned.
-		clk.add(IdempotencyTTL + time.Minute)
+		clk.Advance(IdempotencyTTL + time.Minute)
 		e.mustClaim(t, "service", "k2").Abandon(ctx)
 		if err := e.svc.pruneKeys(ctx); err != nil {
 			t.Fatal(err)
