@@ -417,8 +417,22 @@ func (s *Service) offloadJob(ctx context.Context, j *job, target *Target) outcom
 	if !rw.localPresent {
 		return dropErr("the result has no local file to upload", errors.New("local_present is false for a local result"))
 	}
+	return s.guard(ctx, target.ID, func(ctx, cut context.Context) outcome { return s.upload(ctx, cut, rw, target) })
+}
+
+// upload puts a local result to target and records it there; it runs under
+// the provider's flight (guard).
+func (s *Service) upload(ctx, cut context.Context, rw row, target *Target) outcome {
 	info, err := s.putFile(ctx, target.Provider, rw)
 	if err != nil {
+		if cut.Err() != nil || s.flights.draining(target.ID) {
+			// The provider is being removed and this upload will not be
+			// retried there: it may have stored the object before failing,
+			// so remove it while the provider is still running.
+			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+			s.reconcileOffload(bctx, rw, target)
+			cancel()
+		}
 		return retry(fmt.Errorf("uploading to %s: %w", target.ID, err))
 	}
 	removeLocal := false
@@ -577,8 +591,14 @@ func (s *Service) deleteJob(ctx context.Context, j *job) outcome {
 		if !ok {
 			return retry(fmt.Errorf("provider %s is not installed", j.provider))
 		}
-		if _, err := call(ctx, "delete", func(ctx context.Context) (struct{}, error) { return struct{}{}, p.Delete(ctx, j.objectKey) }); err != nil {
-			return retry(fmt.Errorf("deleting from %s: %w", j.provider, err))
+		out := s.guard(ctx, j.provider, func(ctx, _ context.Context) outcome {
+			if _, err := call(ctx, "delete", func(ctx context.Context) (struct{}, error) { return struct{}{}, p.Delete(ctx, j.objectKey) }); err != nil {
+				return retry(fmt.Errorf("deleting from %s: %w", j.provider, err))
+			}
+			return done()
+		})
+		if out.state != stateDone {
+			return out
 		}
 	}
 	rw, err := loadRow(ctx, s.db, j.resultID)

@@ -276,6 +276,8 @@ type Service struct {
 	owner string
 	// wake nudges idle workers after a job was queued.
 	wake chan struct{}
+	// flights tracks provider calls in flight, for Drain.
+	flights flights
 }
 
 // maxWorkers caps Options.Workers.

@@ -38,6 +38,9 @@ const (
 	slow
 	// hang ignores the context: the call returns only when the test ends.
 	hang
+	// landThenBlock stores the object, then blocks until the context ends
+	// and fails: an answer lost after the upload landed.
+	landThenBlock
 )
 
 // remote wraps memstore: it counts puts, records reader types and fails on
@@ -124,6 +127,10 @@ func (r *remote) Put(ctx context.Context, key string, rd io.Reader, opts storage
 	info, err := r.Store.Put(ctx, key, rd, opts)
 	if err != nil {
 		return info, err
+	}
+	if m == landThenBlock {
+		<-ctx.Done()
+		return storage.ObjectInfo{}, &storage.Error{Code: storage.Canceled, Message: ctx.Err().Error(), Err: ctx.Err()}
 	}
 	if m == failAfterCommit {
 		return storage.ObjectInfo{}, storage.Errorf(storage.Unavailable, "put %s: injected timeout after commit", key)
