@@ -216,6 +216,9 @@ func (s *Service) finish(ctx context.Context, j *job, out outcome) {
 		}
 		tok, maybe := j.tokens()
 		_, err = s.db.ExecContext(bctx, "DELETE FROM jobs WHERE id = $1 AND locked_until IN ($2, $3)", j.id, tok, maybe)
+		if err == nil && out.state == stateDrop && j.kind == kindOffload {
+			s.noteLocal(bctx, j, "kept local: "+out.reason)
+		}
 	default:
 		attempts := j.attempts + 1
 		next := s.now()
@@ -225,10 +228,30 @@ func (s *Service) finish(ctx context.Context, j *job, out outcome) {
 		tok, maybe := j.tokens()
 		_, err = s.db.ExecContext(bctx, `UPDATE jobs SET attempts = $1, next_attempt_at = $2, locked_until = NULL, locked_by = '', last_error = $3
 			WHERE id = $4 AND locked_until IN ($5, $6)`, attempts, dbTime(next), short(out.err), j.id, tok, maybe)
+		if err == nil && j.kind == kindOffload {
+			to := j.provider
+			if to == "" {
+				to = "the Default Storage"
+			}
+			why := fmt.Sprintf("queued for %s, retrying (attempt %d failed): %s", to, attempts, short(out.err))
+			if out.handoff {
+				why = fmt.Sprintf("queued for %s: the upload did not finish while the request waited; the queue continues it", to)
+			}
+			s.noteLocal(bctx, j, why)
+		}
 		s.nudge()
 	}
 	if err != nil {
 		s.log.Error("results: recording a job outcome; it will be retried when its lease expires", "job", j.id, "kind", j.kind, "result", j.resultID, "err", err)
+	}
+}
+
+// noteLocal records on an offload job's result, while it is still local,
+// why it is.
+func (s *Service) noteLocal(ctx context.Context, j *job, why string) {
+	if _, err := s.db.ExecContext(ctx, "UPDATE results SET local_reason = $1 WHERE id = $2 AND storage = $3",
+		short(errors.New(why)), j.resultID, Local); err != nil {
+		s.log.Warn("results: recording why a result is local", "result", j.resultID, "err", err)
 	}
 }
 
@@ -504,7 +527,7 @@ func (s *Service) recordOffload(ctx context.Context, rw row, provider, url strin
 		return 0, err
 	}
 	defer rollback(tx)
-	res, err := tx.ExecContext(ctx, `UPDATE results SET storage = $1, object_key = $2, url = $3, local_present = $4, updated_at = $5
+	res, err := tx.ExecContext(ctx, `UPDATE results SET storage = $1, object_key = $2, url = $3, local_present = $4, updated_at = $5, local_reason = ''
 		WHERE id = $6 AND storage = $7 AND deleted = $8`,
 		provider, rw.path, url, localPresent, dbTime(s.now()), rw.id, Local, false)
 	if err != nil {
