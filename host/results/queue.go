@@ -214,21 +214,20 @@ func (s *Service) finish(ctx context.Context, j *job, out outcome) {
 		if out.state == stateDrop {
 			s.log.Info("results: job dropped", "kind", j.kind, "result", j.resultID, "provider", j.provider, "reason", out.reason, "err", short(out.err))
 		}
-		tok, maybe := j.tokens()
-		_, err = s.db.ExecContext(bctx, "DELETE FROM jobs WHERE id = $1 AND locked_until IN ($2, $3)", j.id, tok, maybe)
-		if err == nil && out.state == stateDrop && j.kind == kindOffload {
+		if out.state == stateDrop && j.kind == kindOffload {
+			// Before the job goes, so a result without a job always says why.
 			s.noteLocal(bctx, j, "kept local: "+out.reason)
 		}
+		tok, maybe := j.tokens()
+		_, err = s.db.ExecContext(bctx, "DELETE FROM jobs WHERE id = $1 AND locked_until IN ($2, $3)", j.id, tok, maybe)
 	default:
 		attempts := j.attempts + 1
 		next := s.now()
 		if !out.handoff {
 			next = next.Add(s.backoff(attempts))
 		}
-		tok, maybe := j.tokens()
-		_, err = s.db.ExecContext(bctx, `UPDATE jobs SET attempts = $1, next_attempt_at = $2, locked_until = NULL, locked_by = '', last_error = $3
-			WHERE id = $4 AND locked_until IN ($5, $6)`, attempts, dbTime(next), short(out.err), j.id, tok, maybe)
-		if err == nil && j.kind == kindOffload {
+		if j.kind == kindOffload {
+			// While the lease is held, so no later attempt's note is overwritten.
 			to := j.provider
 			if to == "" {
 				to = "the Default Storage"
@@ -239,6 +238,9 @@ func (s *Service) finish(ctx context.Context, j *job, out outcome) {
 			}
 			s.noteLocal(bctx, j, why)
 		}
+		tok, maybe := j.tokens()
+		_, err = s.db.ExecContext(bctx, `UPDATE jobs SET attempts = $1, next_attempt_at = $2, locked_until = NULL, locked_by = '', last_error = $3
+			WHERE id = $4 AND locked_until IN ($5, $6)`, attempts, dbTime(next), short(out.err), j.id, tok, maybe)
 		s.nudge()
 	}
 	if err != nil {
