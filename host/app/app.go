@@ -163,7 +163,8 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 		rtOpts.PidDir = filepath.Join(cfg.DataDir, "run")
 	}
 	a.Runtime = pluginrt.New(rtOpts)
-	mgr = providers.New(a.DB, a.Dialect, a.Settings, a.Runtime, a.log, providers.Options{PluginsDir: filepath.Join(cfg.DataDir, "plugins"), Keys: keys})
+	mgr = providers.New(a.DB, a.Dialect, a.Settings, a.Runtime, a.log, providers.Options{PluginsDir: filepath.Join(cfg.DataDir, "plugins"), Keys: keys,
+		Drain: func(ctx context.Context, id string) func() { return a.Results.Drain(ctx, id, results.DrainGrace) }})
 	a.Providers = mgr
 
 	a.Local, err = localstore.New(filepath.Join(cfg.DataDir, "results"))

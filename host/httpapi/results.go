@@ -23,6 +23,9 @@ type resultJSON struct {
 	SHA256    string    `json:"sha256"`
 	CreatedAt time.Time `json:"created_at"`
 	Owner     string    `json:"owner"`
+	// LocalReason says why a result is local while Default Storage is a
+	// provider ("" otherwise).
+	LocalReason string `json:"local_reason"`
 }
 
 // toJSON describes a result; url is where a client fetches it.
@@ -31,7 +34,7 @@ func toJSON(r results.Result) resultJSON {
 	if url == "" || r.Storage == "local" {
 		url = "/api/v1/results/" + r.ID + "/content"
 	}
-	return resultJSON{ID: r.ID, Path: r.Path, Storage: r.Storage, URL: url, Size: r.Size, SHA256: r.SHA256, CreatedAt: r.CreatedAt, Owner: r.Owner}
+	return resultJSON{ID: r.ID, Path: r.Path, Storage: r.Storage, URL: url, Size: r.Size, SHA256: r.SHA256, CreatedAt: r.CreatedAt, Owner: r.Owner, LocalReason: r.LocalReason}
 }
 
 func (a *API) getResult(w http.ResponseWriter, r *http.Request) {

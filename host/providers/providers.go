@@ -71,6 +71,13 @@ type Options struct {
 	// Keys is the APP_KEY keyring: each install record (id, version, binary
 	// path, sha256) carries a MAC under a key derived from it.
 	Keys *settingsstore.Keyring
+	// Drain, when set, is called by Remove after Default Storage left the
+	// provider and before its plugin is stopped: it must stop new uploads
+	// and deletes to it and return once those in flight are over and
+	// recorded (or cut, with what they may have stored removed). Remove
+	// calls the returned reopen once the plugin is gone (or the removal
+	// failed). The results service's Drain fits.
+	Drain func(ctx context.Context, id string) (reopen func())
 }
 
 // Option is one choice of Default Storage.
@@ -89,6 +96,7 @@ type Manager struct {
 	pluginsDir string
 	keys       *settingsstore.Keyring
 	ns         *dbmigrate.Namespaces
+	drain      func(ctx context.Context, id string) (reopen func())
 
 	mu      sync.Mutex
 	plugins map[string]*plugin
@@ -118,7 +126,7 @@ func New(db *sql.DB, dialect dbmigrate.Dialect, settings *settingsstore.Store, r
 	}
 	return &Manager{db: db, dialect: dialect, settings: settings, rt: rt, log: logger,
 		pluginsDir: opts.PluginsDir, keys: opts.Keys, ns: dbmigrate.NewNamespaces(db, dialect, opts.PluginsDir),
-		plugins: map[string]*plugin{}}
+		drain: opts.Drain, plugins: map[string]*plugin{}}
 }
 
 // Namespaces runs the plugins' migrations, each in a namespace of its own.
@@ -221,13 +229,19 @@ func (m *Manager) Installed(id string) (Installed, bool) {
 }
 
 // Remove stops a plugin and forgets it: its record is deleted, and if it
-// was the Default Storage the default goes back to local first. Files,
+// was the Default Storage the default goes back to local first. Before the
+// plugin is stopped, uploads and deletes in flight to it are drained
+// (Options.Drain), so nothing it stored is left without a record. Files,
 // migrations and settings are the caller's (the marketplace's) business.
 func (m *Manager) Remove(ctx context.Context, id string) error {
 	if def, err := m.Default(ctx); err != nil || def == id {
 		if err := m.settings.Save(ctx, defaultEntry, "host", map[string]any{"default": Local}); err != nil {
 			return fmt.Errorf("resetting Default Storage to local: %w", err)
 		}
+	}
+	if m.drain != nil {
+		reopen := m.drain(ctx, id)
+		defer reopen()
 	}
 	if err := m.rt.Stop(ctx, id); err != nil && !errors.Is(err, pluginrt.ErrUnknownPlugin) {
 		return fmt.Errorf("stopping plugin %s: %w", id, err)

@@ -76,14 +76,14 @@ func (t *dbTimeValue) Scan(v any) error {
 
 // row is one results row.
 type row struct {
-	id, path, contentType, sha256, storage, objectKey, url, owner string
-	size                                                          int64
-	localPresent, deleted                                         bool
-	createdAt                                                     time.Time
+	id, path, contentType, sha256, storage, objectKey, url, owner, localReason string
+	size                                                                       int64
+	localPresent, deleted                                                      bool
+	createdAt                                                                  time.Time
 }
 
 // rowColumns are the columns scanRow reads, in order.
-const rowColumns = "id, path, content_type, size, sha256, storage, object_key, url, local_present, deleted, created_at, owner"
+const rowColumns = "id, path, content_type, size, sha256, storage, object_key, url, local_present, deleted, created_at, owner, local_reason"
 
 // scanner is *sql.Row or *sql.Rows.
 type scanner interface{ Scan(dest ...any) error }
@@ -93,7 +93,7 @@ func scanRow(sc scanner) (row, error) {
 	var r row
 	var lp, del dbBool
 	var created dbTimeValue
-	if err := sc.Scan(&r.id, &r.path, &r.contentType, &r.size, &r.sha256, &r.storage, &r.objectKey, &r.url, &lp, &del, &created, &r.owner); err != nil {
+	if err := sc.Scan(&r.id, &r.path, &r.contentType, &r.size, &r.sha256, &r.storage, &r.objectKey, &r.url, &lp, &del, &created, &r.owner, &r.localReason); err != nil {
 		return row{}, err
 	}
 	r.localPresent, r.deleted, r.createdAt = bool(lp), bool(del), time.Time(created)
@@ -110,7 +110,8 @@ func loadRow(ctx context.Context, q interface {
 // result converts a row to the public Result.
 func (r row) result() Result {
 	return Result{ID: r.id, Path: r.path, Storage: r.storage, URL: r.url, ContentType: r.contentType,
-		SHA256: r.sha256, Size: r.size, LocalPresent: r.localPresent, CreatedAt: r.createdAt, Owner: r.owner}
+		SHA256: r.sha256, Size: r.size, LocalPresent: r.localPresent, CreatedAt: r.createdAt, Owner: r.owner,
+		LocalReason: r.localReason}
 }
 
 // rollback ends tx if it was not committed.

@@ -214,6 +214,10 @@ func (s *Service) finish(ctx context.Context, j *job, out outcome) {
 		if out.state == stateDrop {
 			s.log.Info("results: job dropped", "kind", j.kind, "result", j.resultID, "provider", j.provider, "reason", out.reason, "err", short(out.err))
 		}
+		if out.state == stateDrop && j.kind == kindOffload {
+			// Before the job goes, so a result without a job always says why.
+			s.noteLocal(bctx, j, "kept local: "+out.reason)
+		}
 		tok, maybe := j.tokens()
 		_, err = s.db.ExecContext(bctx, "DELETE FROM jobs WHERE id = $1 AND locked_until IN ($2, $3)", j.id, tok, maybe)
 	default:
@@ -222,6 +226,18 @@ func (s *Service) finish(ctx context.Context, j *job, out outcome) {
 		if !out.handoff {
 			next = next.Add(s.backoff(attempts))
 		}
+		if j.kind == kindOffload {
+			// While the lease is held, so no later attempt's note is overwritten.
+			to := j.provider
+			if to == "" {
+				to = "the Default Storage"
+			}
+			why := fmt.Sprintf("queued for %s, retrying (attempt %d failed): %s", to, attempts, short(out.err))
+			if out.handoff {
+				why = fmt.Sprintf("queued for %s: the upload did not finish while the request waited; the queue continues it", to)
+			}
+			s.noteLocal(bctx, j, why)
+		}
 		tok, maybe := j.tokens()
 		_, err = s.db.ExecContext(bctx, `UPDATE jobs SET attempts = $1, next_attempt_at = $2, locked_until = NULL, locked_by = '', last_error = $3
 			WHERE id = $4 AND locked_until IN ($5, $6)`, attempts, dbTime(next), short(out.err), j.id, tok, maybe)
@@ -229,6 +245,15 @@ func (s *Service) finish(ctx context.Context, j *job, out outcome) {
 	}
 	if err != nil {
 		s.log.Error("results: recording a job outcome; it will be retried when its lease expires", "job", j.id, "kind", j.kind, "result", j.resultID, "err", err)
+	}
+}
+
+// noteLocal records on an offload job's result, while it is still local,
+// why it is.
+func (s *Service) noteLocal(ctx context.Context, j *job, why string) {
+	if _, err := s.db.ExecContext(ctx, "UPDATE results SET local_reason = $1 WHERE id = $2 AND storage = $3",
+		short(errors.New(why)), j.resultID, Local); err != nil {
+		s.log.Warn("results: recording why a result is local", "result", j.resultID, "err", err)
 	}
 }
 
@@ -417,8 +442,22 @@ func (s *Service) offloadJob(ctx context.Context, j *job, target *Target) outcom
 	if !rw.localPresent {
 		return dropErr("the result has no local file to upload", errors.New("local_present is false for a local result"))
 	}
+	return s.guard(ctx, target.ID, func(ctx, cut context.Context) outcome { return s.upload(ctx, cut, rw, target) })
+}
+
+// upload puts a local result to target and records it there; it runs under
+// the provider's flight (guard).
+func (s *Service) upload(ctx, cut context.Context, rw row, target *Target) outcome {
 	info, err := s.putFile(ctx, target.Provider, rw)
 	if err != nil {
+		if cut.Err() != nil || s.flights.draining(target.ID) {
+			// The provider is being removed and this upload will not be
+			// retried there: it may have stored the object before failing,
+			// so remove it while the provider is still running.
+			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+			s.reconcileOffload(bctx, rw, target)
+			cancel()
+		}
 		return retry(fmt.Errorf("uploading to %s: %w", target.ID, err))
 	}
 	removeLocal := false
@@ -490,7 +529,7 @@ func (s *Service) recordOffload(ctx context.Context, rw row, provider, url strin
 		return 0, err
 	}
 	defer rollback(tx)
-	res, err := tx.ExecContext(ctx, `UPDATE results SET storage = $1, object_key = $2, url = $3, local_present = $4, updated_at = $5
+	res, err := tx.ExecContext(ctx, `UPDATE results SET storage = $1, object_key = $2, url = $3, local_present = $4, updated_at = $5, local_reason = ''
 		WHERE id = $6 AND storage = $7 AND deleted = $8`,
 		provider, rw.path, url, localPresent, dbTime(s.now()), rw.id, Local, false)
 	if err != nil {
@@ -577,8 +616,14 @@ func (s *Service) deleteJob(ctx context.Context, j *job) outcome {
 		if !ok {
 			return retry(fmt.Errorf("provider %s is not installed", j.provider))
 		}
-		if _, err := call(ctx, "delete", func(ctx context.Context) (struct{}, error) { return struct{}{}, p.Delete(ctx, j.objectKey) }); err != nil {
-			return retry(fmt.Errorf("deleting from %s: %w", j.provider, err))
+		out := s.guard(ctx, j.provider, func(ctx, _ context.Context) outcome {
+			if _, err := call(ctx, "delete", func(ctx context.Context) (struct{}, error) { return struct{}{}, p.Delete(ctx, j.objectKey) }); err != nil {
+				return retry(fmt.Errorf("deleting from %s: %w", j.provider, err))
+			}
+			return done()
+		})
+		if out.state != stateDone {
+			return out
 		}
 	}
 	rw, err := loadRow(ctx, s.db, j.resultID)

@@ -157,6 +157,12 @@ type Result struct {
 	CreatedAt time.Time `json:"created_at"`
 	// Owner is the platform user the result belongs to; "" for none.
 	Owner string `json:"owner"`
+	// LocalReason says why a result whose Default Storage is a provider is
+	// still local: queued for it, and why it is not there yet; or kept
+	// local for good (Default Storage changed before it got there, the
+	// provider takes no new results). "" for a result that is where Default
+	// Storage sent it.
+	LocalReason string `json:"local_reason"`
 }
 
 // Upload describes a new result for Finalize.
@@ -276,6 +282,8 @@ type Service struct {
 	owner string
 	// wake nudges idle workers after a job was queued.
 	wake chan struct{}
+	// flights tracks provider calls in flight, for Drain.
+	flights flights
 }
 
 // maxWorkers caps Options.Workers.
@@ -486,6 +494,9 @@ func (st *Staged) Commit(ctx context.Context, owner string) (Result, error) {
 		plan = planInline
 	case route.State == RouteWaiting && route.Default != Local:
 		plan = planQueue
+		rw.localReason = short(fmt.Errorf("queued for %s, which cannot take results right now: %s", route.Default, route.Reason))
+	case route.State == RouteOff && route.Default != Local:
+		rw.localReason = short(fmt.Errorf("kept local: the Default Storage %s takes no new results: %s", route.Default, route.Reason))
 	}
 	j, err := s.record(dctx, rw, route, plan, now)
 	dcancel()
@@ -554,9 +565,9 @@ func (s *Service) record(ctx context.Context, rw row, route Route, plan int, now
 		return nil, err
 	}
 	defer rollback(tx)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO results (id, path, content_type, size, sha256, storage, object_key, url, local_present, deleted, created_at, updated_at, owner)
-		VALUES ($1, $2, $3, $4, $5, $6, '', '', $7, $8, $9, $9, $10)`,
-		rw.id, rw.path, rw.contentType, rw.size, rw.sha256, Local, true, false, dbTime(now), rw.owner); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO results (id, path, content_type, size, sha256, storage, object_key, url, local_present, deleted, created_at, updated_at, owner, local_reason)
+		VALUES ($1, $2, $3, $4, $5, $6, '', '', $7, $8, $9, $9, $10, $11)`,
+		rw.id, rw.path, rw.contentType, rw.size, rw.sha256, Local, true, false, dbTime(now), rw.owner, rw.localReason); err != nil {
 		return nil, err
 	}
 	var j *job

@@ -38,6 +38,9 @@ const (
 	slow
 	// hang ignores the context: the call returns only when the test ends.
 	hang
+	// landThenBlock stores the object, then blocks until the context ends
+	// and fails: an answer lost after the upload landed.
+	landThenBlock
 )
 
 // remote wraps memstore: it counts puts, records reader types and fails on
@@ -124,6 +127,10 @@ func (r *remote) Put(ctx context.Context, key string, rd io.Reader, opts storage
 	info, err := r.Store.Put(ctx, key, rd, opts)
 	if err != nil {
 		return info, err
+	}
+	if m == landThenBlock {
+		<-ctx.Done()
+		return storage.ObjectInfo{}, &storage.Error{Code: storage.Canceled, Message: ctx.Err().Error(), Err: ctx.Err()}
 	}
 	if m == failAfterCommit {
 		return storage.ObjectInfo{}, storage.Errorf(storage.Unavailable, "put %s: injected timeout after commit", key)
@@ -497,6 +504,39 @@ func TestFailureThenRetry(t *testing.T) {
 	})
 }
 
+// TestLocalReason: a result that is local while Default Storage is a
+// provider says why; one that got there says nothing.
+func TestLocalReason(t *testing.T) {
+	forDialects(t, func(t *testing.T, d dbmigrate.Dialect) {
+		e := newEnv(t, d, true, false, testOptions())
+		e.remote.setMode(func(string) mode { return failBefore })
+		failed := e.finalize(t, payload(1))
+		if !strings.Contains(failed.LocalReason, "queued for "+remoteID+", retrying (attempt 1 failed)") || !strings.Contains(failed.LocalReason, "injected outage") {
+			t.Fatalf("a failed inline upload: local_reason %q", failed.LocalReason)
+		}
+		e.router.setUnusable(&Route{State: RouteWaiting, Default: remoteID, Reason: "the plugin is restarting"})
+		if r := e.finalize(t, payload(2)); r.LocalReason != "queued for "+remoteID+", which cannot take results right now: the plugin is restarting" {
+			t.Fatalf("queued: local_reason %q", r.LocalReason)
+		}
+		e.router.setUnusable(&Route{State: RouteOff, Default: remoteID, Reason: "the provider is disabled"})
+		if r := e.finalize(t, payload(3)); r.LocalReason != "kept local: the Default Storage "+remoteID+" takes no new results: the provider is disabled" {
+			t.Fatalf("off: local_reason %q", r.LocalReason)
+		}
+		e.router.setUnusable(nil)
+		e.remote.setMode(nil)
+		worker(t, e.svc)
+		waitFor(t, "the queued results to land", func() bool { return e.pending(t) == 0 })
+		for _, id := range []string{failed.ID} {
+			if r, err := e.svc.Get(context.Background(), id); err != nil || r.Storage != remoteID || r.LocalReason != "" {
+				t.Fatalf("after landing: %+v, %v", r, err)
+			}
+		}
+		if r := e.finalize(t, payload(4)); r.Storage != remoteID || r.LocalReason != "" {
+			t.Fatalf("inline: %+v", r)
+		}
+	})
+}
+
 func TestSwitchToLocalDropsJob(t *testing.T) {
 	forDialects(t, func(t *testing.T, d dbmigrate.Dialect) {
 		for _, to := range []string{"local", "other-provider"} {
@@ -525,6 +565,10 @@ func TestSwitchToLocalDropsJob(t *testing.T) {
 				// The object a failed attempt left behind was cleaned up.
 				if len(e.remote.Keys()) != 0 {
 					t.Fatalf("remote keys left: %v", e.remote.Keys())
+				}
+				// The result says why it stayed local.
+				if want := "kept local: Default Storage was changed from " + remoteID + " to " + to; !strings.HasPrefix(got.LocalReason, want) {
+					t.Fatalf("local_reason %q, want it to start with %q", got.LocalReason, want)
 				}
 			})
 		}

@@ -11,6 +11,9 @@
 //     deliver them once the path is back, unless a side gave up meanwhile.
 //   - Reset closes every connection with a TCP reset (both sides) and resets
 //     each new one at once, as a crashed server or a firewall rejecting.
+//   - Mute forwards the client's bytes to the target but holds the
+//     target's answers, as when a request was applied and its answer is lost
+//     on the way back.
 //
 // The proxy is bounded: at most MaxConns connections at once (more are
 // reset), a fixed buffer per direction, and a dial timeout. Close stops it
@@ -37,6 +40,8 @@ const (
 	Blackhole
 	// Reset resets every connection, open or new.
 	Reset
+	// Mute forwards requests and holds answers.
+	Mute
 )
 
 // String names the mode.
@@ -48,6 +53,8 @@ func (m Mode) String() string {
 		return "blackhole"
 	case Reset:
 		return "reset"
+	case Mute:
+		return "mute"
 	}
 	return fmt.Sprintf("Mode(%d)", int(m))
 }
@@ -177,9 +184,10 @@ func (p *Proxy) untrack(c net.Conn) {
 	p.mu.Unlock()
 }
 
-// await returns nil once the mode is Pass, errReset in mode Reset, and
-// errClosed when the proxy closes; in mode Blackhole it waits.
-func (p *Proxy) await() error {
+// await returns nil once the mode is Pass (or Mute, for bytes towards the
+// target), errReset in mode Reset, and errClosed when the proxy closes; in
+// mode Blackhole (and Mute, for answers) it waits.
+func (p *Proxy) await(answer bool) error {
 	for {
 		p.mu.Lock()
 		m, ch, closed := p.mode, p.changed, p.closed
@@ -187,7 +195,7 @@ func (p *Proxy) await() error {
 		switch {
 		case closed:
 			return errClosed
-		case m == Pass:
+		case m == Pass, m == Mute && !answer:
 			return nil
 		case m == Reset:
 			return errReset
@@ -221,7 +229,7 @@ func (p *Proxy) accept() {
 func (p *Proxy) serve(client net.Conn) {
 	defer p.wg.Done()
 	defer p.untrack(client)
-	if err := p.await(); err != nil {
+	if err := p.await(false); err != nil {
 		resetConn(client)
 		return
 	}
@@ -253,7 +261,7 @@ func (p *Proxy) serve(client net.Conn) {
 	// A side that ends its stream half-closes the other side's write
 	// direction; an error or a reset ends both.
 	run := func(dst, src net.Conn) {
-		if err := p.pump(dst, src); err != nil {
+		if err := p.pump(dst, src, src == server); err != nil {
 			end(err)
 		} else if tc, ok := dst.(*net.TCPConn); ok {
 			_ = tc.CloseWrite()
@@ -267,16 +275,17 @@ func (p *Proxy) serve(client net.Conn) {
 	end(nil)
 }
 
-// pump copies src to dst, holding the bytes while the proxy is blackholed.
-func (p *Proxy) pump(dst, src net.Conn) error {
+// pump copies src to dst, holding the bytes while the proxy is blackholed
+// (or muted, for answers: the target's bytes).
+func (p *Proxy) pump(dst, src net.Conn, answer bool) error {
 	buf := make([]byte, bufSize)
 	for {
-		if err := p.await(); err != nil {
+		if err := p.await(answer); err != nil {
 			return err
 		}
 		n, rerr := src.Read(buf)
 		if n > 0 {
-			if err := p.await(); err != nil {
+			if err := p.await(answer); err != nil {
 				return err
 			}
 			if _, err := dst.Write(buf[:n]); err != nil {

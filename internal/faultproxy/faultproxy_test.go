@@ -108,6 +108,71 @@ func TestBlackholeHoldsThenDelivers(t *testing.T) {
 	}
 }
 
+// lineServer echoes every line and reports each line it received.
+func lineServer(t *testing.T) (string, <-chan string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	got := make(chan string, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					got <- strings.TrimSuffix(line, "\n")
+					io.WriteString(c, line)
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), got
+}
+
+func TestMuteAppliesRequestsAndHoldsAnswers(t *testing.T) {
+	addr, received := lineServer(t)
+	p, err := Start(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	open := dial(t, p)
+	if _, err := roundTrip(open, "before", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	<-received
+	p.SetMode(Mute)
+	for _, c := range []net.Conn{open, dial(t, p)} {
+		if got, err := roundTrip(c, "muted", 300*time.Millisecond); !isTimeout(err) {
+			t.Fatalf("an answer came through while muted: %q, %v", got, err)
+		}
+		select {
+		case line := <-received:
+			if line != "muted" {
+				t.Fatalf("the server received %q", line)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the request did not reach the server while muted")
+		}
+	}
+	p.SetMode(Pass)
+	open.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if got, err := bufio.NewReader(open).ReadString('\n'); err != nil || got != "muted\n" {
+		t.Fatalf("held answer after pass: %q, %v", got, err)
+	}
+}
+
 func TestResetResetsOpenAndNewConnections(t *testing.T) {
 	p := start(t)
 	open := dial(t, p)
