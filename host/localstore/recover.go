@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -52,64 +53,93 @@ func (s *Store) Now() (time.Time, error) {
 	return fi.ModTime(), nil
 }
 
+// readDirChunk is how many entries RemoveTemp reads from a folder at a
+// time, so a folder of millions of results is never listed whole.
+const readDirChunk = 1000
+
 // RemoveTemp removes the temporary files that writes interrupted by a
 // crash left anywhere under the root: regular files named TempPrefix…
 // last modified before before. Pass Now's answer at process start, so the
 // writes of the running process are never touched. Nothing else is
-// removed: not other names, not symlinks, not folders (the store creates
-// no temporary folders). A folder or file it cannot handle is skipped and
-// the walk goes on; the error then names the first one. It stops when ctx
-// ends and returns what it removed so far.
+// removed: not other names, not symlinks (never followed), not folders
+// (the store creates no temporary folders). A folder or file it cannot
+// handle is skipped and the walk goes on; the error then names the first
+// one. It stops when ctx ends and returns what it removed so far.
 func (s *Store) RemoveTemp(ctx context.Context, before time.Time) (Removed, error) {
-	var out Removed
-	var first error
-	note := func(err error) {
-		if first == nil {
-			first = err
-		}
+	w := &tempWalk{before: before}
+	if err := w.dir(ctx, s.root); err != nil {
+		return w.out, fmt.Errorf("localstore: removing interrupted temp files under %s: %w", s.root, err)
 	}
-	err := filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
-		if cerr := ctx.Err(); cerr != nil {
-			return cerr
-		}
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil // removed meanwhile
-			}
-			note(err)
-			if d != nil && d.IsDir() {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if !d.Type().IsRegular() || !strings.HasPrefix(d.Name(), TempPrefix) {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
-				note(err)
-			}
-			return nil
-		}
-		if !fi.ModTime().Before(before) {
-			return nil
-		}
-		if err := os.Remove(p); err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
-				note(err)
-			}
-			return nil
-		}
-		out.Files++
-		out.Bytes += fi.Size()
-		return nil
-	})
+	if w.first != nil {
+		return w.out, fmt.Errorf("localstore: removing interrupted temp files under %s: %w; check the permissions of the results folder", s.root, w.first)
+	}
+	return w.out, nil
+}
+
+// tempWalk is one run of RemoveTemp.
+type tempWalk struct {
+	before time.Time
+	out    Removed
+	// first is the first folder or file that could not be handled.
+	first error
+}
+
+// note remembers the first error that is not a file gone meanwhile.
+func (w *tempWalk) note(err error) {
+	if w.first == nil && !errors.Is(err, fs.ErrNotExist) {
+		w.first = err
+	}
+}
+
+// dir removes the old temp files in dir and the folders below it, reading
+// readDirChunk entries at a time.
+func (w *tempWalk) dir(ctx context.Context, dir string) error {
+	f, err := os.Open(dir)
 	if err != nil {
-		return out, fmt.Errorf("localstore: removing interrupted temp files under %s: %w", s.root, err)
+		w.note(err)
+		return nil
 	}
-	if first != nil {
-		return out, fmt.Errorf("localstore: removing interrupted temp files under %s: %w; check the permissions of the results folder", s.root, first)
+	defer f.Close()
+	for {
+		ents, err := f.ReadDir(readDirChunk)
+		for _, e := range ents {
+			if cerr := ctx.Err(); cerr != nil {
+				return cerr
+			}
+			p := filepath.Join(dir, e.Name())
+			switch {
+			case e.IsDir():
+				if err := w.dir(ctx, p); err != nil {
+					return err
+				}
+			case e.Type().IsRegular() && strings.HasPrefix(e.Name(), TempPrefix):
+				w.file(p, e)
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			w.note(err)
+			return nil
+		}
 	}
-	return out, nil
+}
+
+// file removes the temp file p if it was last modified before the cut-off.
+func (w *tempWalk) file(p string, e fs.DirEntry) {
+	fi, err := e.Info()
+	if err != nil {
+		w.note(err)
+		return
+	}
+	if !fi.ModTime().Before(w.before) {
+		return
+	}
+	if err := os.Remove(p); err != nil {
+		w.note(err)
+		return
+	}
+	w.out.Files++
+	w.out.Bytes += fi.Size()
 }
