@@ -94,9 +94,12 @@ type App struct {
 	log        *slog.Logger
 	stopWorker context.CancelFunc
 	workerDone chan struct{}
-	closeOnce  sync.Once
-	httpLimits httpapi.Limits
-	spool      string // DATA_DIR/tmp/uploads
+	// stopRecovery and recoveryDone stop and await the startup recovery.
+	stopRecovery context.CancelFunc
+	recoveryDone chan struct{}
+	closeOnce    sync.Once
+	httpLimits   httpapi.Limits
+	spool        string // DATA_DIR/tmp/uploads
 }
 
 // New opens and migrates the database, loads APP_KEY, starts the installed
@@ -171,6 +174,9 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("results disk: %w", err)
 	}
+	// The startup recovery's cut-off: files dated before it are what
+	// earlier processes left; this one has written nothing yet.
+	recoverBefore, recoverErr := a.Local.Now()
 	resOpts := cfg.Results
 	if resOpts.Logger == nil {
 		resOpts.Logger = a.log
@@ -215,11 +221,9 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	spool := filepath.Join(cfg.DataDir, "tmp", "uploads")
 	a.spool = spool
 	// Spool files left by a crash are uploads that never finished.
-	if err := os.RemoveAll(spool); err != nil {
-		return fmt.Errorf("clearing the upload spool %s: %w", spool, err)
-	}
-	if err := os.MkdirAll(spool, 0o700); err != nil {
-		return fmt.Errorf("upload spool: %w", err)
+	spoolLeft, err := clearSpool(spool)
+	if err != nil {
+		return err
 	}
 	a.httpLimits = cfg.HTTP.WithDefaults()
 	api = httpapi.New(a.Results, mgr, a.Market, httpapi.Options{Auth: a.Auth, Fallback: root, Logger: a.log,
@@ -238,6 +242,11 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 			a.log.Error("retry worker stopped", "error", err)
 		}
 	}()
+	if recoverErr != nil {
+		a.log.Warn("startup recovery skipped: the results disk cannot be written; leftovers of an earlier process stay until a start where it can", "error", recoverErr)
+	} else {
+		a.startRecovery(recoverBefore, spoolLeft)
+	}
 	return nil
 }
 
@@ -247,10 +256,15 @@ func (a *App) Server() *http.Server { return a.httpLimits.Server(a.Handler()) }
 // Handler is the HTTP API.
 func (a *App) Handler() http.Handler { return a.API }
 
-// Close stops the worker and every plugin process, then closes the database.
+// Close stops the startup recovery, the worker and every plugin process,
+// then closes the database.
 func (a *App) Close(ctx context.Context) error {
 	var err error
 	a.closeOnce.Do(func() {
+		if a.stopRecovery != nil {
+			a.stopRecovery()
+			<-a.recoveryDone
+		}
 		if a.stopWorker != nil {
 			a.stopWorker()
 			<-a.workerDone

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/magicads/r2storage/host/httpapi"
+	"github.com/magicads/r2storage/host/localstore"
 )
 
 // healthGrace is how long past its deadline /healthz waits for a check to
@@ -99,7 +100,7 @@ func checkDisk(name, dir string) error {
 	if err := diskSpace(dir); err != nil {
 		return fmt.Errorf("%s %w", name, err)
 	}
-	f, err := os.CreateTemp(dir, ".magicads-tmp-health-*")
+	f, err := os.CreateTemp(dir, localstore.TempPrefix+"health-*")
 	if err == nil {
 		_, err = f.Write([]byte{0})
 		if cerr := f.Close(); err == nil {

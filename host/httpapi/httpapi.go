@@ -30,7 +30,8 @@ type Options struct {
 	// may create, get, list and delete results; "" accepts none.
 	ServiceToken string
 	// SpoolDir holds uploads whose file part came before their fields
-	// (inside the data dir, never the system temp dir); "" is os.TempDir().
+	// (inside the data dir, never the system temp dir, which nothing
+	// cleans after a crash); "" refuses such uploads with a 500 naming it.
 	SpoolDir string
 	// Limits bound uploads and slow bodies; zero values take the defaults.
 	Limits Limits

@@ -163,6 +163,9 @@ func (u *upload) read(ctx context.Context, mr *multipart.Reader) error {
 				}
 				continue
 			}
+			if u.spoolDir == "" {
+				return errors.New("spooling the upload: the host has no upload spool folder (httpapi.Options.SpoolDir); send kind and generator before the file")
+			}
 			if u.spooled, err = os.CreateTemp(u.spoolDir, "upload-*"); err != nil {
 				return fmt.Errorf("spooling the upload into %s: %w", u.spoolDir, err)
 			}
