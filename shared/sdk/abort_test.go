@@ -261,3 +261,10 @@ func TestAbortUploadsErrorsKeepTheirCode(t *testing.T) {
 		t.Errorf("Unimplemented travels as gRPC %v, want %v", got, codes.Unimplemented)
 	}
 }
+
+func TestUnmappedCodeStaysAnError(t *testing.T) {
+	err := toStatus(&storage.Error{Code: storage.ErrorCode(42), Message: "from a newer contract"})
+	if err == nil || status.Code(err) != codes.Unknown {
+		t.Fatalf("an error with an unmapped code became %v (gRPC %v), want a codes.Unknown error", err, status.Code(err))
+	}
+}
