@@ -47,7 +47,8 @@ type UploadAborter interface {
 	// given to Put, without any provider prefix) and returns how many it
 	// aborted. Stored objects are never touched. Keys with nothing pending
 	// are not an error. It takes at most MaxAbortKeys keys; a bad key or
-	// too many keys give InvalidArgument (see ValidateAbortKeys). On error,
+	// too many keys give InvalidArgument (see ValidateAbortKeys) and
+	// nothing is aborted. It is bounded by ctx. On error,
 	// uploads already aborted stay aborted and the count may be short of
 	// them; calling again with the same keys is safe. A provider reached
 	// through a plugin that lacks the call returns Unimplemented.
