@@ -16,7 +16,10 @@ type handle struct {
 	id string
 }
 
-var _ storage.Provider = (*handle)(nil)
+var (
+	_ storage.Provider      = (*handle)(nil)
+	_ storage.UploadAborter = (*handle)(nil)
+)
 
 // unavailable is the error of a call that cannot reach the plugin.
 func unavailable(id string, state State, lastErr string, cause error) *storage.Error {
@@ -114,4 +117,11 @@ func (h *handle) Delete(ctx context.Context, key string) error {
 // Health calls Health on the running plugin.
 func (h *handle) Health(ctx context.Context) (storage.Health, error) {
 	return call(ctx, h, func(c *sdk.Client) (storage.Health, error) { return c.Health(ctx) })
+}
+
+// AbortUploads calls AbortUploads on the running plugin: Unavailable while
+// it is not running, Unimplemented when the plugin does not declare the
+// call (as a plugin built with an older SDK does).
+func (h *handle) AbortUploads(ctx context.Context, keys []string) (int, error) {
+	return call(ctx, h, func(c *sdk.Client) (int, error) { return c.AbortUploads(ctx, keys) })
 }

@@ -36,6 +36,8 @@ const (
 	modeHang       = "hang"         // never completes the handshake
 	modeHealthHang = "health-hang"  // Health never answers
 	modeLogSecret  = "log-secret"   // logs the secret every way it can
+	modeAbortCount = "abort-count"  // AbortUploads answers with the number of keys
+	modeNoAbort    = "no-abort"     // a provider without AbortUploads
 )
 
 var builder plugintest.Builder
@@ -91,6 +93,14 @@ func (p *testProvider) Configure(ctx context.Context, s storage.Settings) (stora
 	return p.Store.Configure(ctx, s)
 }
 
+func (p *testProvider) AbortUploads(ctx context.Context, keys []string) (int, error) {
+	n, err := p.Store.AbortUploads(ctx, keys)
+	if err == nil && p.mode == modeAbortCount {
+		n = len(keys)
+	}
+	return n, err
+}
+
 func servePlugin(mode string) {
 	logger := sdk.Logger("testplugin")
 	p := &testProvider{Store: memstore.New(""), mode: mode, secret: os.Getenv(secretEnv), log: logger}
@@ -106,6 +116,11 @@ func servePlugin(mode string) {
 			"nested", map[string]any{"inner": "x" + p.secret + "y", "list": []string{p.secret}},
 			p.secret, "as-a-key",
 			"err", fmt.Errorf("wrapped %s", p.secret))
+	}
+	if mode == modeNoAbort {
+		// Only storage.Provider's methods: no AbortUploads to declare.
+		sdk.Serve(struct{ storage.Provider }{p}, sdk.ServeOptions{Logger: logger})
+		return
 	}
 	sdk.Serve(p, sdk.ServeOptions{Logger: logger})
 }

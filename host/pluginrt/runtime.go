@@ -240,7 +240,9 @@ func (r *Runtime) Start(ctx context.Context, spec Spec) error {
 // Provider returns a stable handle for the plugin id: every call goes to the
 // process running at that moment. While the plugin is not running (starting,
 // restarting, failed, stopped, or the id is unknown) calls fail at once with
-// a *storage.Error of code storage.Unavailable.
+// a *storage.Error of code storage.Unavailable. The handle also implements
+// the optional storage.UploadAborter, answering Unimplemented when the
+// running plugin does not declare it.
 func (r *Runtime) Provider(id string) storage.Provider {
 	return &handle{rt: r, id: id}
 }

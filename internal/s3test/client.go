@@ -1,6 +1,7 @@
 package s3test
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"io"
@@ -86,6 +87,24 @@ func listKeys(t testing.TB, c *s3.Client, bucket string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// startUpload creates a multipart upload of key in bucket, uploads part as
+// its first part and leaves it incomplete, as a crashed uploader would. It
+// returns the upload id.
+func startUpload(t testing.TB, c *s3.Client, bucket, key string, part []byte) string {
+	t.Helper()
+	up, err := c.CreateMultipartUpload(t.Context(), &s3.CreateMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		t.Fatalf("s3test: CreateMultipartUpload %q %q: %v", bucket, key, err)
+	}
+	if _, err := c.UploadPart(t.Context(), &s3.UploadPartInput{
+		Bucket: aws.String(bucket), Key: aws.String(key), UploadId: up.UploadId,
+		PartNumber: aws.Int32(1), Body: bytes.NewReader(part), ContentLength: aws.Int64(int64(len(part))),
+	}); err != nil {
+		t.Fatalf("s3test: UploadPart %q %q: %v", bucket, key, err)
+	}
+	return aws.ToString(up.UploadId)
 }
 
 // listUploads returns the keys of all in-progress multipart uploads in

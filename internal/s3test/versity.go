@@ -162,6 +162,14 @@ func (s *Server) MultipartUploads(t testing.TB, bucket string) []string {
 	return listUploads(t, s.client, bucket)
 }
 
+// StartMultipartUpload creates a multipart upload of key in bucket with one
+// uploaded part and leaves it incomplete, as an uploader that crashed
+// would. It returns the upload id.
+func (s *Server) StartMultipartUpload(t testing.TB, bucket, key string, part []byte) string {
+	t.Helper()
+	return startUpload(t, s.client, bucket, key, part)
+}
+
 // Pid returns the process ID of the running versitygw, or 0 when stopped.
 func (s *Server) Pid() int {
 	s.mu.Lock()

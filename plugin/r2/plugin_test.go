@@ -3,9 +3,11 @@ package r2_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -161,4 +163,43 @@ func TestConformanceCommandAgainstR2(t *testing.T) {
 		t.Fatalf("the command left %v in the bucket", keys)
 	}
 	t.Log(last)
+}
+
+// TestAbortUploadsOverThePlugin: the built plugin declares AbortUploads, and
+// the call, over go-plugin, aborts only the incomplete uploads of the
+// exact key under the key prefix, leaving the stored object readable.
+func TestAbortUploadsOverThePlugin(t *testing.T) {
+	srv, p, _ := launchConfigured(t)
+	ctx := context.Background()
+	info, err := p.Describe(ctx)
+	if err != nil || !info.Capabilities.AbortUploads {
+		t.Fatalf("describe: %+v, %v; want Capabilities.AbortUploads", info, err)
+	}
+	const stored = "stored result"
+	if _, err := p.Put(ctx, "a/b.png", strings.NewReader(stored), storage.PutOptions{ContentType: "image/png", Size: int64(len(stored))}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"magicads/a/b.png", "magicads/a/b.png2", "magicads/other.png"} {
+		srv.StartMultipartUpload(t, "conformance", k, []byte("part"))
+	}
+	var a storage.UploadAborter = p
+	n, err := a.AbortUploads(ctx, []string{"a/b.png"})
+	if err != nil || n != 1 {
+		t.Fatalf("abort uploads: %d, %v; want 1, nil", n, err)
+	}
+	if got, want := srv.MultipartUploads(t, "conformance"), []string{"magicads/a/b.png2", "magicads/other.png"}; !slices.Equal(got, want) {
+		t.Fatalf("uploads left %q, want %q", got, want)
+	}
+	rc, _, err := p.Get(ctx, "a/b.png", storage.GetOptions{Length: -1})
+	if err != nil {
+		t.Fatalf("get after abort uploads: %v", err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || string(got) != stored {
+		t.Fatalf("the stored object reads %q, %v after AbortUploads", got, err)
+	}
+	if _, err := a.AbortUploads(ctx, []string{"a//b.png"}); storage.Code(err) != storage.InvalidArgument {
+		t.Fatalf("bad key: %v, want InvalidArgument", err)
+	}
 }

@@ -82,6 +82,10 @@ type Provider struct {
 
 	mu   sync.RWMutex
 	conn *conn // nil until configured
+
+	// abortListPage is the page size AbortUploads lists uploads with; 0
+	// is abortListPageSize. Tests lower it to cover paging.
+	abortListPage int32
 }
 
 // conn is one applied configuration: settings and the clients built from them.
@@ -117,6 +121,7 @@ func (p *Provider) Describe(context.Context) (storage.Info, error) {
 			PublicURLs:    true,
 			RangeReads:    true,
 			MaxObjectSize: MaxObjectSize,
+			AbortUploads:  true,
 		},
 	}, nil
 }

@@ -839,3 +839,66 @@ func casePutFromFile(ctx context.Context, p storage.Provider, ns string) (err er
 	}
 	return verify(ctx, p, object{key: key, size: n, sha: sum(data[skip:]), contentType: "video/mp4"})
 }
+
+// caseAbortUploads: a provider declaring Capabilities.AbortUploads
+// implements storage.UploadAborter; aborting keys with nothing pending
+// returns 0 and no error, never touches a stored object, and a bad key or
+// too many keys give InvalidArgument. (No incomplete upload can be left
+// through the contract, so aborting a real one is the provider's own test.)
+func caseAbortUploads(ctx context.Context, p storage.Provider, ns string) (err error) {
+	info, err := describe(ctx, p)
+	if err != nil {
+		return err
+	}
+	if !info.Capabilities.AbortUploads {
+		return skipf("Describe does not declare AbortUploads (Capabilities.AbortUploads is false)")
+	}
+	a, ok := p.(storage.UploadAborter)
+	if !ok {
+		return fmt.Errorf("Describe declares Capabilities.AbortUploads, but the provider (%T) does not implement storage.UploadAborter", p)
+	}
+	kept, never, sibling := ns+"/kept.png", ns+"/never-written", ns+"/kept.png2"
+	defer cleanup(ctx, p, &err, kept)
+	data := genBytes(70, 1000)
+	if _, err := put(ctx, p, kept, data, "image/png"); err != nil {
+		return err
+	}
+	for _, c := range []struct {
+		what string
+		keys []string
+	}{
+		{"no keys", nil},
+		{"a key never written", []string{never}},
+		{"the key of a stored object, a key never written and a longer key starting with the stored one", []string{kept, never, sibling}},
+	} {
+		n, err := a.AbortUploads(ctx, c.keys)
+		if err != nil || n != 0 {
+			return fmt.Errorf("abort uploads of %s (nothing pending): %d, %v; want 0, nil", c.what, n, err)
+		}
+	}
+	if err := verify(ctx, p, object{key: kept, size: int64(len(data)), sha: sum(data), contentType: "image/png"}); err != nil {
+		return fmt.Errorf("after AbortUploads of its key, the stored object should be unchanged: %w", err)
+	}
+	tooMany := make([]string, storage.MaxAbortKeys+1)
+	for i := range tooMany {
+		tooMany[i] = fmt.Sprintf("%s/many-%04d", ns, i)
+	}
+	for _, c := range []struct {
+		what string
+		keys []string
+	}{
+		{"a .. segment among good keys", []string{never, ns + "/a/../b"}},
+		{"an empty key", []string{""}},
+		{"an empty segment", []string{ns + "/a//b"}},
+		{fmt.Sprintf("%d keys, over the limit of %d", len(tooMany), storage.MaxAbortKeys), tooMany},
+	} {
+		_, err := a.AbortUploads(ctx, c.keys)
+		if err := expectCode("abort uploads of "+c.what, err, storage.InvalidArgument); err != nil {
+			return err
+		}
+	}
+	if err := verify(ctx, p, object{key: kept, size: int64(len(data)), sha: sum(data), contentType: "image/png"}); err != nil {
+		return fmt.Errorf("after refused AbortUploads calls, the stored object should be unchanged: %w", err)
+	}
+	return nil
+}

@@ -100,6 +100,7 @@ func Cases() []Case {
 		{Name: "put-sha256", Run: casePutSHA256},
 		{Name: "put-from-file", Run: casePutFromFile},
 		{Name: "public-url", Run: casePublicURL},
+		{Name: "abort-uploads", Run: caseAbortUploads},
 	}
 }
 

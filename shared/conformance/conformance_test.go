@@ -134,7 +134,7 @@ func TestRunAllSkipsMissingCapabilities(t *testing.T) {
 	for name, err := range failed {
 		t.Errorf("%s: %v", name, err)
 	}
-	if got, want := keysOf(skipped), []string{"range-read"}; !slices.Equal(got, want) {
+	if got, want := keysOf(skipped), []string{"abort-uploads", "range-read"}; !slices.Equal(got, want) {
 		t.Errorf("skipped %q, want %q", got, want)
 	}
 	checkClean(t, p)
@@ -148,6 +148,7 @@ func TestBrokenProvidersFail(t *testing.T) {
 		"concurrent-puts", "content-type", "delete-missing", "delete-then-stat", "empty-object",
 		"long-keys", "object-5mib-plus-1", "object-64mib-plus-1", "one-byte", "overwrite",
 		"public-url", "range-read", "special-keys", "stat-size", "unknown-size", "failed-overwrite", "put-sha256", "put-from-file",
+		"abort-uploads",
 	}
 	tests := []struct {
 		bug      bug
@@ -155,7 +156,7 @@ func TestBrokenProvidersFail(t *testing.T) {
 		// wantIn are substrings the failure of the first wantFail case must contain.
 		wantIn []string
 	}{
-		{bugIgnoreContentType, []string{"content-type", "empty-object", "failed-overwrite", "overwrite", "put-from-file"}, []string{`ContentType = "application/octet-stream", want "image/png"`}},
+		{bugIgnoreContentType, []string{"content-type", "abort-uploads", "empty-object", "failed-overwrite", "overwrite", "put-from-file"}, []string{`ContentType = "application/octet-stream", want "image/png"`}},
 		{bugNoDefaultType, []string{"content-type"}, []string{"ContentType is empty"}},
 		{bugIgnoreCancel, []string{"cancelled-put"}, []string{"returned success"}},
 		{bugCancelPlainError, []string{"cancelled-put"}, []string{`code "unknown"`}},
@@ -180,6 +181,9 @@ func TestBrokenProvidersFail(t *testing.T) {
 		{bugEmptyUnknownSizeErr, []string{"empty-object"}, []string{"size not declared"}},
 		{bugIgnoreSHA256, []string{"put-sha256"}, []string{"wrong sha256: returned success"}},
 		{bugDeleteBeforePut, []string{"failed-overwrite", "put-sha256"}, []string{"the old object should be unchanged", "not found"}},
+		{bugAbortDeletes, []string{"abort-uploads"}, []string{"the stored object should be unchanged", "not found"}},
+		{bugAbortNoKeyCheck, []string{"abort-uploads"}, []string{`.. segment among good keys: succeeded, want an error with code "invalid argument"`}},
+		{bugAbortCountsKeys, []string{"abort-uploads"}, []string{"want 0, nil"}},
 	}
 	for _, tc := range tests {
 		t.Run(string(tc.bug), func(t *testing.T) {
@@ -206,6 +210,22 @@ func TestBrokenProvidersFail(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// notAnAborter declares Capabilities.AbortUploads but hides AbortUploads.
+type notAnAborter struct{ storage.Provider }
+
+func TestAbortUploadsDeclaredButNotImplemented(t *testing.T) {
+	var cases []Case
+	for _, c := range Cases() {
+		if c.Name == "abort-uploads" {
+			cases = append(cases, c)
+		}
+	}
+	failed, _, _ := runCases(t, notAnAborter{newMemProvider()}, cases)
+	if err := failed["abort-uploads"]; err == nil || !strings.Contains(err.Error(), "does not implement storage.UploadAborter") {
+		t.Fatalf("abort-uploads against a provider declaring the capability without the method: %v", err)
 	}
 }
 

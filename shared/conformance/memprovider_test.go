@@ -48,6 +48,9 @@ const (
 	bugEmptyUnknownSizeErr bug = "empty-unknown-size-fails"
 	bugDeleteBeforePut     bug = "deletes-old-before-put"
 	bugIgnoreSHA256        bug = "ignores-sha256"
+	bugAbortDeletes        bug = "abort-uploads-deletes-objects"
+	bugAbortNoKeyCheck     bug = "abort-uploads-accepts-bad-keys"
+	bugAbortCountsKeys     bug = "abort-uploads-counts-keys"
 	// featPrefix is not a bug: keys are stored under a prefix that counts
 	// toward the 1024-byte limit, as the contract allows.
 	featPrefix bug = "stores-under-a-prefix"
@@ -76,7 +79,10 @@ type memProvider struct {
 	inflight atomic.Int32
 }
 
-var _ storage.Provider = (*memProvider)(nil)
+var (
+	_ storage.Provider      = (*memProvider)(nil)
+	_ storage.UploadAborter = (*memProvider)(nil)
+)
 
 // newMemProvider returns a configured in-memory provider with the given bugs.
 func newMemProvider(bugs ...bug) *memProvider {
@@ -112,7 +118,7 @@ func (m *memProvider) writtenKeys() []string {
 func (m *memProvider) Describe(context.Context) (storage.Info, error) {
 	info := storage.Info{
 		ID: "memory", Name: "In-memory reference provider", Version: "1.0.0",
-		Capabilities: storage.Capabilities{PublicURLs: true, RangeReads: true},
+		Capabilities: storage.Capabilities{PublicURLs: true, RangeReads: true, AbortUploads: true},
 	}
 	if m.has(bugNoCapabilities) {
 		info.Capabilities = storage.Capabilities{}
@@ -380,4 +386,29 @@ func (m *memProvider) Health(context.Context) (storage.Health, error) {
 		return storage.Health{OK: false, Configured: false, Message: "not configured"}, nil
 	}
 	return storage.Health{OK: true, Configured: true, Message: "ok"}, nil
+}
+
+// AbortUploads has nothing to abort: puts are whole or nothing in memory.
+func (m *memProvider) AbortUploads(ctx context.Context, keys []string) (int, error) {
+	if !m.has(bugAbortNoKeyCheck) {
+		if err := storage.ValidateAbortKeys(keys); err != nil {
+			return 0, err
+		}
+		for _, k := range keys {
+			if err := m.checkKey(k); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if m.has(bugAbortDeletes) {
+		m.mu.Lock()
+		for _, k := range keys {
+			delete(m.objects, m.storeKey(k))
+		}
+		m.mu.Unlock()
+	}
+	if m.has(bugAbortCountsKeys) {
+		return len(keys), nil
+	}
+	return 0, nil
 }

@@ -38,7 +38,10 @@ type Store struct {
 	publicURL  string
 }
 
-var _ storage.Provider = (*Store)(nil)
+var (
+	_ storage.Provider      = (*Store)(nil)
+	_ storage.UploadAborter = (*Store)(nil)
+)
 
 // New returns an empty, configured store whose objects are served from
 // publicBaseURL ("" for none).
@@ -49,7 +52,7 @@ func New(publicBaseURL string) *Store {
 // Describe names the store.
 func (s *Store) Describe(context.Context) (storage.Info, error) {
 	return storage.Info{ID: ID, Name: "In-memory storage", Version: "1.0.0",
-		Capabilities: storage.Capabilities{PublicURLs: s.publicURL != "", RangeReads: true}}, nil
+		Capabilities: storage.Capabilities{PublicURLs: s.publicURL != "", RangeReads: true, AbortUploads: true}}, nil
 }
 
 // ValidateSettings accepts {"public_url": "http(s)://…"} and nothing else.
@@ -205,6 +208,16 @@ func (s *Store) Delete(_ context.Context, key string) error {
 	delete(s.objects, key)
 	s.mu.Unlock()
 	return nil
+}
+
+// AbortUploads checks the keys and returns 0: a memstore put is whole or
+// nothing in memory, so no incomplete upload ever exists. It shows the
+// shape of the optional storage.UploadAborter.
+func (s *Store) AbortUploads(_ context.Context, keys []string) (int, error) {
+	if err := storage.ValidateAbortKeys(keys); err != nil {
+		return 0, err
+	}
+	return 0, nil
 }
 
 // Health is always OK.

@@ -18,16 +18,26 @@ import (
 type rpcClient struct {
 	c storagepb.StorageProviderClient
 
-	describeOnce sync.Once
-	localFiles   bool // the plugin's SDK accepts local-file puts
+	mu       sync.Mutex
+	features *features // what the plugin's SDK declared; nil until a Describe succeeds
 }
 
-var _ storage.Provider = (*rpcClient)(nil)
+// features are what a plugin's SDK declares in Describe. They are fixed for
+// the life of the plugin process, so the first successful answer is kept.
+type features struct {
+	localFiles   bool // the SDK accepts local-file puts
+	abortUploads bool // the provider implements storage.UploadAborter
+}
+
+var (
+	_ storage.Provider      = (*rpcClient)(nil)
+	_ storage.UploadAborter = (*rpcClient)(nil)
+)
 
 func (c *rpcClient) Describe(ctx context.Context) (storage.Info, error) {
-	r, err := c.c.Describe(ctx, &storagepb.DescribeRequest{})
+	r, err := c.describe(ctx)
 	if err != nil {
-		return storage.Info{}, fromStatus(ctx, "describe", err)
+		return storage.Info{}, err
 	}
 	caps := r.GetCapabilities()
 	return storage.Info{
@@ -36,8 +46,67 @@ func (c *rpcClient) Describe(ctx context.Context) (storage.Info, error) {
 			PublicURLs:    caps.GetPublicUrls(),
 			RangeReads:    caps.GetRangeReads(),
 			MaxObjectSize: caps.GetMaxObjectSize(),
+			AbortUploads:  caps.GetAbortUploads(),
 		},
 	}, nil
+}
+
+// describe calls Describe and keeps the features the answer declares.
+func (c *rpcClient) describe(ctx context.Context) (*storagepb.DescribeResponse, error) {
+	r, err := c.c.Describe(ctx, &storagepb.DescribeRequest{})
+	if err != nil {
+		return nil, fromStatus(ctx, "describe", err)
+	}
+	c.mu.Lock()
+	if c.features == nil {
+		c.features = &features{localFiles: r.GetSdkLocalFilePuts(), abortUploads: r.GetCapabilities().GetAbortUploads()}
+	}
+	c.mu.Unlock()
+	return r, nil
+}
+
+// pluginFeatures returns what the plugin declared, asking it with Describe
+// only when no answer is kept yet (a failed Describe is not kept).
+func (c *rpcClient) pluginFeatures(ctx context.Context) (features, error) {
+	c.mu.Lock()
+	f := c.features
+	c.mu.Unlock()
+	if f != nil {
+		return *f, nil
+	}
+	if _, err := c.describe(ctx); err != nil {
+		return features{}, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return *c.features, nil
+}
+
+// AbortUploads asks the plugin to abort the incomplete uploads of keys. It
+// calls the plugin only when its Describe declared the call
+// (Capabilities.AbortUploads); a plugin that did not, such as one built
+// with an SDK that predates the call, gets no request and the answer is an
+// Unimplemented *storage.Error. Keys are checked first (ValidateAbortKeys:
+// at most storage.MaxAbortKeys, each a valid key).
+func (c *rpcClient) AbortUploads(ctx context.Context, keys []string) (int, error) {
+	if err := storage.ValidateAbortKeys(keys); err != nil {
+		return 0, err
+	}
+	f, err := c.pluginFeatures(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if !f.abortUploads {
+		return 0, &storage.Error{Code: storage.Unimplemented, Message: "abort uploads: the plugin does not support this optional call (it does not declare Capabilities.AbortUploads; a newer plugin version may)"}
+	}
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	r, err := c.c.AbortUploads(ctx, &storagepb.AbortUploadsRequest{Keys: keys})
+	if err != nil {
+		return 0, fromStatus(ctx, "abort uploads", err)
+	}
+	return int(max(r.GetAborted(), 0)), nil
 }
 
 func encodeSettings(s storage.Settings) ([]byte, error) {

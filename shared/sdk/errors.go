@@ -20,6 +20,7 @@ var grpcCodes = map[storage.ErrorCode]codes.Code{
 	storage.Unavailable:        codes.Unavailable,
 	storage.FailedPrecondition: codes.FailedPrecondition,
 	storage.Canceled:           codes.Canceled,
+	storage.Unimplemented:      codes.Unimplemented,
 }
 
 // toStatus turns a provider error into a gRPC status error carrying the
@@ -34,7 +35,11 @@ func toStatus(err error) error {
 	if errors.As(err, &e) && len(e.Fields) > 0 {
 		msg = e.Message // the fields travel in the detail; don't repeat them
 	}
-	st := status.New(grpcCodes[code], msg)
+	gc, ok := grpcCodes[code]
+	if !ok {
+		gc = codes.Unknown // never codes.OK, which would turn the error into a success
+	}
+	st := status.New(gc, msg)
 	detail := &storagepb.ErrorDetail{Code: storagepb.ErrorCode(code), Fields: fieldsToPB(storage.FieldsOf(err))}
 	if withDetail, derr := st.WithDetails(detail); derr == nil {
 		st = withDetail
@@ -78,6 +83,9 @@ func fromStatus(ctx context.Context, op string, err error) error {
 		code = storage.FailedPrecondition
 	case codes.Canceled, codes.DeadlineExceeded:
 		code = storage.Canceled
+	case codes.Unimplemented:
+		// A plugin built before the call existed answers this.
+		code = storage.Unimplemented
 	}
 	return &storage.Error{Code: code, Message: op + ": " + st.Message(), Err: err}
 }

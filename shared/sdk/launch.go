@@ -42,6 +42,20 @@ type Client struct {
 	pc *plugin.Client
 }
 
+var _ storage.UploadAborter = (*Client)(nil)
+
+// AbortUploads aborts the incomplete uploads of keys in the plugin process
+// (storage.UploadAborter). The plugin is asked only when its Describe
+// declared Capabilities.AbortUploads; otherwise, as with a plugin built
+// with an SDK that predates the call, the answer is an Unimplemented
+// *storage.Error. At most storage.MaxAbortKeys keys per call.
+func (c *Client) AbortUploads(ctx context.Context, keys []string) (int, error) {
+	if a, ok := c.Provider.(storage.UploadAborter); ok {
+		return a.AbortUploads(ctx, keys)
+	}
+	return 0, &storage.Error{Code: storage.Unimplemented, Message: "abort uploads: the plugin client does not support this optional call"}
+}
+
 // ErrLaunch is wrapped by every error Launch returns.
 var ErrLaunch = errors.New("plugin launch failed")
 

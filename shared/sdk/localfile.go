@@ -110,11 +110,10 @@ func (e *exactReader) Seek(offset int64, whence int) (int64, error) {
 	return pos, err
 }
 
-// supportsLocalFiles asks the plugin once whether its SDK accepts local-file puts.
+// supportsLocalFiles reports whether the plugin's SDK accepts local-file
+// puts, from its kept Describe answer (asking once if there is none yet).
+// When Describe fails the put streams its bytes, and a later put asks again.
 func (c *rpcClient) supportsLocalFiles(ctx context.Context) bool {
-	c.describeOnce.Do(func() {
-		r, err := c.c.Describe(ctx, &storagepb.DescribeRequest{})
-		c.localFiles = err == nil && r.GetSdkLocalFilePuts()
-	})
-	return c.localFiles
+	f, err := c.pluginFeatures(ctx)
+	return err == nil && f.localFiles
 }

@@ -20,19 +20,42 @@ type server struct {
 	impl Provider
 }
 
+// Describe answers with the provider's Info. Capabilities.AbortUploads is
+// set by the SDK, not the provider: it is true exactly when the provider
+// implements storage.UploadAborter, since that is when AbortUploads is served.
 func (s *server) Describe(ctx context.Context, _ *storagepb.DescribeRequest) (*storagepb.DescribeResponse, error) {
 	info, err := s.impl.Describe(ctx)
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	_, aborts := s.impl.(storage.UploadAborter)
 	return &storagepb.DescribeResponse{
 		Id: info.ID, Name: info.Name, Version: info.Version, SdkLocalFilePuts: true,
 		Capabilities: &storagepb.Capabilities{
 			PublicUrls:    info.Capabilities.PublicURLs,
 			RangeReads:    info.Capabilities.RangeReads,
 			MaxObjectSize: info.Capabilities.MaxObjectSize,
+			AbortUploads:  aborts,
 		},
 	}, nil
+}
+
+// AbortUploads serves the optional call: Unimplemented when the provider
+// does not implement storage.UploadAborter, InvalidArgument for a bad key
+// or more than storage.MaxAbortKeys keys.
+func (s *server) AbortUploads(ctx context.Context, req *storagepb.AbortUploadsRequest) (*storagepb.AbortUploadsResponse, error) {
+	a, ok := s.impl.(storage.UploadAborter)
+	if !ok {
+		return nil, toStatus(&storage.Error{Code: storage.Unimplemented, Message: "abort uploads: the provider does not support this optional call"})
+	}
+	if err := storage.ValidateAbortKeys(req.GetKeys()); err != nil {
+		return nil, toStatus(err)
+	}
+	n, err := a.AbortUploads(ctx, req.GetKeys())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &storagepb.AbortUploadsResponse{Aborted: int64(n)}, nil
 }
 
 func decodeSettings(data []byte) (storage.Settings, error) {

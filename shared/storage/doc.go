@@ -13,4 +13,10 @@
 //   - Delete of a missing key succeeds;
 //   - errors are *Error values with a Code (see Code and IsRetryable), so the
 //     host can decide between retry and give-up.
+//
+// Beyond Provider, a provider may implement optional interfaces, each
+// declared in Capabilities: UploadAborter (Capabilities.AbortUploads) aborts
+// the incomplete uploads it started for given keys, which the host asks for
+// after a crash. A caller checks the capability (or the Unimplemented code)
+// before relying on one.
 package storage

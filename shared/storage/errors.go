@@ -30,6 +30,8 @@ const (
 	FailedPrecondition
 	// Canceled: the caller cancelled or the deadline passed.
 	Canceled
+	// Unimplemented: the provider does not support this optional call.
+	Unimplemented
 )
 
 var codeNames = map[ErrorCode]string{
@@ -41,6 +43,7 @@ var codeNames = map[ErrorCode]string{
 	Unavailable:        "unavailable",
 	FailedPrecondition: "failed precondition",
 	Canceled:           "canceled",
+	Unimplemented:      "unimplemented",
 }
 
 // String names the code in plain words.

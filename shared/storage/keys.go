@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"fmt"
 	"strings"
 	"unicode/utf8"
 )
@@ -18,6 +19,21 @@ const MaxKeyBytes = 1024
 func ValidateKey(key string) error {
 	if msg := keyProblem(key); msg != "" {
 		return &Error{Code: InvalidArgument, Message: "invalid key " + quoteKey(key) + ": " + msg}
+	}
+	return nil
+}
+
+// ValidateAbortKeys checks the keys of an AbortUploads call: at most
+// MaxAbortKeys of them, each accepted by ValidateKey. It returns an
+// InvalidArgument *Error naming the first problem, or nil.
+func ValidateAbortKeys(keys []string) error {
+	if len(keys) > MaxAbortKeys {
+		return &Error{Code: InvalidArgument, Message: fmt.Sprintf("abort uploads: %d keys in one call, over the limit of %d; split them into several calls", len(keys), MaxAbortKeys)}
+	}
+	for _, k := range keys {
+		if err := ValidateKey(k); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -39,3 +39,34 @@ func TestErrorCodes(t *testing.T) {
 }
 
 var ErrTest = &Error{Code: Unknown, Message: "cause"}
+
+func TestUnimplementedCode(t *testing.T) {
+	if got := Unimplemented.String(); got != "unimplemented" {
+		t.Errorf("Unimplemented.String() = %q, want %q", got, "unimplemented")
+	}
+	err := &Error{Code: Unimplemented, Message: "abort uploads: not supported"}
+	if Code(err) != Unimplemented || IsRetryable(err) {
+		t.Errorf("Code = %v, retryable %v; want Unimplemented, not retryable", Code(err), IsRetryable(err))
+	}
+}
+
+func TestValidateAbortKeys(t *testing.T) {
+	if err := ValidateAbortKeys(nil); err != nil {
+		t.Errorf("no keys: %v, want nil", err)
+	}
+	full := make([]string, MaxAbortKeys)
+	for i := range full {
+		full[i] = strings.Repeat("k", MaxKeyBytes)
+	}
+	if err := ValidateAbortKeys(full); err != nil {
+		t.Errorf("%d keys of %d bytes: %v, want nil", MaxAbortKeys, MaxKeyBytes, err)
+	}
+	over := append(full, "one-more")
+	if err := ValidateAbortKeys(over); Code(err) != InvalidArgument || !strings.Contains(err.Error(), "1001 keys") {
+		t.Errorf("%d keys: %v, want InvalidArgument naming the count", len(over), err)
+	}
+	err := ValidateAbortKeys([]string{"fine/a.png", "a//b", "../x"})
+	if Code(err) != InvalidArgument || !strings.Contains(err.Error(), "invalid key a//b") {
+		t.Errorf("a bad key among good ones: %v, want InvalidArgument naming it", err)
+	}
+}

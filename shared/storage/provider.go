@@ -36,6 +36,29 @@ type Provider interface {
 	Health(ctx context.Context) (Health, error)
 }
 
+// UploadAborter is implemented by providers that can abort the incomplete
+// uploads (e.g. S3 multipart uploads) they started for given keys.
+//
+// It is optional: a provider says it has it with Capabilities.AbortUploads.
+// The host calls it after a crash, for the keys whose puts were in flight,
+// so the storage does not keep (and bill for) their abandoned parts.
+type UploadAborter interface {
+	// AbortUploads aborts every incomplete upload of each key (keys as
+	// given to Put, without any provider prefix) and returns how many it
+	// aborted. Stored objects are never touched. Keys with nothing pending
+	// are not an error. It takes at most MaxAbortKeys keys; a bad key or
+	// too many keys give InvalidArgument (see ValidateAbortKeys) and
+	// nothing is aborted. It is bounded by ctx. On error,
+	// uploads already aborted stay aborted and the count may be short of
+	// them; calling again with the same keys is safe. A provider reached
+	// through a plugin that lacks the call returns Unimplemented.
+	AbortUploads(ctx context.Context, keys []string) (int, error)
+}
+
+// MaxAbortKeys is the most keys one AbortUploads call takes. At 1024 bytes a
+// key, a full call stays well under gRPC's 4 MiB message limit.
+const MaxAbortKeys = 1000
+
 // Settings are a provider's settings as the JSON object its settings schema
 // describes (decoded with encoding/json).
 type Settings map[string]any
@@ -56,6 +79,8 @@ type Capabilities struct {
 	RangeReads bool
 	// MaxObjectSize is the largest object Put accepts; 0 means no stated limit.
 	MaxObjectSize int64
+	// AbortUploads is true when the provider implements UploadAborter.
+	AbortUploads bool
 }
 
 // ConfigureResult is what Configure reports back.
