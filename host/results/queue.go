@@ -279,13 +279,15 @@ func (s *Service) nudge() {
 }
 
 // RunWorker runs this node's share of the queue until ctx ends; it then
-// returns nil. It first releases the leases an earlier process of this node
-// left (ReleaseLeases), then runs Options.Workers workers, each taking one
+// returns nil. It first asks the providers to abort the incomplete uploads
+// of the jobs an earlier process of this node held (AbortInterrupted) and
+// releases those leases (ReleaseLeases), then runs Options.Workers workers, each taking one
 // due job at a time under Options.JobTimeout, so a stuck job holds one
 // worker only. Workers wake early when this Service queues a job. Several
 // RunWorker calls (on this node or others sharing the database) may run at
 // once.
 func (s *Service) RunWorker(ctx context.Context) error {
+	s.AbortInterrupted(ctx)
 	if n, err := s.ReleaseLeases(ctx); err != nil {
 		s.log.Warn("results: the leases of this node's earlier process expire by themselves", "err", err)
 	} else if n > 0 {
