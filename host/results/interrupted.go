@@ -22,8 +22,8 @@ func (s *Service) AbortInterrupted(ctx context.Context) int {
 	ctx, cancel := context.WithTimeout(ctx, abortTimeout)
 	defer cancel()
 	rows, err := s.db.QueryContext(ctx, `SELECT provider, object_key FROM jobs
-		WHERE kind = $1 AND locked_by LIKE $2 ESCAPE '\' AND locked_by <> $3 AND provider <> '' AND provider <> $4`,
-		kindOffload, likePrefix(s.opts.NodeID+"/"), s.owner, Local)
+		WHERE kind = $1 AND locked_by LIKE $2 ESCAPE '\' AND locked_by NOT LIKE $3 ESCAPE '\' AND provider <> '' AND provider <> $4`,
+		kindOffload, likePrefix(s.opts.NodeID+"/"), likePrefix(s.owner+"/"), Local)
 	if err != nil {
 		s.log.Warn("results: listing the uploads this node's earlier process left; incomplete uploads may remain", "err", err)
 		return 0

@@ -40,22 +40,11 @@ type job struct {
 	provider  string
 	objectKey string
 	attempts  int
-	// token is the locked_until value this node wrote: the lease is ours as
-	// long as the row still holds it.
-	token string
-	// maybe is a later locked_until value a renewal may have written: it
-	// failed on our side (a time-out, a broken connection) after the
-	// database may have applied it. "" when none.
-	maybe string
-}
-
-// tokens returns the locked_until values that mean the lease is still
-// ours: token, and maybe (token again when there is none).
-func (j *job) tokens() (string, string) {
-	if j.maybe == "" {
-		return j.token, j.token
-	}
-	return j.token, j.maybe
+	// claim is the locked_by value this attempt wrote: the lease is ours as
+	// long as the row still holds it (each claim writes a fresh one).
+	claim string
+	// until is the lease expiry last written for certain.
+	until time.Time
 }
 
 // outcome is how a job attempt ended.
@@ -86,10 +75,10 @@ func dropErr(reason string, err error) outcome {
 
 // insertLeasedJob queues a job already leased by the caller.
 func (s *Service) insertLeasedJob(ctx context.Context, tx *sql.Tx, kind, resultID, provider, key string, now time.Time) (*job, error) {
-	j := &job{kind: kind, resultID: resultID, provider: provider, objectKey: key, token: dbTime(now.Add(s.opts.LeaseDuration))}
+	j := &job{kind: kind, resultID: resultID, provider: provider, objectKey: key, claim: s.newClaim(), until: now.Add(s.opts.LeaseDuration)}
 	err := tx.QueryRowContext(ctx, `INSERT INTO jobs (kind, result_id, provider, object_key, attempts, next_attempt_at, locked_until, locked_by, last_error, created_at)
 		VALUES ($1, $2, $3, $4, 0, $5, $6, $7, '', $5) RETURNING id`,
-		kind, resultID, provider, key, dbTime(now), j.token, s.owner).Scan(&j.id)
+		kind, resultID, provider, key, dbTime(now), dbTime(j.until), j.claim).Scan(&j.id)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +102,7 @@ func (s *Service) insertQueuedJob(ctx context.Context, tx *sql.Tx, kind, resultI
 // left alone.
 func (s *Service) ReleaseLeases(ctx context.Context) (int64, error) {
 	res, err := s.db.ExecContext(ctx, `UPDATE jobs SET locked_until = NULL, locked_by = ''
-		WHERE locked_by LIKE $1 ESCAPE '\' AND locked_by <> $2`, likePrefix(s.opts.NodeID+"/"), s.owner)
+		WHERE locked_by LIKE $1 ESCAPE '\' AND locked_by NOT LIKE $2 ESCAPE '\'`, likePrefix(s.opts.NodeID+"/"), likePrefix(s.owner+"/"))
 	if err != nil {
 		return 0, fmt.Errorf("results: releasing the job leases of this node's earlier process: %w", err)
 	}
@@ -165,21 +154,16 @@ func (s *Service) heartbeat(ctx context.Context, j *job, stop <-chan struct{}, c
 			return
 		case <-t.C:
 		}
-		until := dbTime(s.now().Add(s.opts.LeaseDuration))
+		until := s.now().Add(s.opts.LeaseDuration)
 		rctx, rcancel := context.WithTimeout(ctx, every)
-		tok, maybe := j.tokens()
-		res, err := s.db.ExecContext(rctx, "UPDATE jobs SET locked_until = $1 WHERE id = $2 AND locked_until IN ($3, $4)", until, j.id, tok, maybe)
+		res, err := s.db.ExecContext(rctx, "UPDATE jobs SET locked_until = $1 WHERE id = $2 AND locked_by = $3", dbTime(until), j.id, j.claim)
 		rcancel()
 		var n int64
 		if err == nil {
 			n, err = res.RowsAffected()
 		}
-		switch {
-		case err != nil:
-			// The database may have applied it: until may be ours now.
-			j.maybe = until
-		case n == 1:
-			j.token, j.maybe = until, ""
+		if err == nil && n == 1 {
+			j.until = until
 		}
 		select {
 		case <-stop:
@@ -189,8 +173,11 @@ func (s *Service) heartbeat(ctx context.Context, j *job, stop <-chan struct{}, c
 		}
 		switch {
 		case err != nil:
+			// A renewal that failed on our side may still have applied;
+			// either way the row keeps our claim until another node takes
+			// the job after the last expiry written for certain.
 			s.log.Warn("results: renewing a job lease", "job", j.id, "err", err)
-			if exp, perr := time.Parse(timeLayout, j.token); perr == nil && !s.now().Before(exp) {
+			if !s.now().Before(j.until) {
 				s.log.Warn("results: job lease expired; stopping the job", "job", j.id, "kind", j.kind, "result", j.resultID)
 				cancel()
 				return
@@ -218,8 +205,7 @@ func (s *Service) finish(ctx context.Context, j *job, out outcome) {
 			// Before the job goes, so a result without a job always says why.
 			s.noteLocal(bctx, j, "kept local: "+out.reason)
 		}
-		tok, maybe := j.tokens()
-		_, err = s.db.ExecContext(bctx, "DELETE FROM jobs WHERE id = $1 AND locked_until IN ($2, $3)", j.id, tok, maybe)
+		_, err = s.db.ExecContext(bctx, "DELETE FROM jobs WHERE id = $1 AND locked_by = $2", j.id, j.claim)
 	default:
 		attempts := j.attempts + 1
 		next := s.now()
@@ -238,9 +224,8 @@ func (s *Service) finish(ctx context.Context, j *job, out outcome) {
 			}
 			s.noteLocal(bctx, j, why)
 		}
-		tok, maybe := j.tokens()
 		_, err = s.db.ExecContext(bctx, `UPDATE jobs SET attempts = $1, next_attempt_at = $2, locked_until = NULL, locked_by = '', last_error = $3
-			WHERE id = $4 AND locked_until IN ($5, $6)`, attempts, dbTime(next), short(out.err), j.id, tok, maybe)
+			WHERE id = $4 AND locked_by = $5`, attempts, dbTime(next), short(out.err), j.id, j.claim)
 		s.nudge()
 	}
 	if err != nil {
@@ -388,9 +373,9 @@ func (s *Service) claim(ctx context.Context) (*job, error) {
 		return nil, err
 	}
 	for _, id := range ids {
-		token := dbTime(now.Add(s.opts.LeaseDuration))
+		until, claim := now.Add(s.opts.LeaseDuration), s.newClaim()
 		res, err := s.db.ExecContext(ctx, `UPDATE jobs SET locked_until = $1, locked_by = $4
-			WHERE id = $2 AND next_attempt_at <= $3 AND (locked_until IS NULL OR locked_until < $3)`, token, id, dbTime(now), s.owner)
+			WHERE id = $2 AND next_attempt_at <= $3 AND (locked_until IS NULL OR locked_until < $3)`, dbTime(until), id, dbTime(now), claim)
 		if err != nil {
 			return nil, err
 		}
@@ -399,7 +384,7 @@ func (s *Service) claim(ctx context.Context) (*job, error) {
 		} else if n != 1 {
 			continue // another worker took it
 		}
-		j := &job{id: id, token: token}
+		j := &job{id: id, claim: claim, until: until}
 		err = s.db.QueryRowContext(ctx, "SELECT kind, result_id, provider, object_key, attempts FROM jobs WHERE id = $1", id).
 			Scan(&j.kind, &j.resultID, &j.provider, &j.objectKey, &j.attempts)
 		if isNoRows(err) {

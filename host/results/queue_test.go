@@ -3,6 +3,7 @@ package results
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -240,6 +241,47 @@ func TestUnresolvedJobDroppedWhenDefaultIsLocal(t *testing.T) {
 		waitFor(t, "the job to be dropped", func() bool { return e.pending(t) == 0 })
 		if got := e.checkServed(t, res.ID, payload(70)); got.Storage != Local || len(e.remote.Keys()) != 0 {
 			t.Fatalf("after the drop: %+v, remote %v", got, e.remote.Keys())
+		}
+	})
+}
+
+// TestLeaseKeptWhenARenewalAppliedUnseen: a lease renewal that the database
+// applied although its answer was lost (here: the row's expiry changed
+// behind the worker's back) does not make the worker think it lost the
+// lease; the job finishes once, uncut.
+func TestLeaseKeptWhenARenewalAppliedUnseen(t *testing.T) {
+	forDialects(t, func(t *testing.T, d dbmigrate.Dialect) {
+		opts := testOptions()
+		opts.LeaseDuration = 300 * time.Millisecond
+		opts.InlineOffloadTimeout = 5 * time.Second
+		e := newEnv(t, d, true, false, opts)
+		e.remote.setMode(func(string) mode { return slow })
+		moved := make(chan error, 1)
+		go func() {
+			// Once the inline upload holds its lease, its expiry moves on
+			// as an applied-but-unanswered renewal would move it.
+			deadline := time.Now().Add(5 * time.Second)
+			for time.Now().Before(deadline) {
+				res, err := e.db.Exec("UPDATE jobs SET locked_until = $1 WHERE locked_until IS NOT NULL", dbTime(time.Now().Add(2*time.Second)))
+				if err != nil {
+					moved <- err
+					return
+				}
+				if n, _ := res.RowsAffected(); n == 1 {
+					moved <- nil
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			moved <- errors.New("the job was never leased")
+		}()
+		r := e.finalize(t, payload(7))
+		if err := <-moved; err != nil {
+			t.Fatal(err)
+		}
+		_, calls := e.remote.counts()
+		if r.Storage != remoteID || calls[r.Path] != 1 {
+			t.Fatalf("result %+v after %d puts: the worker gave up a lease it still held", r, calls[r.Path])
 		}
 	})
 }

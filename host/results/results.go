@@ -277,8 +277,8 @@ type Service struct {
 	router Router
 	opts   Options
 	log    *slog.Logger
-	// owner is what this Service writes into the leases it takes:
-	// "<node id>/<random per Service>".
+	// owner prefixes what this Service writes into the leases it takes:
+	// "<node id>/<random per Service>/<random per claim>".
 	owner string
 	// wake nudges idle workers after a job was queued.
 	wake chan struct{}
@@ -299,6 +299,10 @@ func New(db *sql.DB, local *localstore.Store, router Router, opts Options) *Serv
 	return &Service{db: db, local: local, router: router, opts: opts, log: opts.Logger,
 		owner: opts.NodeID + "/" + rand.Text(), wake: make(chan struct{}, 1)}
 }
+
+// newClaim returns a fresh lease claim, written to locked_by:
+// "<node id>/<process>/<claim>".
+func (s *Service) newClaim() string { return s.owner + "/" + rand.Text()[:10] }
 
 // localOnly is the Router of a host without remote storage.
 type localOnly struct{}
