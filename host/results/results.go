@@ -402,7 +402,10 @@ func (s *Service) Finalize(ctx context.Context, u Upload, r io.Reader) (Result, 
 // answer was lost): then the file is the result's and stays. When that
 // cannot be told now, the file stays too; it is never removed under a row.
 func (s *Service) dropUnrecorded(ctx context.Context, id, key string) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.DBTimeout)
+	// A short look: the request already waited DBTimeout for the record,
+	// and a database that does not answer keeps the file (startup recovery
+	// removes it if the row never committed).
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(s.opts.DBTimeout, time.Second))
 	defer cancel()
 	var n int
 	if err := s.db.QueryRowContext(cctx, "SELECT COUNT(*) FROM results WHERE id = $1", id).Scan(&n); err != nil || n > 0 {
