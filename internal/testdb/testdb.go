@@ -60,6 +60,16 @@ func Open(t testing.TB, dialect dbmigrate.Dialect) *DB {
 	return &DB{DB: db, Dialect: d, DSN: dsn}
 }
 
+// EmptyPostgres returns the DSN of a fresh, empty PostgreSQL schema (no
+// host migrations applied), dropped at cleanup with what plugin installs
+// left in it. It is for a host process that migrates its own schema, which
+// may be a host of another version than this tree's. PostgreSQL must
+// answer: the test fails, it never skips.
+func EmptyPostgres(t testing.TB) string {
+	t.Helper()
+	return postgresSchema(t)
+}
+
 // postgresSchema creates a private schema and returns a DSN that uses it.
 func postgresSchema(t testing.TB) string {
 	t.Helper()

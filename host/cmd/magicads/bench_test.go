@@ -33,7 +33,9 @@ func TestMain(m *testing.M) {
 		stop()
 		os.Exit(code)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	benchPlugin.Cleanup()
+	os.Exit(code)
 }
 
 // hostProcess starts the host as a child process on a free port.
