@@ -234,12 +234,22 @@ func (m *Manager) Installed(id string) (Installed, bool) {
 // (Options.Drain), so nothing it stored is left without a record. Files,
 // migrations and settings are the caller's (the marketplace's) business.
 func (m *Manager) Remove(ctx context.Context, id string) error {
-	if def, err := m.Default(ctx); err != nil || def == id {
+	def, err := m.Default(ctx)
+	if err != nil {
+		// Resetting it blindly could drop the queued jobs of another
+		// provider that is the Default Storage.
+		return fmt.Errorf("removing %s: Default Storage cannot be read, so it is not known whether it must go back to local; try again once the database answers: %w", id, err)
+	}
+	if def == id {
 		if err := m.settings.Save(ctx, defaultEntry, "host", map[string]any{"default": Local}); err != nil {
 			return fmt.Errorf("resetting Default Storage to local: %w", err)
 		}
 	}
 	if m.drain != nil {
+		// The drain and the stop run to their end even if the caller
+		// leaves (an admin's request that timed out): a plugin stopped
+		// half-way through the drain could leave objects without rows.
+		ctx = context.WithoutCancel(ctx)
 		reopen := m.drain(ctx, id)
 		defer reopen()
 	}

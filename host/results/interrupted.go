@@ -21,22 +21,11 @@ const abortTimeout = 15 * time.Second
 func (s *Service) AbortInterrupted(ctx context.Context) int {
 	ctx, cancel := context.WithTimeout(ctx, abortTimeout)
 	defer cancel()
-	rows, err := s.db.QueryContext(ctx, `SELECT provider, object_key FROM jobs
-		WHERE kind = $1 AND locked_by LIKE $2 ESCAPE '\' AND locked_by NOT LIKE $3 ESCAPE '\' AND provider <> '' AND provider <> $4`,
-		kindOffload, likePrefix(s.opts.NodeID+"/"), likePrefix(s.owner+"/"), Local)
+	keys, err := s.interruptedKeys(ctx)
 	if err != nil {
 		s.log.Warn("results: listing the uploads this node's earlier process left; incomplete uploads may remain", "err", err)
 		return 0
 	}
-	keys := map[string][]string{}
-	for rows.Next() {
-		var p, k string
-		if err := rows.Scan(&p, &k); err != nil {
-			break
-		}
-		keys[p] = append(keys[p], k)
-	}
-	rows.Close()
 	total := 0
 	for id, ks := range keys {
 		p, ok := s.router.Provider(ctx, id)
@@ -51,6 +40,11 @@ func (s *Service) AbortInterrupted(ctx context.Context) int {
 			batch := ks[:min(len(ks), storage.MaxAbortKeys)]
 			ks = ks[len(batch):]
 			n, err := call(ctx, "abort uploads", func(ctx context.Context) (int, error) { return ab.AbortUploads(ctx, batch) })
+			// A plugin still starting answers Unavailable: ask again while
+			// the bound lasts.
+			for storage.Code(err) == storage.Unavailable && sleepCtx(ctx, 250*time.Millisecond) {
+				n, err = call(ctx, "abort uploads", func(ctx context.Context) (int, error) { return ab.AbortUploads(ctx, batch) })
+			}
 			switch {
 			case storage.Code(err) == storage.Unimplemented:
 				s.log.Debug("results: the provider cannot abort incomplete uploads (a plugin built with an older SDK)", "provider", id)
@@ -66,4 +60,38 @@ func (s *Service) AbortInterrupted(ctx context.Context) int {
 		s.log.Info("results: aborted the incomplete uploads this node's earlier process left", "uploads", total)
 	}
 	return total
+}
+
+// interruptedKeys lists, per provider, the keys of the offload jobs that
+// earlier processes of this node held.
+func (s *Service) interruptedKeys(ctx context.Context) (map[string][]string, error) {
+	node, own := s.opts.NodeID+"/", s.owner+"/"
+	rows, err := s.db.QueryContext(ctx, `SELECT provider, object_key FROM jobs
+		WHERE kind = $1 AND substr(locked_by, 1, $2) = $3 AND substr(locked_by, 1, $4) <> $5 AND provider <> '' AND provider <> $6`,
+		kindOffload, len(node), node, len(own), own, Local)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	keys := map[string][]string{}
+	for rows.Next() {
+		var p, k string
+		if err := rows.Scan(&p, &k); err != nil {
+			return nil, err
+		}
+		keys[p] = append(keys[p], k)
+	}
+	return keys, rows.Err()
+}
+
+// sleepCtx sleeps d; false if ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }

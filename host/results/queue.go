@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"time"
 
@@ -101,8 +100,9 @@ func (s *Service) insertQueuedJob(ctx context.Context, tx *sql.Tx, kind, resultI
 // RunWorker calls it first. Leases of this Service and of other nodes are
 // left alone.
 func (s *Service) ReleaseLeases(ctx context.Context) (int64, error) {
+	node, own := s.opts.NodeID+"/", s.owner+"/"
 	res, err := s.db.ExecContext(ctx, `UPDATE jobs SET locked_until = NULL, locked_by = ''
-		WHERE locked_by LIKE $1 ESCAPE '\' AND locked_by NOT LIKE $2 ESCAPE '\'`, likePrefix(s.opts.NodeID+"/"), likePrefix(s.owner+"/"))
+		WHERE substr(locked_by, 1, $1) = $2 AND substr(locked_by, 1, $3) <> $4`, len(node), node, len(own), own)
 	if err != nil {
 		return 0, fmt.Errorf("results: releasing the job leases of this node's earlier process: %w", err)
 	}
@@ -114,12 +114,6 @@ func (s *Service) ReleaseLeases(ctx context.Context) (int64, error) {
 		s.nudge()
 	}
 	return n, nil
-}
-
-// likePrefix is a LIKE pattern (escape character \) matching strings that
-// start with p.
-func likePrefix(p string) string {
-	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(p) + "%"
 }
 
 // runLeased runs fn while keeping j's lease alive, then records the
@@ -236,8 +230,9 @@ func (s *Service) finish(ctx context.Context, j *job, out outcome) {
 // noteLocal records on an offload job's result, while it is still local,
 // why it is.
 func (s *Service) noteLocal(ctx context.Context, j *job, why string) {
-	if _, err := s.db.ExecContext(ctx, "UPDATE results SET local_reason = $1 WHERE id = $2 AND storage = $3",
-		short(errors.New(why)), j.resultID, Local); err != nil {
+	if _, err := s.db.ExecContext(ctx, `UPDATE results SET local_reason = $1 WHERE id = $2 AND storage = $3
+		AND EXISTS (SELECT 1 FROM jobs WHERE id = $4 AND locked_by = $5)`,
+		short(errors.New(why)), j.resultID, Local, j.id, j.claim); err != nil {
 		s.log.Warn("results: recording why a result is local", "result", j.resultID, "err", err)
 	}
 }
@@ -303,7 +298,7 @@ func (s *Service) work(ctx context.Context) {
 			// More may be due: wake an idle worker to look.
 			s.nudge()
 			jctx, cancel := context.WithTimeout(ctx, s.opts.JobTimeout)
-			out := s.runLeased(jctx, j, func(ctx context.Context) outcome { return s.runJob(ctx, j) })
+			out := s.runFlight(jctx, j, j.provider, func(ctx context.Context) outcome { return s.runJob(ctx, j) })
 			cancel()
 			if out.state == stateRetry {
 				s.log.Warn("results: job failed; retrying later", "kind", j.kind, "result", j.resultID, "provider", j.provider, "attempt", j.attempts+1, "err", short(out.err))
@@ -429,15 +424,9 @@ func (s *Service) offloadJob(ctx context.Context, j *job, target *Target) outcom
 	if !rw.localPresent {
 		return dropErr("the result has no local file to upload", errors.New("local_present is false for a local result"))
 	}
-	return s.guard(ctx, target.ID, func(ctx, cut context.Context) outcome { return s.upload(ctx, cut, rw, target) })
-}
-
-// upload puts a local result to target and records it there; it runs under
-// the provider's flight (guard).
-func (s *Service) upload(ctx, cut context.Context, rw row, target *Target) outcome {
 	info, err := s.putFile(ctx, target.Provider, rw)
 	if err != nil {
-		if cut.Err() != nil || s.flights.draining(target.ID) {
+		if s.flights.draining(target.ID) {
 			// The provider is being removed and this upload will not be
 			// retried there: it may have stored the object before failing,
 			// so remove it while the provider is still running.
@@ -603,14 +592,8 @@ func (s *Service) deleteJob(ctx context.Context, j *job) outcome {
 		if !ok {
 			return retry(fmt.Errorf("provider %s is not installed", j.provider))
 		}
-		out := s.guard(ctx, j.provider, func(ctx, _ context.Context) outcome {
-			if _, err := call(ctx, "delete", func(ctx context.Context) (struct{}, error) { return struct{}{}, p.Delete(ctx, j.objectKey) }); err != nil {
-				return retry(fmt.Errorf("deleting from %s: %w", j.provider, err))
-			}
-			return done()
-		})
-		if out.state != stateDone {
-			return out
+		if _, err := call(ctx, "delete", func(ctx context.Context) (struct{}, error) { return struct{}{}, p.Delete(ctx, j.objectKey) }); err != nil {
+			return retry(fmt.Errorf("deleting from %s: %w", j.provider, err))
 		}
 	}
 	rw, err := loadRow(ctx, s.db, j.resultID)

@@ -359,6 +359,21 @@ func (r *recovery) rows(ctx context.Context) (map[string]recoverRow, error) {
 func (r *recovery) settle(ctx context.Context, f recoverFile, row recoverRow, ok bool) error {
 	switch {
 	case !ok:
+		// An upload of this process between Stage and Commit is not an
+		// orphan, whatever its file's time says (a clock stepped back); a
+		// row committed since the batch was read is looked for again.
+		if r.s.isStaged(f.id) {
+			r.rep.Newer.add(f.size)
+			return nil
+		}
+		var n int
+		if err := r.s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM results WHERE id = $1", f.id).Scan(&n); err != nil {
+			return fmt.Errorf("results: startup recovery: looking up result %s: %w", f.id, err)
+		}
+		if n > 0 {
+			r.rep.Kept.add(f.size)
+			return nil
+		}
 		return r.remove(ctx, f, &r.rep.Removed, "its row never committed")
 	case row.path != f.key:
 		r.rep.Mismatched.add(f.size)

@@ -36,6 +36,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -253,6 +254,14 @@ func (o Options) withDefaults() Options {
 	if o.NodeID == "" {
 		o.NodeID = rand.Text()
 	}
+	// A node id prefixes lease claims, "<node>/<process>/<claim>": it holds
+	// no "/" (node "a" must not match node "a/b"'s leases) and only ASCII.
+	o.NodeID = strings.Map(func(r rune) rune {
+		if r < 0x80 && (unicode.IsLetter(r) || unicode.IsDigit(r) || r == '-' || r == '_' || r == '.') {
+			return r
+		}
+		return '-'
+	}, o.NodeID)
 	def(&o.PollInterval, 5*time.Second)
 	def(&o.LeaseDuration, time.Minute)
 	def(&o.BackoffMin, 10*time.Second)
@@ -284,6 +293,30 @@ type Service struct {
 	wake chan struct{}
 	// flights tracks provider calls in flight, for Drain.
 	flights flights
+	// staged holds the ids between Stage and the end of Commit or
+	// Discard, which startup recovery never removes.
+	stagedMu sync.Mutex
+	staged   map[string]struct{}
+}
+
+// stage marks id as staged (on=true) or no longer (on=false).
+func (s *Service) stage(id string, on bool) {
+	s.stagedMu.Lock()
+	defer s.stagedMu.Unlock()
+	if on {
+		s.staged[id] = struct{}{}
+	} else {
+		delete(s.staged, id)
+	}
+}
+
+// isStaged reports whether id is between Stage and the end of Commit or
+// Discard in this process.
+func (s *Service) isStaged(id string) bool {
+	s.stagedMu.Lock()
+	defer s.stagedMu.Unlock()
+	_, ok := s.staged[id]
+	return ok
 }
 
 // maxWorkers caps Options.Workers.
@@ -297,7 +330,7 @@ func New(db *sql.DB, local *localstore.Store, router Router, opts Options) *Serv
 		router = localOnly{}
 	}
 	return &Service{db: db, local: local, router: router, opts: opts, log: opts.Logger,
-		owner: opts.NodeID + "/" + rand.Text(), wake: make(chan struct{}, 1)}
+		owner: opts.NodeID + "/" + rand.Text(), wake: make(chan struct{}, 1), staged: map[string]struct{}{}}
 }
 
 // newClaim returns a fresh lease claim, written to locked_by:
@@ -453,8 +486,10 @@ func (s *Service) Stage(ctx context.Context, u Upload, r io.Reader) (*Staged, er
 		return nil, err
 	}
 	key := u.Kind + "/" + u.Generator + "/" + id + "." + media.Ext(ct)
+	s.stage(id, true)
 	info, sum, err := s.local.Write(ctx, key, br, storage.PutOptions{ContentType: ct, Size: -1})
 	if err != nil {
+		s.stage(id, false)
 		return nil, fmt.Errorf("results: writing %s to the local disk: %w", key, err)
 	}
 	return &Staged{s: s, id: id, key: key, ct: ct, size: info.Size, sum: sum}, nil
@@ -466,6 +501,7 @@ func (st *Staged) Discard() {
 		return
 	}
 	st.done = true
+	defer st.s.stage(st.id, false)
 	if err := st.s.local.Delete(context.Background(), st.key); err != nil {
 		st.s.log.Error("results: removing the local file of a discarded upload", "path", st.key, "err", err)
 	}
@@ -485,6 +521,7 @@ func (st *Staged) Commit(ctx context.Context, owner string) (Result, error) {
 	}
 	st.done = true
 	s, id, key := st.s, st.id, st.key
+	defer s.stage(id, false)
 	now := s.now()
 	rw := row{id: id, path: key, contentType: st.ct, sha256: hex.EncodeToString(st.sum), storage: Local,
 		size: st.size, localPresent: true, createdAt: now, owner: owner}
@@ -501,7 +538,11 @@ func (st *Staged) Commit(ctx context.Context, owner string) (Result, error) {
 		plan = planInline
 	case route.State == RouteWaiting && route.Default != Local:
 		plan = planQueue
-		rw.localReason = short(fmt.Errorf("queued for %s, which cannot take results right now: %s", route.Default, route.Reason))
+		to := route.Default
+		if to == "" {
+			to = "the Default Storage"
+		}
+		rw.localReason = short(fmt.Errorf("queued for %s, which cannot take results right now: %s", to, route.Reason))
 	case route.State == RouteOff && route.Default != Local:
 		rw.localReason = short(fmt.Errorf("kept local: the Default Storage %s takes no new results: %s", route.Default, route.Reason))
 	}
@@ -525,7 +566,7 @@ func (st *Staged) Commit(ctx context.Context, owner string) (Result, error) {
 	octx, cancel := context.WithTimeout(ctx, s.opts.InlineOffloadTimeout)
 	defer cancel()
 	target := route.Target
-	out := s.runLeased(octx, j, func(jctx context.Context) outcome {
+	out := s.runFlight(octx, j, target.ID, func(jctx context.Context) outcome {
 		o := s.offloadJob(jctx, j, &target)
 		if o.state == stateRetry && octx.Err() != nil {
 			// Cut by the inline bound (or the caller leaving): the queue
@@ -750,7 +791,7 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.DeleteTimeout)
 	defer cancel()
-	out := s.runLeased(dctx, j, func(jctx context.Context) outcome {
+	out := s.runFlight(dctx, j, rw.storage, func(jctx context.Context) outcome {
 		o := s.deleteJob(jctx, j)
 		if o.state == stateRetry && dctx.Err() != nil {
 			o.handoff = true
