@@ -27,6 +27,7 @@ import (
 const (
 	modeEnv   = "PLUGINRT_TEST_PLUGIN_MODE"
 	secretEnv = "PLUGINRT_TEST_SECRET"
+	markerEnv = "PLUGINRT_TEST_MARKER"
 )
 
 // Plugin modes.
@@ -38,6 +39,9 @@ const (
 	modeLogSecret  = "log-secret"   // logs the secret every way it can
 	modeAbortCount = "abort-count"  // AbortUploads answers with the number of keys
 	modeNoAbort    = "no-abort"     // a provider without AbortUploads
+	// modeCleanup: Put reads until its call ends, then logs, takes a moment
+	// to clean up and writes the file markerEnv names.
+	modeCleanup = "cleanup"
 )
 
 var builder plugintest.Builder
@@ -69,6 +73,17 @@ type testProvider struct {
 func (p *testProvider) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) (storage.ObjectInfo, error) {
 	if p.mode == modeCrashOnPut {
 		os.Exit(3)
+	}
+	if p.mode == modeCleanup {
+		_, err := io.Copy(io.Discard, r)
+		// As a provider aborting a multipart upload does: it logs (to a
+		// host that may be gone), takes a moment, then is done.
+		p.log.Warn("put cut; cleaning up", "key", key, "err", err)
+		time.Sleep(300 * time.Millisecond)
+		if m := os.Getenv(markerEnv); m != "" {
+			os.WriteFile(m, []byte("cleaned up "+key), 0o600)
+		}
+		return storage.ObjectInfo{}, &storage.Error{Code: storage.Canceled, Message: "put cut"}
 	}
 	return p.Store.Put(ctx, key, r, opts)
 }
@@ -126,7 +141,8 @@ func servePlugin(mode string) {
 }
 
 // hostModeEnv makes the test binary a host that launches this binary as a
-// plugin, prints "plugin-pid N" and waits to be killed.
+// plugin, prints "plugin-pid N" and waits to be killed. With the value
+// modeCleanup, the plugin runs in that mode with a put in flight.
 const hostModeEnv = "PLUGINRT_TEST_HOST_MODE"
 
 // sleepEnv makes the test binary sleep until killed.
@@ -138,10 +154,21 @@ func actAsHost() {
 		fmt.Println("host:", err)
 		os.Exit(1)
 	}
-	c, err := sdk.Launch(context.Background(), sdk.LaunchConfig{Path: exe, Env: []string{modeEnv + "=normal", "GORACE=atexit_sleep_ms=0"}})
+	mode := "normal"
+	if m := os.Getenv(hostModeEnv); m == modeCleanup {
+		mode = m
+	}
+	c, err := sdk.Launch(context.Background(), sdk.LaunchConfig{Path: exe, Env: []string{modeEnv + "=" + mode, markerEnv + "=" + os.Getenv(markerEnv), "GORACE=atexit_sleep_ms=0"}})
 	if err != nil {
 		fmt.Println("host:", err)
 		os.Exit(1)
+	}
+	if mode == modeCleanup {
+		// A put in flight whose bytes never end: the plugin is inside Put
+		// when this host dies.
+		pr, _ := io.Pipe()
+		go c.Put(context.Background(), "images/a.png", pr, storage.PutOptions{Size: -1})
+		time.Sleep(500 * time.Millisecond)
 	}
 	fmt.Println("plugin-pid", c.Pid())
 	select {}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -461,12 +462,33 @@ func TestCloseDuringFirstLaunch(t *testing.T) {
 // (no chance to stop it) notices it has been re-parented and exits within
 // seconds, instead of living on beside the next host's plugin.
 func TestPluginExitsWhenItsHostIsKilled(t *testing.T) {
+	killHostAndWatchPlugin(t, "1", "")
+}
+
+// TestPluginCleansUpWhenItsHostIsKilled: a plugin inside a Put when its
+// host is SIGKILLed gets its call cancelled and finishes cleaning up (as
+// aborting a multipart upload) before it exits, although the log lines it
+// writes meanwhile go to a pipe nobody reads any more.
+func TestPluginCleansUpWhenItsHostIsKilled(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "cleaned")
+	killHostAndWatchPlugin(t, modeCleanup, marker)
+	if data, err := os.ReadFile(marker); err != nil {
+		t.Fatalf("the plugin exited without finishing its cleanup: %v", err)
+	} else {
+		t.Logf("plugin: %s", data)
+	}
+}
+
+// killHostAndWatchPlugin starts this binary as a host (hostModeEnv=mode)
+// that launches a plugin, SIGKILLs the host and waits for the plugin to
+// exit, within 10 s.
+func killHostAndWatchPlugin(t *testing.T, mode, marker string) {
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	host := exec.Command(exe)
-	host.Env = append(os.Environ(), hostModeEnv+"=1")
+	host.Env = append(os.Environ(), hostModeEnv+"="+mode, markerEnv+"="+marker)
 	out, err := host.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -507,6 +529,33 @@ func TestPluginExitsWhenItsHostIsKilled(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("the plugin exited %v after its host was killed", time.Since(killed).Round(100*time.Millisecond))
+}
+
+// TestStopLetsCallsCleanUp: stopping a plugin with a call in flight is
+// graceful: the plugin exits by itself (not killed after go-plugin's 2 s)
+// and the cancelled call finishes cleaning up first.
+func TestStopLetsCallsCleanUp(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "cleaned")
+	r, logs := newRuntime(t, Options{})
+	if err := r.Start(context.Background(), selfSpec(t, "p", modeCleanup, markerEnv+"="+marker)); err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go r.Provider("p").Put(context.Background(), "images/a.png", pr, storage.PutOptions{Size: -1})
+	time.Sleep(500 * time.Millisecond)
+	start := time.Now()
+	if err := r.Stop(context.Background(), "p"); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("the stopped plugin did not finish cleaning up: %v", err)
+	}
+	if strings.Contains(logs.String(), "plugin failed to exit gracefully") || strings.Contains(logs.String(), "signal: killed") {
+		t.Errorf("the plugin had to be killed (stop took %v):\n%s", took, logs.String())
+	}
+	t.Logf("stop took %v", took.Round(10*time.Millisecond))
 }
 
 // TestStrayPluginStoppedOnStart: a plugin process an earlier, killed host

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -54,18 +57,87 @@ func Serve(p Provider, opts ...ServeOptions) {
 	if o.Logger == nil {
 		o.Logger = Logger("plugin")
 	}
+	// A host that died leaves stderr a broken pipe: the first log line
+	// would kill the plugin with SIGPIPE before its calls cleaned up.
+	signal.Ignore(syscall.SIGPIPE)
 	var srv atomic.Pointer[grpc.Server]
-	go watchHost(o.Logger, &srv, os.Getppid(), time.Second, hostGoneGrace)
+	calls := &handlers{}
+	go watchHost(o.Logger, &srv, calls, os.Getppid(), time.Second, hostGoneGrace)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake(),
 		VersionedPlugins: VersionedPlugins(p),
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			s := grpc.NewServer(append(opts, grpc.InitialWindowSize(windowSize), grpc.InitialConnWindowSize(windowSize), grpc.WaitForHandlers(true))...)
+			// Not grpc.WaitForHandlers: go-plugin's Shutdown call stops the
+			// server from inside a handler, which would then wait for itself.
+			s := grpc.NewServer(append(opts, grpc.InitialWindowSize(windowSize), grpc.InitialConnWindowSize(windowSize),
+				grpc.ChainUnaryInterceptor(calls.unary), grpc.ChainStreamInterceptor(calls.stream))...)
 			srv.Store(s)
 			return s
 		},
 		Logger: o.Logger,
 	})
+	// The host stopped the plugin: cancelled calls get the grace to clean
+	// up (abort a multipart upload) before the process exits.
+	if !calls.wait(hostGoneGrace) {
+		o.Logger.Warn("calls still running after the grace period; exiting anyway", "grace", hostGoneGrace)
+	}
+}
+
+// handlers counts the gRPC calls being handled, so the plugin can wait for
+// cancelled ones to finish before it exits.
+type handlers struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n falls to 0; nil while n is 0
+}
+
+func (h *handlers) enter() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.n == 0 {
+		h.idle = make(chan struct{})
+	}
+	h.n++
+}
+
+func (h *handlers) leave() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.n--
+	if h.n == 0 {
+		close(h.idle)
+		h.idle = nil
+	}
+}
+
+// wait waits until no call is being handled, at most d; false on time-out.
+func (h *handlers) wait(d time.Duration) bool {
+	h.mu.Lock()
+	idle := h.idle
+	h.mu.Unlock()
+	if idle == nil {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-idle:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+func (h *handlers) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
+	h.enter()
+	defer h.leave()
+	return next(ctx, req)
+}
+
+func (h *handlers) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, next grpc.StreamHandler) error {
+	h.enter()
+	defer h.leave()
+	return next(srv, ss)
 }
 
 // hostGoneGrace is how long a plugin whose host died gives its cancelled
@@ -79,22 +151,16 @@ const hostGoneGrace = 10 * time.Second
 // flight so the provider can clean up, waits for them at most grace, and
 // exits. A host that runs as PID 1 (a container) is watched all the same:
 // only a change of parent counts.
-func watchHost(log hclog.Logger, srv *atomic.Pointer[grpc.Server], hostPid int, every, grace time.Duration) {
+func watchHost(log hclog.Logger, srv *atomic.Pointer[grpc.Server], calls *handlers, hostPid int, every, grace time.Duration) {
 	for range time.Tick(every) {
 		if os.Getppid() == hostPid {
 			continue
 		}
 		log.Warn("the host process is gone; cancelling calls in flight and exiting", "host_pid", hostPid)
-		done := make(chan struct{})
-		go func() {
-			if s := srv.Load(); s != nil {
-				s.Stop()
-			}
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-time.After(grace):
+		if s := srv.Load(); s != nil {
+			s.Stop()
+		}
+		if !calls.wait(grace) {
 			log.Warn("calls still running after the grace period; exiting anyway", "grace", grace)
 		}
 		os.Exit(0)
