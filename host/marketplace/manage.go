@@ -16,7 +16,9 @@ import (
 // runs its down migrations, drops its database namespace (PostgreSQL schema
 // and role, or SQLite file) and removes its files and settings entry. Its
 // settings are kept aside for a later install; offloaded results keep
-// serving from their public URLs and nothing in the bucket is deleted.
+// serving from their public URLs; the only bucket objects deleted are those
+// that cut or failed uploads may have stored for results that stay local
+// (providers.Manager.Remove drains the provider first).
 func (m *Marketplace) Uninstall(ctx context.Context, id string) error {
 	unlock := m.lock(id)
 	defer unlock()
