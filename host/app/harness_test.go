@@ -29,9 +29,14 @@ import (
 
 var pluginBin plugintest.Builder
 
+// hostBin is the magicads command, for tests that run the host as a
+// process of its own.
+var hostBin plugintest.Builder
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	pluginBin.Cleanup()
+	hostBin.Cleanup()
 	os.Exit(code)
 }
 
