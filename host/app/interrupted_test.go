@@ -20,13 +20,7 @@ func TestIncompleteUploadsAbortedAfterCrash(t *testing.T) {
 		t.Run(string(d), func(t *testing.T) {
 			h, bh := blackholed(t, d)
 			bh.SetRate(1 << 20) // a multipart upload takes seconds
-			crashed, crashedSrv := h.app, h.srv
-			t.Cleanup(func() {
-				crashedSrv.Close()
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				defer cancel()
-				crashed.Close(ctx)
-			})
+			crashed := h.crashing()
 			done := make(chan posted, 1)
 			data := pngBytes(12 << 20)
 			go func() { done <- h.tryUpload(data) }()

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/magicads/r2storage/host/app"
 	"github.com/magicads/r2storage/host/dbmigrate"
 	"github.com/magicads/r2storage/host/providers"
 	"github.com/magicads/r2storage/internal/markettest"
@@ -275,6 +276,19 @@ func (h *host) update(version string) error {
 	return h.app.Providers.Register(context.Background(), providers.Installed{ID: pluginID, Version: version, Dir: dir, BinaryPath: exe, SHA256: fileSHA256(h.t, exe)})
 }
 
+// crashing hands over the running app, to be treated as a process about to
+// die: the host restarts beside it, and it is closed when the test ends.
+func (h *host) crashing() *app.App {
+	crashed, crashedSrv := h.app, h.srv
+	h.t.Cleanup(func() {
+		crashedSrv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		crashed.Close(ctx)
+	})
+	return crashed
+}
+
 // TestLeasesReleasedOnRestart: a host dies while its inline upload holds a
 // job's lease; the restarted host (same data dir, same database) releases
 // that lease at once and lands the result in seconds, not after the lease
@@ -284,13 +298,7 @@ func TestLeasesReleasedOnRestart(t *testing.T) {
 		t.Run(string(d), func(t *testing.T) {
 			h, bh := blackholed(t, d)
 			bh.SetBlackhole(true)
-			crashed, crashedSrv := h.app, h.srv
-			t.Cleanup(func() {
-				crashedSrv.Close()
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				defer cancel()
-				crashed.Close(ctx)
-			})
+			crashed := h.crashing()
 			done := make(chan posted, 1)
 			go func() { done <- h.tryUpload(pngBytes(30 << 10)) }()
 			// Wait until the inline attempt holds the job's lease.

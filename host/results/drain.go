@@ -38,6 +38,17 @@ type flight struct {
 func (f *flights) enter(id string) (cut context.Context, release func(), ok bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	fl := f.get(id)
+	if fl.draining {
+		return nil, nil, false
+	}
+	fl.n++
+	var once sync.Once
+	return fl.ctx, func() { once.Do(func() { f.leave(id, fl) }) }, true
+}
+
+// get returns id's flight, made if needed; f.mu is held.
+func (f *flights) get(id string) *flight {
 	if f.by == nil {
 		f.by = map[string]*flight{}
 	}
@@ -47,12 +58,7 @@ func (f *flights) enter(id string) (cut context.Context, release func(), ok bool
 		fl = &flight{ctx: ctx, cancel: cancel}
 		f.by[id] = fl
 	}
-	if fl.draining {
-		return nil, nil, false
-	}
-	fl.n++
-	var once sync.Once
-	return fl.ctx, func() { once.Do(func() { f.leave(id, fl) }) }, true
+	return fl
 }
 
 // leave ends one call of fl.
@@ -74,15 +80,7 @@ func (f *flights) leave(id string, fl *flight) {
 func (f *flights) drain(id string) *flight {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.by == nil {
-		f.by = map[string]*flight{}
-	}
-	fl := f.by[id]
-	if fl == nil {
-		ctx, cancel := context.WithCancel(context.Background())
-		fl = &flight{ctx: ctx, cancel: cancel}
-		f.by[id] = fl
-	}
+	fl := f.get(id)
 	if !fl.draining {
 		fl.draining = true
 		fl.idle = make(chan struct{})
