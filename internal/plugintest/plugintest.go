@@ -142,6 +142,54 @@ func PeakRSS(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
 }
 
+// ProcessCPU returns the CPU time (user and system) that process pid and
+// its live child processes (a host's plugins) have used so far (Linux
+// /proc; clock ticks of 10 ms).
+func ProcessCPU(pid int) (time.Duration, error) {
+	total, err := cpuOf(pid)
+	if err != nil {
+		return 0, err
+	}
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, f := range tasks {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, c := range strings.Fields(string(data)) {
+			if n, err := strconv.Atoi(c); err == nil {
+				if d, err := cpuOf(n); err == nil {
+					total += d
+				}
+			}
+		}
+	}
+	return total, nil
+}
+
+// cpuOf reads utime and stime of one process.
+func cpuOf(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("process CPU needs /proc: %w", err)
+	}
+	// Fields after the command name, which ends with the last ')'.
+	i := strings.LastIndexByte(string(data), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil
+}
+
 // Clock is a settable clock for tests (an Options.Now); safe for concurrent use.
 type Clock struct {
 	mu sync.Mutex

@@ -84,12 +84,19 @@ func BenchmarkConcurrentUploads(b *testing.B) {
 			h := startBenchHost(b, dialect)
 			h.warmUp(b, body, contentType)
 			var total loadResult
+			cpu0, cpuErr := plugintest.ProcessCPU(h.pid)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				total.add(runLoad(h.addr, body, contentType, benchClients, secs))
 			}
 			b.StopTimer()
 			total.report(b)
+			// CPU per result of the host and its plugin: what the work
+			// costs, which a busy or noisy machine moves far less than
+			// the rate.
+			if cpu1, err := plugintest.ProcessCPU(h.pid); err == nil && cpuErr == nil && total.created > 0 {
+				b.ReportMetric(float64((cpu1-cpu0).Microseconds())/1000/float64(total.created), "cpu-ms/result")
+			}
 			if total.errors > 0 {
 				b.Logf("%d requests failed; the first: %s", total.errors, total.firstError)
 			}
@@ -134,6 +141,8 @@ func benchForm(b *testing.B) ([]byte, string) {
 type benchHost struct {
 	addr string
 	logs *plugintest.Logs
+	// pid is the host process's.
+	pid int
 }
 
 // startBenchHost starts versitygw, a host process on a fresh database of
@@ -174,6 +183,7 @@ func startBenchHost(b *testing.B, dialect dbmigrate.Dialect) *benchHost {
 	if err := cmd.Start(); err != nil {
 		b.Fatalf("starting the host %s: %v", cmd.Path, err)
 	}
+	h.pid = cmd.Process.Pid
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
 	b.Cleanup(func() {
