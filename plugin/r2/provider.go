@@ -255,6 +255,18 @@ func (p *Provider) Put(ctx context.Context, key string, r io.Reader, opts storag
 		}
 		serr := toStorageError("put", key, err)
 		p.log.Warn("put failed", "key", objectKey, "error", serr)
+		if counted.n >= PartSize {
+			// A multipart upload may exist that the transfer manager could
+			// not abort (cut while it was being created, or its abort
+			// failed): look for it by key, so a failed Put leaves nothing.
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortAfterFailTimeout)
+			if n, aerr := p.abortKey(actx, c, key, objectKey); aerr != nil {
+				p.log.Warn("put failed; its incomplete upload could not be aborted", "key", objectKey, "error", aerr)
+			} else if n > 0 {
+				p.log.Info("put failed; aborted its incomplete upload", "key", objectKey, "uploads", n)
+			}
+			cancel()
+		}
 		return storage.ObjectInfo{}, serr
 	}
 	if counted.n > MaxObjectSize {
@@ -270,6 +282,10 @@ func (p *Provider) Put(ctx context.Context, key string, r io.Reader, opts storag
 		URL:         c.settings.publicURL(objectKey),
 	}, nil
 }
+
+// abortAfterFailTimeout bounds the search for a failed Put's incomplete
+// upload.
+const abortAfterFailTimeout = 15 * time.Second
 
 // countingReader counts bytes and remembers the reader's error.
 type countingReader struct {
