@@ -78,6 +78,10 @@ type Options struct {
 	// calls the returned reopen once the plugin is gone (or the removal
 	// failed). The results service's Drain fits.
 	Drain func(ctx context.Context, id string) (reopen func())
+	// SettingsChanged, when set, is called after a provider's settings
+	// were saved and applied (SaveSettings, Test): the results service's
+	// RetryFailed fits, so jobs parked by a permanent error run again.
+	SettingsChanged func(ctx context.Context, id string)
 }
 
 // Option is one choice of Default Storage.
@@ -97,6 +101,7 @@ type Manager struct {
 	keys       *settingsstore.Keyring
 	ns         *dbmigrate.Namespaces
 	drain      func(ctx context.Context, id string) (reopen func())
+	changed    func(ctx context.Context, id string)
 
 	mu      sync.Mutex
 	plugins map[string]*plugin
@@ -126,7 +131,7 @@ func New(db *sql.DB, dialect dbmigrate.Dialect, settings *settingsstore.Store, r
 	}
 	return &Manager{db: db, dialect: dialect, settings: settings, rt: rt, log: logger,
 		pluginsDir: opts.PluginsDir, keys: opts.Keys, ns: dbmigrate.NewNamespaces(db, dialect, opts.PluginsDir),
-		drain: opts.Drain, plugins: map[string]*plugin{}}
+		drain: opts.Drain, changed: opts.SettingsChanged, plugins: map[string]*plugin{}}
 }
 
 // Namespaces runs the plugins' migrations, each in a namespace of its own.
@@ -357,6 +362,14 @@ func (m *Manager) configure(ctx context.Context, p *plugin, prov storage.Provide
 	m.mu.Lock()
 	p.configured, p.problem, p.secrets = configured, problem, secrets
 	m.mu.Unlock()
+}
+
+// settingsChanged tells Options.SettingsChanged that id's settings were
+// saved and applied.
+func (m *Manager) settingsChanged(ctx context.Context, id string) {
+	if m.changed != nil {
+		m.changed(ctx, id)
+	}
 }
 
 // Secrets returns every stored secret value, for redacting plugin logs.

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 	"unicode/utf8"
 )
@@ -81,4 +82,21 @@ func quoteKey(key string) string {
 		}
 		return r
 	}, key), "?")
+}
+
+// PublicURL is the public URL of the object at storedKey under a provider's
+// public base URL (ConfigureResult.PublicBaseURL): each key segment is
+// path-escaped ("+" too, which some S3 front ends read as a space). It is ""
+// when base is "". Providers and the host build URLs with it, so a URL the
+// host rebuilds after the admin moved the public base is the one the
+// provider would give.
+func PublicURL(base, storedKey string) string {
+	if base == "" {
+		return ""
+	}
+	segs := strings.Split(storedKey, "/")
+	for i, seg := range segs {
+		segs[i] = strings.ReplaceAll(url.PathEscape(seg), "+", "%2B")
+	}
+	return strings.TrimRight(base, "/") + "/" + strings.Join(segs, "/")
 }

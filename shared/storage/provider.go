@@ -55,6 +55,38 @@ type UploadAborter interface {
 	AbortUploads(ctx context.Context, keys []string) (int, error)
 }
 
+// Locator is implemented by providers that can address an object by where
+// it was stored (the bucket and full key Put reported in ObjectInfo), not
+// by the key given to Put under the provider's current settings. The host
+// uses it so a result stays reachable after the admin changes the key
+// prefix, and so a result whose bucket is no longer configured is never
+// read or deleted in the new one by mistake.
+//
+// It is optional: a provider says it has it with Capabilities.Locations. A
+// provider reached through a plugin that lacks it returns Unimplemented.
+type Locator interface {
+	// GetAt opens the object at loc for reading, as Get.
+	GetAt(ctx context.Context, loc Location, opts GetOptions) (io.ReadCloser, ObjectInfo, error)
+	// StatAt returns the attributes of the object at loc, as Stat.
+	StatAt(ctx context.Context, loc Location) (ObjectInfo, error)
+	// DeleteAt removes the object at loc, as Delete: deleting a missing
+	// object succeeds.
+	DeleteAt(ctx context.Context, loc Location) error
+}
+
+// Location is where an object was stored: what Put reported in
+// ObjectInfo.Bucket and ObjectInfo.StoredKey.
+//
+// A provider refuses a Location whose Bucket is not the bucket it is
+// configured for now with FailedPrecondition (naming both), and touches
+// nothing: the object is out of its reach, not missing.
+type Location struct {
+	// Bucket is the identity of the bucket (ObjectInfo.Bucket).
+	Bucket string
+	// Key is the object's full key in that bucket (ObjectInfo.StoredKey).
+	Key string
+}
+
 // MaxAbortKeys is the most keys one AbortUploads call takes. At 1024 bytes a
 // key, a full call stays well under gRPC's 4 MiB message limit.
 const MaxAbortKeys = 1000
@@ -81,12 +113,26 @@ type Capabilities struct {
 	MaxObjectSize int64
 	// AbortUploads is true when the provider implements UploadAborter.
 	AbortUploads bool
+	// Locations is true when the provider implements Locator and reports
+	// ObjectInfo.Bucket and ObjectInfo.StoredKey.
+	Locations bool
 }
 
 // ConfigureResult is what Configure reports back.
 type ConfigureResult struct {
-	// PublicBaseURL is the base URL objects are served from, or "".
+	// PublicBaseURL is the base URL objects are served from, or "". An
+	// object's public URL is PublicURL(PublicBaseURL, its StoredKey).
 	PublicBaseURL string
+	// Bucket is the identity of the bucket new objects go to: stable for
+	// one bucket, different for another (R2: "r2:<account>/<bucket>", or
+	// "<endpoint>/<bucket>" with a custom endpoint), never a secret. ""
+	// when the provider does not say (a plugin built before Locations).
+	Bucket string
+	// KeyPrefix is what the provider puts before a key given to Put to
+	// make the key it stores: StoredKey = KeyPrefix + key ("" for none;
+	// R2 with key prefix "media" gives "media/"). The host uses it once, to
+	// record where results uploaded by a host that predates Locations are.
+	KeyPrefix string
 }
 
 // Test connection steps, in the order they run.
@@ -141,6 +187,13 @@ type ObjectInfo struct {
 	ModTime     time.Time
 	// URL is the object's public URL, or "" when the provider has none.
 	URL string
+	// StoredKey is the object's full key in its bucket, as stored (any
+	// prefix of the provider's included); "" when the provider does not
+	// say (a plugin built before Locations).
+	StoredKey string
+	// Bucket is the identity of the bucket the object is in (see
+	// ConfigureResult.Bucket); "" when the provider does not say.
+	Bucket string
 }
 
 // Health is a provider's own view of whether it can serve.
