@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -167,7 +168,9 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	}
 	a.Runtime = pluginrt.New(rtOpts)
 	mgr = providers.New(a.DB, a.Dialect, a.Settings, a.Runtime, a.log, providers.Options{PluginsDir: filepath.Join(cfg.DataDir, "plugins"), Keys: keys,
-		Drain: func(ctx context.Context, id string) func() { return a.Results.Drain(ctx, id, results.DrainGrace) }})
+		Drain:           func(ctx context.Context, id string) func() { return a.Results.Drain(ctx, id, results.DrainGrace) },
+		SettingsChanged: a.retryFailed,
+		Configured:      a.adoptLegacy})
 	a.Providers = mgr
 
 	a.Local, err = localstore.New(filepath.Join(cfg.DataDir, "results"))
@@ -248,6 +251,27 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 		a.startRecovery(recoverBefore, spoolLeft)
 	}
 	return nil
+}
+
+// retryFailed queues again the jobs of provider id that a permanent error
+// parked: its settings changed or its plugin was installed again.
+func (a *App) retryFailed(ctx context.Context, id string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.Results.DBTimeout())
+	defer cancel()
+	if _, err := a.Results.RetryFailed(ctx, id); err != nil {
+		a.log.Warn("the failed jobs of a provider whose settings changed were not queued again; retry them from the admin console", "provider", id, "error", err)
+	}
+}
+
+// adoptLegacy records where the results provider id stored before it
+// reported locations are, now that it reports its bucket.
+func (a *App) adoptLegacy(ctx context.Context, id string, p results.Placement) {
+	// Once per provider, over every result it holds: more than a request's bound.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if _, err := a.Results.AdoptLegacy(ctx, id, p); err != nil {
+		a.log.Error("the results stored before the provider reported its bucket stay addressed by their relative key until its next configure", "provider", id, "error", err)
+	}
 }
 
 // Server returns the host's HTTP server, with Config.HTTP's timeouts.

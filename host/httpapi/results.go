@@ -26,6 +26,13 @@ type resultJSON struct {
 	// LocalReason says why a result is local while Default Storage is a
 	// provider ("" otherwise).
 	LocalReason string `json:"local_reason"`
+	// LocalPresent is true while a local copy exists.
+	LocalPresent bool `json:"local_present"`
+	// ObjectKey and Bucket say where an offloaded result is ("" while local).
+	ObjectKey string `json:"object_key"`
+	Bucket    string `json:"bucket"`
+	// Upload is the result's pending offload, omitted without one.
+	Upload *results.UploadStatus `json:"upload,omitempty"`
 }
 
 // toJSON describes a result; url is where a client fetches it.
@@ -34,7 +41,8 @@ func toJSON(r results.Result) resultJSON {
 	if url == "" || r.Storage == "local" {
 		url = "/api/v1/results/" + r.ID + "/content"
 	}
-	return resultJSON{ID: r.ID, Path: r.Path, Storage: r.Storage, URL: url, Size: r.Size, SHA256: r.SHA256, CreatedAt: r.CreatedAt, Owner: r.Owner, LocalReason: r.LocalReason}
+	return resultJSON{ID: r.ID, Path: r.Path, Storage: r.Storage, URL: url, Size: r.Size, SHA256: r.SHA256, CreatedAt: r.CreatedAt, Owner: r.Owner, LocalReason: r.LocalReason,
+		LocalPresent: r.LocalPresent, ObjectKey: r.ObjectKey, Bucket: r.Bucket, Upload: r.Upload}
 }
 
 func (a *API) getResult(w http.ResponseWriter, r *http.Request) {

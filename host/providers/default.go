@@ -193,3 +193,16 @@ func (m *Manager) Provider(_ context.Context, id string) (storage.Provider, bool
 	}
 	return m.rt.Provider(id), true
 }
+
+// Placement returns where provider id puts new objects and what it
+// accepts, as its last successful Configure (and Describe) on this node
+// said; ok=false when it is not installed or was never configured here.
+func (m *Manager) Placement(_ context.Context, id string) (results.Placement, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.plugins[id]
+	if p == nil || !p.placed {
+		return results.Placement{}, false
+	}
+	return p.placement, true
+}

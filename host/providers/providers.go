@@ -19,6 +19,7 @@ import (
 
 	"github.com/magicads/r2storage/host/dbmigrate"
 	"github.com/magicads/r2storage/host/pluginrt"
+	"github.com/magicads/r2storage/host/results"
 	"github.com/magicads/r2storage/host/settingsstore"
 	"github.com/magicads/r2storage/shared/settingsschema"
 	"github.com/magicads/r2storage/shared/storage"
@@ -79,9 +80,17 @@ type Options struct {
 	// failed). The results service's Drain fits.
 	Drain func(ctx context.Context, id string) (reopen func())
 	// SettingsChanged, when set, is called after a provider's settings
-	// were saved and applied (SaveSettings, Test): the results service's
+	// were saved and applied (SaveSettings, Test), and after its plugin
+	// was installed or updated (Activate): the results service's
 	// RetryFailed fits, so jobs parked by a permanent error run again.
 	SettingsChanged func(ctx context.Context, id string)
+	// Configured, when set, is called each time a provider accepted its
+	// settings and reported the bucket it puts objects in, with its
+	// placement: the results service's AdoptLegacy fits, so the results
+	// it stored before it reported locations are recorded where they are
+	// (at its first configure after an update, with the settings they
+	// were uploaded with).
+	Configured func(ctx context.Context, id string, p results.Placement)
 }
 
 // Option is one choice of Default Storage.
@@ -102,6 +111,7 @@ type Manager struct {
 	ns         *dbmigrate.Namespaces
 	drain      func(ctx context.Context, id string) (reopen func())
 	changed    func(ctx context.Context, id string)
+	configured func(ctx context.Context, id string, p results.Placement)
 
 	mu      sync.Mutex
 	plugins map[string]*plugin
@@ -116,6 +126,10 @@ type plugin struct {
 	schema *settingsschema.Schema
 	// configured is true once the running plugin accepted the stored settings.
 	configured bool
+	// placement is what its last successful Configure (and Describe)
+	// said; placed is false until one succeeded.
+	placement results.Placement
+	placed    bool
 	// problem explains why the provider cannot be used, for the admin.
 	problem string
 	secrets []string
@@ -131,7 +145,7 @@ func New(db *sql.DB, dialect dbmigrate.Dialect, settings *settingsstore.Store, r
 	}
 	return &Manager{db: db, dialect: dialect, settings: settings, rt: rt, log: logger,
 		pluginsDir: opts.PluginsDir, keys: opts.Keys, ns: dbmigrate.NewNamespaces(db, dialect, opts.PluginsDir),
-		drain: opts.Drain, changed: opts.SettingsChanged, plugins: map[string]*plugin{}}
+		drain: opts.Drain, changed: opts.SettingsChanged, configured: opts.Configured, plugins: map[string]*plugin{}}
 }
 
 // Namespaces runs the plugins' migrations, each in a namespace of its own.
@@ -207,9 +221,20 @@ func (m *Manager) Activate(ctx context.Context, inst Installed) error {
 		return fmt.Errorf("creating the settings entry of plugin %s: %w", inst.ID, err)
 	}
 	m.mu.Lock()
+	if old := m.plugins[inst.ID]; old != nil {
+		// Until the new version is configured, results keep the URLs and
+		// bucket checks the running one gave.
+		p.placement, p.placed = old.placement, old.placed
+	}
 	m.plugins[inst.ID] = p
 	m.mu.Unlock()
-	return m.start(ctx, p)
+	if err := m.start(ctx, p); err != nil {
+		return err
+	}
+	// A plugin installed again or updated may do what failed before
+	// (reach its bucket, serve a call its older version lacked).
+	m.settingsChanged(ctx, inst.ID)
+	return nil
 }
 
 // Verified reports whether plugin id is installed with an authenticated
@@ -342,6 +367,7 @@ func (m *Manager) configure(ctx context.Context, p *plugin, prov storage.Provide
 	values, err := m.settings.Load(ctx, EntryName(p.inst.ID))
 	configured, problem := false, ""
 	var secrets []string
+	var placement results.Placement
 	switch {
 	case errors.Is(err, settingsstore.ErrNotConfigured), errors.Is(err, settingsstore.ErrNotFound):
 		problem = "not configured yet"
@@ -353,15 +379,37 @@ func (m *Manager) configure(ctx context.Context, p *plugin, prov storage.Provide
 		secrets = p.schema.SecretValuesOf(values)
 	default:
 		secrets = p.schema.SecretValuesOf(values)
-		if _, err := prov.Configure(ctx, storage.Settings(values)); err != nil {
+		if res, err := prov.Configure(ctx, storage.Settings(values)); err != nil {
 			problem = "the plugin refused its settings: " + err.Error()
 		} else {
 			configured = true
+			placement = m.placementOf(ctx, p.inst.ID, prov, res)
 		}
 	}
 	m.mu.Lock()
 	p.configured, p.problem, p.secrets = configured, problem, secrets
+	if configured {
+		p.placement, p.placed = placement, true
+	}
 	m.mu.Unlock()
+	if configured && placement.Bucket != "" && m.configured != nil {
+		m.configured(ctx, p.inst.ID, placement)
+	}
+}
+
+// placementOf is a provider's placement after Configure answered res:
+// where it puts objects, and (from Describe) what it accepts. A Describe
+// that fails leaves the capabilities unknown (no size limit, no
+// locations).
+func (m *Manager) placementOf(ctx context.Context, id string, prov storage.Provider, res storage.ConfigureResult) results.Placement {
+	pl := results.Placement{Bucket: res.Bucket, PublicBaseURL: res.PublicBaseURL, KeyPrefix: res.KeyPrefix}
+	info, err := prov.Describe(ctx)
+	if err != nil {
+		m.log.Warn("the provider's capabilities cannot be read; results are sent to it without checking its size limit", "plugin", id, "error", err)
+		return pl
+	}
+	pl.MaxObjectSize, pl.Locations = info.Capabilities.MaxObjectSize, info.Capabilities.Locations
+	return pl
 }
 
 // settingsChanged tells Options.SettingsChanged that id's settings were

@@ -74,16 +74,24 @@ func (t *dbTimeValue) Scan(v any) error {
 	}
 }
 
-// row is one results row.
+// row is one results row, with its offload job if it has one.
 type row struct {
 	id, path, contentType, sha256, storage, objectKey, url, owner, localReason string
-	size                                                                       int64
-	localPresent, deleted                                                      bool
-	createdAt                                                                  time.Time
+	// bucket is where the object is ('' for local and legacy rows).
+	bucket                string
+	size                  int64
+	localPresent, deleted bool
+	createdAt             time.Time
+	// upload is the result's offload job, nil without one.
+	upload *UploadStatus
 }
 
-// rowColumns are the columns scanRow reads, in order.
-const rowColumns = "id, path, content_type, size, sha256, storage, object_key, url, local_present, deleted, created_at, owner, local_reason"
+// rowColumns are the columns scanRow reads, in order, from rowFrom.
+const rowColumns = "r.id, r.path, r.content_type, r.size, r.sha256, r.storage, r.object_key, r.url, r.local_present, r.deleted, r.created_at, r.owner, r.local_reason, r.bucket, " +
+	"j.id, j.state, j.provider, j.last_error, j.attempts, j.next_attempt_at"
+
+// rowFrom is the results table with each result's offload job.
+const rowFrom = "results r LEFT JOIN jobs j ON j.result_id = r.id AND j.kind = '" + kindOffload + "'"
 
 // scanner is *sql.Row or *sql.Rows.
 type scanner interface{ Scan(dest ...any) error }
@@ -93,10 +101,33 @@ func scanRow(sc scanner) (row, error) {
 	var r row
 	var lp, del dbBool
 	var created dbTimeValue
-	if err := sc.Scan(&r.id, &r.path, &r.contentType, &r.size, &r.sha256, &r.storage, &r.objectKey, &r.url, &lp, &del, &created, &r.owner, &r.localReason); err != nil {
+	var jobID, attempts sql.NullInt64
+	var state, provider, lastErr sql.NullString
+	var next any
+	if err := sc.Scan(&r.id, &r.path, &r.contentType, &r.size, &r.sha256, &r.storage, &r.objectKey, &r.url, &lp, &del, &created, &r.owner, &r.localReason, &r.bucket,
+		&jobID, &state, &provider, &lastErr, &attempts, &next); err != nil {
 		return row{}, err
 	}
 	r.localPresent, r.deleted, r.createdAt = bool(lp), bool(del), time.Time(created)
+	if jobID.Valid {
+		u := &UploadStatus{Provider: provider.String, Error: lastErr.String, Attempts: int(attempts.Int64)}
+		switch {
+		case state.String == jobFailed:
+			u.State = UploadFailed
+		case u.Attempts > 0:
+			u.State = UploadRetrying
+		default:
+			u.State = UploadQueued
+		}
+		if u.State != UploadFailed && next != nil {
+			var t dbTimeValue
+			if err := t.Scan(next); err != nil {
+				return row{}, err
+			}
+			u.NextAttemptAt = time.Time(t)
+		}
+		r.upload = u
+	}
 	return r, nil
 }
 
@@ -104,14 +135,15 @@ func scanRow(sc scanner) (row, error) {
 func loadRow(ctx context.Context, q interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }, id string) (row, error) {
-	return scanRow(q.QueryRowContext(ctx, "SELECT "+rowColumns+" FROM results WHERE id = $1", id))
+	return scanRow(q.QueryRowContext(ctx, "SELECT "+rowColumns+" FROM "+rowFrom+" WHERE r.id = $1", id))
 }
 
-// result converts a row to the public Result.
+// result converts a row to the public Result, with the URL it was
+// recorded with (Service.present gives the URL it is served from).
 func (r row) result() Result {
 	return Result{ID: r.id, Path: r.path, Storage: r.storage, URL: r.url, ContentType: r.contentType,
 		SHA256: r.sha256, Size: r.size, LocalPresent: r.localPresent, CreatedAt: r.createdAt, Owner: r.owner,
-		LocalReason: r.localReason}
+		LocalReason: r.localReason, ObjectKey: r.objectKey, Bucket: r.bucket, Upload: r.upload}
 }
 
 // rollback ends tx if it was not committed.

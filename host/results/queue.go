@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"time"
 
@@ -38,7 +39,10 @@ type job struct {
 	resultID  string
 	provider  string
 	objectKey string
-	attempts  int
+	// bucket is where a delete job's object is ("" for a legacy row, a
+	// local file, and offload jobs, whose key is the one given to Put).
+	bucket   string
+	attempts int
 	// claim is the locked_by value this attempt wrote: the lease is ours as
 	// long as the row still holds it (each claim writes a fresh one).
 	claim string
@@ -48,11 +52,17 @@ type job struct {
 
 // outcome is how a job attempt ended.
 type outcome struct {
-	// state is done (remove the job), retry (reschedule) or drop (remove
-	// the job without doing it, with reason).
+	// state is done (remove the job), retry (reschedule), fail (park the
+	// job until RetryFailed) or drop (remove the job without doing it,
+	// with reason).
 	state  int
 	err    error
 	reason string
+	// code is err's contract code, recorded with a retry or a failure.
+	code storage.ErrorCode
+	// about is the provider the attempt reached (or waited for), whose
+	// node statistics (JobStats) the outcome updates; "" for none.
+	about string
 	// handoff marks a retry cut by an inline attempt's bound: the job is
 	// due again at once, for the workers.
 	handoff bool
@@ -62,22 +72,32 @@ const (
 	stateDone = iota
 	stateRetry
 	stateDrop
+	stateFail
 )
 
-// done, retry and drop build outcomes.
+// done, retry, fail and drop build outcomes.
 func done() outcome              { return outcome{state: stateDone} }
-func retry(err error) outcome    { return outcome{state: stateRetry, err: err} }
+func retry(err error) outcome    { return outcome{state: stateRetry, err: err, code: storage.Code(err)} }
 func drop(reason string) outcome { return outcome{state: stateDrop, reason: reason} }
 func dropErr(reason string, err error) outcome {
 	return outcome{state: stateDrop, reason: reason, err: err}
 }
 
-// insertLeasedJob queues a job already leased by the caller.
-func (s *Service) insertLeasedJob(ctx context.Context, tx *sql.Tx, kind, resultID, provider, key string, now time.Time) (*job, error) {
-	j := &job{kind: kind, resultID: resultID, provider: provider, objectKey: key, claim: s.newClaim(), until: now.Add(s.opts.LeaseDuration)}
-	err := tx.QueryRowContext(ctx, `INSERT INTO jobs (kind, result_id, provider, object_key, attempts, next_attempt_at, locked_until, locked_by, last_error, created_at)
-		VALUES ($1, $2, $3, $4, 0, $5, $6, $7, '', $5) RETURNING id`,
-		kind, resultID, provider, key, dbTime(now), dbTime(j.until), j.claim).Scan(&j.id)
+// fail parks the job: err is permanent for provider (see judge).
+func fail(provider string, err error) outcome {
+	return outcome{state: stateFail, err: err, code: storage.Code(err), about: provider}
+}
+
+// doneWith is done after a call to provider succeeded.
+func doneWith(provider string) outcome { return outcome{state: stateDone, about: provider} }
+
+// insertLeasedJob queues a job already leased by the caller; bucket is
+// where a delete job's object is ("" otherwise).
+func (s *Service) insertLeasedJob(ctx context.Context, tx *sql.Tx, kind, resultID, provider, key, bucket string, now time.Time) (*job, error) {
+	j := &job{kind: kind, resultID: resultID, provider: provider, objectKey: key, bucket: bucket, claim: s.newClaim(), until: now.Add(s.opts.LeaseDuration)}
+	err := tx.QueryRowContext(ctx, `INSERT INTO jobs (kind, result_id, provider, object_key, bucket, attempts, next_attempt_at, locked_until, locked_by, last_error, created_at)
+		VALUES ($1, $2, $3, $4, $8, 0, $5, $6, $7, '', $5) RETURNING id`,
+		kind, resultID, provider, key, dbTime(now), dbTime(j.until), j.claim, bucket).Scan(&j.id)
 	if err != nil {
 		return nil, err
 	}
@@ -187,8 +207,13 @@ func (s *Service) heartbeat(ctx context.Context, j *job, stop <-chan struct{}, c
 // finish records the outcome of a job attempt, if this node still holds
 // the lease.
 func (s *Service) finish(ctx context.Context, j *job, out outcome) {
+	s.noteOutcome(j, out)
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
+	to := j.provider
+	if to == "" {
+		to = out.about
+	}
 	var err error
 	switch out.state {
 	case stateDone, stateDrop:
@@ -200,6 +225,19 @@ func (s *Service) finish(ctx context.Context, j *job, out outcome) {
 			s.noteLocal(bctx, j, "kept local: "+out.reason)
 		}
 		_, err = s.db.ExecContext(bctx, "DELETE FROM jobs WHERE id = $1 AND locked_by = $2", j.id, j.claim)
+	case stateFail:
+		attempts := j.attempts + 1
+		if to == "" {
+			to = "the Default Storage"
+		}
+		s.log.Warn("results: job failed for a reason retrying cannot fix; it waits until the provider's settings change or an admin retries it",
+			"kind", j.kind, "result", j.resultID, "provider", to, "attempt", attempts, "code", out.code.String(), "err", short(out.err))
+		if j.kind == kindOffload {
+			s.noteLocal(bctx, j, fmt.Sprintf("upload to %s failed: %s; %s", to, short(out.err), retryHint))
+		}
+		_, err = s.db.ExecContext(bctx, `UPDATE jobs SET state = $1, attempts = $2, next_attempt_at = $3, locked_until = NULL, locked_by = '', last_error = $4, last_code = $5,
+			provider = CASE WHEN provider = '' THEN $6 ELSE provider END
+			WHERE id = $7 AND locked_by = $8`, jobFailed, attempts, dbTime(s.now()), short(out.err), codeName(out.err), out.about, j.id, j.claim)
 	default:
 		attempts := j.attempts + 1
 		next := s.now()
@@ -208,7 +246,6 @@ func (s *Service) finish(ctx context.Context, j *job, out outcome) {
 		}
 		if j.kind == kindOffload {
 			// While the lease is held, so no later attempt's note is overwritten.
-			to := j.provider
 			if to == "" {
 				to = "the Default Storage"
 			}
@@ -218,13 +255,22 @@ func (s *Service) finish(ctx context.Context, j *job, out outcome) {
 			}
 			s.noteLocal(bctx, j, why)
 		}
-		_, err = s.db.ExecContext(bctx, `UPDATE jobs SET attempts = $1, next_attempt_at = $2, locked_until = NULL, locked_by = '', last_error = $3
-			WHERE id = $4 AND locked_by = $5`, attempts, dbTime(next), short(out.err), j.id, j.claim)
+		_, err = s.db.ExecContext(bctx, `UPDATE jobs SET attempts = $1, next_attempt_at = $2, locked_until = NULL, locked_by = '', last_error = $3, last_code = $4
+			WHERE id = $5 AND locked_by = $6`, attempts, dbTime(next), short(out.err), codeName(out.err), j.id, j.claim)
 		s.nudge()
 	}
 	if err != nil {
 		s.log.Error("results: recording a job outcome; it will be retried when its lease expires", "job", j.id, "kind", j.kind, "result", j.resultID, "err", err)
 	}
+}
+
+// codeName is the contract code of err as the jobs table keeps it, "" for
+// no error.
+func codeName(err error) string {
+	if err == nil {
+		return ""
+	}
+	return storage.Code(err).String()
 }
 
 // noteLocal records on an offload job's result, while it is still local,
@@ -301,7 +347,7 @@ func (s *Service) work(ctx context.Context) {
 			out := s.runFlight(jctx, j, j.provider, func(ctx context.Context) outcome { return s.runJob(ctx, j) })
 			cancel()
 			if out.state == stateRetry {
-				s.log.Warn("results: job failed; retrying later", "kind", j.kind, "result", j.resultID, "provider", j.provider, "attempt", j.attempts+1, "err", short(out.err))
+				s.log.Warn("results: job failed; retrying later", "kind", j.kind, "result", j.resultID, "provider", j.provider, "attempt", j.attempts+1, "code", out.code.String(), "err", short(out.err))
 			}
 		}
 		wait := s.opts.PollInterval
@@ -335,7 +381,7 @@ func (s *Service) runJob(ctx context.Context, j *job) outcome {
 // nextDue returns how long until the earliest unleased job is due.
 func (s *Service) nextDue(ctx context.Context) (time.Duration, bool) {
 	var v any
-	if err := s.db.QueryRowContext(ctx, "SELECT MIN(next_attempt_at) FROM jobs WHERE locked_until IS NULL").Scan(&v); err != nil || v == nil {
+	if err := s.db.QueryRowContext(ctx, "SELECT MIN(next_attempt_at) FROM jobs WHERE locked_until IS NULL AND state = $1", jobQueued).Scan(&v); err != nil || v == nil {
 		return 0, false
 	}
 	var t dbTimeValue
@@ -346,11 +392,12 @@ func (s *Service) nextDue(ctx context.Context) (time.Duration, bool) {
 }
 
 // claim leases one due job, or returns nil when none is due. The lease is a
-// conditional update, so two nodes never hold one job at once.
+// conditional update, so two nodes never hold one job at once. Failed jobs
+// are never claimed.
 func (s *Service) claim(ctx context.Context) (*job, error) {
 	now := s.now()
-	rows, err := s.db.QueryContext(ctx, fmt.Sprintf(`SELECT id FROM jobs WHERE next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1)
-		ORDER BY next_attempt_at, id LIMIT %d`, claimBatch), dbTime(now))
+	rows, err := s.db.QueryContext(ctx, fmt.Sprintf(`SELECT id FROM jobs WHERE next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1) AND state = $2
+		ORDER BY next_attempt_at, id LIMIT %d`, claimBatch), dbTime(now), jobQueued)
 	if err != nil {
 		return nil, err
 	}
@@ -370,7 +417,7 @@ func (s *Service) claim(ctx context.Context) (*job, error) {
 	for _, id := range ids {
 		until, claim := now.Add(s.opts.LeaseDuration), s.newClaim()
 		res, err := s.db.ExecContext(ctx, `UPDATE jobs SET locked_until = $1, locked_by = $4
-			WHERE id = $2 AND next_attempt_at <= $3 AND (locked_until IS NULL OR locked_until < $3)`, dbTime(until), id, dbTime(now), claim)
+			WHERE id = $2 AND next_attempt_at <= $3 AND (locked_until IS NULL OR locked_until < $3) AND state = $5`, dbTime(until), id, dbTime(now), claim, jobQueued)
 		if err != nil {
 			return nil, err
 		}
@@ -380,8 +427,8 @@ func (s *Service) claim(ctx context.Context) (*job, error) {
 			continue // another worker took it
 		}
 		j := &job{id: id, claim: claim, until: until}
-		err = s.db.QueryRowContext(ctx, "SELECT kind, result_id, provider, object_key, attempts FROM jobs WHERE id = $1", id).
-			Scan(&j.kind, &j.resultID, &j.provider, &j.objectKey, &j.attempts)
+		err = s.db.QueryRowContext(ctx, "SELECT kind, result_id, provider, object_key, bucket, attempts FROM jobs WHERE id = $1", id).
+			Scan(&j.kind, &j.resultID, &j.provider, &j.objectKey, &j.bucket, &j.attempts)
 		if isNoRows(err) {
 			continue
 		}
@@ -415,26 +462,35 @@ func (s *Service) offloadJob(ctx context.Context, j *job, target *Target) outcom
 			if out.state == stateDrop && j.attempts > 0 && j.provider != "" {
 				// An earlier attempt may have stored the object before
 				// failing; nothing refers to it, so remove it.
-				s.removeOrphan(ctx, j.provider, nil, rw.path)
+				s.removeOrphan(ctx, j.provider, nil, "", rw.path)
 			}
 			return out
 		}
 		target = t
 	}
+	if pl, ok := s.router.Placement(ctx, target.ID); ok {
+		if why := tooBig(target.ID, pl, rw.size); why != "" {
+			return drop(why)
+		}
+	}
 	if !rw.localPresent {
 		return dropErr("the result has no local file to upload", errors.New("local_present is false for a local result"))
 	}
-	info, err := s.putFile(ctx, target.Provider, rw)
+	f, err := s.local.Open(rw.path)
+	if err != nil {
+		return retry(fmt.Errorf("opening the local file: %w", err))
+	}
+	info, err := s.putFile(ctx, target.Provider, rw, f)
 	if err != nil {
 		if s.flights.draining(target.ID) {
 			// The provider is being removed and this upload will not be
 			// retried there: it may have stored the object before failing,
 			// so remove it while the provider is still running.
 			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
-			s.reconcileOffload(bctx, rw, target)
+			s.reconcileOffload(bctx, rw, target, storage.ObjectInfo{})
 			cancel()
 		}
-		return retry(fmt.Errorf("uploading to %s: %w", target.ID, err))
+		return judge(ctx, target.ID, err)
 	}
 	removeLocal := false
 	if target.DeleteLocal {
@@ -449,23 +505,24 @@ func (s *Service) offloadJob(ctx context.Context, j *job, target *Target) outcom
 	}
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
-	n, err := s.recordOffload(bctx, rw, target.ID, info.URL, !removeLocal)
+	n, err := s.recordOffload(bctx, rw, target.ID, info, !removeLocal)
 	if err != nil {
 		// The object is stored but not recorded: the result stays local and
 		// the retry overwrites the same key.
 		return retry(fmt.Errorf("recording the offload: %w", err))
 	}
 	if n == 0 {
-		s.reconcileOffload(bctx, rw, target)
-		return done()
+		s.reconcileOffload(bctx, rw, target, info)
+		return doneWith(target.ID)
 	}
 	if removeLocal {
 		if err := s.local.Delete(bctx, rw.path); err != nil {
 			s.log.Warn("results: removing the local copy of an offloaded result", "result", rw.id, "path", rw.path, "err", err)
 		}
 	}
-	s.log.Info("results: offloaded", "result", rw.id, "path", rw.path, "provider", target.ID, "local_copy", !removeLocal)
-	return done()
+	bucket, key := location(rw, info)
+	s.log.Info("results: offloaded", "result", rw.id, "path", rw.path, "provider", target.ID, "bucket", bucket, "key", key, "local_copy", !removeLocal)
+	return doneWith(target.ID)
 }
 
 // routeJob asks the router where a queued offload job goes now: its
@@ -494,20 +551,24 @@ func (s *Service) routeJob(ctx context.Context, j *job) (*Target, outcome) {
 	if reason == "" {
 		reason = "the router gave no usable provider"
 	}
-	return nil, retry(fmt.Errorf("%s cannot take results right now: %s", want, reason))
+	out := retry(fmt.Errorf("%s cannot take results right now: %s", want, reason))
+	out.about = want
+	return nil, out
 }
 
-// recordOffload marks a local, live result as living in provider and
-// removes its offload job; it returns how many results rows changed.
-func (s *Service) recordOffload(ctx context.Context, rw row, provider, url string, localPresent bool) (int64, error) {
+// recordOffload marks a local, live result as living in provider, where
+// Put's answer info says, and removes its offload job; it returns how
+// many results rows changed.
+func (s *Service) recordOffload(ctx context.Context, rw row, provider string, info storage.ObjectInfo, localPresent bool) (int64, error) {
+	bucket, key := location(rw, info)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, err
 	}
 	defer rollback(tx)
-	res, err := tx.ExecContext(ctx, `UPDATE results SET storage = $1, object_key = $2, url = $3, local_present = $4, updated_at = $5, local_reason = ''
-		WHERE id = $6 AND storage = $7 AND deleted = $8`,
-		provider, rw.path, url, localPresent, dbTime(s.now()), rw.id, Local, false)
+	res, err := tx.ExecContext(ctx, `UPDATE results SET storage = $1, object_key = $2, bucket = $3, url = $4, local_present = $5, updated_at = $6, local_reason = ''
+		WHERE id = $7 AND storage = $8 AND deleted = $9`,
+		provider, key, bucket, info.URL, localPresent, dbTime(s.now()), rw.id, Local, false)
 	if err != nil {
 		return 0, err
 	}
@@ -523,21 +584,25 @@ func (s *Service) recordOffload(ctx context.Context, rw row, provider, url strin
 
 // reconcileOffload handles an upload whose result changed meanwhile
 // (deleted, or recorded by another attempt): an object nothing refers to is
-// removed.
-func (s *Service) reconcileOffload(ctx context.Context, rw row, target *Target) {
+// removed. info is Put's answer (zero when Put failed: the object, if any,
+// is at the key given to Put).
+func (s *Service) reconcileOffload(ctx context.Context, rw row, target *Target, info storage.ObjectInfo) {
+	bucket, key := location(rw, info)
 	cur, err := loadRow(ctx, s.db, rw.id)
-	if err == nil && cur.storage == target.ID && cur.objectKey == rw.path {
+	if err == nil && cur.storage == target.ID && cur.objectKey == key && cur.bucket == bucket {
 		return // recorded there already (the delete path owns it if deleted)
 	}
 	if err != nil && !isNoRows(err) {
 		s.log.Warn("results: checking a result changed during its upload", "result", rw.id, "err", err)
 		return
 	}
-	s.removeOrphan(ctx, target.ID, target.Provider, rw.path)
+	s.removeOrphan(ctx, target.ID, target.Provider, bucket, key)
 }
 
-// removeOrphan deletes, best effort, an object no result refers to.
-func (s *Service) removeOrphan(ctx context.Context, providerID string, p storage.Provider, key string) {
+// removeOrphan deletes, best effort, an object no result refers to: at
+// (bucket, full key) as Put reported it when bucket is set, else at the
+// key given to Put under the provider's current settings.
+func (s *Service) removeOrphan(ctx context.Context, providerID string, p storage.Provider, bucket, key string) {
 	if p == nil {
 		var ok bool
 		if p, ok = s.router.Provider(ctx, providerID); !ok {
@@ -546,8 +611,8 @@ func (s *Service) removeOrphan(ctx context.Context, providerID string, p storage
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	if _, err := call(cctx, "delete", func(ctx context.Context) (struct{}, error) { return struct{}{}, p.Delete(ctx, key) }); err != nil {
-		s.log.Warn("results: removing an object no result refers to", "provider", providerID, "key", key, "err", short(err))
+	if err := deleteAt(cctx, providerID, p, bucket, key); err != nil && !storage.IsNotFound(err) {
+		s.log.Warn("results: removing an object no result refers to", "provider", providerID, "bucket", bucket, "key", key, "err", short(err))
 	}
 }
 
@@ -557,18 +622,22 @@ func (s *Service) remoteSizeConfirmed(ctx context.Context, p storage.Provider, r
 	if info.Size == rw.size {
 		return true
 	}
-	st, err := call(ctx, "stat", func(ctx context.Context) (storage.ObjectInfo, error) { return p.Stat(ctx, rw.path) })
+	st, err := call(ctx, "stat", func(ctx context.Context) (storage.ObjectInfo, error) {
+		if loc, ok := p.(storage.Locator); ok && info.Bucket != "" && info.StoredKey != "" {
+			st, err := loc.StatAt(ctx, storage.Location{Bucket: info.Bucket, Key: info.StoredKey})
+			if storage.Code(err) != storage.Unimplemented {
+				return st, err
+			}
+		}
+		return p.Stat(ctx, rw.path)
+	})
 	return err == nil && st.Size == rw.size
 }
 
-// putFile uploads the result's local file. The reader handed to the
-// provider is the open *os.File itself, so the plugin SDK can send the
-// file's path instead of streaming its bytes.
-func (s *Service) putFile(ctx context.Context, p storage.Provider, rw row) (storage.ObjectInfo, error) {
-	f, err := s.local.Open(rw.path)
-	if err != nil {
-		return storage.ObjectInfo{}, fmt.Errorf("opening the local file: %w", err)
-	}
+// putFile uploads the result's local file f, which it closes. The reader
+// handed to the provider is the open *os.File itself, so the plugin SDK
+// can send the file's path instead of streaming its bytes.
+func (s *Service) putFile(ctx context.Context, p storage.Provider, rw row, f *os.File) (storage.ObjectInfo, error) {
 	sum, err := hex.DecodeString(rw.sha256)
 	if err != nil || len(sum) != 32 {
 		sum = nil
@@ -581,7 +650,9 @@ func (s *Service) putFile(ctx context.Context, p storage.Provider, rw row) (stor
 }
 
 // deleteJob deletes a deleted result's object where it lives, then its
-// local copy and its row.
+// local copy and its row. An object in a bucket its provider is no longer
+// configured for is not touched: the job is parked failed, saying where
+// the object is and what to do.
 func (s *Service) deleteJob(ctx context.Context, j *job) outcome {
 	if j.provider == Local {
 		if err := s.local.Delete(ctx, j.objectKey); err != nil {
@@ -590,16 +661,33 @@ func (s *Service) deleteJob(ctx context.Context, j *job) outcome {
 	} else {
 		p, ok := s.router.Provider(ctx, j.provider)
 		if !ok {
-			return retry(fmt.Errorf("provider %s is not installed", j.provider))
+			return fail(j.provider, errNotInstalled(j.provider))
 		}
-		if _, err := call(ctx, "delete", func(ctx context.Context) (struct{}, error) { return struct{}{}, p.Delete(ctx, j.objectKey) }); err != nil {
-			return retry(fmt.Errorf("deleting from %s: %w", j.provider, err))
+		if j.bucket != "" {
+			pl, ok := s.router.Placement(ctx, j.provider)
+			if !ok {
+				out := retry(fmt.Errorf("waiting for %s to be configured, to know which bucket it serves", j.provider))
+				out.about = j.provider
+				return out
+			}
+			if pl.Bucket != j.bucket {
+				now := pl.Bucket
+				if now == "" {
+					now = "a bucket its plugin does not name"
+				}
+				return fail(j.provider, &storage.Error{Code: storage.FailedPrecondition, Message: fmt.Sprintf(
+					"the object %s is in bucket %s, which %s is no longer configured for (now %s); delete it there by hand, or configure that bucket again and retry",
+					j.objectKey, j.bucket, j.provider, now)})
+			}
+		}
+		if err := deleteAt(ctx, j.provider, p, j.bucket, j.objectKey); err != nil && !storage.IsNotFound(err) {
+			return judge(ctx, j.provider, err)
 		}
 	}
 	rw, err := loadRow(ctx, s.db, j.resultID)
 	switch {
 	case isNoRows(err):
-		return done()
+		return s.deleted(j)
 	case err != nil:
 		return retry(fmt.Errorf("reading the result: %w", err))
 	case !rw.deleted:
@@ -626,7 +714,15 @@ func (s *Service) deleteJob(ctx context.Context, j *job) outcome {
 	if err := tx.Commit(); err != nil {
 		return retry(err)
 	}
-	return done()
+	return s.deleted(j)
+}
+
+// deleted is the outcome of a delete job that did its work.
+func (s *Service) deleted(j *job) outcome {
+	if j.provider == Local {
+		return done()
+	}
+	return doneWith(j.provider)
 }
 
 // call runs a provider operation, turning a panic into an error and

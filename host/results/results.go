@@ -133,6 +133,11 @@ type Router interface {
 	// Provider returns a provider by id (for retries and deletes) even if it
 	// is no longer the default; ok=false if it is not installed.
 	Provider(ctx context.Context, id string) (storage.Provider, bool)
+	// Placement returns where provider id puts new objects now and what
+	// it accepts, from its last successful Configure (and Describe) on
+	// this node; ok=false when it is not installed or was never
+	// configured here.
+	Placement(ctx context.Context, id string) (Placement, bool)
 }
 
 // Result is a finalized studio result.
@@ -144,8 +149,24 @@ type Result struct {
 	Path string `json:"path"`
 	// Storage is "local" or the id of the provider the result lives in.
 	Storage string `json:"storage"`
-	// URL is the public URL of an offloaded result; "" for local results.
+	// URL is the public URL an offloaded result is served from; "" for
+	// local results. While its bucket is the one its provider is
+	// configured for and the provider has a public base URL, it is built
+	// from that base (so moving the public URL moves older results too);
+	// otherwise it is the URL recorded at upload.
 	URL string `json:"url"`
+	// ObjectKey is the offloaded object's full key in its bucket (the
+	// provider's key prefix included); "" while the result is local. For a
+	// legacy result (Bucket "") it is the key given to the provider, which
+	// adds its current prefix.
+	ObjectKey string `json:"object_key"`
+	// Bucket is the identity of the bucket the object is in, as its
+	// provider reported it (e.g. "r2:<account>/<bucket>"); "" while local
+	// and for results uploaded before providers reported it.
+	Bucket string `json:"bucket"`
+	// Upload is the result's offload job: why it is not in its provider
+	// yet. nil (omitted) when the result has no offload job.
+	Upload *UploadStatus `json:"upload,omitempty"`
 	// ContentType is the media type the result was finalized with.
 	ContentType string `json:"content_type"`
 	// SHA256 is the hex SHA-256 of the content.
@@ -164,6 +185,34 @@ type Result struct {
 	// provider takes no new results). "" for a result that is where Default
 	// Storage sent it.
 	LocalReason string `json:"local_reason"`
+}
+
+// The states of a result's offload job (UploadStatus.State).
+const (
+	// UploadQueued: waiting for its first attempt.
+	UploadQueued = "queued"
+	// UploadRetrying: an attempt failed for a passing reason; it is tried
+	// again at NextAttemptAt.
+	UploadRetrying = "retrying"
+	// UploadFailed: an attempt failed for a reason retrying cannot fix
+	// (credentials refused, a bad request): it runs again when the
+	// provider's settings change or an admin retries it.
+	UploadFailed = "failed"
+)
+
+// UploadStatus is a result's pending offload, as the API shows it.
+type UploadStatus struct {
+	// State is UploadQueued, UploadRetrying or UploadFailed.
+	State string `json:"state"`
+	// Provider is the provider it goes to; "" for whatever Default Storage
+	// names when it runs.
+	Provider string `json:"provider"`
+	// Error is the last attempt's error, or why the job was queued.
+	Error string `json:"error"`
+	// Attempts counts the attempts made.
+	Attempts int `json:"attempts"`
+	// NextAttemptAt is when it is tried next (zero, omitted, when failed).
+	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
 }
 
 // Upload describes a new result for Finalize.
@@ -297,6 +346,10 @@ type Service struct {
 	// Discard, which startup recovery never removes.
 	stagedMu sync.Mutex
 	staged   map[string]struct{}
+	// seen holds, per provider, the latest outcomes of this node's
+	// attempts (JobStats).
+	seenMu sync.Mutex
+	seen   map[string]*seenStats
 }
 
 // stage marks id as staged (on=true) or no longer (on=false).
@@ -330,7 +383,7 @@ func New(db *sql.DB, local *localstore.Store, router Router, opts Options) *Serv
 		router = localOnly{}
 	}
 	return &Service{db: db, local: local, router: router, opts: opts, log: opts.Logger,
-		owner: opts.NodeID + "/" + rand.Text(), wake: make(chan struct{}, 1), staged: map[string]struct{}{}}
+		owner: opts.NodeID + "/" + rand.Text(), wake: make(chan struct{}, 1), staged: map[string]struct{}{}, seen: map[string]*seenStats{}}
 }
 
 // newClaim returns a fresh lease claim, written to locked_by:
@@ -345,6 +398,9 @@ func (localOnly) Route(context.Context) Route { return Route{State: RouteLocal, 
 
 // Provider reports no provider.
 func (localOnly) Provider(context.Context, string) (storage.Provider, bool) { return nil, false }
+
+// Placement reports no provider.
+func (localOnly) Placement(context.Context, string) (Placement, bool) { return Placement{}, false }
 
 // now returns the clock's time as the database keeps it.
 func (s *Service) now() time.Time { return micro(s.opts.Now()) }
@@ -546,6 +602,13 @@ func (st *Staged) Commit(ctx context.Context, owner string) (Result, error) {
 	case route.State == RouteOff && route.Default != Local:
 		rw.localReason = short(fmt.Errorf("kept local: the Default Storage %s takes no new results: %s", route.Default, route.Reason))
 	}
+	if plan != planLocal && route.Default != "" {
+		if pl, ok := s.router.Placement(dctx, route.Default); ok {
+			if why := tooBig(route.Default, pl, st.size); why != "" {
+				plan, rw.localReason = planLocal, "kept local: "+why
+			}
+		}
+	}
 	j, err := s.record(dctx, rw, route, plan, now)
 	dcancel()
 	if err != nil {
@@ -559,7 +622,7 @@ func (st *Staged) Commit(ctx context.Context, owner string) (Result, error) {
 		s.log.Info("results: the Default Storage provider cannot take results right now; the result is local and queued for it",
 			"result", id, "provider", route.Default, "reason", route.Reason)
 		s.nudge()
-		return rw.result(), nil
+		return s.readBack(ctx, rw), nil
 	}
 	// From here on the result exists and is served locally: storage
 	// problems are logged and retried, never returned.
@@ -579,19 +642,27 @@ func (st *Staged) Commit(ctx context.Context, owner string) (Result, error) {
 	case out.handoff:
 		s.log.Info("results: the inline upload did not finish in time; the result is local and the queue continues it",
 			"result", id, "path", key, "provider", target.ID, "bound", s.opts.InlineOffloadTimeout)
+	case out.state == stateFail:
+		// finish logged it.
 	case out.err != nil:
 		s.log.Warn("results: offload failed; the result stays local and will be retried",
 			"result", id, "path", key, "provider", target.ID, "err", short(out.err))
 	}
+	return s.readBack(ctx, rw), nil
+}
+
+// readBack reads a just-recorded result as it is now, with the URL it is
+// served from; rw (what was recorded) when the read fails.
+func (s *Service) readBack(ctx context.Context, rw row) Result {
 	lctx, lcancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.DBTimeout)
 	defer lcancel()
-	final, err := loadRow(lctx, s.db, id)
+	final, err := loadRow(lctx, s.db, rw.id)
 	if err != nil {
 		// The result was recorded; report what we know.
-		s.log.Error("results: reading back a finalized result", "result", id, "err", err)
-		return rw.result(), nil
+		s.log.Error("results: reading back a finalized result", "result", rw.id, "err", err)
+		return rw.result()
 	}
-	return final.result(), nil
+	return s.presentOne(lctx, final)
 }
 
 // What Commit does with a new result.
@@ -621,7 +692,7 @@ func (s *Service) record(ctx context.Context, rw row, route Route, plan int, now
 	var j *job
 	switch plan {
 	case planInline:
-		if j, err = s.insertLeasedJob(ctx, tx, kindOffload, rw.id, route.Target.ID, rw.path, now); err != nil {
+		if j, err = s.insertLeasedJob(ctx, tx, kindOffload, rw.id, route.Target.ID, rw.path, "", now); err != nil {
 			return nil, err
 		}
 	case planQueue:
@@ -644,7 +715,7 @@ func (s *Service) Get(ctx context.Context, id string) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("results: reading %q: %w", id, err)
 	}
-	return rw.result(), nil
+	return s.presentOne(ctx, rw), nil
 }
 
 // List limits.
@@ -661,14 +732,14 @@ func (s *Service) List(ctx context.Context, opts ListOptions) ([]Result, string,
 		limit = defaultListLimit
 	}
 	limit = min(limit, maxListLimit)
-	query := "SELECT " + rowColumns + " FROM results WHERE deleted = FALSE"
+	query := "SELECT " + rowColumns + " FROM " + rowFrom + " WHERE r.deleted = FALSE"
 	args := []any{}
 	if opts.Owner != "" {
 		if err := checkOwner(opts.Owner); err != nil {
 			return nil, "", err
 		}
 		args = append(args, opts.Owner)
-		query += fmt.Sprintf(" AND owner = $%d", len(args))
+		query += fmt.Sprintf(" AND r.owner = $%d", len(args))
 	}
 	if opts.Cursor != "" {
 		at, id, err := decodeCursor(opts.Cursor)
@@ -676,24 +747,29 @@ func (s *Service) List(ctx context.Context, opts ListOptions) ([]Result, string,
 			return nil, "", err
 		}
 		args = append(args, dbTime(at), id)
-		query += fmt.Sprintf(" AND (created_at < $%d OR (created_at = $%d AND id < $%d))", len(args)-1, len(args)-1, len(args))
+		query += fmt.Sprintf(" AND (r.created_at < $%d OR (r.created_at = $%d AND r.id < $%d))", len(args)-1, len(args)-1, len(args))
 	}
-	query += fmt.Sprintf(" ORDER BY created_at DESC, id DESC LIMIT %d", limit+1)
+	query += fmt.Sprintf(" ORDER BY r.created_at DESC, r.id DESC LIMIT %d", limit+1)
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("results: listing: %w", err)
 	}
 	defer rows.Close()
-	var out []Result
+	var rws []row
 	for rows.Next() {
 		rw, err := scanRow(rows)
 		if err != nil {
 			return nil, "", fmt.Errorf("results: listing: %w", err)
 		}
-		out = append(out, rw.result())
+		rws = append(rws, rw)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, "", fmt.Errorf("results: listing: %w", err)
+	}
+	rows.Close()
+	var out []Result
+	if len(rws) > 0 {
+		out = s.present(ctx, rws...)
 	}
 	next := ""
 	if len(out) > limit {
@@ -728,9 +804,10 @@ func decodeCursor(c string) (time.Time, string, error) {
 }
 
 // Content says how to serve the bytes of result id: its local file, or a
-// redirect to its public URL. Offloaded results are served from the URL
-// recorded at upload time, so they keep serving after their provider is
-// disabled or uninstalled.
+// redirect to its public URL (Result.URL: rebuilt from the provider's
+// current public base while the result's bucket is the one it is
+// configured for, else the URL recorded at upload), so offloaded results
+// keep serving after their provider is disabled or uninstalled.
 func (s *Service) Content(ctx context.Context, id string) (Content, error) {
 	res, err := s.Get(ctx, id)
 	if err != nil {
@@ -778,11 +855,11 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("results: deleting %q: %w", id, err)
 	}
-	key := rw.objectKey
+	key, bucket := rw.objectKey, rw.bucket
 	if rw.storage == Local {
-		key = rw.path
+		key, bucket = rw.path, ""
 	}
-	j, err := s.insertLeasedJob(ctx, tx, kindDelete, id, rw.storage, key, now)
+	j, err := s.insertLeasedJob(ctx, tx, kindDelete, id, rw.storage, key, bucket, now)
 	if err != nil {
 		return fmt.Errorf("results: queueing the delete of %q: %w", id, err)
 	}
@@ -798,7 +875,7 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 		}
 		return o
 	})
-	if out.err != nil {
+	if out.err != nil && out.state != stateFail {
 		s.log.Warn("results: delete queued for retry", "result", id, "provider", rw.storage, "err", short(out.err))
 	}
 	return nil

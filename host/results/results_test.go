@@ -34,7 +34,6 @@ const (
 	failBefore
 	failAfterCommit
 	block
-	panicking
 	slow
 	// hang ignores the context: the call returns only when the test ends.
 	hang
@@ -59,7 +58,7 @@ type remote struct {
 }
 
 func newRemote() *remote {
-	return &remote{Store: memstore.New("https://cdn.example/media"), okPuts: map[string]int{}, calls: map[string]int{}, unhang: make(chan struct{})}
+	return &remote{Store: memstore.New(remoteBase), okPuts: map[string]int{}, calls: map[string]int{}, unhang: make(chan struct{})}
 }
 
 func (r *remote) setMode(f func(string) mode) {
@@ -112,8 +111,6 @@ func (r *remote) Put(ctx context.Context, key string, rd io.Reader, opts storage
 	case block:
 		<-ctx.Done()
 		return storage.ObjectInfo{}, &storage.Error{Code: storage.Canceled, Message: ctx.Err().Error(), Err: ctx.Err()}
-	case panicking:
-		panic("injected provider panic")
 	case hang:
 		<-r.unhang
 		return storage.ObjectInfo{}, storage.Errorf(storage.Unavailable, "put %s: hung", key)
@@ -149,6 +146,23 @@ func (r *remote) Delete(ctx context.Context, key string) error {
 		return storage.Errorf(storage.Unavailable, "delete %s: injected outage", key)
 	}
 	return r.Store.Delete(ctx, key)
+}
+
+// remoteBase is the public base URL of every remote.
+const remoteBase = "https://cdn.example/media"
+
+// placement is what the host learns from a remote's Configure and
+// Describe: memstore in its initial configuration.
+func (r *remote) placement() (Placement, bool) {
+	info, err := r.Store.Describe(context.Background())
+	if err != nil {
+		return Placement{}, false
+	}
+	pl := Placement{PublicBaseURL: remoteBase, MaxObjectSize: info.Capabilities.MaxObjectSize, Locations: info.Capabilities.Locations}
+	if pl.Locations {
+		pl.Bucket = "memory:default"
+	}
+	return pl, true
 }
 
 func (r *remote) has(key string) bool {
@@ -189,6 +203,18 @@ func (r *router) Provider(_ context.Context, id string) (storage.Provider, bool)
 	defer r.mu.Unlock()
 	p, ok := r.providers[id]
 	return p, ok
+}
+
+// Placement answers with what the provider's last Configure said, for
+// the fakes that have settings (bucketStore); no placement otherwise.
+func (r *router) Placement(_ context.Context, id string) (Placement, bool) {
+	r.mu.Lock()
+	p := r.providers[id]
+	r.mu.Unlock()
+	if pl, ok := p.(interface{ placement() (Placement, bool) }); ok {
+		return pl.placement()
+	}
+	return Placement{}, false
 }
 
 func (r *router) setActive(t *Target) {
@@ -458,7 +484,9 @@ func TestDefaultLocal(t *testing.T) {
 
 func TestFailureThenRetry(t *testing.T) {
 	forDialects(t, func(t *testing.T, d dbmigrate.Dialect) {
-		for _, m := range []mode{failBefore, failAfterCommit, block, panicking} {
+		// Transient failures only: a panic is permanent (see
+		// TestPermanentErrorParksTheUpload).
+		for _, m := range []mode{failBefore, failAfterCommit, block} {
 			t.Run(fmt.Sprintf("mode=%d", m), func(t *testing.T) {
 				opts := testOptions()
 				opts.InlineOffloadTimeout = 300 * time.Millisecond
@@ -615,7 +643,12 @@ func TestDeleteOffloadedProviderDown(t *testing.T) {
 				if how == "errors" {
 					e.remote.setDeleteDown(false)
 				} else {
+					// Not installed is permanent: the delete waits for a
+					// retry, which installing the provider again brings.
 					e.router.install(remoteID, e.remote)
+					if n, err := e.svc.RetryFailed(context.Background(), remoteID); err != nil || n != 1 {
+						t.Fatalf("RetryFailed = %d, %v", n, err)
+					}
 				}
 				waitFor(t, "the queued delete", func() bool { return e.pending(t) == 0 })
 				if e.remote.has(res.Path) || e.localExists(res.Path) || e.rowCount(t) != 1 {
