@@ -2,8 +2,11 @@
 package plugintest
 
 import (
+	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,6 +60,93 @@ func (b *Builder) Build(t testing.TB, pkg string) string {
 		t.Fatalf("building %s: %v\n%s", pkg, b.err, b.out)
 	}
 	return b.path
+}
+
+// BuildAt builds main package pkg (such as "./plugin/cmd/cloudflare-r2")
+// as it is at commit of this repository: it extracts the commit's tree
+// with git archive into a temporary directory and runs go build there, so
+// the binary holds that commit's code, its SDK included. Modules come from
+// the module cache, as for any build. It fails the test, never skips it,
+// when git or the build fails. The directory is removed at cleanup.
+func BuildAt(t testing.TB, commit, pkg string) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	if err := extractCommit(ModuleRoot(t), commit, src); err != nil {
+		t.Fatalf("extracting commit %s: %v (the test needs git and the repository's history)", commit, err)
+	}
+	name := filepath.Base(pkg)
+	if runtime.GOOS == "windows" {
+		name += ".exe"
+	}
+	bin := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "GOWORK=off")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building %s at commit %s: %v\n%s", pkg, commit, err, out)
+	}
+	return bin
+}
+
+// extractCommit writes the tree of commit in the git repository at repo
+// into dir.
+func extractCommit(repo, commit, dir string) error {
+	cmd := exec.Command("git", "-C", repo, "archive", "--format=tar", commit)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("git archive: %w", err)
+	}
+	terr := untar(out, dir)
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("git archive %s: %w: %s", commit, err, strings.TrimSpace(stderr.String()))
+	}
+	return terr
+}
+
+// untar extracts the regular files and directories of a tar stream into
+// dir, refusing names that would leave it.
+func untar(r io.Reader, dir string) error {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading the archive: %w", err)
+		}
+		if !filepath.IsLocal(h.Name) {
+			return fmt.Errorf("archive entry %q is outside the tree", h.Name)
+		}
+		path := filepath.Join(dir, h.Name)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(path, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode)&0o755|0o600)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("writing %s: %w", h.Name, err)
+			}
+		}
+	}
 }
 
 // Cleanup removes the built binary; call it from TestMain after m.Run.

@@ -31,6 +31,14 @@ const pluginPkg = "./plugin/cmd/cloudflare-r2"
 // launchConfigured starts versitygw and the plugin binary, configured for it.
 func launchConfigured(t *testing.T) (*s3test.Server, *plugintest.Plugin, storage.Settings) {
 	t.Helper()
+	srv, p, settings, _ := launchBinary(t, binary.Build(t, pluginPkg))
+	return srv, p, settings
+}
+
+// launchBinary starts versitygw and the plugin binary at path, configured
+// for it, and returns what Configure reported.
+func launchBinary(t *testing.T, path string) (*s3test.Server, *plugintest.Plugin, storage.Settings, storage.ConfigureResult) {
+	t.Helper()
 	srv := s3test.StartVersity(t)
 	srv.CreateBucket(t, "conformance")
 	settings := storage.Settings{
@@ -38,18 +46,22 @@ func launchConfigured(t *testing.T) (*s3test.Server, *plugintest.Plugin, storage
 		"bucket": "conformance", "endpoint": srv.Endpoint, "public_url": "https://pub-test.r2.dev",
 		"key_prefix": "magicads", "use_path_style": true,
 	}
-	p := plugintest.Launch(t, binary.Build(t, pluginPkg))
-	if _, err := p.Configure(context.Background(), settings); err != nil {
+	p := plugintest.Launch(t, path)
+	res, err := p.Configure(context.Background(), settings)
+	if err != nil {
 		t.Fatalf("configure: %v", err)
 	}
-	return srv, p, settings
+	return srv, p, settings, res
 }
 
 // TestConformanceOverGoPlugin runs the contract's conformance suite against
 // the built plugin binary, over go-plugin gRPC, against versitygw.
 func TestConformanceOverGoPlugin(t *testing.T) {
-	srv, p, settings := launchConfigured(t)
-	conformance.Run(t, p)
+	srv, p, settings, res := launchBinary(t, binary.Build(t, pluginPkg))
+	if want := (storage.ConfigureResult{PublicBaseURL: "https://pub-test.r2.dev", Bucket: strings.TrimPrefix(srv.Endpoint, "http://") + "/conformance", KeyPrefix: "magicads/"}); res != want {
+		t.Fatalf("configure = %+v, want %+v", res, want)
+	}
+	conformance.Run(t, p, conformance.Configured(res))
 	if keys := srv.Keys(t, "conformance"); len(keys) != 0 {
 		t.Errorf("the suite left objects in the bucket: %v", keys)
 	}
@@ -67,7 +79,7 @@ func TestPluginDescribesItself(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.ID != "cloudflare-r2" || info.Name != "Cloudflare R2 Storage" || info.Version == "" || !info.Capabilities.PublicURLs {
+	if info.ID != "cloudflare-r2" || info.Name != "Cloudflare R2 Storage" || info.Version == "" || !info.Capabilities.PublicURLs || !info.Capabilities.Locations {
 		t.Fatalf("describe = %+v", info)
 	}
 	h, err := p.Health(context.Background())

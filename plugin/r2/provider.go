@@ -91,8 +91,20 @@ type Provider struct {
 // conn is one applied configuration: settings and the clients built from them.
 type conn struct {
 	settings Settings
+	bucketID string // settings.BucketID()
 	s3       *s3.Client
 	tm       *transfermanager.Client
+}
+
+// info is the ObjectInfo of the object at objectKey in c's bucket, asked
+// for as key; the other fields are the caller's to fill.
+func (c *conn) info(key, objectKey string) storage.ObjectInfo {
+	return storage.ObjectInfo{
+		Key:       key,
+		URL:       storage.PublicURL(c.settings.PublicURL, objectKey),
+		StoredKey: objectKey,
+		Bucket:    c.bucketID,
+	}
 }
 
 var _ storage.Provider = (*Provider)(nil)
@@ -122,6 +134,7 @@ func (p *Provider) Describe(context.Context) (storage.Info, error) {
 			RangeReads:    true,
 			MaxObjectSize: MaxObjectSize,
 			AbortUploads:  true,
+			Locations:     true,
 		},
 	}, nil
 }
@@ -158,8 +171,8 @@ func (p *Provider) Configure(_ context.Context, m storage.Settings) (storage.Con
 	p.mu.Lock()
 	p.conn = c
 	p.mu.Unlock()
-	p.log.Info("configured", "bucket", s.Bucket, "endpoint", s.ResolvedEndpoint(), "key_prefix", s.KeyPrefix, "path_style", s.UsePathStyle)
-	return storage.ConfigureResult{PublicBaseURL: s.PublicURL}, nil
+	p.log.Info("configured", "bucket", s.Bucket, "bucket_id", s.BucketID(), "endpoint", s.ResolvedEndpoint(), "key_prefix", s.KeyPrefix, "path_style", s.UsePathStyle)
+	return storage.ConfigureResult{PublicBaseURL: s.PublicURL, Bucket: s.BucketID(), KeyPrefix: s.keyPrefix()}, nil
 }
 
 func (p *Provider) newConn(s Settings) *conn {
@@ -195,7 +208,7 @@ func (p *Provider) newConn(s Settings) *conn {
 		// the upload failed because its context was cancelled.
 		o.FailTimeout = 30 * time.Second
 	})
-	return &conn{settings: s, s3: client, tm: tm}
+	return &conn{settings: s, bucketID: s.BucketID(), s3: client, tm: tm}
 }
 
 func (p *Provider) current() (*conn, error) {
@@ -222,7 +235,9 @@ func (p *Provider) resolve(key string) (*conn, string, error) {
 
 // Put streams r to the bucket under the key prefix. Parts are sized and
 // bounded so memory does not grow with the object; a failed multipart
-// upload is aborted, so a failed Put leaves nothing behind.
+// upload is aborted, so a failed Put leaves nothing behind. The ObjectInfo
+// says where the object is: StoredKey is its full bucket key and Bucket
+// the bucket's identity (Settings.BucketID).
 func (p *Provider) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) (storage.ObjectInfo, error) {
 	c, objectKey, err := p.resolve(key)
 	if err != nil {
@@ -273,14 +288,12 @@ func (p *Provider) Put(ctx context.Context, key string, r io.Reader, opts storag
 		// Unreachable in practice: S3 refuses more than MaxParts parts.
 		return storage.ObjectInfo{}, storage.Errorf(storage.InvalidArgument, "put %s: over the size limit", key)
 	}
-	return storage.ObjectInfo{
-		Key:         key,
-		Size:        counted.n,
-		ContentType: contentType,
-		ETag:        strings.Trim(aws.ToString(out.ETag), `"`),
-		ModTime:     p.opts.Now().UTC(),
-		URL:         c.settings.publicURL(objectKey),
-	}, nil
+	info := c.info(key, objectKey)
+	info.Size = counted.n
+	info.ContentType = contentType
+	info.ETag = strings.Trim(aws.ToString(out.ETag), `"`)
+	info.ModTime = p.opts.Now().UTC()
+	return info, nil
 }
 
 // abortAfterFailTimeout bounds the search for a failed Put's incomplete
@@ -309,11 +322,16 @@ func (p *Provider) Get(ctx context.Context, key string, opts storage.GetOptions)
 	if err != nil {
 		return nil, storage.ObjectInfo{}, err
 	}
+	return p.get(ctx, c, key, objectKey, opts)
+}
+
+// get opens the object at objectKey in c's bucket, asked for as key.
+func (p *Provider) get(ctx context.Context, c *conn, key, objectKey string, opts storage.GetOptions) (io.ReadCloser, storage.ObjectInfo, error) {
 	if opts.Offset < 0 {
 		return nil, storage.ObjectInfo{}, storage.Errorf(storage.InvalidArgument, "get %s: negative offset", key)
 	}
 	if opts.Length == 0 {
-		info, err := p.Stat(ctx, key)
+		info, err := p.stat(ctx, c, key, objectKey)
 		if err != nil {
 			return nil, storage.ObjectInfo{}, err
 		}
@@ -336,14 +354,11 @@ func (p *Provider) Get(ctx context.Context, key string, opts storage.GetOptions)
 	if ranged {
 		size = totalFromContentRange(aws.ToString(out.ContentRange), size)
 	}
-	info := storage.ObjectInfo{
-		Key:         key,
-		Size:        size,
-		ContentType: aws.ToString(out.ContentType),
-		ETag:        strings.Trim(aws.ToString(out.ETag), `"`),
-		ModTime:     aws.ToTime(out.LastModified).UTC(),
-		URL:         c.settings.publicURL(objectKey),
-	}
+	info := c.info(key, objectKey)
+	info.Size = size
+	info.ContentType = aws.ToString(out.ContentType)
+	info.ETag = strings.Trim(aws.ToString(out.ETag), `"`)
+	info.ModTime = aws.ToTime(out.LastModified).UTC()
 	return out.Body, info, nil
 }
 
@@ -363,18 +378,22 @@ func (p *Provider) Stat(ctx context.Context, key string) (storage.ObjectInfo, er
 	if err != nil {
 		return storage.ObjectInfo{}, err
 	}
+	return p.stat(ctx, c, key, objectKey)
+}
+
+// stat returns the attributes of the object at objectKey in c's bucket,
+// asked for as key.
+func (p *Provider) stat(ctx context.Context, c *conn, key, objectKey string) (storage.ObjectInfo, error) {
 	out, err := c.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(c.settings.Bucket), Key: aws.String(objectKey)})
 	if err != nil {
 		return storage.ObjectInfo{}, toStorageError("stat", key, err)
 	}
-	return storage.ObjectInfo{
-		Key:         key,
-		Size:        aws.ToInt64(out.ContentLength),
-		ContentType: aws.ToString(out.ContentType),
-		ETag:        strings.Trim(aws.ToString(out.ETag), `"`),
-		ModTime:     aws.ToTime(out.LastModified).UTC(),
-		URL:         c.settings.publicURL(objectKey),
-	}, nil
+	info := c.info(key, objectKey)
+	info.Size = aws.ToInt64(out.ContentLength)
+	info.ContentType = aws.ToString(out.ContentType)
+	info.ETag = strings.Trim(aws.ToString(out.ETag), `"`)
+	info.ModTime = aws.ToTime(out.LastModified).UTC()
+	return info, nil
 }
 
 // Delete removes the object; a missing object is not an error.
@@ -383,7 +402,13 @@ func (p *Provider) Delete(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(c.settings.Bucket), Key: aws.String(objectKey)})
+	return p.del(ctx, c, key, objectKey)
+}
+
+// del removes the object at objectKey in c's bucket, asked for as key; a
+// missing object is not an error.
+func (p *Provider) del(ctx context.Context, c *conn, key, objectKey string) error {
+	_, err := c.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(c.settings.Bucket), Key: aws.String(objectKey)})
 	if err != nil {
 		serr := toStorageError("delete", key, err)
 		if storage.IsNotFound(serr) {

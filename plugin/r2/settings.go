@@ -3,6 +3,7 @@ package r2
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 
@@ -142,15 +143,60 @@ func (s Settings) objectKey(key string) (string, error) {
 	return full, nil
 }
 
-// publicURL is the public URL of a bucket key, or "" without a public URL.
-func (s Settings) publicURL(objectKey string) string {
-	if s.PublicURL == "" {
+// keyPrefix is what objectKey puts before a key: "<key_prefix>/", or ""
+// without a key prefix (storage.ConfigureResult.KeyPrefix).
+func (s Settings) keyPrefix() string {
+	if s.KeyPrefix == "" {
 		return ""
 	}
-	segs := strings.Split(objectKey, "/")
-	for i, seg := range segs {
-		// PathEscape leaves + as is; some S3 front ends read it as a space.
-		segs[i] = strings.ReplaceAll(url.PathEscape(seg), "+", "%2B")
+	return s.KeyPrefix + "/"
+}
+
+// callerKey is the key Get would take for a bucket key: without the key
+// prefix when it has it, else the bucket key itself.
+func (s Settings) callerKey(objectKey string) string {
+	if k, ok := strings.CutPrefix(objectKey, s.keyPrefix()); ok && k != "" {
+		return k
 	}
-	return s.PublicURL + "/" + strings.Join(segs, "/")
+	return objectKey
+}
+
+// r2Host is the domain of R2's S3 endpoints: <account_id>[.<jurisdiction>].r2Host.
+const r2Host = ".r2.cloudflarestorage.com"
+
+// BucketID is the identity of the configured bucket
+// (storage.ConfigureResult.Bucket): stable for one bucket, different for
+// another, never a secret. For R2 it is "r2:<account_id>/<bucket>", with
+// ".eu" or ".fedramp" after the account id in those jurisdictions. With a
+// custom endpoint it is "<host[:port][/path]>/<bucket>": no scheme, the
+// host in lower case, no default port; a custom endpoint that is an R2
+// account endpoint gives the "r2:" form, so the same bucket keeps its
+// identity however it is reached.
+func (s Settings) BucketID() string {
+	if s.Endpoint == "" {
+		account := strings.ToLower(s.AccountID)
+		if s.Jurisdiction != "" && s.Jurisdiction != JurisdictionDefault {
+			account += "." + s.Jurisdiction
+		}
+		return "r2:" + account + "/" + s.Bucket
+	}
+	u, err := url.Parse(s.Endpoint)
+	if err != nil || u.Host == "" {
+		return s.Endpoint + "/" + s.Bucket // not reached: check refuses such an endpoint
+	}
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if (u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80") {
+		port = ""
+	}
+	path := strings.TrimRight(u.EscapedPath(), "/")
+	if account, ok := strings.CutSuffix(host, r2Host); ok && account != "" && port == "" && path == "" {
+		return "r2:" + account + "/" + s.Bucket
+	}
+	switch {
+	case port != "":
+		host = net.JoinHostPort(host, port)
+	case strings.Contains(host, ":"):
+		host = "[" + host + "]" // an IPv6 address
+	}
+	return host + path + "/" + s.Bucket
 }

@@ -902,3 +902,280 @@ func caseAbortUploads(ctx context.Context, p storage.Provider, ns string) (err e
 	}
 	return nil
 }
+
+// otherBucket is the bucket identity of the locations case's Location in
+// another bucket.
+const otherBucket = "conformance:another-bucket"
+
+// caseLocations: a provider declaring Capabilities.Locations implements
+// storage.Locator. Put reports where the object went: a non-empty Bucket
+// and StoredKey = KeyPrefix + key (checked against Configured when the run
+// has it, else only that StoredKey ends with the key), and a public URL of
+// storage.PublicURL(PublicBaseURL, StoredKey). Stat and Get report the
+// same; GetAt (whole and, with range reads, a range) and StatAt of that
+// Location return the object; a Location in another bucket gives
+// FailedPrecondition naming both buckets and touches nothing; a bad
+// Location gives InvalidArgument; DeleteAt removes the object, and
+// DeleteAt of a missing object succeeds. A provider that does not declare
+// it (such as a plugin built with an SDK that predates it, through the
+// host's client) answers the three calls with Unimplemented.
+func caseLocations(ctx context.Context, p storage.Provider, ns string) (err error) {
+	info, err := describe(ctx, p)
+	if err != nil {
+		return err
+	}
+	l, isLocator := p.(storage.Locator)
+	if !info.Capabilities.Locations {
+		if !isLocator {
+			return nil // neither declared nor implemented: nothing to call
+		}
+		return expectLocationsUnimplemented(ctx, l, storage.Location{Bucket: otherBucket, Key: ns + "/never-written"})
+	}
+	if !isLocator {
+		return fmt.Errorf("Describe declares Capabilities.Locations, but the provider (%T) does not implement storage.Locator", p)
+	}
+	key := ns + "/located/ünï cødé+&=?#%2F%.png"
+	defer cleanup(ctx, p, &err, key)
+	data := genBytes(80, 3000)
+	const ct = "image/png"
+	pi, err := put(ctx, p, key, data, ct)
+	if err != nil {
+		return err
+	}
+	if err := checkStoredWhere(ctx, pi, key); err != nil {
+		return err
+	}
+	loc := storage.Location{Bucket: pi.Bucket, Key: pi.StoredKey}
+	prefix := strings.TrimSuffix(pi.StoredKey, key)
+	want := object{key: key, size: int64(len(data)), sha: sum(data), contentType: ct}
+
+	st, err := p.Stat(ctx, key)
+	if err != nil {
+		return fmt.Errorf("stat %q: %w", key, err)
+	}
+	if err := sameWhere("stat", key, st, pi); err != nil {
+		return err
+	}
+	rc, gi, err := p.Get(ctx, key, storage.GetOptions{Offset: 0, Length: -1})
+	if err != nil {
+		return fmt.Errorf("get %q: %w", key, err)
+	}
+	rc.Close()
+	if err := sameWhere("get", key, gi, pi); err != nil {
+		return err
+	}
+	if err := verifyAt(ctx, l, loc, want, pi, info.Capabilities.RangeReads, data); err != nil {
+		return err
+	}
+
+	// Another bucket: refused, and the object stays.
+	other := storage.Location{Bucket: otherBucket, Key: pi.StoredKey}
+	if other.Bucket == pi.Bucket {
+		other.Bucket += "-2"
+	}
+	refused := func(op string, err error) error {
+		what := fmt.Sprintf("%s of the object's key in another bucket (%q, the object is in %q)", op, other.Bucket, pi.Bucket)
+		if err := expectCode(what, err, storage.FailedPrecondition); err != nil {
+			return err
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, other.Bucket) || !strings.Contains(strings.ReplaceAll(msg, other.Bucket, ""), pi.Bucket) {
+			return fmt.Errorf("%s: error %q does not name both buckets", what, msg)
+		}
+		return nil
+	}
+	rc, _, err = l.GetAt(ctx, other, storage.GetOptions{Offset: 0, Length: -1})
+	if rc != nil {
+		rc.Close()
+	}
+	if err := refused("get at", err); err != nil {
+		return err
+	}
+	_, err = l.StatAt(ctx, other)
+	if err := refused("stat at", err); err != nil {
+		return err
+	}
+	if err := refused("delete at", l.DeleteAt(ctx, other)); err != nil {
+		return err
+	}
+	if err := verify(ctx, p, want); err != nil {
+		return fmt.Errorf("after GetAt, StatAt and DeleteAt in another bucket were refused, the object should be unchanged: %w", err)
+	}
+
+	// Bad Locations: refused before anything is touched.
+	for _, bad := range []struct {
+		what string
+		loc  storage.Location
+	}{
+		{"an empty bucket", storage.Location{Bucket: "", Key: pi.StoredKey}},
+		{"a key with a .. segment", storage.Location{Bucket: pi.Bucket, Key: pi.StoredKey + "/../x"}},
+		{"an empty key", storage.Location{Bucket: pi.Bucket, Key: ""}},
+	} {
+		_, err := l.StatAt(ctx, bad.loc)
+		if err := expectCode("stat at a location with "+bad.what, err, storage.InvalidArgument); err != nil {
+			return err
+		}
+		rc, _, err := l.GetAt(ctx, bad.loc, storage.GetOptions{Offset: 0, Length: -1})
+		if rc != nil {
+			rc.Close()
+		}
+		if err := expectCode("get at a location with "+bad.what, err, storage.InvalidArgument); err != nil {
+			return err
+		}
+		if err := expectCode("delete at a location with "+bad.what, l.DeleteAt(ctx, bad.loc), storage.InvalidArgument); err != nil {
+			return err
+		}
+	}
+	if err := verify(ctx, p, want); err != nil {
+		return fmt.Errorf("after refused calls at bad locations, the object should be unchanged: %w", err)
+	}
+
+	// DeleteAt removes it; deleting a missing object succeeds.
+	if err := l.DeleteAt(ctx, loc); err != nil {
+		return fmt.Errorf("delete at %q in %q: %w", loc.Key, loc.Bucket, err)
+	}
+	if err := expectNotFound(ctx, p, key, "after DeleteAt of the location Put reported"); err != nil {
+		return err
+	}
+	if _, err := l.StatAt(ctx, loc); err == nil || !storage.IsNotFound(err) {
+		return fmt.Errorf("stat at %q in %q after DeleteAt: %v (code %q), want code %q", loc.Key, loc.Bucket, err, storage.Code(err), storage.NotFound)
+	}
+	rc, _, err = l.GetAt(ctx, loc, storage.GetOptions{Offset: 0, Length: -1})
+	if rc != nil {
+		rc.Close()
+	}
+	if err == nil || !storage.IsNotFound(err) {
+		return fmt.Errorf("get at %q in %q after DeleteAt: %v (code %q), want code %q", loc.Key, loc.Bucket, err, storage.Code(err), storage.NotFound)
+	}
+	for _, missing := range []storage.Location{loc, {Bucket: pi.Bucket, Key: prefix + ns + "/never-written"}} {
+		if err := l.DeleteAt(ctx, missing); err != nil {
+			return fmt.Errorf("delete at %q in %q, a missing object: %w; want success", missing.Key, missing.Bucket, err)
+		}
+	}
+	return nil
+}
+
+// expectLocationsUnimplemented checks GetAt, StatAt and DeleteAt of loc
+// all give Unimplemented.
+func expectLocationsUnimplemented(ctx context.Context, l storage.Locator, loc storage.Location) error {
+	const why = " while Describe does not declare Capabilities.Locations"
+	rc, _, err := l.GetAt(ctx, loc, storage.GetOptions{Offset: 0, Length: -1})
+	if rc != nil {
+		rc.Close()
+	}
+	if err := expectCode("get at"+why, err, storage.Unimplemented); err != nil {
+		return err
+	}
+	_, err = l.StatAt(ctx, loc)
+	if err := expectCode("stat at"+why, err, storage.Unimplemented); err != nil {
+		return err
+	}
+	return expectCode("delete at"+why, l.DeleteAt(ctx, loc), storage.Unimplemented)
+}
+
+// checkStoredWhere checks where Put says it stored key: a non-empty
+// Bucket, a StoredKey that is a valid key and KeyPrefix + key, and the
+// public URL built from it; against Configured when the run has it.
+func checkStoredWhere(ctx context.Context, pi storage.ObjectInfo, key string) error {
+	const declared = ", but Describe declares Capabilities.Locations"
+	if pi.Bucket == "" {
+		return fmt.Errorf("put %q: ObjectInfo.Bucket is empty%s; want the identity of the bucket it went to", key, declared)
+	}
+	if pi.StoredKey == "" {
+		return fmt.Errorf("put %q: ObjectInfo.StoredKey is empty%s; want the full key it was stored at", key, declared)
+	}
+	if err := storage.ValidateKey(pi.StoredKey); err != nil {
+		return fmt.Errorf("put %q: ObjectInfo.StoredKey %s is not a valid key: %w", key, display(pi.StoredKey), err)
+	}
+	if cfg := configuredResult(ctx); cfg != nil {
+		if cfg.Bucket == "" {
+			return fmt.Errorf("Configure reported an empty Bucket%s; want the identity of the bucket new objects go to", declared)
+		}
+		if pi.Bucket != cfg.Bucket {
+			return fmt.Errorf("put %q: ObjectInfo.Bucket = %q, but Configure reported Bucket %q", key, pi.Bucket, cfg.Bucket)
+		}
+		if want := cfg.KeyPrefix + key; pi.StoredKey != want {
+			return fmt.Errorf("put %q: ObjectInfo.StoredKey = %s, want KeyPrefix + key = %s (Configure reported KeyPrefix %q)", key, display(pi.StoredKey), display(want), cfg.KeyPrefix)
+		}
+		if cfg.PublicBaseURL != "" {
+			if want := storage.PublicURL(cfg.PublicBaseURL, pi.StoredKey); pi.URL != want {
+				return fmt.Errorf("put %q: ObjectInfo.URL = %q, want storage.PublicURL(PublicBaseURL, StoredKey) = %q", key, pi.URL, want)
+			}
+		}
+		return nil
+	}
+	if !strings.HasSuffix(pi.StoredKey, key) {
+		return fmt.Errorf("put %q: ObjectInfo.StoredKey = %s does not end with the key; want KeyPrefix + key", key, display(pi.StoredKey))
+	}
+	if pi.URL != "" {
+		escaped := strings.TrimPrefix(storage.PublicURL("base", pi.StoredKey), "base/")
+		if !strings.HasSuffix(pi.URL, "/"+escaped) {
+			return fmt.Errorf("put %q: ObjectInfo.URL = %q does not end with the StoredKey escaped as storage.PublicURL does (%q)", key, pi.URL, escaped)
+		}
+	}
+	return nil
+}
+
+// sameWhere checks that op reported the Bucket and StoredKey Put did.
+func sameWhere(op, key string, got, put storage.ObjectInfo) error {
+	if got.Bucket != put.Bucket || got.StoredKey != put.StoredKey {
+		return fmt.Errorf("%s %q: ObjectInfo.Bucket %q and StoredKey %s, but put reported %q and %s", op, key, got.Bucket, display(got.StoredKey), put.Bucket, display(put.StoredKey))
+	}
+	return nil
+}
+
+// verifyAt checks StatAt and GetAt of loc (the location Put reported as
+// pi) against want, and a ranged GetAt when the provider reads ranges.
+func verifyAt(ctx context.Context, l storage.Locator, loc storage.Location, want object, pi storage.ObjectInfo, ranges bool, data []byte) error {
+	at := fmt.Sprintf("at %s in %q", display(loc.Key), loc.Bucket)
+	check := func(op string, got storage.ObjectInfo, size int64) error {
+		if err := checkInfo(op, got, want.key, size); err != nil {
+			return fmt.Errorf("%w (ObjectInfo.Key is the key Get would take: StoredKey without the current KeyPrefix)", err)
+		}
+		if got.ContentType != want.contentType {
+			return fmt.Errorf("%s: ContentType = %q, want %q", op, got.ContentType, want.contentType)
+		}
+		if got.Bucket != loc.Bucket || got.StoredKey != loc.Key {
+			return fmt.Errorf("%s: ObjectInfo.Bucket %q and StoredKey %s, want the location's", op, got.Bucket, display(got.StoredKey))
+		}
+		if got.URL != "" && got.URL != pi.URL {
+			return fmt.Errorf("%s: ObjectInfo.URL = %q, but put returned %q", op, got.URL, pi.URL)
+		}
+		return nil
+	}
+	st, err := l.StatAt(ctx, loc)
+	if err != nil {
+		return fmt.Errorf("stat %s, the location put reported: %w", at, err)
+	}
+	if err := check("stat "+at, st, want.size); err != nil {
+		return err
+	}
+	rc, gi, err := l.GetAt(ctx, loc, storage.GetOptions{Offset: 0, Length: -1})
+	if err != nil {
+		return fmt.Errorf("get %s, the location put reported: %w", at, err)
+	}
+	err = check("get "+at, gi, want.size)
+	if err == nil {
+		if rerr := readCheck(rc, want.size, want.sha); rerr != nil {
+			err = fmt.Errorf("get %s: %w", at, rerr)
+		}
+	}
+	rc.Close()
+	if err != nil || !ranges {
+		return err
+	}
+	const off, n = 100, 50
+	op := fmt.Sprintf("get %s (Offset %d, Length %d)", at, off, n)
+	rc, gi, err = l.GetAt(ctx, loc, storage.GetOptions{Offset: off, Length: n})
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	defer rc.Close()
+	if err := check(op, gi, want.size); err != nil {
+		return fmt.Errorf("%w (ObjectInfo.Size is the full object size, even for a range)", err)
+	}
+	if err := readCheck(rc, n, sum(data[off:off+n])); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
+}

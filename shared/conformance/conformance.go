@@ -7,11 +7,16 @@
 //
 //	func TestConformance(t *testing.T) {
 //		p := myprovider.New()
-//		if _, err := p.Configure(t.Context(), settings); err != nil {
+//		res, err := p.Configure(t.Context(), settings)
+//		if err != nil {
 //			t.Fatal(err)
 //		}
-//		conformance.Run(t, p)
+//		conformance.Run(t, p, conformance.Configured(res))
 //	}
+//
+// Configured is optional: with it, the locations case checks Put's
+// ObjectInfo.StoredKey and Bucket and the public URL against what Configure
+// reported; without it, only that they are consistent.
 //
 // and anyone can run it against a plugin binary with
 //
@@ -101,7 +106,47 @@ func Cases() []Case {
 		{Name: "put-from-file", Run: casePutFromFile},
 		{Name: "public-url", Run: casePublicURL},
 		{Name: "abort-uploads", Run: caseAbortUploads},
+		{Name: "locations", Run: caseLocations},
 	}
+}
+
+// Option adjusts a run of the suite.
+type Option func(*runConfig)
+
+// runConfig is what the options of a run set.
+type runConfig struct {
+	// configured is what the provider's Configure reported, if known.
+	configured *storage.ConfigureResult
+}
+
+// Configured tells the suite what the provider's last Configure returned,
+// so the locations case checks that Put reports StoredKey =
+// res.KeyPrefix + key and Bucket = res.Bucket, and that the public URL is
+// storage.PublicURL(res.PublicBaseURL, StoredKey).
+func Configured(res storage.ConfigureResult) Option {
+	return func(c *runConfig) { c.configured = &res }
+}
+
+// runConfigKey is the context key of a run's *runConfig.
+type runConfigKey struct{}
+
+// newRunConfig applies opts.
+func newRunConfig(opts []Option) *runConfig {
+	c := &runConfig{}
+	for _, o := range opts {
+		if o != nil {
+			o(c)
+		}
+	}
+	return c
+}
+
+// configuredResult returns what the run was told Configure returned, or nil.
+func configuredResult(ctx context.Context) *storage.ConfigureResult {
+	if c, ok := ctx.Value(runConfigKey{}).(*runConfig); ok {
+		return c.configured
+	}
+	return nil
 }
 
 // NewNamespace returns a fresh key namespace for one run:
@@ -116,15 +161,16 @@ func NewNamespace() (string, error) {
 
 // Run runs every case against p as a subtest of t. A case that does not
 // apply to p is skipped with its reason.
-func Run(t *testing.T, p storage.Provider) {
+func Run(t *testing.T, p storage.Provider, opts ...Option) {
 	t.Helper()
 	ns, err := NewNamespace()
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg := newRunConfig(opts)
 	for _, c := range Cases() {
 		t.Run(c.Name, func(t *testing.T) {
-			err := runCase(t.Context(), p, ns, c)
+			err := runCase(context.WithValue(t.Context(), runConfigKey{}, cfg), p, ns, c)
 			var skip *SkipError
 			switch {
 			case err == nil:
@@ -141,13 +187,14 @@ func Run(t *testing.T, p storage.Provider) {
 // (if not nil) after each. It returns how many cases passed and failed; a
 // skipped case counts as passed and is reported with a *SkipError (see
 // IsSkip).
-func RunAll(ctx context.Context, p storage.Provider, report func(name string, err error, d time.Duration)) (passed, failed int) {
-	return RunCases(ctx, p, Cases(), report)
+func RunAll(ctx context.Context, p storage.Provider, report func(name string, err error, d time.Duration), opts ...Option) (passed, failed int) {
+	return RunCases(ctx, p, Cases(), report, opts...)
 }
 
 // RunCases is RunAll for a chosen subset of the cases, such as a filtered
 // Cases().
-func RunCases(ctx context.Context, p storage.Provider, cases []Case, report func(name string, err error, d time.Duration)) (passed, failed int) {
+func RunCases(ctx context.Context, p storage.Provider, cases []Case, report func(name string, err error, d time.Duration), opts ...Option) (passed, failed int) {
+	ctx = context.WithValue(ctx, runConfigKey{}, newRunConfig(opts))
 	ns, err := NewNamespace()
 	for _, c := range cases {
 		start := time.Now()

@@ -74,7 +74,7 @@ func runAll(t *testing.T, p storage.Provider) (failed, skipped map[string]error,
 }
 
 // runCases runs cases against p and returns the failures and skips by case name.
-func runCases(t *testing.T, p storage.Provider, cases []Case) (failed, skipped map[string]error, order []string) {
+func runCases(t *testing.T, p storage.Provider, cases []Case, opts ...Option) (failed, skipped map[string]error, order []string) {
 	t.Helper()
 	failed, skipped = map[string]error{}, map[string]error{}
 	nPassed, nFailed := RunCases(t.Context(), p, cases, func(name string, err error, d time.Duration) {
@@ -89,7 +89,7 @@ func runCases(t *testing.T, p storage.Provider, cases []Case) (failed, skipped m
 		if d < 0 {
 			t.Errorf("case %s: negative duration %v", name, d)
 		}
-	})
+	}, opts...)
 	if nFailed != len(failed) || nPassed != len(cases)-len(failed) {
 		t.Errorf("RunCases returned %d passed, %d failed; the reports say %d failed of %d", nPassed, nFailed, len(failed), len(cases))
 	}
@@ -98,7 +98,11 @@ func runCases(t *testing.T, p storage.Provider, cases []Case) (failed, skipped m
 
 func TestRunAllReferenceProvider(t *testing.T) {
 	p := newMemProvider()
-	failed, skipped, order := runAll(t, p)
+	res, err := p.Configure(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed, skipped, order := runCases(t, p, Cases(), Configured(res))
 	for name, err := range failed {
 		t.Errorf("%s: %v", name, err)
 	}
@@ -119,7 +123,11 @@ func TestRunAllReferenceProvider(t *testing.T) {
 // refuses keys that only fit without it) passes.
 func TestRunAllPrefixedProvider(t *testing.T) {
 	p := newMemProvider(featPrefix)
-	failed, _, _ := runAll(t, p)
+	res, err := p.Configure(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed, _, _ := runCases(t, p, Cases(), Configured(res))
 	for name, err := range failed {
 		t.Errorf("%s: %v", name, err)
 	}
@@ -143,12 +151,12 @@ func TestRunAllSkipsMissingCapabilities(t *testing.T) {
 // TestBrokenProvidersFail shows the suite can fail: each deliberately broken
 // provider fails exactly the cases that check what it gets wrong.
 func TestBrokenProvidersFail(t *testing.T) {
-	notFoundCases := []string{"cancelled-put", "delete-then-stat", "invalid-keys", "not-found", "put-sha256", "reader-error", "short-reader", "test-connection"}
+	notFoundCases := []string{"cancelled-put", "delete-then-stat", "invalid-keys", "not-found", "put-sha256", "reader-error", "short-reader", "test-connection", "locations"}
 	infoCases := []string{
 		"concurrent-puts", "content-type", "delete-missing", "delete-then-stat", "empty-object",
 		"long-keys", "object-5mib-plus-1", "object-64mib-plus-1", "one-byte", "overwrite",
 		"public-url", "range-read", "special-keys", "stat-size", "unknown-size", "failed-overwrite", "put-sha256", "put-from-file",
-		"abort-uploads",
+		"abort-uploads", "locations",
 	}
 	tests := []struct {
 		bug      bug
@@ -156,7 +164,7 @@ func TestBrokenProvidersFail(t *testing.T) {
 		// wantIn are substrings the failure of the first wantFail case must contain.
 		wantIn []string
 	}{
-		{bugIgnoreContentType, []string{"content-type", "abort-uploads", "empty-object", "failed-overwrite", "overwrite", "put-from-file"}, []string{`ContentType = "application/octet-stream", want "image/png"`}},
+		{bugIgnoreContentType, []string{"content-type", "abort-uploads", "empty-object", "failed-overwrite", "overwrite", "put-from-file", "locations"}, []string{`ContentType = "application/octet-stream", want "image/png"`}},
 		{bugNoDefaultType, []string{"content-type"}, []string{"ContentType is empty"}},
 		{bugIgnoreCancel, []string{"cancelled-put"}, []string{"returned success"}},
 		{bugCancelPlainError, []string{"cancelled-put"}, []string{`code "unknown"`}},
@@ -167,9 +175,9 @@ func TestBrokenProvidersFail(t *testing.T) {
 		{bugIgnoreDeclaredSize, []string{"short-reader", "failed-overwrite"}, []string{"returned success"}},
 		{bugDeleteMissingFails, []string{"delete-missing"}, []string{"want success"}},
 		{bugUnescapeKeys, []string{"special-keys"}, []string{`special-keys/a%2Fb": ObjectInfo.Size = 49, want 51`}},
-		{bugIgnoreRange, []string{"range-read"}, []string{"read 11 bytes or more, want 10"}},
-		{bugRangeSizeIsLength, []string{"range-read"}, []string{"full object size"}},
-		{bugRawURL, []string{"public-url"}, []string{"ObjectInfo.URL"}},
+		{bugIgnoreRange, []string{"range-read", "locations"}, []string{"read 11 bytes or more, want 10"}},
+		{bugRangeSizeIsLength, []string{"range-read", "locations"}, []string{"full object size"}},
+		{bugRawURL, []string{"public-url", "locations"}, []string{"ObjectInfo.URL"}},
 		{bugPublicURLsButNoURL, []string{"public-url"}, []string{"ObjectInfo.URL is empty"}},
 		{bugProbeLeftBehind, []string{"test-connection"}, []string{"found an object"}},
 		{bugCorruptLarge, []string{"object-5mib-plus-1", "object-64mib-plus-1", "put-from-file", "unknown-size"}, []string{"content differs", "sha256"}},
@@ -184,6 +192,15 @@ func TestBrokenProvidersFail(t *testing.T) {
 		{bugAbortDeletes, []string{"abort-uploads"}, []string{"the stored object should be unchanged", "not found"}},
 		{bugAbortNoKeyCheck, []string{"abort-uploads"}, []string{`.. segment among good keys: succeeded, want an error with code "invalid argument"`}},
 		{bugAbortCountsKeys, []string{"abort-uploads"}, []string{"want 0, nil"}},
+		{bugNoStoredKey, []string{"locations"}, []string{"ObjectInfo.StoredKey is empty"}},
+		{bugNoBucket, []string{"locations"}, []string{"ObjectInfo.Bucket is empty"}},
+		{bugStoredKeyNoPrefix, []string{"locations"}, []string{"the location put reported", "not found"}},
+		{bugURLIgnoresPrefix, []string{"locations"}, []string{"does not end with the StoredKey escaped as storage.PublicURL does"}},
+		{bugAtIgnoresBucket, []string{"locations"}, []string{`in another bucket`, `succeeded, want an error with code "failed precondition"`}},
+		{bugAtAddsPrefix, []string{"locations"}, []string{"the location put reported", "not found"}},
+		{bugDeleteAtMissingFail, []string{"locations"}, []string{"a missing object", "want success"}},
+		{bugLocationsUndeclared, []string{"locations"}, []string{"does not declare Capabilities.Locations", `want code "unimplemented"`}},
+		{bugWrongBucketSilent, []string{"locations"}, []string{"does not name both buckets"}},
 	}
 	for _, tc := range tests {
 		t.Run(string(tc.bug), func(t *testing.T) {
@@ -226,6 +243,74 @@ func TestAbortUploadsDeclaredButNotImplemented(t *testing.T) {
 	failed, _, _ := runCases(t, notAnAborter{newMemProvider()}, cases)
 	if err := failed["abort-uploads"]; err == nil || !strings.Contains(err.Error(), "does not implement storage.UploadAborter") {
 		t.Fatalf("abort-uploads against a provider declaring the capability without the method: %v", err)
+	}
+}
+
+// notALocator declares Capabilities.Locations but hides the Locator methods.
+type notALocator struct{ storage.Provider }
+
+// locationsCase returns the locations case alone.
+func locationsCase() []Case {
+	return slices.DeleteFunc(Cases(), func(c Case) bool { return c.Name != "locations" })
+}
+
+func TestLocationsDeclaredButNotImplemented(t *testing.T) {
+	failed, _, _ := runCases(t, notALocator{newMemProvider()}, locationsCase())
+	if err := failed["locations"]; err == nil || !strings.Contains(err.Error(), "does not implement storage.Locator") {
+		t.Fatalf("locations against a provider declaring the capability without the methods: %v", err)
+	}
+}
+
+// TestLocationsNotDeclared: a provider without the capability passes,
+// whether it has no Locator methods or they answer Unimplemented (as the
+// host's client does for a plugin that did not declare it); one whose
+// methods answer anything else fails.
+func TestLocationsNotDeclared(t *testing.T) {
+	for name, p := range map[string]storage.Provider{
+		"no Locator methods":           plainProvider{newMemProvider(bugNoCapabilities)},
+		"methods answer Unimplemented": newMemProvider(bugNoCapabilities),
+	} {
+		failed, skipped, _ := runCases(t, p, locationsCase())
+		if len(failed)+len(skipped) > 0 {
+			t.Errorf("%s: failed %v, skipped %v; want a pass", name, failed, skipped)
+		}
+	}
+}
+
+// plainProvider hides every method but storage.Provider's.
+type plainProvider struct{ storage.Provider }
+
+// TestLocationsCheckConfigured: with Configured, Put's StoredKey, Bucket
+// and URL must be exactly what the ConfigureResult gives.
+func TestLocationsCheckConfigured(t *testing.T) {
+	p := newMemProvider(featPrefix)
+	res, err := p.Configure(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		res  storage.ConfigureResult
+		want string
+	}{
+		{"right", res, ""},
+		{"another prefix", storage.ConfigureResult{PublicBaseURL: res.PublicBaseURL, Bucket: res.Bucket, KeyPrefix: "other/"}, `want KeyPrefix + key`},
+		{"no prefix", storage.ConfigureResult{PublicBaseURL: res.PublicBaseURL, Bucket: res.Bucket}, `want KeyPrefix + key`},
+		{"another bucket", storage.ConfigureResult{PublicBaseURL: res.PublicBaseURL, Bucket: "memory-test:other", KeyPrefix: res.KeyPrefix}, `but Configure reported Bucket "memory-test:other"`},
+		{"empty bucket", storage.ConfigureResult{PublicBaseURL: res.PublicBaseURL, KeyPrefix: res.KeyPrefix}, "Configure reported an empty Bucket"},
+		{"another public base", storage.ConfigureResult{PublicBaseURL: "https://elsewhere.test", Bucket: res.Bucket, KeyPrefix: res.KeyPrefix}, "want storage.PublicURL(PublicBaseURL, StoredKey)"},
+	} {
+		failed, _, _ := runCases(t, p, locationsCase(), Configured(c.res))
+		err := failed["locations"]
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: %v, want a failure mentioning %q", c.name, err, c.want)
+		}
+	}
+	if left := p.keys(); len(left) > 0 {
+		t.Errorf("the case left %q", left)
 	}
 }
 

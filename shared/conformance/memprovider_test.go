@@ -51,6 +51,15 @@ const (
 	bugAbortDeletes        bug = "abort-uploads-deletes-objects"
 	bugAbortNoKeyCheck     bug = "abort-uploads-accepts-bad-keys"
 	bugAbortCountsKeys     bug = "abort-uploads-counts-keys"
+	bugNoStoredKey         bug = "no-stored-key"
+	bugNoBucket            bug = "no-bucket"
+	bugStoredKeyNoPrefix   bug = "stored-key-without-prefix"
+	bugURLIgnoresPrefix    bug = "url-without-prefix"
+	bugAtIgnoresBucket     bug = "at-ignores-bucket"
+	bugAtAddsPrefix        bug = "at-adds-prefix"
+	bugDeleteAtMissingFail bug = "delete-at-missing-fails"
+	bugLocationsUndeclared bug = "locations-undeclared"
+	bugWrongBucketSilent   bug = "wrong-bucket-message-names-one"
 	// featPrefix is not a bug: keys are stored under a prefix that counts
 	// toward the 1024-byte limit, as the contract allows.
 	featPrefix bug = "stores-under-a-prefix"
@@ -58,6 +67,9 @@ const (
 
 // memPrefix is the prefix featPrefix stores keys under.
 const memPrefix = "tenants/acme-corporation/media-library/"
+
+// memBucket is the bucket identity a memProvider reports.
+const memBucket = "memory-test:conformance"
 
 // memObject is a stored object.
 type memObject struct {
@@ -82,6 +94,7 @@ type memProvider struct {
 var (
 	_ storage.Provider      = (*memProvider)(nil)
 	_ storage.UploadAborter = (*memProvider)(nil)
+	_ storage.Locator       = (*memProvider)(nil)
 )
 
 // newMemProvider returns a configured in-memory provider with the given bugs.
@@ -118,10 +131,13 @@ func (m *memProvider) writtenKeys() []string {
 func (m *memProvider) Describe(context.Context) (storage.Info, error) {
 	info := storage.Info{
 		ID: "memory", Name: "In-memory reference provider", Version: "1.0.0",
-		Capabilities: storage.Capabilities{PublicURLs: true, RangeReads: true, AbortUploads: true},
+		Capabilities: storage.Capabilities{PublicURLs: true, RangeReads: true, AbortUploads: true, Locations: true},
 	}
 	if m.has(bugNoCapabilities) {
 		info.Capabilities = storage.Capabilities{}
+	}
+	if m.has(bugLocationsUndeclared) {
+		info.Capabilities.Locations = false
 	}
 	if m.has(bugEmptyVersion) {
 		info.Version = ""
@@ -136,7 +152,16 @@ func (m *memProvider) ValidateSettings(context.Context, storage.Settings) ([]sto
 
 // Configure applies settings.
 func (m *memProvider) Configure(context.Context, storage.Settings) (storage.ConfigureResult, error) {
-	return storage.ConfigureResult{PublicBaseURL: m.baseURL}, nil
+	res := storage.ConfigureResult{PublicBaseURL: m.baseURL, Bucket: memBucket}
+	if m.prefixed() {
+		res.KeyPrefix = memPrefix
+	}
+	return res, nil
+}
+
+// prefixed reports whether keys are stored under memPrefix.
+func (m *memProvider) prefixed() bool {
+	return m.has(featPrefix) || m.has(bugStoredKeyNoPrefix) || m.has(bugURLIgnoresPrefix) || m.has(bugAtAddsPrefix)
 }
 
 // TestConnection puts, reads back and deletes a probe object.
@@ -174,7 +199,7 @@ func (m *memProvider) TestConnection(ctx context.Context) (storage.TestResult, e
 
 // storeKey maps a caller key to where it is stored.
 func (m *memProvider) storeKey(key string) string {
-	if m.has(featPrefix) {
+	if m.prefixed() {
 		key = memPrefix + key
 	}
 	if m.has(bugUnescapeKeys) {
@@ -196,7 +221,7 @@ func (m *memProvider) checkKey(key string) error {
 	if err := storage.ValidateKey(key); err != nil {
 		return err
 	}
-	if m.has(featPrefix) && len(memPrefix)+len(key) > storage.MaxKeyBytes {
+	if m.prefixed() && len(memPrefix)+len(key) > storage.MaxKeyBytes {
 		return storage.Errorf(storage.InvalidArgument, "key %q is too long with the prefix %q", key, memPrefix)
 	}
 	return nil
@@ -212,21 +237,31 @@ func (m *memProvider) notFound(key string) error {
 
 // info describes a stored object.
 func (m *memProvider) info(key string, o memObject) storage.ObjectInfo {
+	stored := m.storeKey(key)
 	info := storage.ObjectInfo{
 		Key: key, Size: int64(len(o.data)), ContentType: o.contentType, ETag: o.etag, ModTime: o.modTime,
+		StoredKey: stored, Bucket: memBucket,
 	}
 	if m.has(bugPrefixedInfoKey) {
 		info.Key = "tenant/" + key
 	}
+	if m.has(bugNoStoredKey) {
+		info.StoredKey = ""
+	}
+	if m.has(bugStoredKeyNoPrefix) {
+		info.StoredKey = key
+	}
+	if m.has(bugNoBucket) {
+		info.Bucket = ""
+	}
 	if !m.has(bugNoCapabilities) && !m.has(bugPublicURLsButNoURL) {
-		if m.has(bugRawURL) {
+		switch {
+		case m.has(bugRawURL):
 			info.URL = m.baseURL + "/" + key
-		} else {
-			segs := strings.Split(key, "/")
-			for i, s := range segs {
-				segs[i] = url.PathEscape(s)
-			}
-			info.URL = m.baseURL + "/" + strings.Join(segs, "/")
+		case m.has(bugURLIgnoresPrefix):
+			info.URL = storage.PublicURL(m.baseURL, key)
+		default:
+			info.URL = storage.PublicURL(m.baseURL, stored)
 		}
 	}
 	return info
@@ -338,7 +373,11 @@ func (m *memProvider) Get(ctx context.Context, key string, opts storage.GetOptio
 	if err != nil {
 		return nil, storage.ObjectInfo{}, err
 	}
-	info := m.info(key, o)
+	return m.read(key, o, m.info(key, o), opts)
+}
+
+// read returns the part of o that opts selects.
+func (m *memProvider) read(key string, o memObject, info storage.ObjectInfo, opts storage.GetOptions) (io.ReadCloser, storage.ObjectInfo, error) {
 	size := int64(len(o.data))
 	start, end := int64(0), size
 	if !m.has(bugNoCapabilities) && !m.has(bugIgnoreRange) {
@@ -386,6 +425,75 @@ func (m *memProvider) Health(context.Context) (storage.Health, error) {
 		return storage.Health{OK: false, Configured: false, Message: "not configured"}, nil
 	}
 	return storage.Health{OK: true, Configured: true, Message: "ok"}, nil
+}
+
+// located returns the object at loc, as the Locator calls find it.
+func (m *memProvider) located(op string, loc storage.Location) (memObject, string, error) {
+	if m.has(bugNoCapabilities) {
+		return memObject{}, "", storage.Errorf(storage.Unimplemented, "%s at: not supported", op)
+	}
+	if err := storage.ValidateLocation(loc); err != nil {
+		return memObject{}, "", err
+	}
+	if loc.Bucket != memBucket && !m.has(bugAtIgnoresBucket) {
+		if m.has(bugWrongBucketSilent) {
+			return memObject{}, "", storage.Errorf(storage.FailedPrecondition, "%s at: wrong bucket", op)
+		}
+		return memObject{}, "", storage.Errorf(storage.FailedPrecondition, "%s at: the object is in bucket %s, configured for %s", op, loc.Bucket, memBucket)
+	}
+	stored := loc.Key
+	if m.has(bugAtAddsPrefix) {
+		stored = memPrefix + stored
+	}
+	key := loc.Key
+	if m.prefixed() {
+		if k, ok := strings.CutPrefix(loc.Key, memPrefix); ok {
+			key = k
+		}
+	}
+	if op == "delete" {
+		return memObject{}, stored, nil
+	}
+	m.mu.Lock()
+	o, ok := m.objects[stored]
+	m.mu.Unlock()
+	if !ok {
+		return memObject{}, key, m.notFound(loc.Key)
+	}
+	return o, key, nil
+}
+
+// GetAt returns the object at loc, or a range of it.
+func (m *memProvider) GetAt(ctx context.Context, loc storage.Location, opts storage.GetOptions) (io.ReadCloser, storage.ObjectInfo, error) {
+	o, key, err := m.located("get", loc)
+	if err != nil {
+		return nil, storage.ObjectInfo{}, err
+	}
+	return m.read(key, o, m.info(key, o), opts)
+}
+
+// StatAt returns the attributes of the object at loc.
+func (m *memProvider) StatAt(ctx context.Context, loc storage.Location) (storage.ObjectInfo, error) {
+	o, key, err := m.located("stat", loc)
+	if err != nil {
+		return storage.ObjectInfo{}, err
+	}
+	return m.info(key, o), nil
+}
+
+// DeleteAt removes the object at loc; a missing object is not an error.
+func (m *memProvider) DeleteAt(ctx context.Context, loc storage.Location) error {
+	_, stored, err := m.located("delete", loc)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.objects[stored]; !ok && m.has(bugDeleteAtMissingFail) {
+		return m.notFound(loc.Key)
+	}
+	delete(m.objects, stored)
+	return nil
 }
 
 // AbortUploads has nothing to abort: puts are whole or nothing in memory.

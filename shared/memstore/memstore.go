@@ -2,6 +2,10 @@
 // implementation of the contract. It passes the conformance suite, serves
 // tests that need a provider without a network, and is the in-process
 // baseline plugin overhead is measured against.
+//
+// It keeps one set of objects per bucket name and stores each key under
+// its key prefix, as a bucket-backed provider does, so tests can change
+// the bucket or the prefix between calls (storage.Locator).
 package memstore
 
 import (
@@ -23,6 +27,13 @@ import (
 // ID is the provider id memstore describes itself with.
 const ID = "memory"
 
+// DefaultBucket is the bucket name a store uses when its settings name none.
+const DefaultBucket = "default"
+
+// BucketID is the bucket identity memstore reports for the bucket name
+// (ConfigureResult.Bucket, ObjectInfo.Bucket): "memory:<name>".
+func BucketID(name string) string { return ID + ":" + name }
+
 type object struct {
 	data        []byte
 	contentType string
@@ -33,56 +44,122 @@ type object struct {
 // Store is an in-memory storage provider. The zero value is not usable; call New.
 type Store struct {
 	mu         sync.RWMutex
-	objects    map[string]object
+	buckets    map[string]map[string]object // bucket name -> stored key -> object
 	configured bool
-	publicURL  string
+	cfg        config
 }
+
+// config is one applied configuration.
+type config struct {
+	publicURL string // without a trailing slash; "" for none
+	bucket    string // the bucket name
+	prefix    string // ConfigureResult.KeyPrefix: "" or "<key_prefix>/"
+}
+
+// bucketID is the identity of the configured bucket.
+func (c config) bucketID() string { return BucketID(c.bucket) }
 
 var (
 	_ storage.Provider      = (*Store)(nil)
 	_ storage.UploadAborter = (*Store)(nil)
+	_ storage.Locator       = (*Store)(nil)
 )
 
 // New returns an empty, configured store whose objects are served from
-// publicBaseURL ("" for none).
+// publicBaseURL ("" for none), in bucket DefaultBucket with no key prefix.
 func New(publicBaseURL string) *Store {
-	return &Store{objects: map[string]object{}, configured: true, publicURL: strings.TrimRight(publicBaseURL, "/")}
+	return &Store{
+		buckets:    map[string]map[string]object{DefaultBucket: {}},
+		configured: true,
+		cfg:        config{publicURL: strings.TrimRight(publicBaseURL, "/"), bucket: DefaultBucket},
+	}
+}
+
+// bucket returns the objects of the named bucket, making the bucket when
+// it is new; the caller holds s.mu for writing.
+func (s *Store) bucket(name string) map[string]object {
+	if s.buckets == nil {
+		s.buckets = map[string]map[string]object{}
+	}
+	if s.buckets[name] == nil {
+		s.buckets[name] = map[string]object{}
+	}
+	return s.buckets[name]
+}
+
+// current returns the applied configuration and its bucket's objects; the
+// caller holds s.mu.
+func (s *Store) current() (config, map[string]object) {
+	return s.cfg, s.buckets[s.cfg.bucket]
 }
 
 // Describe names the store.
 func (s *Store) Describe(context.Context) (storage.Info, error) {
+	s.mu.RLock()
+	public := s.cfg.publicURL != ""
+	s.mu.RUnlock()
 	return storage.Info{ID: ID, Name: "In-memory storage", Version: "1.0.0",
-		Capabilities: storage.Capabilities{PublicURLs: s.publicURL != "", RangeReads: true, AbortUploads: true}}, nil
+		Capabilities: storage.Capabilities{PublicURLs: public, RangeReads: true, AbortUploads: true, Locations: true}}, nil
 }
 
-// ValidateSettings accepts {"public_url": "http(s)://…"} and nothing else.
+// ValidateSettings accepts "public_url" (an http(s) URL or ""), "bucket"
+// (a bucket name: non-empty, no "/" or control characters; DefaultBucket
+// when absent) and "key_prefix" (a folder path such as "media/prod", or
+// ""), and nothing else.
 func (s *Store) ValidateSettings(_ context.Context, m storage.Settings) ([]storage.FieldError, error) {
-	var fe []storage.FieldError
-	for k, v := range m {
-		if k != "public_url" {
-			fe = append(fe, storage.FieldError{Field: k, Message: "is not a known setting"})
-			continue
-		}
-		str, ok := v.(string)
-		if u, err := url.Parse(str); !ok || (str != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https"))) {
-			fe = append(fe, storage.FieldError{Field: k, Message: "must be an http(s) URL"})
-		}
-	}
+	_, fe := parseSettings(m)
 	return fe, nil
 }
 
-// Configure applies settings validated by ValidateSettings.
-func (s *Store) Configure(ctx context.Context, m storage.Settings) (storage.ConfigureResult, error) {
-	fe, _ := s.ValidateSettings(ctx, m)
+// parseSettings checks settings and returns the configuration they give.
+func parseSettings(m storage.Settings) (config, []storage.FieldError) {
+	c := config{bucket: DefaultBucket}
+	var fe []storage.FieldError
+	for k, v := range m {
+		str, isString := v.(string)
+		switch k {
+		case "public_url":
+			if u, err := url.Parse(str); !isString || (str != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https"))) {
+				fe = append(fe, storage.FieldError{Field: k, Message: "must be an http(s) URL"})
+				continue
+			}
+			c.publicURL = strings.TrimRight(str, "/")
+		case "bucket":
+			if !isString || str == "" || strings.Contains(str, "/") || storage.ValidateKey(str) != nil {
+				fe = append(fe, storage.FieldError{Field: k, Message: "must be a bucket name such as media: not empty, without / or control characters"})
+				continue
+			}
+			c.bucket = str
+		case "key_prefix":
+			p := strings.Trim(str, "/")
+			if !isString || (p != "" && storage.ValidateKey(p) != nil) {
+				fe = append(fe, storage.FieldError{Field: k, Message: "must be a folder path such as media or media/prod (no .., //, or control characters)"})
+				continue
+			}
+			if p != "" {
+				c.prefix = p + "/"
+			}
+		default:
+			fe = append(fe, storage.FieldError{Field: k, Message: "is not a known setting"})
+		}
+	}
+	return c, fe
+}
+
+// Configure applies settings validated by ValidateSettings. A bucket
+// named for the first time starts empty; the objects of the previous
+// bucket stay, out of reach until it is configured again.
+func (s *Store) Configure(_ context.Context, m storage.Settings) (storage.ConfigureResult, error) {
+	c, fe := parseSettings(m)
 	if len(fe) > 0 {
 		return storage.ConfigureResult{}, storage.SettingsError(fe)
 	}
-	u, _ := m["public_url"].(string)
 	s.mu.Lock()
-	s.publicURL = strings.TrimRight(u, "/")
+	s.cfg = c
+	s.bucket(c.bucket)
 	s.configured = true
 	s.mu.Unlock()
-	return storage.ConfigureResult{PublicBaseURL: s.publicURL}, nil
+	return storage.ConfigureResult{PublicBaseURL: c.publicURL, Bucket: c.bucketID(), KeyPrefix: c.prefix}, nil
 }
 
 // TestConnection writes, reads back and deletes a probe object.
@@ -103,9 +180,27 @@ func (s *Store) TestConnection(ctx context.Context) (storage.TestResult, error) 
 	return res, nil
 }
 
-// Put reads r completely, then stores the object: a failed read stores nothing.
-func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) (storage.ObjectInfo, error) {
+// storedKey returns the key under the prefix of c, refusing a bad key or
+// one too long with the prefix.
+func (c config) storedKey(key string) (string, error) {
 	if err := storage.ValidateKey(key); err != nil {
+		return "", err
+	}
+	full := c.prefix + key
+	if len(full) > storage.MaxKeyBytes {
+		return "", storage.Errorf(storage.InvalidArgument, "invalid key: with the key prefix it is %d bytes, over the %d-byte limit", len(full), storage.MaxKeyBytes)
+	}
+	return full, nil
+}
+
+// Put reads r completely, then stores the object in the bucket configured
+// when Put started, under its key prefix: a failed read stores nothing.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) (storage.ObjectInfo, error) {
+	s.mu.RLock()
+	c := s.cfg
+	s.mu.RUnlock()
+	stored, err := c.storedKey(key)
+	if err != nil {
 		return storage.ObjectInfo{}, err
 	}
 	var buf bytes.Buffer
@@ -134,9 +229,9 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 	sum := md5.Sum(buf.Bytes())
 	o := object{data: buf.Bytes(), contentType: ct, etag: hex.EncodeToString(sum[:]), modTime: time.Now().UTC()}
 	s.mu.Lock()
-	s.objects[key] = o
+	s.bucket(c.bucket)[stored] = o
 	s.mu.Unlock()
-	return s.info(key, o), nil
+	return c.info(key, stored, o), nil
 }
 
 // ctxReader fails reads once ctx is done.
@@ -152,61 +247,141 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-func (s *Store) info(key string, o object) storage.ObjectInfo {
-	i := storage.ObjectInfo{Key: key, Size: int64(len(o.data)), ContentType: o.contentType, ETag: o.etag, ModTime: o.modTime}
-	if s.publicURL != "" {
-		i.URL = s.publicURL + "/" + (&url.URL{Path: key}).EscapedPath()
+// info describes the object stored at stored under c, asked for as key.
+func (c config) info(key, stored string, o object) storage.ObjectInfo {
+	return storage.ObjectInfo{
+		Key: key, Size: int64(len(o.data)), ContentType: o.contentType, ETag: o.etag, ModTime: o.modTime,
+		URL: storage.PublicURL(c.publicURL, stored), StoredKey: stored, Bucket: c.bucketID(),
 	}
-	return i
 }
 
-func (s *Store) lookup(key string) (object, error) {
-	if err := storage.ValidateKey(key); err != nil {
-		return object{}, err
+// callerKey is the key Get would take for the stored key: without the
+// current prefix when it has it.
+func (c config) callerKey(stored string) string {
+	if k, ok := strings.CutPrefix(stored, c.prefix); ok && k != "" {
+		return k
 	}
+	return stored
+}
+
+// lookup returns the object at key under the current prefix and bucket,
+// with the configuration it was found under and its stored key.
+func (s *Store) lookup(op, key string) (object, config, string, error) {
 	s.mu.RLock()
-	o, ok := s.objects[key]
-	s.mu.RUnlock()
-	if !ok {
-		return object{}, storage.Errorf(storage.NotFound, "object %s not found", key)
+	defer s.mu.RUnlock()
+	c, objects := s.current()
+	stored, err := c.storedKey(key)
+	if err != nil {
+		return object{}, c, "", err
 	}
-	return o, nil
+	o, ok := objects[stored]
+	if !ok {
+		return object{}, c, stored, storage.Errorf(storage.NotFound, "%s: object %s not found in bucket %s", op, stored, c.bucketID())
+	}
+	return o, c, stored, nil
 }
 
 // Get returns the object's bytes, or the range opts selects.
 func (s *Store) Get(_ context.Context, key string, opts storage.GetOptions) (io.ReadCloser, storage.ObjectInfo, error) {
-	o, err := s.lookup(key)
+	o, c, stored, err := s.lookup("get", key)
 	if err != nil {
 		return nil, storage.ObjectInfo{}, err
 	}
+	return rangeOf(o, c.info(key, stored, o), opts)
+}
+
+// rangeOf returns a reader of the part of o that opts selects.
+func rangeOf(o object, info storage.ObjectInfo, opts storage.GetOptions) (io.ReadCloser, storage.ObjectInfo, error) {
 	size := int64(len(o.data))
 	if opts.Offset < 0 || opts.Offset > size {
-		return nil, storage.ObjectInfo{}, storage.Errorf(storage.InvalidArgument, "get %s: offset %d outside 0..%d", key, opts.Offset, size)
+		return nil, storage.ObjectInfo{}, storage.Errorf(storage.InvalidArgument, "get %s: offset %d outside 0..%d", info.Key, opts.Offset, size)
 	}
 	end := size
 	if opts.Length >= 0 && opts.Offset+opts.Length < size {
 		end = opts.Offset + opts.Length
 	}
-	return io.NopCloser(bytes.NewReader(o.data[opts.Offset:end])), s.info(key, o), nil
+	return io.NopCloser(bytes.NewReader(o.data[opts.Offset:end])), info, nil
 }
 
 // Stat returns the object's attributes.
 func (s *Store) Stat(_ context.Context, key string) (storage.ObjectInfo, error) {
-	o, err := s.lookup(key)
+	o, c, stored, err := s.lookup("stat", key)
 	if err != nil {
 		return storage.ObjectInfo{}, err
 	}
-	return s.info(key, o), nil
+	return c.info(key, stored, o), nil
 }
 
 // Delete removes the object; a missing object is not an error.
 func (s *Store) Delete(_ context.Context, key string) error {
-	if err := storage.ValidateKey(key); err != nil {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, objects := s.current()
+	stored, err := c.storedKey(key)
+	if err != nil {
 		return err
 	}
+	delete(objects, stored)
+	return nil
+}
+
+// checkLocation refuses a bad Location (InvalidArgument) and one in a
+// bucket other than the configured one (FailedPrecondition, naming both).
+func checkLocation(op string, c config, loc storage.Location) error {
+	if err := storage.ValidateLocation(loc); err != nil {
+		return err
+	}
+	if loc.Bucket != c.bucketID() {
+		return storage.Errorf(storage.FailedPrecondition, "%s %s: the object is in bucket %s, but the store is configured for bucket %s; nothing was done (configure bucket %s to reach it)",
+			op, loc.Key, loc.Bucket, c.bucketID(), loc.Bucket)
+	}
+	return nil
+}
+
+// locate returns the object at loc in the configured bucket.
+func (s *Store) locate(op string, loc storage.Location) (object, storage.ObjectInfo, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c, objects := s.current()
+	if err := checkLocation(op, c, loc); err != nil {
+		return object{}, storage.ObjectInfo{}, err
+	}
+	o, ok := objects[loc.Key]
+	if !ok {
+		return object{}, storage.ObjectInfo{}, storage.Errorf(storage.NotFound, "%s: object %s not found in bucket %s", op, loc.Key, loc.Bucket)
+	}
+	return o, c.info(c.callerKey(loc.Key), loc.Key, o), nil
+}
+
+// GetAt returns the bytes of the object stored at loc.Key (no prefix
+// added), or the range opts selects. A Location in another bucket gives
+// FailedPrecondition.
+func (s *Store) GetAt(_ context.Context, loc storage.Location, opts storage.GetOptions) (io.ReadCloser, storage.ObjectInfo, error) {
+	o, info, err := s.locate("get", loc)
+	if err != nil {
+		return nil, storage.ObjectInfo{}, err
+	}
+	return rangeOf(o, info, opts)
+}
+
+// StatAt returns the attributes of the object stored at loc.Key. A
+// Location in another bucket gives FailedPrecondition.
+func (s *Store) StatAt(_ context.Context, loc storage.Location) (storage.ObjectInfo, error) {
+	_, info, err := s.locate("stat", loc)
+	return info, err
+}
+
+// DeleteAt removes the object stored at loc.Key; a missing object is not
+// an error. A Location in another bucket gives FailedPrecondition and
+// nothing is deleted.
+func (s *Store) DeleteAt(_ context.Context, loc storage.Location) error {
 	s.mu.Lock()
-	delete(s.objects, key)
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	c, objects := s.current()
+	if err := checkLocation("delete", c, loc); err != nil {
+		return err
+	}
+	delete(objects, loc.Key)
 	return nil
 }
 
@@ -227,12 +402,14 @@ func (s *Store) Health(context.Context) (storage.Health, error) {
 	return storage.Health{OK: true, Configured: s.configured, Message: "in memory"}, nil
 }
 
-// Keys returns the stored keys, for tests.
+// Keys returns the stored keys (key prefix included) of the configured
+// bucket, for tests.
 func (s *Store) Keys() []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	keys := make([]string, 0, len(s.objects))
-	for k := range s.objects {
+	_, objects := s.current()
+	keys := make([]string, 0, len(objects))
+	for k := range objects {
 		keys = append(keys, k)
 	}
 	return keys

@@ -82,32 +82,41 @@ func (l *rpcLog) count(method string) int {
 	return n
 }
 
+// optionalMethods are the optional calls of the service.
+var optionalMethods = []string{"AbortUploads", "GetAt", "StatAt", "DeleteAt"}
+
 // legacyServiceDesc is the service as a plugin built with the SDK before
-// AbortUploads knows it: the method does not exist, so gRPC itself answers
-// codes.Unimplemented ("unknown method").
+// the optional calls knows it: the methods do not exist, so gRPC itself
+// answers codes.Unimplemented ("unknown method").
 func legacyServiceDesc() *grpc.ServiceDesc {
 	d := storagepb.StorageProvider_ServiceDesc
-	d.Methods = slices.DeleteFunc(slices.Clone(d.Methods), func(m grpc.MethodDesc) bool { return m.MethodName == "AbortUploads" })
+	d.Methods = slices.DeleteFunc(slices.Clone(d.Methods), func(m grpc.MethodDesc) bool { return slices.Contains(optionalMethods, m.MethodName) })
+	d.Streams = slices.DeleteFunc(slices.Clone(d.Streams), func(s grpc.StreamDesc) bool { return slices.Contains(optionalMethods, s.StreamName) })
 	return &d
+}
+
+func (l *rpcLog) add(method string) {
+	l.mu.Lock()
+	l.methods = append(l.methods, method)
+	l.mu.Unlock()
 }
 
 // serveOver serves impl on an in-memory gRPC connection, with the service
 // as desc declares it, and returns the host-side client and a log of the
-// methods the server received.
+// methods the server received (known or not, unary or streaming).
 func serveOver(t *testing.T, impl storage.Provider, desc *grpc.ServiceDesc) (*rpcClient, *rpcLog) {
 	t.Helper()
 	log := &rpcLog{}
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		log.mu.Lock()
-		log.methods = append(log.methods, info.FullMethod)
-		log.mu.Unlock()
+		log.add(info.FullMethod)
 		return h(ctx, req)
+	}), grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		// Unknown methods come here too, on their way to the handler below.
+		log.add(info.FullMethod)
+		return h(srv, ss)
 	}), grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
 		m, _ := grpc.MethodFromServerStream(stream)
-		log.mu.Lock()
-		log.methods = append(log.methods, m)
-		log.mu.Unlock()
 		return status.Errorf(codes.Unimplemented, "unknown method %s", m)
 	}))
 	srv.RegisterService(desc, &server{impl: impl})

@@ -27,11 +27,13 @@ type rpcClient struct {
 type features struct {
 	localFiles   bool // the SDK accepts local-file puts
 	abortUploads bool // the provider implements storage.UploadAborter
+	locations    bool // the provider implements storage.Locator
 }
 
 var (
 	_ storage.Provider      = (*rpcClient)(nil)
 	_ storage.UploadAborter = (*rpcClient)(nil)
+	_ storage.Locator       = (*rpcClient)(nil)
 )
 
 func (c *rpcClient) Describe(ctx context.Context) (storage.Info, error) {
@@ -47,6 +49,7 @@ func (c *rpcClient) Describe(ctx context.Context) (storage.Info, error) {
 			RangeReads:    caps.GetRangeReads(),
 			MaxObjectSize: caps.GetMaxObjectSize(),
 			AbortUploads:  caps.GetAbortUploads(),
+			Locations:     caps.GetLocations(),
 		},
 	}, nil
 }
@@ -59,7 +62,8 @@ func (c *rpcClient) describe(ctx context.Context) (*storagepb.DescribeResponse, 
 	}
 	c.mu.Lock()
 	if c.features == nil {
-		c.features = &features{localFiles: r.GetSdkLocalFilePuts(), abortUploads: r.GetCapabilities().GetAbortUploads()}
+		caps := r.GetCapabilities()
+		c.features = &features{localFiles: r.GetSdkLocalFilePuts(), abortUploads: caps.GetAbortUploads(), locations: caps.GetLocations()}
 	}
 	c.mu.Unlock()
 	return r, nil
@@ -141,7 +145,7 @@ func (c *rpcClient) Configure(ctx context.Context, s storage.Settings) (storage.
 	if err != nil {
 		return storage.ConfigureResult{}, fromStatus(ctx, "configure", err)
 	}
-	return storage.ConfigureResult{PublicBaseURL: r.GetPublicBaseUrl()}, nil
+	return storage.ConfigureResult{PublicBaseURL: r.GetPublicBaseUrl(), Bucket: r.GetBucket(), KeyPrefix: r.GetKeyPrefix()}, nil
 }
 
 func (c *rpcClient) TestConnection(ctx context.Context) (storage.TestResult, error) {
@@ -249,27 +253,34 @@ func (c *rpcClient) Get(ctx context.Context, key string, opts storage.GetOptions
 		length = -1
 	}
 	stream, err := c.c.Get(streamCtx, &storagepb.GetRequest{Key: key, Offset: opts.Offset, Length: length})
+	return openGet(ctx, "get "+key, stream, err, cancel)
+}
+
+// openGet reads the object info that starts a Get or GetAt stream and
+// returns a reader of the chunks that follow. op names the call in errors;
+// cancel ends the stream.
+func openGet(ctx context.Context, op string, stream storagepb.StorageProvider_GetClient, err error, cancel context.CancelFunc) (io.ReadCloser, storage.ObjectInfo, error) {
 	if err != nil {
 		cancel()
-		return nil, storage.ObjectInfo{}, fromStatus(ctx, "get "+key, err)
+		return nil, storage.ObjectInfo{}, fromStatus(ctx, op, err)
 	}
 	first, err := stream.Recv()
 	if err != nil {
 		cancel()
-		return nil, storage.ObjectInfo{}, fromStatus(ctx, "get "+key, err)
+		return nil, storage.ObjectInfo{}, fromStatus(ctx, op, err)
 	}
 	info := first.GetInfo()
 	if info == nil {
 		cancel()
-		return nil, storage.ObjectInfo{}, &storage.Error{Code: storage.Unknown, Message: "get " + key + ": the plugin sent data before the object info"}
+		return nil, storage.ObjectInfo{}, &storage.Error{Code: storage.Unknown, Message: op + ": the plugin sent data before the object info"}
 	}
-	return &getReader{ctx: ctx, key: key, stream: stream, cancel: cancel}, infoFromPB(info), nil
+	return &getReader{ctx: ctx, op: op, stream: stream, cancel: cancel}, infoFromPB(info), nil
 }
 
-// getReader yields the chunks of a Get stream.
+// getReader yields the chunks of a Get or GetAt stream.
 type getReader struct {
 	ctx     context.Context
-	key     string
+	op      string
 	stream  storagepb.StorageProvider_GetClient
 	cancel  context.CancelFunc
 	pending []byte
@@ -286,7 +297,7 @@ func (g *getReader) Read(p []byte) (int, error) {
 		case errors.Is(err, io.EOF):
 			g.err = io.EOF
 		case err != nil:
-			g.err = fromStatus(g.ctx, "get "+g.key, err)
+			g.err = fromStatus(g.ctx, g.op, err)
 		default:
 			g.pending = msg.GetChunk()
 		}
@@ -322,6 +333,76 @@ func (c *rpcClient) Delete(ctx context.Context, key string) error {
 	}
 	if _, err := c.c.Delete(ctx, &storagepb.DeleteRequest{Key: key}); err != nil {
 		return fromStatus(ctx, "delete "+key, err)
+	}
+	return nil
+}
+
+// locationOp names a call on the object at loc in errors.
+func locationOp(verb string, loc storage.Location) string {
+	return fmt.Sprintf("%s %s in bucket %s", verb, loc.Key, loc.Bucket)
+}
+
+// checkLocations checks loc (storage.ValidateLocation), then that the
+// plugin declared Capabilities.Locations; a plugin that did not, such as
+// one built with an SDK that predates the calls, is never asked and the
+// answer is an Unimplemented *storage.Error.
+func (c *rpcClient) checkLocations(ctx context.Context, op string, loc storage.Location) error {
+	if err := storage.ValidateLocation(loc); err != nil {
+		return err
+	}
+	f, err := c.pluginFeatures(ctx)
+	if err != nil {
+		return err
+	}
+	if !f.locations {
+		return &storage.Error{Code: storage.Unimplemented, Message: op + ": the plugin does not support this optional call (it does not declare Capabilities.Locations; a newer plugin version may)"}
+	}
+	return nil
+}
+
+// GetAt opens the object at loc for reading, as Get, without adding any
+// key prefix (storage.Locator). The plugin is asked only when its Describe
+// declared Capabilities.Locations; otherwise the answer is an
+// Unimplemented *storage.Error.
+func (c *rpcClient) GetAt(ctx context.Context, loc storage.Location, opts storage.GetOptions) (io.ReadCloser, storage.ObjectInfo, error) {
+	op := locationOp("get", loc)
+	if err := c.checkLocations(ctx, op, loc); err != nil {
+		return nil, storage.ObjectInfo{}, err
+	}
+	streamCtx, cancel := context.WithCancel(ctx)
+	length := opts.Length
+	if length < 0 {
+		length = -1
+	}
+	stream, err := c.c.GetAt(streamCtx, &storagepb.GetAtRequest{Location: locationToPB(loc), Offset: opts.Offset, Length: length})
+	return openGet(ctx, op, stream, err, cancel)
+}
+
+// StatAt returns the attributes of the object at loc (storage.Locator);
+// Unimplemented without asking a plugin that did not declare
+// Capabilities.Locations.
+func (c *rpcClient) StatAt(ctx context.Context, loc storage.Location) (storage.ObjectInfo, error) {
+	op := locationOp("stat", loc)
+	if err := c.checkLocations(ctx, op, loc); err != nil {
+		return storage.ObjectInfo{}, err
+	}
+	r, err := c.c.StatAt(ctx, &storagepb.StatAtRequest{Location: locationToPB(loc)})
+	if err != nil {
+		return storage.ObjectInfo{}, fromStatus(ctx, op, err)
+	}
+	return infoFromPB(r.GetInfo()), nil
+}
+
+// DeleteAt removes the object at loc; a missing object is not an error
+// (storage.Locator). Unimplemented without asking a plugin that did not
+// declare Capabilities.Locations.
+func (c *rpcClient) DeleteAt(ctx context.Context, loc storage.Location) error {
+	op := locationOp("delete", loc)
+	if err := c.checkLocations(ctx, op, loc); err != nil {
+		return err
+	}
+	if _, err := c.c.DeleteAt(ctx, &storagepb.DeleteAtRequest{Location: locationToPB(loc)}); err != nil {
+		return fromStatus(ctx, op, err)
 	}
 	return nil
 }

@@ -12,7 +12,11 @@
 // Optional calls are negotiated, so plugins and hosts built with different
 // SDK versions keep working together. The plugin server declares
 // Capabilities.AbortUploads exactly when the provider implements
-// storage.UploadAborter; the host-side client keeps the plugin's Describe
-// answer and calls AbortUploads only when it was declared, otherwise
-// returning an Unimplemented *storage.Error without asking the plugin.
+// storage.UploadAborter, and Capabilities.Locations exactly when it
+// implements storage.Locator (GetAt, StatAt, DeleteAt); the host-side
+// client keeps the plugin's Describe answer and makes an optional call only
+// when it was declared, otherwise returning an Unimplemented
+// *storage.Error without asking the plugin. Fields added to the protocol
+// (ObjectInfo.StoredKey and Bucket, ConfigureResult.Bucket and KeyPrefix)
+// read as "" from a plugin built before them.
 package sdk

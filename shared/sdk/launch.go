@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os/exec"
 	"time"
 
@@ -42,7 +43,10 @@ type Client struct {
 	pc *plugin.Client
 }
 
-var _ storage.UploadAborter = (*Client)(nil)
+var (
+	_ storage.UploadAborter = (*Client)(nil)
+	_ storage.Locator       = (*Client)(nil)
+)
 
 // AbortUploads aborts the incomplete uploads of keys in the plugin process
 // (storage.UploadAborter). The plugin is asked only when its Describe
@@ -54,6 +58,49 @@ func (c *Client) AbortUploads(ctx context.Context, keys []string) (int, error) {
 		return a.AbortUploads(ctx, keys)
 	}
 	return 0, &storage.Error{Code: storage.Unimplemented, Message: "abort uploads: the plugin client does not support this optional call"}
+}
+
+// locator returns the plugin client's storage.Locator, or an
+// Unimplemented error when it has none.
+func (c *Client) locator(verb string) (storage.Locator, error) {
+	if l, ok := c.Provider.(storage.Locator); ok {
+		return l, nil
+	}
+	return nil, &storage.Error{Code: storage.Unimplemented, Message: verb + " at a location: the plugin client does not support this optional call"}
+}
+
+// GetAt opens the object at loc in the plugin process (storage.Locator).
+// The plugin is asked only when its Describe declared
+// Capabilities.Locations; otherwise, as with a plugin built with an SDK
+// that predates the call, the answer is an Unimplemented *storage.Error.
+func (c *Client) GetAt(ctx context.Context, loc storage.Location, opts storage.GetOptions) (io.ReadCloser, storage.ObjectInfo, error) {
+	l, err := c.locator("get")
+	if err != nil {
+		return nil, storage.ObjectInfo{}, err
+	}
+	return l.GetAt(ctx, loc, opts)
+}
+
+// StatAt returns the attributes of the object at loc (storage.Locator);
+// Unimplemented, without asking, from a plugin that did not declare
+// Capabilities.Locations.
+func (c *Client) StatAt(ctx context.Context, loc storage.Location) (storage.ObjectInfo, error) {
+	l, err := c.locator("stat")
+	if err != nil {
+		return storage.ObjectInfo{}, err
+	}
+	return l.StatAt(ctx, loc)
+}
+
+// DeleteAt removes the object at loc (storage.Locator); Unimplemented,
+// without asking, from a plugin that did not declare
+// Capabilities.Locations.
+func (c *Client) DeleteAt(ctx context.Context, loc storage.Location) error {
+	l, err := c.locator("delete")
+	if err != nil {
+		return err
+	}
+	return l.DeleteAt(ctx, loc)
 }
 
 // ErrLaunch is wrapped by every error Launch returns.

@@ -20,15 +20,17 @@ type server struct {
 	impl Provider
 }
 
-// Describe answers with the provider's Info. Capabilities.AbortUploads is
-// set by the SDK, not the provider: it is true exactly when the provider
-// implements storage.UploadAborter, since that is when AbortUploads is served.
+// Describe answers with the provider's Info. Capabilities.AbortUploads and
+// Capabilities.Locations are set by the SDK, not the provider: each is true
+// exactly when the provider implements storage.UploadAborter or
+// storage.Locator, since that is when the calls are served.
 func (s *server) Describe(ctx context.Context, _ *storagepb.DescribeRequest) (*storagepb.DescribeResponse, error) {
 	info, err := s.impl.Describe(ctx)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	_, aborts := s.impl.(storage.UploadAborter)
+	_, locates := s.impl.(storage.Locator)
 	return &storagepb.DescribeResponse{
 		Id: info.ID, Name: info.Name, Version: info.Version, SdkLocalFilePuts: true,
 		Capabilities: &storagepb.Capabilities{
@@ -36,6 +38,7 @@ func (s *server) Describe(ctx context.Context, _ *storagepb.DescribeRequest) (*s
 			RangeReads:    info.Capabilities.RangeReads,
 			MaxObjectSize: info.Capabilities.MaxObjectSize,
 			AbortUploads:  aborts,
+			Locations:     locates,
 		},
 	}, nil
 }
@@ -88,7 +91,7 @@ func (s *server) Configure(ctx context.Context, req *storagepb.SettingsRequest) 
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &storagepb.ConfigureResponse{PublicBaseUrl: res.PublicBaseURL}, nil
+	return &storagepb.ConfigureResponse{PublicBaseUrl: res.PublicBaseURL, Bucket: res.Bucket, KeyPrefix: res.KeyPrefix}, nil
 }
 
 func (s *server) TestConnection(ctx context.Context, _ *storagepb.TestConnectionRequest) (*storagepb.TestConnectionResponse, error) {
@@ -236,6 +239,12 @@ func (s *server) Get(req *storagepb.GetRequest, stream storagepb.StorageProvider
 	if err != nil {
 		return toStatus(err)
 	}
+	return sendObject(stream, rc, info, "get "+req.GetKey())
+}
+
+// sendObject streams the answer to a Get or GetAt: info first, then the
+// bytes of rc in chunks of at most ChunkSize. It closes rc.
+func sendObject(stream storagepb.StorageProvider_GetServer, rc io.ReadCloser, info storage.ObjectInfo, op string) error {
 	defer rc.Close()
 	if err := stream.Send(&storagepb.GetResponse{Msg: &storagepb.GetResponse_Info{Info: infoToPB(info)}}); err != nil {
 		return err
@@ -253,7 +262,7 @@ func (s *server) Get(req *storagepb.GetRequest, stream storagepb.StorageProvider
 		case errors.Is(rerr, io.EOF), errors.Is(rerr, io.ErrUnexpectedEOF):
 			return nil
 		default:
-			return toStatus(fmt.Errorf("get %s: reading object: %w", req.GetKey(), rerr))
+			return toStatus(fmt.Errorf("%s: reading object: %w", op, rerr))
 		}
 	}
 }
@@ -274,6 +283,61 @@ func (s *server) Delete(ctx context.Context, req *storagepb.DeleteRequest) (*sto
 		return nil, toStatus(err)
 	}
 	if err := s.impl.Delete(ctx, req.GetKey()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &storagepb.DeleteResponse{}, nil
+}
+
+// locator returns the provider's storage.Locator and the Location of
+// pbLoc once it is checked (storage.ValidateLocation): Unimplemented when
+// the provider does not implement storage.Locator, InvalidArgument for a
+// bad Location.
+func (s *server) locator(verb string, pbLoc *storagepb.Location) (storage.Locator, storage.Location, error) {
+	loc := locationFromPB(pbLoc)
+	l, ok := s.impl.(storage.Locator)
+	if !ok {
+		return nil, loc, &storage.Error{Code: storage.Unimplemented, Message: verb + " at a location: the provider does not support this optional call"}
+	}
+	if err := storage.ValidateLocation(loc); err != nil {
+		return nil, loc, err
+	}
+	return l, loc, nil
+}
+
+// GetAt serves the optional call: the object at the location, streamed
+// as Get streams it.
+func (s *server) GetAt(req *storagepb.GetAtRequest, stream storagepb.StorageProvider_GetAtServer) error {
+	l, loc, err := s.locator("get", req.GetLocation())
+	if err != nil {
+		return toStatus(err)
+	}
+	rc, info, err := l.GetAt(stream.Context(), loc, storage.GetOptions{Offset: req.GetOffset(), Length: req.GetLength()})
+	if err != nil {
+		return toStatus(err)
+	}
+	return sendObject(stream, rc, info, locationOp("get", loc))
+}
+
+// StatAt serves the optional call: the attributes of the object at the location.
+func (s *server) StatAt(ctx context.Context, req *storagepb.StatAtRequest) (*storagepb.StatResponse, error) {
+	l, loc, err := s.locator("stat", req.GetLocation())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	info, err := l.StatAt(ctx, loc)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &storagepb.StatResponse{Info: infoToPB(info)}, nil
+}
+
+// DeleteAt serves the optional call: it removes the object at the location.
+func (s *server) DeleteAt(ctx context.Context, req *storagepb.DeleteAtRequest) (*storagepb.DeleteResponse, error) {
+	l, loc, err := s.locator("delete", req.GetLocation())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if err := l.DeleteAt(ctx, loc); err != nil {
 		return nil, toStatus(err)
 	}
 	return &storagepb.DeleteResponse{}, nil

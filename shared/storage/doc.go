@@ -17,6 +17,9 @@
 // Beyond Provider, a provider may implement optional interfaces, each
 // declared in Capabilities: UploadAborter (Capabilities.AbortUploads) aborts
 // the incomplete uploads it started for given keys, which the host asks for
-// after a crash. A caller checks the capability (or the Unimplemented code)
-// before relying on one.
+// after a crash; Locator (Capabilities.Locations) reads, stats and deletes
+// an object by the Location Put reported (ObjectInfo.Bucket and
+// ObjectInfo.StoredKey), whatever the key prefix is now, and refuses a
+// Location in another bucket with FailedPrecondition. A caller checks the
+// capability (or the Unimplemented code) before relying on one.
 package storage

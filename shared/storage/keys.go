@@ -39,6 +39,25 @@ func ValidateAbortKeys(keys []string) error {
 	return nil
 }
 
+// ValidateLocation reports whether loc can name a stored object: a
+// non-empty Bucket of valid UTF-8 without control characters, and a Key
+// accepted by ValidateKey. It returns an InvalidArgument *Error naming the
+// problem, or nil.
+func ValidateLocation(loc Location) error {
+	switch {
+	case loc.Bucket == "":
+		return &Error{Code: InvalidArgument, Message: "invalid location of key " + quoteKey(loc.Key) + ": the bucket is empty; give the ObjectInfo.Bucket that Put reported"}
+	case !utf8.ValidString(loc.Bucket) || strings.IndexFunc(loc.Bucket, isControl) >= 0:
+		return &Error{Code: InvalidArgument, Message: "invalid location of key " + quoteKey(loc.Key) + ": the bucket " + quoteKey(loc.Bucket) + " is not valid UTF-8 or contains a control character"}
+	}
+	if msg := keyProblem(loc.Key); msg != "" {
+		return &Error{Code: InvalidArgument, Message: "invalid location in bucket " + quoteKey(loc.Bucket) + ": key " + quoteKey(loc.Key) + ": " + msg}
+	}
+	return nil
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
 func keyProblem(key string) string {
 	switch {
 	case key == "":
@@ -54,10 +73,8 @@ func keyProblem(key string) string {
 	case strings.Contains(key, `\`):
 		return `contains a backslash`
 	}
-	for _, r := range key {
-		if r < 0x20 || r == 0x7f {
-			return "contains a control character"
-		}
+	if strings.IndexFunc(key, isControl) >= 0 {
+		return "contains a control character"
 	}
 	for _, seg := range strings.Split(key, "/") {
 		switch seg {
@@ -77,7 +94,7 @@ func quoteKey(key string) string {
 		key = strings.ToValidUTF8(key[:max], "") + "…"
 	}
 	return strings.ToValidUTF8(strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if isControl(r) {
 			return '?'
 		}
 		return r

@@ -70,3 +70,49 @@ func TestValidateAbortKeys(t *testing.T) {
 		t.Errorf("a bad key among good ones: %v, want InvalidArgument naming it", err)
 	}
 }
+
+func TestValidateLocation(t *testing.T) {
+	for _, loc := range []Location{
+		{Bucket: "r2:acc/media", Key: "magicads/images/a.png"},
+		{Bucket: "127.0.0.1:9000/b", Key: strings.Repeat("k", MaxKeyBytes)},
+		{Bucket: "memory:ünï", Key: "a"},
+	} {
+		if err := ValidateLocation(loc); err != nil {
+			t.Errorf("ValidateLocation(%+v) = %v, want nil", loc, err)
+		}
+	}
+	for _, c := range []struct {
+		loc  Location
+		want string
+	}{
+		{Location{Bucket: "", Key: "a.png"}, "bucket is empty"},
+		{Location{Bucket: "b\x00", Key: "a.png"}, "control character"},
+		{Location{Bucket: "b\n", Key: "a.png"}, "control character"},
+		{Location{Bucket: "\xff", Key: "a.png"}, "not valid UTF-8"},
+		{Location{Bucket: "b", Key: ""}, "empty"},
+		{Location{Bucket: "b", Key: "a/../b"}, ".. segment"},
+		{Location{Bucket: "b", Key: "/a"}, "starts with /"},
+		{Location{Bucket: "b", Key: strings.Repeat("k", MaxKeyBytes+1)}, "longer than 1024 bytes"},
+	} {
+		err := ValidateLocation(c.loc)
+		if Code(err) != InvalidArgument || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("ValidateLocation(%q) = %v, want InvalidArgument mentioning %q", c.loc, err, c.want)
+		}
+		if err != nil && strings.ContainsAny(err.Error(), "\x00\n") {
+			t.Errorf("error message for %q contains a control character", c.loc)
+		}
+	}
+}
+
+func TestPublicURL(t *testing.T) {
+	for _, c := range []struct{ base, key, want string }{
+		{"", "a/b.png", ""},
+		{"https://pub.r2.dev", "media/a/b.png", "https://pub.r2.dev/media/a/b.png"},
+		{"https://cdn.example.com/x/", "a b+c&d=%2F?#.png", "https://cdn.example.com/x/a%20b%2Bc&d=%252F%3F%23.png"},
+		{"https://cdn.example.com", "ünï/日本.png", "https://cdn.example.com/%C3%BCn%C3%AF/%E6%97%A5%E6%9C%AC.png"},
+	} {
+		if got := PublicURL(c.base, c.key); got != c.want {
+			t.Errorf("PublicURL(%q, %q) = %q, want %q", c.base, c.key, got, c.want)
+		}
+	}
+}

@@ -64,6 +64,12 @@ type UploadAborter interface {
 //
 // It is optional: a provider says it has it with Capabilities.Locations. A
 // provider reached through a plugin that lacks it returns Unimplemented.
+//
+// A Location is used as given: its Key is the full key in the bucket, and
+// no key prefix is added to it. A Location that ValidateLocation refuses
+// gives InvalidArgument. The ObjectInfo of GetAt and StatAt has StoredKey
+// and Bucket of loc, and Key is loc.Key without the provider's current key
+// prefix when it starts with it (the key Get would take), else loc.Key.
 type Locator interface {
 	// GetAt opens the object at loc for reading, as Get.
 	GetAt(ctx context.Context, loc Location, opts GetOptions) (io.ReadCloser, ObjectInfo, error)

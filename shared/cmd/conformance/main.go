@@ -5,7 +5,9 @@
 //
 // It launches the plugin over go-plugin, configures it with the settings file
 // (a JSON object, which may hold secrets and is never printed), runs every
-// case of package conformance and prints one line per case:
+// case of package conformance (telling it what Configure reported, which
+// the locations case checks Put's StoredKey, Bucket and URL against) and
+// prints one line per case:
 //
 //	PASS name (1.2s)
 //	FAIL name: what was expected and what came back
@@ -231,7 +233,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usage(fmt.Errorf("cannot launch the plugin: %w%s", err, hint))
 	}
 	defer client.Close()
-	if _, err := client.Configure(ctx, settings); err != nil {
+	configured, err := client.Configure(ctx, settings)
+	if err != nil {
 		return usage(fmt.Errorf("configuring the plugin with the settings in %s: %w", o.settings, err))
 	}
 	if info, err := client.Describe(ctx); err == nil {
@@ -247,7 +250,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		default:
 			fmt.Fprintf(stdout, "FAIL %s: %s\n", name, oneLine(err.Error()))
 		}
-	})
+	}, conformance.Configured(configured))
 	fmt.Fprintf(stdout, "%d passed, %d failed\n", passed, failed)
 	if failed > 0 {
 		return exitFail

@@ -160,6 +160,22 @@ func TestEndToEndPass(t *testing.T) {
 	}
 }
 
+// TestEndToEndChecksWhatConfigureReported: the command tells the suite
+// what Configure reported, so a plugin whose puts go to another bucket
+// than it reported fails the locations case; with a key prefix it passes.
+func TestEndToEndChecksWhatConfigureReported(t *testing.T) {
+	settings := writeFile(t, "settings.json", `{"bucket":"b","key_prefix":"media/prod","secret_access_key":"`+secret+`"}`, 0o600)
+	code, out, errOut := runCmd(t, "--plugin", self(t), "--settings", settings, "--run", "^locations$")
+	if code != exitPass || !strings.HasPrefix(out, "PASS locations (") {
+		t.Errorf("with a key prefix: exit status %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitPass, out, errOut)
+	}
+	settings = writeFile(t, "settings.json", `{"bucket":"b","mode":"misreport-bucket","secret_access_key":"`+secret+`"}`, 0o600)
+	code, out, errOut = runCmd(t, "--plugin", self(t), "--settings", settings, "--run", "^locations$")
+	if code != exitFail || !strings.HasPrefix(out, "FAIL locations: ") || !strings.Contains(out, `but Configure reported Bucket "memory:elsewhere"`) {
+		t.Errorf("misreported bucket: exit status %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitFail, out, errOut)
+	}
+}
+
 func TestEndToEndFail(t *testing.T) {
 	settings := writeFile(t, "settings.json", `{"bucket":"b","mode":"ignore-content-type","secret_access_key":"`+secret+`"}`, 0o600)
 	code, out, errOut := runCmd(t, "--plugin", self(t), "--settings", settings, "--run", "^(describe|content-type)$")

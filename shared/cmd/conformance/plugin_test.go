@@ -10,8 +10,10 @@ import (
 )
 
 // testProvider is the reference memstore provider, served by the test binary
-// when go-plugin launches it. Its settings need a "bucket"; a "mode" of
-// "ignore-content-type" breaks it on purpose.
+// when go-plugin launches it. Its settings need a "bucket" and may have a
+// "key_prefix"; a "mode" of "ignore-content-type" or "misreport-bucket"
+// (Configure reports another bucket than the one Put goes to) breaks it on
+// purpose.
 type testProvider struct {
 	*memstore.Store
 	mu   sync.Mutex
@@ -37,15 +39,26 @@ func (p *testProvider) ValidateSettings(_ context.Context, s storage.Settings) (
 	return []storage.FieldError{}, nil
 }
 
-// Configure records the mode.
+// Configure records the mode and configures the store's bucket and key prefix.
 func (p *testProvider) Configure(ctx context.Context, s storage.Settings) (storage.ConfigureResult, error) {
 	if fields, _ := p.ValidateSettings(ctx, s); len(fields) > 0 {
 		return storage.ConfigureResult{}, storage.SettingsError(fields)
 	}
+	mem := storage.Settings{"bucket": s["bucket"], "public_url": "https://cdn.example.test"}
+	if prefix, ok := s["key_prefix"]; ok {
+		mem["key_prefix"] = prefix
+	}
+	res, err := p.Store.Configure(ctx, mem)
+	if err != nil {
+		return res, err
+	}
 	p.mu.Lock()
 	p.mode, _ = s["mode"].(string)
+	if p.mode == "misreport-bucket" {
+		res.Bucket = memstore.BucketID("elsewhere")
+	}
 	p.mu.Unlock()
-	return storage.ConfigureResult{PublicBaseURL: "https://cdn.example.test"}, nil
+	return res, nil
 }
 
 // Put drops the content type in ignore-content-type mode.
