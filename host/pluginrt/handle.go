@@ -19,6 +19,7 @@ type handle struct {
 var (
 	_ storage.Provider      = (*handle)(nil)
 	_ storage.UploadAborter = (*handle)(nil)
+	_ storage.Locator       = (*handle)(nil)
 )
 
 // unavailable is the error of a call that cannot reach the plugin.
@@ -124,4 +125,27 @@ func (h *handle) Health(ctx context.Context) (storage.Health, error) {
 // call (as a plugin built with an older SDK does).
 func (h *handle) AbortUploads(ctx context.Context, keys []string) (int, error) {
 	return call(ctx, h, func(c *sdk.Client) (int, error) { return c.AbortUploads(ctx, keys) })
+}
+
+// GetAt calls GetAt on the running plugin (Unimplemented when the plugin
+// lacks it); the reader stays bound to that process.
+func (h *handle) GetAt(ctx context.Context, loc storage.Location, opts storage.GetOptions) (io.ReadCloser, storage.ObjectInfo, error) {
+	res, err := call(ctx, h, func(c *sdk.Client) (getResult, error) {
+		rc, info, err := c.GetAt(ctx, loc, opts)
+		return getResult{rc: rc, info: info}, err
+	})
+	return res.rc, res.info, err
+}
+
+// StatAt calls StatAt on the running plugin (Unimplemented when the plugin
+// lacks it).
+func (h *handle) StatAt(ctx context.Context, loc storage.Location) (storage.ObjectInfo, error) {
+	return call(ctx, h, func(c *sdk.Client) (storage.ObjectInfo, error) { return c.StatAt(ctx, loc) })
+}
+
+// DeleteAt calls DeleteAt on the running plugin (Unimplemented when the
+// plugin lacks it).
+func (h *handle) DeleteAt(ctx context.Context, loc storage.Location) error {
+	_, err := call(ctx, h, func(c *sdk.Client) (struct{}, error) { return struct{}{}, c.DeleteAt(ctx, loc) })
+	return err
 }

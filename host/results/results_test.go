@@ -148,6 +148,17 @@ func (r *remote) Delete(ctx context.Context, key string) error {
 	return r.Store.Delete(ctx, key)
 }
 
+// DeleteAt fails as Delete does while deletes are down.
+func (r *remote) DeleteAt(ctx context.Context, loc storage.Location) error {
+	r.mu.Lock()
+	down := r.deleteDown
+	r.mu.Unlock()
+	if down {
+		return storage.Errorf(storage.Unavailable, "delete %s: injected outage", loc.Key)
+	}
+	return r.Store.DeleteAt(ctx, loc)
+}
+
 // remoteBase is the public base URL of every remote.
 const remoteBase = "https://cdn.example/media"
 
@@ -160,7 +171,7 @@ func (r *remote) placement() (Placement, bool) {
 	}
 	pl := Placement{PublicBaseURL: remoteBase, MaxObjectSize: info.Capabilities.MaxObjectSize, Locations: info.Capabilities.Locations}
 	if pl.Locations {
-		pl.Bucket = "memory:default"
+		pl.Bucket = memstore.BucketID(memstore.DefaultBucket)
 	}
 	return pl, true
 }
