@@ -1,22 +1,74 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+
+	"github.com/magicads/r2storage/host/providers"
+	"github.com/magicads/r2storage/host/results"
 )
 
+// jobStats is what the storage overview and its retry call need of the
+// results service.
+type jobStats interface {
+	JobStats(ctx context.Context) (map[string]results.ProviderJobs, error)
+	RetryFailed(ctx context.Context, provider string) (int64, error)
+}
+
+// getStorage answers the storage overview: Default Storage, the options
+// with their status and job counts, the installed providers that are no
+// option and why, and the Default Storage's problem (see
+// providers.StorageStatus). Job counts that cannot be read leave the
+// counts out and say why in stats_error; the page never fails for them.
 func (a *API) getStorage(w http.ResponseWriter, r *http.Request) {
+	var stats map[string]results.ProviderJobs
+	statsErr := errors.New("this host has no results service")
+	if a.jobs != nil {
+		ctx, cancel := a.dbContext(r)
+		stats, statsErr = a.jobs.JobStats(ctx)
+		cancel()
+	}
+	if statsErr != nil {
+		a.opts.Logger.Warn("storage overview: job counts cannot be read; shown as unknown", "error", statsErr)
+	}
 	ctx, cancel := a.dbContext(r)
 	defer cancel()
-	body := map[string]any{"options": a.providers.Options(ctx)}
-	def, err := a.providers.Default(ctx)
-	if err != nil {
+	view := a.providers.StorageStatus(ctx, stats, statsErr)
+	if err := view.DefaultErr; err != nil {
 		// New results go to local while the choice cannot be read; say why.
 		a.opts.Logger.Error("Default Storage cannot be read; using local", "error", err)
-		def, body["warning"] = "local", "Default Storage cannot be read, so new results stay local: "+err.Error()
+		view.Warning = "Default Storage cannot be read, so new results stay local: " + err.Error()
 	}
-	body["default"] = def
-	writeJSON(w, http.StatusOK, body)
+	writeJSON(w, http.StatusOK, view)
+}
+
+// retryFailed makes the failed jobs of a provider (or local) due now:
+// 200 {"retried": n}.
+func (a *API) retryFailed(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, ok := a.providers.Installed(id); !ok && id != providers.Local {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("%v: %q", providers.ErrNotInstalled, id))
+		return
+	}
+	if a.jobs == nil {
+		writeError(w, http.StatusServiceUnavailable, "retrying failed jobs: this host has no results service")
+		return
+	}
+	ctx, cancel := a.dbContext(r)
+	defer cancel()
+	n, err := a.jobs.RetryFailed(ctx, id)
+	switch {
+	case errors.Is(err, errors.ErrUnsupported):
+		writeError(w, http.StatusNotImplemented, "retrying failed jobs is not available on this host: "+err.Error())
+		return
+	case err != nil:
+		a.fail(w, r, "retrying the failed jobs of "+id, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int64{"retried": n})
 }
 
 func (a *API) putStorage(w http.ResponseWriter, r *http.Request) {
@@ -63,7 +115,7 @@ func (a *API) putSettings(w http.ResponseWriter, r *http.Request) {
 	}
 	fields, err := a.providers.SaveSettings(r.Context(), r.PathValue("id"), body.Values)
 	if err != nil {
-		writeError(w, statusOf(err), err.Error())
+		a.settingsError(w, r, "saving the settings", err)
 		return
 	}
 	if len(fields) > 0 {
@@ -80,12 +132,28 @@ func (a *API) testConnection(w http.ResponseWriter, r *http.Request) {
 	}
 	res, fields, err := a.providers.Test(r.Context(), r.PathValue("id"), body.Values)
 	if err != nil {
-		writeError(w, statusOf(err), err.Error())
+		a.settingsError(w, r, "saving the settings for the connection test", err)
 		return
 	}
 	if len(fields) > 0 {
 		writeFields(w, fields)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ok": res.OK, "step": res.Step, "message": res.Message})
+	// Test answers 200 only once the settings were saved.
+	writeJSON(w, http.StatusOK, map[string]any{"ok": res.OK, "step": res.Step, "message": res.Message, "saved": true})
+}
+
+// settingsError answers an error of SaveSettings or Test, when nothing was
+// saved: 503 with Retry-After while the plugin cannot check the settings,
+// 409 when other saves kept changing them, the rest as providerError.
+func (a *API) settingsError(w http.ResponseWriter, r *http.Request, op string, err error) {
+	switch {
+	case errors.Is(err, providers.ErrPluginUnavailable):
+		w.Header().Set("Retry-After", retryAfter)
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	case errors.Is(err, providers.ErrSaveConflict):
+		writeError(w, http.StatusConflict, err.Error())
+	default:
+		a.providerError(w, r, op, err)
+	}
 }

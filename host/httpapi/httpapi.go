@@ -60,6 +60,8 @@ type API struct {
 	limits     Limits
 	// uploads holds a token per upload in flight (Limits.MaxUploads).
 	uploads chan struct{}
+	// jobs is results (nil without one): job counts and retries.
+	jobs jobStats
 }
 
 // New returns the API handler; market may be nil (no marketplace).
@@ -69,6 +71,9 @@ func New(res *results.Service, prov *providers.Manager, market *marketplace.Mark
 	}
 	a := &API{results: res, providers: prov, market: market, opts: opts, mux: http.NewServeMux(), limits: opts.Limits.WithDefaults()}
 	a.uploads = make(chan struct{}, a.limits.MaxUploads)
+	if res != nil {
+		a.jobs = res
+	}
 	if a.opts.Auth != nil {
 		a.mux.Handle("/login", a.opts.Auth.Handler())
 		a.mux.Handle("/logout", a.opts.Auth.Handler())
@@ -89,6 +94,7 @@ func New(res *results.Service, prov *providers.Manager, market *marketplace.Mark
 	a.handleAdmin("POST /api/v1/admin/purchases", a.needMarket(a.recordPurchase))
 	a.handleAdmin("GET /api/v1/admin/storage", a.getStorage)
 	a.handleAdmin("PUT /api/v1/admin/storage", a.putStorage)
+	a.handleAdmin("POST /api/v1/admin/storage/{id}/retry", a.retryFailed)
 	a.handleAdmin("GET /api/v1/admin/plugins/{id}/settings", a.getSettings)
 	a.handleAdmin("PUT /api/v1/admin/plugins/{id}/settings", a.putSettings)
 	a.handleAdmin("POST /api/v1/admin/plugins/{id}/test", a.testConnection)

@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"sort"
+	"strings"
+	"time"
 
 	"github.com/magicads/r2storage/host/pluginrt"
 	"github.com/magicads/r2storage/host/settingsstore"
@@ -63,29 +67,132 @@ func (m *Manager) SchemaJSON(id string) ([]byte, error) {
 	return p.schema.Document(), nil
 }
 
-// SaveSettings validates and stores a provider's settings (a blank secret
-// keeps the stored one) and applies them to the running plugin. Field
-// problems come back as fields; nothing is stored then. A secret stays with
-// where it was entered: a save that changes a property the schema marks
-// x-binds-secrets (R2: endpoint, account_id, jurisdiction) and would keep a
-// stored secret is a field problem on that secret, checked under the
-// entry's row lock by settingsstore.Update.
+// Errors of SaveSettings and Test; nothing was stored with either.
+var (
+	// ErrPluginUnavailable: the provider's plugin could not check the
+	// settings (it is not running, or the call failed).
+	ErrPluginUnavailable = errors.New("the plugin cannot check the settings now")
+	// ErrSaveConflict: other saves of the same provider kept changing the
+	// stored settings while this one was being checked.
+	ErrSaveConflict = errors.New("the settings were changed by another save while this one was checked")
+)
+
+// errStale: the stored settings changed between the check and the write.
+var errStale = errors.New("the stored settings changed meanwhile")
+
+// validateTimeout bounds the plugin's ValidateSettings call.
+const validateTimeout = 10 * time.Second
+
+// saveAttempts is how often SaveSettings checks again when another save
+// changed the stored settings between its check and its write.
+const saveAttempts = 3
+
+// SaveSettings checks and stores a provider's settings (a blank secret
+// keeps the stored one) and applies them to the running plugin. The values
+// as they would be stored (incoming merged with the stored entry) are
+// checked by the schema and then by the running plugin's ValidateSettings
+// before anything is written; the problems of both come back as fields
+// (the schema's message wins on a field both flag) and nothing is stored
+// then. A plugin that cannot check them (not running, or the call failed)
+// stores nothing either: ErrPluginUnavailable, unless the schema already
+// found problems. A secret stays with where it was entered: a save that
+// changes a property the schema marks x-binds-secrets (R2: endpoint,
+// account_id, jurisdiction) and would keep a stored secret is a field
+// problem on that secret. The write happens under the entry's row lock
+// only if the stored entry is still what was checked (else the check runs
+// again, up to saveAttempts times, then ErrSaveConflict). After a save,
+// Options.SettingsChanged is told.
 func (m *Manager) SaveSettings(ctx context.Context, id string, incoming map[string]any) ([]storage.FieldError, error) {
 	p, err := m.plugin(id)
 	if err != nil {
 		return nil, err
 	}
-	_, fields, err := m.settings.Update(ctx, EntryName(id), id, p.schema, incoming)
-	if err != nil || len(fields) > 0 {
-		return fields, err
+	prov := m.rt.Provider(id)
+	for range saveAttempts {
+		stored, err := m.settings.Load(ctx, EntryName(id))
+		if err != nil && !isUnset(err) {
+			return nil, err
+		}
+		checked := settingsstore.Merge(p.schema, stored, incoming)
+		fields, err := m.check(ctx, p, prov, stored, incoming, checked)
+		if err != nil || len(fields) > 0 {
+			return fields, err
+		}
+		_, fields, err = m.settings.UpdateChecked(ctx, EntryName(id), id, p.schema, incoming, func(merged map[string]any) ([]storage.FieldError, error) {
+			if !reflect.DeepEqual(merged, checked) {
+				return nil, errStale
+			}
+			return nil, nil
+		})
+		if errors.Is(err, errStale) {
+			continue
+		}
+		if err != nil || len(fields) > 0 {
+			return fields, err
+		}
+		m.configure(ctx, p, prov)
+		m.settingsChanged(ctx, id)
+		return nil, nil
 	}
-	m.configure(ctx, p, m.rt.Provider(id))
-	return nil, nil
+	return nil, fmt.Errorf("%w: nothing was saved; reload the settings and save again", ErrSaveConflict)
 }
 
-// Test saves the settings (as SaveSettings, with the same field problems),
-// then has the plugin upload, read back and delete a probe object. A failed
-// probe is a result, not an error.
+// check returns the field problems of merged, the values a save of
+// incoming over stored would write: the schema's, then the running
+// plugin's ValidateSettings. Messages never carry a secret value.
+func (m *Manager) check(ctx context.Context, p *plugin, prov storage.Provider, stored, incoming, merged map[string]any) ([]storage.FieldError, error) {
+	fields := p.schema.SecretsToReenter(stored, incoming)
+	fields = addFields(fields, p.schema.Validate(storage.Settings(merged)))
+	secrets := p.schema.SecretValuesOf(merged)
+	vctx, cancel := context.WithTimeout(ctx, validateTimeout)
+	defer cancel()
+	pluginFields, err := prov.ValidateSettings(vctx, storage.Settings(merged))
+	var se *storage.Error
+	switch {
+	case err == nil:
+	case errors.As(err, &se) && se.Code == storage.InvalidSettings && len(se.Fields) > 0:
+		pluginFields = se.Fields
+	case len(fields) > 0:
+		// The schema's problems are answer enough.
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	default:
+		return nil, fmt.Errorf("%w: %s; nothing was saved: save again once the plugin runs (its state is on the plugins page)",
+			ErrPluginUnavailable, redact(err.Error(), secrets))
+	}
+	fields = addFields(fields, pluginFields)
+	for i := range fields {
+		fields[i].Message = redact(fields[i].Message, secrets)
+	}
+	sort.Slice(fields, func(i, j int) bool { return fields[i].Field < fields[j].Field })
+	return fields, nil
+}
+
+// addFields appends the problems of more on fields no problem in fields is on.
+func addFields(fields, more []storage.FieldError) []storage.FieldError {
+	for _, f := range more {
+		if !slices.ContainsFunc(fields, func(g storage.FieldError) bool { return g.Field == f.Field }) {
+			fields = append(fields, f)
+		}
+	}
+	return fields
+}
+
+// redact replaces every secret value in msg.
+func redact(msg string, secrets []string) string {
+	for _, s := range secrets {
+		if s != "" {
+			msg = strings.ReplaceAll(msg, s, "[redacted]")
+		}
+	}
+	return msg
+}
+
+// Test saves the settings (as SaveSettings, with the same field problems
+// and errors, when nothing is saved), then has the plugin upload, read back
+// and delete a probe object. A failed probe is a result, not an error: its
+// message says that the settings were saved and where the test failed
+// ("Settings saved, but the connection test failed at upload: …").
 func (m *Manager) Test(ctx context.Context, id string, incoming map[string]any) (storage.TestResult, []storage.FieldError, error) {
 	fields, err := m.SaveSettings(ctx, id, incoming)
 	if err != nil || len(fields) > 0 {
@@ -95,14 +202,27 @@ func (m *Manager) Test(ctx context.Context, id string, incoming map[string]any) 
 	p := m.plugins[id]
 	configured, problem := p.configured, p.problem
 	m.mu.Unlock()
+	var res storage.TestResult
 	if !configured {
-		return storage.TestResult{Step: storage.StepConfig, Message: "Connection failed: " + problem}, nil, nil
+		res = storage.TestResult{Step: storage.StepConfig, Message: problem}
+	} else if res, err = m.rt.Provider(id).TestConnection(ctx); err != nil {
+		res = storage.TestResult{Step: storage.StepConfig, Message: "the plugin is not available: " + err.Error()}
 	}
-	res, err := m.rt.Provider(id).TestConnection(ctx)
-	if err != nil {
-		return storage.TestResult{Step: storage.StepConfig, Message: "Connection failed: the plugin is not available: " + err.Error()}, nil, nil
-	}
+	res.Message = savedMessage(res)
 	return res, nil, nil
+}
+
+// savedMessage words a connection test's outcome after its save.
+func savedMessage(res storage.TestResult) string {
+	if res.OK {
+		return "Settings saved. " + res.Message
+	}
+	step := res.Step
+	if step == "" {
+		step = storage.StepConfig
+	}
+	msg, _ := strings.CutPrefix(res.Message, "Connection failed: ")
+	return fmt.Sprintf("Settings saved, but the connection test failed at %s: %s", step, msg)
 }
 
 // isUnset reports whether a settings load failed only because nothing was saved.

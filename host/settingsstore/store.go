@@ -202,6 +202,15 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 // stored value that cannot be decrypted fails the Update with a
 // *CorruptError (Save overwrites unconditionally).
 func (s *Store) Update(ctx context.Context, name, owner string, schema *settingsschema.Schema, incoming map[string]any) (saved map[string]any, fields []storage.FieldError, err error) {
+	return s.UpdateChecked(ctx, name, owner, schema, incoming, nil)
+}
+
+// UpdateChecked is Update with one more check under the entry's row lock:
+// once the merged values pass the schema, verify (if not nil) sees them, and
+// its field problems or its error stop the write as the schema's do. It
+// runs while the row (on SQLite, the database) is locked, so it must be
+// quick: compare, never call out.
+func (s *Store) UpdateChecked(ctx context.Context, name, owner string, schema *settingsschema.Schema, incoming map[string]any, verify func(merged map[string]any) ([]storage.FieldError, error)) (saved map[string]any, fields []storage.FieldError, err error) {
 	if err := s.ready(); err != nil {
 		return nil, nil, err
 	}
@@ -241,6 +250,11 @@ ON CONFLICT (name) DO UPDATE SET owner = settings.owner`, name, owner); err != n
 	merged := Merge(schema, stored, incoming)
 	if fields := check(schema, stored, incoming, merged); len(fields) > 0 {
 		return nil, fields, nil
+	}
+	if verify != nil {
+		if fields, err := verify(merged); err != nil || len(fields) > 0 {
+			return nil, fields, err
+		}
 	}
 	blob, err := s.keys.encrypt(name, merged)
 	if err != nil {
