@@ -254,7 +254,7 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 }
 
 // retryFailed queues again the jobs of provider id that a permanent error
-// parked: its settings changed or its plugin was installed again.
+// parked: its settings were saved and applied.
 func (a *App) retryFailed(ctx context.Context, id string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.Results.DBTimeout())
 	defer cancel()

@@ -208,3 +208,37 @@ func TestCustodyTransientErrorRetries(t *testing.T) {
 	h.s3.Start()
 	waitFor(t, 30*time.Second, "the upload to land", func() bool { return h.result(r.ID).Storage == pluginID })
 }
+
+// TestCustodyLegacyResultsAdopted: a result recorded before the host knew
+// where objects are (bucket "", relative key) is adopted when the plugin
+// is configured at the next start, with the settings it was uploaded
+// with; a later prefix change then still deletes the right object.
+func TestCustodyLegacyResultsAdopted(t *testing.T) {
+	for _, d := range testdb.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			h := newHost(t, d)
+			h.configure()
+			r := h.upload(pngBytes(1800), "legacy.png")
+			key := "magicads/" + r.Path
+			// As a host before migration 000010 recorded it.
+			if _, err := h.app.DB.Exec(`UPDATE results SET bucket = '', object_key = path WHERE id = $1`, r.ID); err != nil {
+				t.Fatal(err)
+			}
+			if got := h.custody(r.ID); got.Bucket != "" || got.ObjectKey != r.Path || got.URL != r.URL {
+				t.Fatalf("legacy result %+v", got)
+			}
+			h.stop()
+			h.start(h.key)
+			h.waitRunning()
+			waitFor(t, 10*time.Second, "the legacy result to be adopted", func() bool { return h.custody(r.ID).Bucket != "" })
+			if got := h.custody(r.ID); got.ObjectKey != key || !strings.Contains(got.Bucket, bucket) || got.URL != r.URL {
+				t.Fatalf("adopted result %+v", got)
+			}
+			h.configure("key_prefix", "moved")
+			if code := h.do("DELETE", "/api/v1/results/"+r.ID, nil, nil); code != http.StatusNoContent {
+				t.Fatalf("delete: %d", code)
+			}
+			waitFor(t, 10*time.Second, "the adopted result's object to be deleted", func() bool { return !hasKey(h.objects(), key) && h.pending() == 0 })
+		})
+	}
+}

@@ -80,8 +80,7 @@ type Options struct {
 	// failed). The results service's Drain fits.
 	Drain func(ctx context.Context, id string) (reopen func())
 	// SettingsChanged, when set, is called after a provider's settings
-	// were saved and applied (SaveSettings, Test), and after its plugin
-	// was installed or updated (Activate): the results service's
+	// were saved and applied (SaveSettings, Test): the results service's
 	// RetryFailed fits, so jobs parked by a permanent error run again.
 	SettingsChanged func(ctx context.Context, id string)
 	// Configured, when set, is called each time a provider accepted its
@@ -228,13 +227,7 @@ func (m *Manager) Activate(ctx context.Context, inst Installed) error {
 	}
 	m.plugins[inst.ID] = p
 	m.mu.Unlock()
-	if err := m.start(ctx, p); err != nil {
-		return err
-	}
-	// A plugin installed again or updated may do what failed before
-	// (reach its bucket, serve a call its older version lacked).
-	m.settingsChanged(ctx, inst.ID)
-	return nil
+	return m.start(ctx, p)
 }
 
 // Verified reports whether plugin id is installed with an authenticated

@@ -216,6 +216,6 @@ func (s *Service) AdoptLegacy(ctx context.Context, provider string, pl Placement
 // errNotInstalled is the error of a job whose provider is not installed.
 func errNotInstalled(provider string) error {
 	return &storage.Error{Code: storage.FailedPrecondition,
-		Message: provider + " is not installed; install it again, then retry its failed jobs (installing it retries them)",
+		Message: provider + " is not installed; install it again, then retry its failed jobs",
 		Err:     errors.New("provider not installed")}
 }

@@ -566,7 +566,7 @@ func TestLegacyResultsAdoptedAtFirstConfigure(t *testing.T) {
 }
 
 // TestDeleteToAnUninstalledProviderParks: a delete whose provider is not
-// installed fails at once and waits for a retry (after the provider is
+// installed fails at once and waits for a retry (once the provider is
 // installed again), instead of retrying forever.
 func TestDeleteToAnUninstalledProviderParks(t *testing.T) {
 	forDialects(t, func(t *testing.T, d dbmigrate.Dialect) {

@@ -655,7 +655,7 @@ func TestDeleteOffloadedProviderDown(t *testing.T) {
 					e.remote.setDeleteDown(false)
 				} else {
 					// Not installed is permanent: the delete waits for a
-					// retry, which installing the provider again brings.
+					// retry once the provider is installed again.
 					e.router.install(remoteID, e.remote)
 					if n, err := e.svc.RetryFailed(context.Background(), remoteID); err != nil || n != 1 {
 						t.Fatalf("RetryFailed = %d, %v", n, err)

@@ -103,8 +103,7 @@ func (s *Service) JobStats(ctx context.Context) (map[string]ProviderJobs, error)
 
 // RetryFailed makes every failed job of provider due now again and returns
 // how many. The providers manager calls it when the provider's settings
-// were saved and applied (and when its plugin is installed again); an
-// admin's retry calls it too.
+// were saved and applied; an admin's retry calls it too.
 func (s *Service) RetryFailed(ctx context.Context, provider string) (int64, error) {
 	fail := func(err error) (int64, error) {
 		return 0, fmt.Errorf("results: retrying the failed jobs of %s: %w", provider, err)
