@@ -942,18 +942,18 @@ func (r *crashRig) uploads() []mpUpload {
 // rowsWithoutContent lists the live results whose content is neither on the
 // results disk nor in the bucket where their row says it is.
 func (r *crashRig) rowsWithoutContent() []string {
-	rows, err := r.db.Query(`SELECT id, path, storage, object_key, CASE WHEN local_present THEN 1 ELSE 0 END FROM results WHERE NOT deleted`)
+	rows, err := r.db.Query(`SELECT id, path, storage, object_key, bucket, CASE WHEN local_present THEN 1 ELSE 0 END FROM results WHERE NOT deleted`)
 	if err != nil {
 		r.t.Fatalf("reading the results: %v", err)
 	}
 	type res struct {
-		id, path, storage, key string
-		local                  int
+		id, path, storage, key, bucket string
+		local                          int
 	}
 	var all []res
 	for rows.Next() {
 		var x res
-		if err := rows.Scan(&x.id, &x.path, &x.storage, &x.key, &x.local); err != nil {
+		if err := rows.Scan(&x.id, &x.path, &x.storage, &x.key, &x.bucket, &x.local); err != nil {
 			r.t.Fatal(err)
 		}
 		all = append(all, x)
@@ -968,7 +968,13 @@ func (r *crashRig) rowsWithoutContent() []string {
 		case x.storage == "local" && x.local == 0:
 			out = append(out, fmt.Sprintf("%s: local without a local copy", x.id))
 		case x.storage != "local":
-			if _, err := r.object("magicads/" + x.key); err != nil {
+			// object_key is the full key; a legacy row (no bucket) holds
+			// the key given to Put, under the "magicads" prefix.
+			key := x.key
+			if x.bucket == "" {
+				key = "magicads/" + x.key
+			}
+			if _, err := r.object(key); err != nil {
 				out = append(out, fmt.Sprintf("%s: in %s at %s, but: %v", x.id, x.storage, x.key, err))
 			}
 		}

@@ -21,7 +21,10 @@ func (h *host) orphans() []string {
 			continue
 		}
 		var n int
-		err := h.app.DB.QueryRow(`SELECT COUNT(*) FROM results WHERE object_key = $1 AND storage = $2`, path, pluginID).Scan(&n)
+		// object_key is the full key, or the key given to Put for a
+		// legacy row (no bucket).
+		err := h.app.DB.QueryRow(`SELECT COUNT(*) FROM results WHERE storage = $1 AND ((bucket <> '' AND object_key = $2) OR (bucket = '' AND object_key = $3))`,
+			pluginID, k, path).Scan(&n)
 		if err != nil {
 			h.t.Fatal(err)
 		}
