@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 
 	"github.com/magicads/r2storage/host/providers"
 	"github.com/magicads/r2storage/host/results"
@@ -18,11 +19,32 @@ type jobStats interface {
 	RetryFailed(ctx context.Context, provider string) (int64, error)
 }
 
+// changeLog remembers the last error text logged, so that an error every
+// request meets is logged once per change of its text.
+type changeLog struct {
+	mu   sync.Mutex
+	last string
+}
+
+// changed records msg ("" when there is no error) and reports whether it
+// differs from the one recorded before.
+func (c *changeLog) changed(msg string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if msg == c.last {
+		return false
+	}
+	c.last = msg
+	return true
+}
+
 // getStorage answers the storage overview: Default Storage, the options
 // with their status and job counts, the installed providers that are no
 // option and why, and the Default Storage's problem (see
 // providers.StorageStatus). Job counts that cannot be read leave the
-// counts out and say why in stats_error; the page never fails for them.
+// counts out, make the options' status unknown and say why in
+// stats_error; the page never fails for them. Their error is logged when
+// it first shows and each time its text changes, not on every request.
 func (a *API) getStorage(w http.ResponseWriter, r *http.Request) {
 	var stats map[string]results.ProviderJobs
 	statsErr := errors.New("this host has no results service")
@@ -31,8 +53,13 @@ func (a *API) getStorage(w http.ResponseWriter, r *http.Request) {
 		stats, statsErr = a.jobs.JobStats(ctx)
 		cancel()
 	}
-	if statsErr != nil {
-		a.opts.Logger.Warn("storage overview: job counts cannot be read; shown as unknown", "error", statsErr)
+	switch {
+	case statsErr == nil:
+		if a.statsLog.changed("") {
+			a.opts.Logger.Info("storage overview: job counts can be read again")
+		}
+	case a.statsLog.changed(statsErr.Error()):
+		a.opts.Logger.Warn("storage overview: job counts cannot be read; the options' status is unknown (logged again only when this error changes)", "error", statsErr)
 	}
 	ctx, cancel := a.dbContext(r)
 	defer cancel()
@@ -113,7 +140,7 @@ func (a *API) putSettings(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &body) {
 		return
 	}
-	fields, err := a.providers.SaveSettings(r.Context(), r.PathValue("id"), body.Values)
+	saved, fields, err := a.providers.Save(r.Context(), r.PathValue("id"), body.Values)
 	if err != nil {
 		a.settingsError(w, r, "saving the settings", err)
 		return
@@ -122,7 +149,13 @@ func (a *API) putSettings(w http.ResponseWriter, r *http.Request) {
 		writeFields(w, fields)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "saved"})
+	// checked_by_plugin is false (and message says why and whether the
+	// plugin runs with them) when the plugin had failed and only the
+	// schema checked the settings.
+	writeJSON(w, http.StatusOK, struct {
+		Status string `json:"status"`
+		providers.SaveResult
+	}{"saved", saved})
 }
 
 func (a *API) testConnection(w http.ResponseWriter, r *http.Request) {
@@ -140,12 +173,13 @@ func (a *API) testConnection(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Test answers 200 only once the settings were saved.
-	writeJSON(w, http.StatusOK, map[string]any{"ok": res.OK, "step": res.Step, "message": res.Message, "saved": true})
+	writeJSON(w, http.StatusOK, map[string]any{"ok": res.OK, "step": res.Step, "message": res.Message, "saved": true, "checked_by_plugin": res.Save.CheckedByPlugin})
 }
 
-// settingsError answers an error of SaveSettings or Test, when nothing was
-// saved: 503 with Retry-After while the plugin cannot check the settings,
-// 409 when other saves kept changing them, the rest as providerError.
+// settingsError answers an error of Save or Test, when nothing was saved:
+// 503 with Retry-After while the plugin cannot check the settings for now
+// (starting, restarting, stopped, or its check failed for now), 409 when
+// other saves kept changing them, the rest as providerError.
 func (a *API) settingsError(w http.ResponseWriter, r *http.Request, op string, err error) {
 	switch {
 	case errors.Is(err, providers.ErrPluginUnavailable):

@@ -62,6 +62,9 @@ type API struct {
 	uploads chan struct{}
 	// jobs is results (nil without one): job counts and retries.
 	jobs jobStats
+	// statsLog keeps the storage overview from logging the same job
+	// counts error on every request.
+	statsLog changeLog
 }
 
 // New returns the API handler; market may be nil (no marketplace).

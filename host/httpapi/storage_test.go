@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -41,8 +42,17 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// deniedBucket makes the fake's connection test fail at upload.
-const deniedBucket = "denied-bucket"
+// Buckets that make the fake misbehave.
+const (
+	// deniedBucket makes the fake's connection test fail at upload.
+	deniedBucket = "denied-bucket"
+	// noFieldsBucket: ValidateSettings refuses it naming no field.
+	noFieldsBucket = "nofields-bucket"
+	// crashBucket: Configure ends the plugin process.
+	crashBucket = "crash-bucket"
+	// unavailableBucket: ValidateSettings answers Unavailable.
+	unavailableBucket = "unavailable-bucket"
+)
 
 // fakePlugin is memstore with R2's URL checks (which the schema's pattern
 // does not make) and a bucket whose connection test is denied.
@@ -53,6 +63,12 @@ type fakePlugin struct {
 }
 
 func (p *fakePlugin) ValidateSettings(_ context.Context, s storage.Settings) ([]storage.FieldError, error) {
+	switch s["bucket"] {
+	case noFieldsBucket:
+		return nil, storage.Errorf(storage.InvalidSettings, "fake: the bucket and the endpoint disagree")
+	case unavailableBucket:
+		return nil, storage.Errorf(storage.Unavailable, "fake: the endpoint did not answer")
+	}
 	var fe []storage.FieldError
 	for _, k := range []string{"endpoint", "public_url"} {
 		if v, _ := s[k].(string); v != "" {
@@ -65,6 +81,9 @@ func (p *fakePlugin) ValidateSettings(_ context.Context, s storage.Settings) ([]
 }
 
 func (p *fakePlugin) Configure(_ context.Context, s storage.Settings) (storage.ConfigureResult, error) {
+	if s["bucket"] == crashBucket {
+		os.Exit(3)
+	}
 	p.mu.Lock()
 	p.bucket, _ = s["bucket"].(string)
 	p.mu.Unlock()
@@ -113,6 +132,12 @@ type adminAPI struct {
 
 func newAdminAPI(t *testing.T, d dbmigrate.Dialect) *adminAPI {
 	t.Helper()
+	return newAdminAPIWith(t, d, pluginrt.Options{})
+}
+
+// newAdminAPIWith is newAdminAPI with the plugin runtime tuned by rtOpts.
+func newAdminAPIWith(t *testing.T, d dbmigrate.Dialect, rtOpts pluginrt.Options) *adminAPI {
+	t.Helper()
 	db := testdb.Open(t, d)
 	key, err := settingsstore.GenerateKey()
 	if err != nil {
@@ -124,10 +149,9 @@ func newAdminAPI(t *testing.T, d dbmigrate.Dialect) *adminAPI {
 	}
 	pluginsDir := filepath.Join(t.TempDir(), "plugins")
 	var mgr *providers.Manager
-	rt := pluginrt.New(pluginrt.Options{
-		OnStart: func(ctx context.Context, id string, p storage.Provider) error { return mgr.OnStart(ctx, id, p) },
-		Redact:  func() []string { return mgr.Secrets() },
-	})
+	rtOpts.OnStart = func(ctx context.Context, id string, p storage.Provider) error { return mgr.OnStart(ctx, id, p) }
+	rtOpts.Redact = func() []string { return mgr.Secrets() }
+	rt := pluginrt.New(rtOpts)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
@@ -222,6 +246,27 @@ func TestSettingsThePluginRefusesAre422(t *testing.T) {
 				t.Fatalf("a refused save stored bucket %v", b)
 			}
 
+			// A refusal naming no field is the plugin's answer: 422 with
+			// its message, never 503.
+			whole := settings()
+			whole["bucket"] = noFieldsBucket
+			got.Fields = nil
+			rec = a.call("PUT", path, map[string]any{"values": whole}, &got)
+			want = map[string]string{"settings": "fake: the bucket and the endpoint disagree"}
+			if rec.Code != http.StatusUnprocessableEntity || got.Error != "invalid settings" || !reflect.DeepEqual(got.Fields, want) {
+				t.Fatalf("refusal without fields: got %d %s, want 422 with fields %v", rec.Code, rec.Body, want)
+			}
+			// A check that failed for now stays 503.
+			later := settings()
+			later["bucket"] = unavailableBucket
+			rec = a.call("PUT", path, map[string]any{"values": later}, nil)
+			if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+				t.Fatalf("plugin check unavailable: %d %s", rec.Code, rec.Body)
+			}
+			if b := a.storedBucket(); b != "results-bucket" {
+				t.Fatalf("a refused save stored bucket %v", b)
+			}
+
 			if err := a.rt.Stop(context.Background(), pluginID); err != nil {
 				t.Fatal(err)
 			}
@@ -251,7 +296,7 @@ func TestConnectionTestAnswerSaysSaved(t *testing.T) {
 			s["bucket"] = deniedBucket
 			var got map[string]any
 			rec := a.call("POST", "/api/v1/admin/plugins/"+pluginID+"/test", map[string]any{"values": s}, &got)
-			want := map[string]any{"ok": false, "step": "upload", "saved": true,
+			want := map[string]any{"ok": false, "step": "upload", "saved": true, "checked_by_plugin": true,
 				"message": `Settings saved, but the connection test failed at upload: permission denied on bucket "denied-bucket"`}
 			if rec.Code != 200 || !reflect.DeepEqual(got, want) {
 				t.Fatalf("got %d %v, want %v", rec.Code, got, want)
@@ -276,7 +321,8 @@ func TestStorageOverview(t *testing.T) {
 			}
 			want := map[string]any{
 				"default": "local",
-				"options": []any{map[string]any{"id": "local", "name": providers.LocalName, "status": "ok"}},
+				"options": []any{map[string]any{"id": "local", "name": providers.LocalName, "status": "unknown",
+					"reason": "job counts cannot be read, so whether results reach it is not known: this host has no results service"}},
 				"unavailable": []any{map[string]any{"id": pluginID, "name": "Cloudflare R2 Storage", "reason": "not enabled",
 					"fix":     "Enable it and fill in access key, secret, bucket and account id (or a custom endpoint).",
 					"fix_url": "/app/admin/general/plugins/cloudflare-r2"}},
@@ -320,8 +366,22 @@ func TestStorageOverview(t *testing.T) {
 			if rec := a.call("GET", "/api/v1/admin/storage", nil, &got); rec.Code != 200 || got["stats_error"] != "job counts cannot be read: database is locked" {
 				t.Fatalf("%d %v", rec.Code, got)
 			}
-			if o := got["options"].([]any)[1].(map[string]any); o["status"] != "ok" || o["pending"] != nil || o["failed"] != nil {
-				t.Fatalf("option with unknown stats: %v", o)
+			for _, o := range got["options"].([]any) {
+				o := o.(map[string]any)
+				if o["status"] != "unknown" || o["reason"] != "job counts cannot be read, so whether results reach it is not known: database is locked" || o["pending"] != nil || o["failed"] != nil {
+					t.Fatalf("option with unknown stats: %v", o)
+				}
+			}
+			if p := got["problem"].(map[string]any); p["status"] != "unknown" || p["fix_url"] != "/app/admin/general" {
+				t.Fatalf("problem with unknown stats: %v", p)
+			}
+
+			// Local's own failed jobs (the retry route takes local).
+			a.api.jobs = &fakeJobs{stats: map[string]results.ProviderJobs{providers.Local: {Failed: 1}}}
+			got = nil
+			a.call("GET", "/api/v1/admin/storage", nil, &got)
+			if o := got["options"].([]any)[0].(map[string]any); o["id"] != "local" || o["status"] != "degraded" || o["reason"] != "1 job failed and waits for a retry" {
+				t.Fatalf("local with a failed job: %v", o)
 			}
 		})
 	}
@@ -350,4 +410,107 @@ func TestRetryFailedJobs(t *testing.T) {
 	if rec := a.call("POST", "/api/v1/admin/storage/"+pluginID+"/retry", nil, nil); rec.Code != http.StatusNotImplemented {
 		t.Fatalf("unsupported: %d %s", rec.Code, rec.Body)
 	}
+}
+
+// TestSaveWhileThePluginFailedIsAccepted: settings that make the plugin
+// fail can be replaced: while it has failed, a save is checked by the
+// schema only (422 for its problems), answered 200 saying the plugin could
+// not check it, and the plugin runs again with the new settings.
+func TestSaveWhileThePluginFailedIsAccepted(t *testing.T) {
+	for _, d := range testdb.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			a := newAdminAPIWith(t, d, pluginrt.Options{CrashLimit: 1, BackoffMin: 10 * time.Millisecond})
+			path := "/api/v1/admin/plugins/" + pluginID + "/settings"
+			var saved map[string]any
+			if rec := a.call("PUT", path, map[string]any{"values": settings()}, &saved); rec.Code != 200 || !reflect.DeepEqual(saved, map[string]any{"status": "saved", "checked_by_plugin": true}) {
+				t.Fatalf("first save: %d %s", rec.Code, rec.Body)
+			}
+			crash := settings()
+			crash["bucket"] = crashBucket
+			if rec := a.call("PUT", path, map[string]any{"values": crash}, nil); rec.Code != 200 {
+				t.Fatalf("crashing save: %d %s", rec.Code, rec.Body)
+			}
+			deadline := time.Now().Add(15 * time.Second)
+			for {
+				if st, _ := a.rt.Status(pluginID); st.State == pluginrt.StateFailed {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the plugin did not fail after crashing")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			bad := settings()
+			bad["bucket"] = "Bad_Bucket"
+			if rec := a.call("PUT", path, map[string]any{"values": bad}, nil); rec.Code != http.StatusUnprocessableEntity {
+				t.Fatalf("a schema problem while the plugin failed: %d %s", rec.Code, rec.Body)
+			}
+			var got struct {
+				Status          string `json:"status"`
+				CheckedByPlugin *bool  `json:"checked_by_plugin"`
+				Message         string `json:"message"`
+			}
+			rec := a.call("PUT", path, map[string]any{"values": settings()}, &got)
+			if rec.Code != 200 || got.Status != "saved" || got.CheckedByPlugin == nil || *got.CheckedByPlugin ||
+				!strings.HasPrefix(got.Message, "Settings saved after the schema's check only: the plugin could not check them (it has failed") {
+				t.Fatalf("save while the plugin failed: %d %s", rec.Code, rec.Body)
+			}
+			if b := a.storedBucket(); b != "results-bucket" {
+				t.Fatalf("stored bucket %v", b)
+			}
+			if st, _ := a.rt.Status(pluginID); st.State != pluginrt.StateRunning {
+				t.Fatalf("the plugin is %+v after the save, want running", st)
+			}
+		})
+	}
+}
+
+// TestStatsErrorIsLoggedOncePerChange: job counts that cannot be read are
+// logged when the error first shows and when its text changes, not on
+// every overview request.
+func TestStatsErrorIsLoggedOncePerChange(t *testing.T) {
+	a := newAdminAPI(t, dbmigrate.SQLite)
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	a.api.opts.Logger = slog.New(slog.NewTextHandler(&lockedWriter{w: &buf, mu: &mu}, nil))
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Count(buf.String(), "job counts cannot be read")
+	}
+	jobs := &fakeJobs{err: errors.New("database is locked")}
+	a.api.jobs = jobs
+	for range 3 {
+		if rec := a.call("GET", "/api/v1/admin/storage", nil, nil); rec.Code != 200 {
+			t.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("the same stats error was logged %d times, want 1:\n%s", n, buf.String())
+	}
+	jobs.err = errors.New("database is closed")
+	a.call("GET", "/api/v1/admin/storage", nil, nil)
+	a.call("GET", "/api/v1/admin/storage", nil, nil)
+	if n := count(); n != 2 {
+		t.Fatalf("a changed stats error: logged %d times in all, want 2:\n%s", n, buf.String())
+	}
+	jobs.err = nil
+	a.call("GET", "/api/v1/admin/storage", nil, nil)
+	jobs.err = errors.New("database is closed")
+	a.call("GET", "/api/v1/admin/storage", nil, nil)
+	if n := count(); n != 3 {
+		t.Fatalf("an error back after the counts were read: logged %d times in all, want 3:\n%s", n, buf.String())
+	}
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

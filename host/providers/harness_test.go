@@ -3,6 +3,7 @@ package providers_test
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"io"
 	"net/url"
 	"os"
@@ -45,7 +46,15 @@ const (
 	// slowBucket: ValidateSettings takes slowCheck, and refuses it with
 	// the secret otherSecret.
 	slowBucket = "slow-bucket"
+	// noFieldsBucket: ValidateSettings refuses it with InvalidSettings
+	// naming no field.
+	noFieldsBucket = "nofields-bucket"
+	// badArgBucket: ValidateSettings refuses it with InvalidArgument.
+	badArgBucket = "badarg-bucket"
 )
+
+// noFieldsMessage is the fake's refusal of noFieldsBucket.
+const noFieldsMessage = "fake: the bucket and the endpoint disagree"
 
 // slowCheck is how long ValidateSettings takes for slowBucket.
 const slowCheck = 1500 * time.Millisecond
@@ -89,6 +98,12 @@ func fakeCheck(s storage.Settings) []storage.FieldError {
 
 func (p *fakeProvider) ValidateSettings(_ context.Context, s storage.Settings) ([]storage.FieldError, error) {
 	fe := fakeCheck(s)
+	switch s["bucket"] {
+	case noFieldsBucket:
+		return nil, storage.Errorf(storage.InvalidSettings, "%s", noFieldsMessage)
+	case badArgBucket:
+		return nil, storage.Errorf(storage.InvalidArgument, "fake: bucket %s is not a name this provider takes", badArgBucket)
+	}
 	if s["bucket"] == slowBucket {
 		time.Sleep(slowCheck)
 		if s["secret_access_key"] == otherSecret {
@@ -174,6 +189,66 @@ func newEnv(t *testing.T, d dbmigrate.Dialect, rtOpts pluginrt.Options) *env {
 // install registers this test binary as the plugin.
 func (e *env) install() {
 	e.t.Helper()
+	exe, sum := e.binary()
+	if err := e.m.Register(context.Background(), providers.Installed{ID: pluginID, Version: "1.0.0", Dir: plugintest.ModuleRoot(e.t), BinaryPath: exe, SHA256: sum}); err != nil {
+		e.t.Fatalf("installing the fake plugin: %v", err)
+	}
+}
+
+// The provider installOther installs: not Cloudflare R2.
+const (
+	otherID   = "other-store"
+	otherName = "Other Store"
+)
+
+// installOther registers this test binary as a second provider, otherID
+// named otherName, with R2's settings schema and a migration that does nothing.
+func (e *env) installOther() {
+	e.t.Helper()
+	root := plugintest.ModuleRoot(e.t)
+	data, err := os.ReadFile(filepath.Join(root, "manifest.json"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var man map[string]any
+	if err := json.Unmarshal(data, &man); err != nil {
+		e.t.Fatal(err)
+	}
+	man["id"], man["name"] = otherID, otherName
+	dir := e.t.TempDir()
+	data, err = json.Marshal(man)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	schema, err := os.ReadFile(filepath.Join(root, "schema", "settings.schema.json"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, sub := range []string{"schema", "migrations"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), data, 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "schema", "settings.schema.json"), schema, 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	for _, f := range []string{"000001_nothing.up.sql", "000001_nothing.down.sql"} {
+		if err := os.WriteFile(filepath.Join(dir, "migrations", f), []byte("SELECT 1;\n"), 0o644); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	exe, sum := e.binary()
+	if err := e.m.Register(context.Background(), providers.Installed{ID: otherID, Version: "1.0.0", Dir: dir, BinaryPath: exe, SHA256: sum}); err != nil {
+		e.t.Fatalf("installing the fake plugin as %s: %v", otherID, err)
+	}
+}
+
+// binary returns this test binary's path and sha256.
+func (e *env) binary() (string, []byte) {
+	e.t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		e.t.Fatal(err)
@@ -182,14 +257,27 @@ func (e *env) install() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	defer f.Close()
 	h := sha256.New()
-	_, err = io.Copy(h, f)
-	f.Close()
-	if err != nil {
+	if _, err := io.Copy(h, f); err != nil {
 		e.t.Fatal(err)
 	}
-	if err := e.m.Register(context.Background(), providers.Installed{ID: pluginID, Version: "1.0.0", Dir: plugintest.ModuleRoot(e.t), BinaryPath: exe, SHA256: h.Sum(nil)}); err != nil {
-		e.t.Fatalf("installing the fake plugin: %v", err)
+	return exe, h.Sum(nil)
+}
+
+// waitFailed waits until the runtime says the plugin failed.
+func (e *env) waitFailed(id string) pluginrt.Status {
+	e.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st, _ := e.rt.Status(id)
+		if st.State == pluginrt.StateFailed {
+			return st
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("plugin %s did not fail: %+v", id, st)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -18,9 +18,12 @@ import (
 
 // SettingsView is what the admin API shows of a provider's settings.
 type SettingsView struct {
-	Schema     []byte         `json:"-"`
-	Values     map[string]any `json:"values"`
-	SecretsSet []string       `json:"secrets_set"`
+	// Schema is not filled in by Settings: SchemaJSON returns the schema.
+	Schema []byte `json:"-"`
+	// Values are the stored settings without their secrets.
+	Values map[string]any `json:"values"`
+	// SecretsSet names the secrets that have a stored value.
+	SecretsSet []string `json:"secrets_set"`
 	// Problem says why the provider cannot be used yet, if it cannot.
 	Problem string `json:"problem,omitempty"`
 }
@@ -87,36 +90,70 @@ const validateTimeout = 10 * time.Second
 // changed the stored settings between its check and its write.
 const saveAttempts = 3
 
-// SaveSettings checks and stores a provider's settings (a blank secret
-// keeps the stored one) and applies them to the running plugin. The values
-// as they would be stored (incoming merged with the stored entry) are
-// checked by the schema and then by the running plugin's ValidateSettings
-// before anything is written; the problems of both come back as fields
-// (the schema's message wins on a field both flag) and nothing is stored
-// then. A plugin that cannot check them (not running, or the call failed)
-// stores nothing either: ErrPluginUnavailable, unless the schema already
-// found problems. A secret stays with where it was entered: a save that
-// changes a property the schema marks x-binds-secrets (R2: endpoint,
-// account_id, jurisdiction) and would keep a stored secret is a field
-// problem on that secret. The write happens under the entry's row lock
-// only if the stored entry is still what was checked (else the check runs
-// again, up to saveAttempts times, then ErrSaveConflict). After a save,
-// Options.SettingsChanged is told.
+// SettingsField is the field a plugin's refusal of the settings as a
+// whole (InvalidSettings or InvalidArgument naming no field) is put on.
+const SettingsField = "settings"
+
+// SaveResult is how a save that stored the settings went.
+type SaveResult struct {
+	// CheckedByPlugin is true when the running plugin checked the
+	// settings; false when its plugin had failed (or its install record
+	// is refused) and only the schema checked them.
+	CheckedByPlugin bool `json:"checked_by_plugin"`
+	// Message says, when CheckedByPlugin is false, that the plugin could
+	// not check the settings and whether it runs with them now.
+	Message string `json:"message,omitempty"`
+}
+
+// SaveSettings is Save without its SaveResult.
 func (m *Manager) SaveSettings(ctx context.Context, id string, incoming map[string]any) ([]storage.FieldError, error) {
+	_, fields, err := m.Save(ctx, id, incoming)
+	return fields, err
+}
+
+// Save checks and stores a provider's settings (a blank secret keeps the
+// stored one) and applies them to the running plugin. The values as they
+// would be stored (incoming merged with the stored entry) are checked by
+// the schema and then by the running plugin's ValidateSettings before
+// anything is written; the problems of both come back as fields (the
+// schema's message wins on a field both flag) and nothing is stored then.
+// A plugin that refuses them as a whole (InvalidSettings or
+// InvalidArgument naming no field) is a problem on SettingsField. A plugin
+// that cannot check them for now (starting, restarting, stopped, or the
+// call failed or timed out) stores nothing either: ErrPluginUnavailable,
+// unless the schema already found problems. A plugin that failed for good
+// (the runtime's crash-loop breaker, a refused binary) or whose install
+// record is refused cannot check them until the admin acts, and the
+// settings may be why it failed: they are checked by the schema only,
+// stored, and the failed plugin is started again with them; SaveResult
+// says so. A secret stays with where it was entered: a save that changes a
+// property the schema marks x-binds-secrets (R2: endpoint, account_id,
+// jurisdiction) and would keep a stored secret is a field problem on that
+// secret. The write happens under the entry's row lock only if the stored
+// entry is still what was checked (else the check runs again, up to
+// saveAttempts times, then ErrSaveConflict). After a save,
+// Options.SettingsChanged is told.
+func (m *Manager) Save(ctx context.Context, id string, incoming map[string]any) (SaveResult, []storage.FieldError, error) {
 	p, err := m.plugin(id)
 	if err != nil {
-		return nil, err
+		return SaveResult{}, nil, err
 	}
 	prov := m.rt.Provider(id)
 	for range saveAttempts {
 		stored, err := m.settings.Load(ctx, EntryName(id))
 		if err != nil && !isUnset(err) {
-			return nil, err
+			return SaveResult{}, nil, err
 		}
 		checked := settingsstore.Merge(p.schema, stored, incoming)
-		fields, err := m.check(ctx, p, prov, stored, incoming, checked)
+		down := m.failedFor(id, p)
+		var fields []storage.FieldError
+		if down == "" {
+			fields, err = m.check(ctx, p, prov, stored, incoming, checked)
+		} else {
+			fields = schemaCheck(p, stored, incoming, checked)
+		}
 		if err != nil || len(fields) > 0 {
-			return fields, err
+			return SaveResult{}, fields, err
 		}
 		_, fields, err = m.settings.UpdateChecked(ctx, EntryName(id), id, p.schema, incoming, func(merged map[string]any) ([]storage.FieldError, error) {
 			if !reflect.DeepEqual(merged, checked) {
@@ -128,21 +165,87 @@ func (m *Manager) SaveSettings(ctx context.Context, id string, incoming map[stri
 			continue
 		}
 		if err != nil || len(fields) > 0 {
-			return fields, err
+			return SaveResult{}, fields, err
 		}
-		m.configure(ctx, p, prov)
+		res := SaveResult{CheckedByPlugin: true}
+		if down == "" {
+			m.configure(ctx, p, prov)
+		} else {
+			res = SaveResult{Message: m.restart(ctx, p, down, p.schema.SecretValuesOf(checked))}
+		}
 		m.settingsChanged(ctx, id)
-		return nil, nil
+		return res, nil, nil
 	}
-	return nil, fmt.Errorf("%w: nothing was saved; reload the settings and save again", ErrSaveConflict)
+	return SaveResult{}, nil, fmt.Errorf("%w: nothing was saved; reload the settings and save again", ErrSaveConflict)
+}
+
+// failedFor says why plugin id cannot check settings until the admin acts:
+// its install record is refused, or the runtime gave up on it (StateFailed:
+// the crash-loop breaker tripped, or its binary is refused); "" otherwise,
+// also while it is starting or restarting (it comes back by itself).
+func (m *Manager) failedFor(id string, p *plugin) string {
+	m.mu.Lock()
+	refused := p.refused
+	m.mu.Unlock()
+	if refused != "" {
+		return "its install record is refused: " + refused
+	}
+	if st, ok := m.rt.Status(id); ok && st.State == pluginrt.StateFailed {
+		if st.LastError == "" {
+			return "it has failed"
+		}
+		return "it has failed: " + st.LastError
+	}
+	return ""
+}
+
+// restart starts failed plugin p again, now that settings were saved that
+// only the schema checked (down says why the plugin could not check them;
+// secrets are redacted from the outcome), and words the outcome for the
+// admin. The runtime's OnStart configures it with the stored settings. A
+// plugin whose install record is refused is not started: a reinstall does
+// that.
+func (m *Manager) restart(ctx context.Context, p *plugin, down string, secrets []string) string {
+	msg := "Settings saved after the schema's check only: the plugin could not check them (" + down + "). "
+	m.mu.Lock()
+	refused := p.refused != ""
+	m.mu.Unlock()
+	if refused {
+		return redact(msg+"Reinstall it from the plugins page: it starts with these settings.", secrets)
+	}
+	// The start outlives a request that ends meanwhile (a cut start
+	// would count as one more crash); the runtime bounds it.
+	if err := m.start(context.WithoutCancel(ctx), p); err != nil {
+		m.log.Error("the failed plugin was started again after its settings were saved, but did not start", "plugin", p.inst.ID, "error", redact(err.Error(), secrets))
+		return redact(msg+"It was started again with them but did not start: "+err.Error()+". Its card on the plugins page and the host log say more; a binary that is missing or does not match needs a reinstall.", secrets)
+	}
+	m.mu.Lock()
+	configured, problem := p.configured, p.problem
+	m.mu.Unlock()
+	if !configured {
+		return redact(msg+"It was started again, but did not take them: "+problem+". Correct them and save again.", secrets)
+	}
+	return redact(msg+"It was started again and runs with them.", secrets)
+}
+
+// schemaCheck returns the problems the schema finds with merged, the
+// values a save of incoming over stored would write.
+func schemaCheck(p *plugin, stored, incoming, merged map[string]any) []storage.FieldError {
+	fields := p.schema.SecretsToReenter(stored, incoming)
+	fields = addFields(fields, p.schema.Validate(storage.Settings(merged)))
+	secrets := p.schema.SecretValuesOf(merged)
+	for i := range fields {
+		fields[i].Message = redact(fields[i].Message, secrets)
+	}
+	sort.Slice(fields, func(i, j int) bool { return fields[i].Field < fields[j].Field })
+	return fields
 }
 
 // check returns the field problems of merged, the values a save of
 // incoming over stored would write: the schema's, then the running
 // plugin's ValidateSettings. Messages never carry a secret value.
 func (m *Manager) check(ctx context.Context, p *plugin, prov storage.Provider, stored, incoming, merged map[string]any) ([]storage.FieldError, error) {
-	fields := p.schema.SecretsToReenter(stored, incoming)
-	fields = addFields(fields, p.schema.Validate(storage.Settings(merged)))
+	fields := schemaCheck(p, stored, incoming, merged)
 	secrets := p.schema.SecretValuesOf(merged)
 	vctx, cancel := context.WithTimeout(ctx, validateTimeout)
 	defer cancel()
@@ -152,6 +255,14 @@ func (m *Manager) check(ctx context.Context, p *plugin, prov storage.Provider, s
 	case err == nil:
 	case errors.As(err, &se) && se.Code == storage.InvalidSettings && len(se.Fields) > 0:
 		pluginFields = se.Fields
+	case errors.As(err, &se) && (se.Code == storage.InvalidSettings || se.Code == storage.InvalidArgument):
+		// A refusal of the settings as a whole: the plugin ran and
+		// answered, so waiting would not change it.
+		msg := se.Message
+		if msg == "" {
+			msg = se.Error()
+		}
+		pluginFields = []storage.FieldError{{Field: SettingsField, Message: msg}}
 	case len(fields) > 0:
 		// The schema's problems are answer enough.
 	case ctx.Err() != nil:
@@ -188,15 +299,26 @@ func redact(msg string, secrets []string) string {
 	return msg
 }
 
-// Test saves the settings (as SaveSettings, with the same field problems
-// and errors, when nothing is saved), then has the plugin upload, read back
+// TestReport is a connection test's outcome after its save.
+type TestReport struct {
+	// TestResult is the probe's outcome; its Message starts by saying
+	// that the settings were saved.
+	storage.TestResult
+	// Save is how the save went.
+	Save SaveResult
+}
+
+// Test saves the settings (as Save, with the same field problems and
+// errors, when nothing is saved), then has the plugin upload, read back
 // and delete a probe object. A failed probe is a result, not an error: its
 // message says that the settings were saved and where the test failed
-// ("Settings saved, but the connection test failed at upload: …").
-func (m *Manager) Test(ctx context.Context, id string, incoming map[string]any) (storage.TestResult, []storage.FieldError, error) {
-	fields, err := m.SaveSettings(ctx, id, incoming)
+// ("Settings saved, but the connection test failed at upload: …"). When
+// the plugin could not check the settings, the message starts with the
+// save's.
+func (m *Manager) Test(ctx context.Context, id string, incoming map[string]any) (TestReport, []storage.FieldError, error) {
+	saved, fields, err := m.Save(ctx, id, incoming)
 	if err != nil || len(fields) > 0 {
-		return storage.TestResult{}, fields, err
+		return TestReport{}, fields, err
 	}
 	m.mu.Lock()
 	p := m.plugins[id]
@@ -208,20 +330,28 @@ func (m *Manager) Test(ctx context.Context, id string, incoming map[string]any) 
 	} else if res, err = m.rt.Provider(id).TestConnection(ctx); err != nil {
 		res = storage.TestResult{Step: storage.StepConfig, Message: "the plugin is not available: " + err.Error()}
 	}
-	res.Message = savedMessage(res)
-	return res, nil, nil
+	res.Message = savedMessage(res, saved)
+	return TestReport{TestResult: res, Save: saved}, nil, nil
 }
 
-// savedMessage words a connection test's outcome after its save.
-func savedMessage(res storage.TestResult) string {
-	if res.OK {
-		return "Settings saved. " + res.Message
-	}
+// savedMessage words a connection test's outcome after its save: "Settings
+// saved" and the outcome, or, when the plugin could not check the
+// settings, the save's message and the outcome.
+func savedMessage(res storage.TestResult, saved SaveResult) string {
 	step := res.Step
 	if step == "" {
 		step = storage.StepConfig
 	}
 	msg, _ := strings.CutPrefix(res.Message, "Connection failed: ")
+	if !saved.CheckedByPlugin {
+		if res.OK {
+			return saved.Message + " Connection test: " + res.Message
+		}
+		return fmt.Sprintf("%s The connection test failed at %s: %s", saved.Message, step, msg)
+	}
+	if res.OK {
+		return "Settings saved. " + res.Message
+	}
 	return fmt.Sprintf("Settings saved, but the connection test failed at %s: %s", step, msg)
 }
 
@@ -232,8 +362,11 @@ func isUnset(err error) bool {
 
 // PluginStatus is an installed plugin's state, for the admin.
 type PluginStatus struct {
-	ID      string `json:"id"`
-	Name    string `json:"name"`
+	// ID is the plugin's id.
+	ID string `json:"id"`
+	// Name is its display name.
+	Name string `json:"name"`
+	// Version is the installed version.
 	Version string `json:"installed_version"`
 	// State is installed (running or restarting) or failed.
 	State string `json:"state"`

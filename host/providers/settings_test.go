@@ -3,6 +3,7 @@ package providers_test
 import (
 	"context"
 	"errors"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -186,6 +187,143 @@ func TestSaveRacingAnotherSaveIsCheckedAgain(t *testing.T) {
 			}
 			if s := e.stored(); s["bucket"] != "results-bucket" || s["secret_access_key"] != otherSecret {
 				t.Fatalf("stored bucket %v, new secret kept %v", s["bucket"], s["secret_access_key"] == otherSecret)
+			}
+		})
+	}
+}
+
+// TestSaveWhileThePluginFailed: settings that make the plugin fail must not
+// lock the admin out. While the runtime says failed, a save is checked by
+// the schema only (its problems still refuse it), stored, and starts the
+// plugin again with the new settings; while it is starting or restarting,
+// a save still fails with ErrPluginUnavailable and stores nothing.
+func TestSaveWhileThePluginFailed(t *testing.T) {
+	for _, d := range testdb.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			e := newEnv(t, d, pluginrt.Options{CrashLimit: 1, BackoffMin: 10 * time.Millisecond})
+			e.install()
+			ctx := context.Background()
+			e.save(complete())
+			e.save(with(complete(), "bucket", crashBucket))
+			e.waitFailed(pluginID)
+			changes := e.changes()
+
+			fields, err := e.m.SaveSettings(ctx, pluginID, with(complete(), "bucket", "Bad_Bucket"))
+			if err != nil || fieldMap(fields)["bucket"] == "" {
+				t.Fatalf("a schema problem while the plugin failed: fields %v, error %v", fields, err)
+			}
+			if b := e.stored()["bucket"]; b != crashBucket {
+				t.Fatalf("a save the schema refused stored bucket %v", b)
+			}
+
+			res, fields, err := e.m.Save(ctx, pluginID, complete())
+			if err != nil || len(fields) > 0 {
+				t.Fatalf("a save while the plugin failed: fields %v, error %v; want it stored", fields, err)
+			}
+			wantPrefix := "Settings saved after the schema's check only: the plugin could not check them (it has failed: crashed 1 times"
+			if res.CheckedByPlugin || !strings.HasPrefix(res.Message, wantPrefix) || !strings.HasSuffix(res.Message, "It was started again and runs with them.") {
+				t.Fatalf("save result %+v, want unchecked, starting %q and saying the plugin runs", res, wantPrefix)
+			}
+			if b := e.stored()["bucket"]; b != "results-bucket" {
+				t.Fatalf("stored bucket %v, want results-bucket", b)
+			}
+			if st, _ := e.rt.Status(pluginID); st.State != pluginrt.StateRunning {
+				t.Fatalf("after the save the plugin is %+v, want it started again", st)
+			}
+			if sv, err := e.m.Settings(ctx, pluginID); err != nil || sv.Problem != "" {
+				t.Fatalf("the restarted plugin did not take the new settings: problem %q, %v", sv.Problem, err)
+			}
+			if e.changes() != changes+1 {
+				t.Fatalf("SettingsChanged called %d times, want %d", e.changes(), changes+1)
+			}
+			if res, _, err := e.m.Save(ctx, pluginID, complete()); err != nil || !res.CheckedByPlugin || res.Message != "" {
+				t.Fatalf("a save with the plugin running again: %+v, %v", res, err)
+			}
+
+			// Settings that crash it again: the same way out, and a
+			// connection test says the plugin could not check them.
+			e.save(with(complete(), "bucket", crashBucket))
+			e.waitFailed(pluginID)
+			rep, fields, err := e.m.Test(ctx, pluginID, with(complete(), "bucket", deniedBucket))
+			if err != nil || len(fields) > 0 || rep.Save.CheckedByPlugin || !strings.HasPrefix(rep.Message, wantPrefix) ||
+				!strings.HasSuffix(rep.Message, "It was started again and runs with them. The connection test failed at upload: "+strings.TrimPrefix(deniedMessage, "Connection failed: ")) {
+				t.Fatalf("test while the plugin failed: %+v, fields %v, error %v", rep, fields, err)
+			}
+
+			// A binary that is gone: the settings are stored all the
+			// same, and the answer says the plugin did not start.
+			e.save(with(complete(), "bucket", crashBucket))
+			e.waitFailed(pluginID)
+			inst, _ := e.m.Installed(pluginID)
+			if err := os.Remove(inst.BinaryPath); err != nil {
+				t.Fatal(err)
+			}
+			res, fields, err = e.m.Save(ctx, pluginID, complete())
+			if err != nil || len(fields) > 0 || res.CheckedByPlugin || !strings.Contains(res.Message, "It was started again with them but did not start: ") {
+				t.Fatalf("save with the binary gone: %+v, fields %v, error %v", res, fields, err)
+			}
+			if strings.Contains(res.Message, "fake-secret-1") {
+				t.Fatalf("the answer quotes the secret: %s", res.Message)
+			}
+			if b := e.stored()["bucket"]; b != "results-bucket" {
+				t.Fatalf("stored bucket %v, want results-bucket", b)
+			}
+			st := e.waitFailed(pluginID)
+			if res, _, err := e.m.Save(ctx, pluginID, complete()); err != nil || res.CheckedByPlugin {
+				t.Fatalf("a save with the binary still gone (plugin %+v): %+v, %v", st, res, err)
+			}
+		})
+	}
+}
+
+// TestSaveWhileThePluginRestartsIsRefused: a plugin that is restarting
+// comes back by itself: a save waits for it (503 in the API).
+func TestSaveWhileThePluginRestartsIsRefused(t *testing.T) {
+	e := newEnv(t, testdb.Dialects()[0], pluginrt.Options{BackoffMin: time.Minute})
+	e.install()
+	ctx := context.Background()
+	e.save(complete())
+	e.save(with(complete(), "bucket", crashBucket))
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if st, _ := e.rt.Status(pluginID); st.State == pluginrt.StateRestarting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the plugin did not restart after crashing")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	fields, err := e.m.SaveSettings(ctx, pluginID, complete())
+	if !errors.Is(err, providers.ErrPluginUnavailable) || len(fields) > 0 || !strings.Contains(err.Error(), "restarting") {
+		t.Fatalf("save while restarting: fields %v, error %v", fields, err)
+	}
+	if b := e.stored()["bucket"]; b != crashBucket {
+		t.Fatalf("stored bucket %v while the plugin could not check it", b)
+	}
+}
+
+// TestSaveThePluginRefusesWithoutFields: a plugin that refuses settings
+// with InvalidSettings or InvalidArgument but names no field is a field
+// problem on "settings" with its message, never ErrPluginUnavailable.
+func TestSaveThePluginRefusesWithoutFields(t *testing.T) {
+	for _, d := range testdb.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			e := newEnv(t, d, pluginrt.Options{})
+			e.install()
+			ctx := context.Background()
+			e.save(complete())
+			for bucket, want := range map[string]string{
+				noFieldsBucket: noFieldsMessage,
+				badArgBucket:   "fake: bucket badarg-bucket is not a name this provider takes",
+			} {
+				fields, err := e.m.SaveSettings(ctx, pluginID, with(complete(), "bucket", bucket))
+				if err != nil || !reflect.DeepEqual(fieldMap(fields), map[string]string{"settings": want}) {
+					t.Errorf("%s: fields %v, error %v; want the plugin's message on settings", bucket, fields, err)
+				}
+			}
+			if b := e.stored()["bucket"]; b != "results-bucket" {
+				t.Fatalf("a refused save stored bucket %v", b)
 			}
 		})
 	}

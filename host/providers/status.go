@@ -17,15 +17,19 @@ import (
 // Status is how well a Default Storage option works now.
 type Status string
 
-// The statuses, best first.
+// The statuses: ok, degraded and failing, best first, and unknown.
 const (
 	// StatusOK: nothing is wrong that the host knows of.
 	StatusOK Status = "ok"
 	// StatusDegraded: results still go there, or wait for it, but not all
-	// is well (a passing outage, a plugin restarting, no public URL).
+	// is well (a passing outage, a plugin restarting, no public URL, jobs
+	// that failed earlier while the latest attempt did not).
 	StatusDegraded Status = "degraded"
 	// StatusFailing: results do not get there until the admin acts.
 	StatusFailing Status = "failing"
+	// StatusUnknown: the job counts cannot be read, so whether results get
+	// there is not known; ok would claim what the host cannot tell.
+	StatusUnknown Status = "unknown"
 )
 
 // Condition is one state of a provider that the status rules tell apart.
@@ -49,21 +53,30 @@ const (
 	CondNotRunning Condition = "not-running"
 	// CondSettingsRefused: the running plugin refused the stored settings.
 	CondSettingsRefused Condition = "settings-refused"
+	// CondStatsUnreadable: the job counts cannot be read, so the rules
+	// below cannot tell how the option is doing.
+	CondStatsUnreadable Condition = "stats-unreadable"
 	// CondDenied: the latest attempt was refused with PermissionDenied.
 	CondDenied Condition = "denied"
 	// CondBucketChanged: the latest attempt failed with FailedPrecondition
-	// (an object stored in a bucket that is no longer configured).
+	// because the object is in a bucket that is no longer configured (its
+	// error says so: see bucketChangedPhrases).
 	CondBucketChanged Condition = "bucket-changed"
+	// CondPrecondition: the latest attempt failed with another
+	// FailedPrecondition (R2: the bucket does not exist, or the plugin is
+	// not configured).
+	CondPrecondition Condition = "failed-precondition"
 	// CondInvalidSettings: the latest attempt failed with InvalidSettings.
 	CondInvalidSettings Condition = "invalid-settings"
 	// CondPermanentError: the latest attempt failed with another
 	// permanent code (InvalidArgument, NotFound, Unimplemented, Unknown).
 	CondPermanentError Condition = "permanent-error"
-	// CondFailedJobs: jobs are parked as failed.
-	CondFailedJobs Condition = "failed-jobs"
 	// CondTransientError: the latest attempt failed with a transient code
 	// (Unavailable, Canceled): jobs wait and are retried.
 	CondTransientError Condition = "transient-error"
+	// CondFailedJobs: jobs are parked as failed, but the latest attempt
+	// did not fail (it succeeded, or none was made since).
+	CondFailedJobs Condition = "failed-jobs"
 	// CondNoPublicURL: the provider has no public URL to serve results from.
 	CondNoPublicURL Condition = "no-public-url"
 )
@@ -77,14 +90,33 @@ const (
 	PageSettings Page = "settings"
 	// PagePlugins is the plugins page (install, reinstall, states).
 	PagePlugins Page = "plugins"
+	// PageStorage is the Default Storage page (the storage overview).
+	PageStorage Page = "storage"
 )
+
+// r2ID is the provider whose own words (its API token, account id,
+// r2.dev) some rows use; other providers get those rows' Other wording.
+const r2ID = "cloudflare-r2"
+
+// providerName stands for the provider's name in OtherCause and OtherFix.
+const providerName = "{provider}"
 
 // Trouble is one row of the troubleshooting table: what the admin sees,
 // the likely cause and the fix, worded exactly as the console shows them.
 type Trouble struct {
+	// Symptom is what the admin sees.
 	Symptom string
-	Cause   string
-	Fix     string
+	// Cause is the likely cause, worded for Cloudflare R2 where it names
+	// a provider's own settings.
+	Cause string
+	// Fix is what to do about it, worded as Cause.
+	Fix string
+	// OtherCause and OtherFix word Cause and Fix for any provider other
+	// than Cloudflare R2, "{provider}" standing for its name; "" where
+	// Cause or Fix fits every provider as it is.
+	OtherCause string
+	// OtherFix: see OtherCause.
+	OtherFix string
 	// When lists the conditions this row explains; a row without any is
 	// for README readers only.
 	When []Condition
@@ -94,21 +126,41 @@ type Trouble struct {
 	FixPage Page
 }
 
+// For returns the row's cause and fix as shown for provider id named
+// name: Cause and Fix for Cloudflare R2, else OtherCause and OtherFix
+// (where set) with name for "{provider}".
+func (t Trouble) For(id, name string) (cause, fix string) {
+	cause, fix = t.Cause, t.Fix
+	if id == r2ID {
+		return cause, fix
+	}
+	if t.OtherCause != "" {
+		cause = strings.ReplaceAll(t.OtherCause, providerName, name)
+	}
+	if t.OtherFix != "" {
+		fix = strings.ReplaceAll(t.OtherFix, providerName, name)
+	}
+	return cause, fix
+}
+
 // troubleshooting is the troubleshooting table. README.md's Troubleshooting
 // section lists exactly these rows, in this order (a test compares them).
 // Cells are plain text: no "|", no Markdown.
 var troubleshooting = [...]Trouble{
 	{
-		Symptom: "R2 doesn't appear in the Default Storage list",
-		Cause:   "Provider not enabled, or credentials incomplete",
-		Fix:     "Enable it and fill in access key, secret, bucket and account id (or a custom endpoint).",
-		When:    []Condition{CondNotEnabled, CondIncomplete}, Status: StatusFailing, FixPage: PageSettings,
+		Symptom:  "R2 doesn't appear in the Default Storage list",
+		Cause:    "Provider not enabled, or credentials incomplete",
+		Fix:      "Enable it and fill in access key, secret, bucket and account id (or a custom endpoint).",
+		OtherFix: "Enable {provider} and fill in every setting its config page marks as required.",
+		When:     []Condition{CondNotEnabled, CondIncomplete}, Status: StatusFailing, FixPage: PageSettings,
 	},
 	{
-		Symptom: `"Connection failed" on test`,
-		Cause:   "Wrong keys, bucket name or account id",
-		Fix:     "Re-check the R2 API token and bucket; confirm the token has Object Read & Write.",
-		When:    []Condition{CondDenied}, Status: StatusFailing, FixPage: PageSettings,
+		Symptom:    `"Connection failed" on test`,
+		Cause:      "Wrong keys, bucket name or account id",
+		Fix:        "Re-check the R2 API token and bucket; confirm the token has Object Read & Write.",
+		OtherCause: "Wrong credentials or bucket name",
+		OtherFix:   "Re-check the credentials and bucket set for {provider}; confirm they may read and write objects in the bucket.",
+		When:       []Condition{CondDenied, CondPrecondition}, Status: StatusFailing, FixPage: PageSettings,
 	},
 	{
 		Symptom: `"Upload succeeded but the object could not be read back"`,
@@ -121,10 +173,11 @@ var troubleshooting = [...]Trouble{
 		Fix:     "Set Default Storage to Cloudflare R2 in General Settings → General.",
 	},
 	{
-		Symptom: "Offloaded images show broken in the app",
-		Cause:   "Public / CDN URL missing or bucket not public",
-		Fix:     "Set the Public / CDN URL and enable public access (r2.dev or a custom domain).",
-		When:    []Condition{CondNoPublicURL}, Status: StatusDegraded, FixPage: PageSettings,
+		Symptom:  "Offloaded images show broken in the app",
+		Cause:    "Public / CDN URL missing or bucket not public",
+		Fix:      "Set the Public / CDN URL and enable public access (r2.dev or a custom domain).",
+		OtherFix: "Set the Public / CDN URL of {provider} and make the bucket publicly readable.",
+		When:     []Condition{CondNoPublicURL}, Status: StatusDegraded, FixPage: PageSettings,
 	},
 	{
 		Symptom: "Files served from the wrong path",
@@ -151,7 +204,19 @@ var troubleshooting = [...]Trouble{
 		Symptom: "Jobs failed for good; the storage status is failing",
 		Cause:   "Uploads or deletes were stopped by a permanent error",
 		Fix:     "Fix what the last error names, then save the settings (failed jobs run again) or retry the failed jobs.",
-		When:    []Condition{CondFailedJobs, CondPermanentError}, Status: StatusFailing, FixPage: PageSettings,
+		When:    []Condition{CondPermanentError}, Status: StatusFailing, FixPage: PageSettings,
+	},
+	{
+		Symptom: "Some jobs failed; the storage status is degraded",
+		Cause:   "Earlier uploads or deletes were stopped by a permanent error; the latest attempt did not fail",
+		Fix:     "Retry the failed jobs. If they fail again, the status turns failing and names the error to fix.",
+		When:    []Condition{CondFailedJobs}, Status: StatusDegraded, FixPage: PageStorage,
+	},
+	{
+		Symptom: "The storage status is unknown",
+		Cause:   "The job counts cannot be read: the database did not answer, or this host has no results service",
+		Fix:     "The reason names the error. Check the database and reload once it answers; jobs keep their place meanwhile. The host log has the error too.",
+		When:    []Condition{CondStatsUnreadable}, Status: StatusUnknown, FixPage: PageStorage,
 	},
 	{
 		Symptom: "Results stored before a bucket change cannot be read or deleted",
@@ -179,8 +244,8 @@ var troubleshooting = [...]Trouble{
 	},
 	{
 		Symptom: "The plugin's card says failed; new results stay local",
-		Cause:   "The plugin crashed 3 times within 10 minutes",
-		Fix:     "Read the card's message and the host log for why. Reinstalling the plugin or restarting the host starts it again.",
+		Cause:   "The plugin crashed 3 times within 10 minutes, or its binary is missing or does not match the checksum recorded at install",
+		Fix:     "Read the card's message and the host log for why. If its settings make it fail, correct them and save: while it has failed, a save is checked by the schema only and starts it again with them. Otherwise reinstall it.",
 		When:    []Condition{CondPluginFailed}, Status: StatusFailing, FixPage: PagePlugins,
 	},
 	{
@@ -251,6 +316,8 @@ type facts struct {
 	problem    string
 	schema     *settingsschema.Schema
 	jobs       results.ProviderJobs
+	// statsErr is why jobs cannot be read (nil when they were).
+	statsErr error
 }
 
 // rule is one status rule: when holds, the provider is in cond and msg
@@ -261,6 +328,9 @@ type rule struct {
 	// option is true for the rules of a Default Storage option (its jobs
 	// and settings); the others say why a provider is not an option.
 	option bool
+	// jobsOnly is true for the option rules that read nothing but the
+	// jobs: they apply to local too.
+	jobsOnly bool
 }
 
 // rules are the status rules, in order: the first that holds decides.
@@ -314,21 +384,35 @@ var rules = [...]rule{
 		}
 		return "settings refused: " + msg, !f.configured
 	}},
-	{cond: CondDenied, option: true, holds: lastFailed(storage.PermissionDenied)},
-	{cond: CondBucketChanged, option: true, holds: lastFailed(storage.FailedPrecondition)},
-	{cond: CondInvalidSettings, option: true, holds: lastFailed(storage.InvalidSettings)},
-	{cond: CondPermanentError, option: true, holds: func(f *facts) (string, bool) {
-		return f.jobs.LastError, f.jobs.LastError != "" && !transient(f.jobs.LastCode)
+	{cond: CondStatsUnreadable, option: true, jobsOnly: true, holds: func(f *facts) (string, bool) {
+		if f.statsErr == nil {
+			return "", false
+		}
+		return "job counts cannot be read, so whether results reach it is not known: " + f.statsErr.Error(), true
 	}},
-	{cond: CondFailedJobs, option: true, holds: func(f *facts) (string, bool) {
-		msg := fmt.Sprintf("%d jobs failed and wait for a retry", f.jobs.Failed)
-		if f.jobs.LastError != "" {
-			msg += "; the latest attempt: " + f.jobs.LastError
+	{cond: CondDenied, option: true, jobsOnly: true, holds: lastFailed(storage.PermissionDenied)},
+	{cond: CondBucketChanged, option: true, jobsOnly: true, holds: func(f *facts) (string, bool) {
+		msg, ok := lastFailed(storage.FailedPrecondition)(f)
+		return msg, ok && inOtherBucket(msg)
+	}},
+	{cond: CondPrecondition, option: true, jobsOnly: true, holds: lastFailed(storage.FailedPrecondition)},
+	{cond: CondInvalidSettings, option: true, jobsOnly: true, holds: lastFailed(storage.InvalidSettings)},
+	{cond: CondPermanentError, option: true, jobsOnly: true, holds: func(f *facts) (string, bool) {
+		return f.jobs.LastError, latestFailed(f.jobs) && !transient(f.jobs.LastCode)
+	}},
+	{cond: CondTransientError, option: true, jobsOnly: true, holds: func(f *facts) (string, bool) {
+		msg := f.jobs.LastError
+		if f.jobs.Failed > 0 {
+			msg += "; " + jobsFailed(f.jobs.Failed, " earlier")
+		}
+		return msg, latestFailed(f.jobs)
+	}},
+	{cond: CondFailedJobs, option: true, jobsOnly: true, holds: func(f *facts) (string, bool) {
+		msg := jobsFailed(f.jobs.Failed, "")
+		if !f.jobs.LastSuccessAt.IsZero() {
+			msg += "; the latest attempt succeeded"
 		}
 		return msg, f.jobs.Failed > 0
-	}},
-	{cond: CondTransientError, option: true, holds: func(f *facts) (string, bool) {
-		return f.jobs.LastError, f.jobs.LastError != ""
 	}},
 	{cond: CondNoPublicURL, option: true, holds: func(f *facts) (string, bool) {
 		if !hasProperty(f.schema, publicURLField) || isSetValue(f.values[publicURLField]) {
@@ -345,8 +429,47 @@ const publicURLField = "public_url"
 // lastFailed is the rule "the latest attempt failed with code".
 func lastFailed(code storage.ErrorCode) func(f *facts) (string, bool) {
 	return func(f *facts) (string, bool) {
-		return f.jobs.LastError, f.jobs.LastError != "" && f.jobs.LastCode == code
+		return f.jobs.LastError, latestFailed(f.jobs) && f.jobs.LastCode == code
 	}
+}
+
+// latestFailed reports whether the latest attempt failed: there is a last
+// error and no success after it.
+func latestFailed(j results.ProviderJobs) bool {
+	return j.LastError != "" && !j.LastSuccessAt.After(j.LastErrorAt)
+}
+
+// jobsFailed words n failed jobs: "1 job failed and waits for a retry",
+// "2 jobs failed and wait for a retry"; when is put after "failed".
+func jobsFailed(n int, when string) string {
+	if n == 1 {
+		return "1 job failed" + when + " and waits for a retry"
+	}
+	return fmt.Sprintf("%d jobs failed%s and wait for a retry", n, when)
+}
+
+// bucketChangedPhrases are what a FailedPrecondition error says when the
+// object is in a bucket other than the configured one, which is what
+// tells CondBucketChanged from CondPrecondition:
+//   - "no longer configured for": the results service (host/results)
+//     parks a delete whose recorded bucket the provider is no longer
+//     configured for with an error saying so ("the object … is in bucket
+//     B, which P is no longer configured for (now C); …"). Changing that
+//     wording there must change it here (TestOptionStatusFollowsItsJobs
+//     uses it).
+//   - "the object is in bucket": how the R2 plugin (plugin/r2/locate.go)
+//     and memstore refuse a Location in another bucket.
+var bucketChangedPhrases = []string{"no longer configured for", "the object is in bucket"}
+
+// inOtherBucket reports whether a FailedPrecondition error's text says the
+// object is in a bucket that is not the configured one.
+func inOtherBucket(msg string) bool {
+	for _, p := range bucketChangedPhrases {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // transient reports whether a failure with code is worth retrying as is.
@@ -359,8 +482,20 @@ func transient(code storage.ErrorCode) bool {
 // that make a provider no option are applied when option is false, and
 // the others only when it is true.
 func diagnose(f *facts, option bool) (Condition, string, bool) {
+	return apply(f, func(r rule) bool { return r.option == option })
+}
+
+// diagnoseLocal applies the rules that read nothing but the jobs, to the
+// local results disk.
+func diagnoseLocal(f *facts) (Condition, string, bool) {
+	return apply(f, func(r rule) bool { return r.jobsOnly })
+}
+
+// apply returns the condition and message of the first rule that use
+// keeps and that holds; ok is false when none holds.
+func apply(f *facts, use func(rule) bool) (Condition, string, bool) {
 	for _, r := range rules {
-		if r.option != option {
+		if !use(r) {
 			continue
 		}
 		if msg, ok := r.holds(f); ok {
@@ -372,50 +507,71 @@ func diagnose(f *facts, option bool) (Condition, string, bool) {
 
 // OptionStatus is a Default Storage option with its health.
 type OptionStatus struct {
+	// Option is the option's id and name.
 	Option
+	// Status is how well the option works now.
 	Status Status `json:"status"`
 	// Reason says concretely why Status is not ok ("" when it is).
 	Reason string `json:"reason,omitempty"`
 	// LastError is the latest failed attempt's error, "" when the latest
 	// attempt succeeded or none was made.
-	LastError     string    `json:"last_error,omitempty"`
-	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
+	LastError string `json:"last_error,omitempty"`
+	// LastErrorAt is when LastError happened (zero without one).
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// LastSuccessAt is when an attempt last succeeded (zero if none did).
 	LastSuccessAt time.Time `json:"last_success_at,omitzero"`
-	// Pending and Failed count the option's jobs on this node; nil when
-	// they cannot be read (StorageView.StatsError says why).
+	// Pending counts the option's jobs waiting or running; nil when the
+	// counts cannot be read (StorageView.StatsError says why).
 	Pending *int `json:"pending,omitempty"`
-	Failed  *int `json:"failed,omitempty"`
+	// Failed counts the option's jobs parked as failed; nil as Pending.
+	Failed *int `json:"failed,omitempty"`
 }
 
 // Unavailable is an installed provider that is not a Default Storage
 // option, and why.
 type Unavailable struct {
-	ID     string `json:"id"`
-	Name   string `json:"name"`
+	// ID is the provider's plugin id.
+	ID string `json:"id"`
+	// Name is the provider's display name.
+	Name string `json:"name"`
+	// Reason says concretely why it is no option.
 	Reason string `json:"reason"`
-	Fix    string `json:"fix"`
+	// Fix is the fix of the troubleshooting row that explains Reason.
+	Fix string `json:"fix"`
+	// FixURL is the console page the fix is made on.
 	FixURL string `json:"fix_url"`
 }
 
 // Problem is what is wrong with the Default Storage, when it is a provider
 // that is not ok or not an option.
 type Problem struct {
+	// Provider is the Default Storage's provider id.
 	Provider string `json:"provider"`
-	Name     string `json:"name"`
-	Status   Status `json:"status"`
-	Cause    string `json:"cause"`
-	Fix      string `json:"fix"`
+	// Name is its display name (its id when it is not installed).
+	Name string `json:"name"`
+	// Status is its status: degraded, failing or unknown.
+	Status Status `json:"status"`
+	// Cause is the likely cause, from the troubleshooting row that fits.
+	Cause string `json:"cause"`
+	// Fix is that row's fix.
+	Fix string `json:"fix"`
 	// Message is the concrete last error or reason.
 	Message string `json:"message"`
-	FixURL  string `json:"fix_url"`
+	// FixURL is the console page the fix is made on.
+	FixURL string `json:"fix_url"`
 }
 
 // StorageView is the storage overview: GET /api/v1/admin/storage.
 type StorageView struct {
-	Default     string         `json:"default"`
-	Options     []OptionStatus `json:"options"`
-	Unavailable []Unavailable  `json:"unavailable"`
-	Problem     *Problem       `json:"problem,omitempty"`
+	// Default is the Default Storage's id (local when it cannot be read).
+	Default string `json:"default"`
+	// Options are the Default Storage options, local first, with their
+	// status and job counts.
+	Options []OptionStatus `json:"options"`
+	// Unavailable are the installed providers that are no option.
+	Unavailable []Unavailable `json:"unavailable"`
+	// Problem is what is wrong with the Default Storage, if anything.
+	Problem *Problem `json:"problem,omitempty"`
 	// Warning says why Default Storage could not be read (the caller sets
 	// it from DefaultErr).
 	Warning string `json:"warning,omitempty"`
@@ -432,19 +588,34 @@ func SettingsPage(id string) string { return "/app/admin/general/plugins/" + id 
 // PluginsPage is the console's plugins page.
 const PluginsPage = "/app/admin/general/plugins"
 
+// StoragePage is the console's Default Storage page (the storage overview).
+const StoragePage = "/app/admin/general"
+
 // fixURL is where the fix of row t for provider id is made.
 func fixURL(t Trouble, id string) string {
-	if t.FixPage == PagePlugins {
+	switch t.FixPage {
+	case PagePlugins:
 		return PluginsPage
+	case PageStorage:
+		return StoragePage
 	}
 	return SettingsPage(id)
+}
+
+// problem is the Default Storage's problem: provider id named name is in
+// condition c, msg says concretely why.
+func problem(c Condition, id, name, msg string) *Problem {
+	t := troubleFor(c)
+	cause, fix := t.For(id, name)
+	return &Problem{Provider: id, Name: name, Status: t.Status, Cause: cause, Fix: fix, Message: msg, FixURL: fixURL(t, id)}
 }
 
 // StorageStatus returns the storage overview: the Default Storage, every
 // option with its status and job counts, every installed provider that is
 // no option and why, and what is wrong with the Default Storage if it is a
 // provider that is not ok. stats are the results service's JobStats;
-// statsErr, when set, makes the counts unknown (never an error here).
+// statsErr, when set, makes the counts and the options' status unknown
+// (never an error here). Local's status follows its own jobs.
 func (m *Manager) StorageStatus(ctx context.Context, stats map[string]results.ProviderJobs, statsErr error) StorageView {
 	v := StorageView{Options: []OptionStatus{}, Unavailable: []Unavailable{}}
 	v.Default, v.DefaultErr = m.Default(ctx)
@@ -467,13 +638,18 @@ func (m *Manager) StorageStatus(ctx context.Context, stats map[string]results.Pr
 		jobs := stats[o.ID]
 		st.LastError, st.LastErrorAt, st.LastSuccessAt = jobs.LastError, jobs.LastErrorAt, jobs.LastSuccessAt
 		st.Pending, st.Failed = count(jobs.Pending), count(jobs.Failed)
-		if o.ID != Local {
+		if o.ID == Local {
+			f := facts{jobs: jobs, statsErr: statsErr}
+			if c, msg, bad := diagnoseLocal(&f); bad {
+				st.Status, st.Reason = troubleFor(c).Status, msg
+			}
+		} else {
 			f := m.facts(ctx, o.ID, jobs)
+			f.statsErr = statsErr
 			if c, msg, bad := diagnose(&f, true); bad {
-				t := troubleFor(c)
-				st.Status, st.Reason = t.Status, msg
+				st.Status, st.Reason = troubleFor(c).Status, msg
 				if o.ID == v.Default {
-					v.Problem = &Problem{Provider: o.ID, Name: o.Name, Status: t.Status, Cause: t.Cause, Fix: t.Fix, Message: msg, FixURL: fixURL(t, o.ID)}
+					v.Problem = problem(c, o.ID, o.Name, msg)
 				}
 			}
 		}
@@ -491,17 +667,17 @@ func (m *Manager) StorageStatus(ctx context.Context, stats map[string]results.Pr
 		}
 		t := troubleFor(c)
 		name := m.name(id)
-		v.Unavailable = append(v.Unavailable, Unavailable{ID: id, Name: name, Reason: msg, Fix: t.Fix, FixURL: fixURL(t, id)})
+		_, fix := t.For(id, name)
+		v.Unavailable = append(v.Unavailable, Unavailable{ID: id, Name: name, Reason: msg, Fix: fix, FixURL: fixURL(t, id)})
 		if id == v.Default {
-			v.Problem = &Problem{Provider: id, Name: name, Status: t.Status, Cause: t.Cause, Fix: t.Fix, Message: msg, FixURL: fixURL(t, id)}
+			v.Problem = problem(c, id, name, msg)
 		}
 	}
 	if v.Default != Local && !options[v.Default] && v.Problem == nil {
 		// Not installed on this node.
 		f := facts{}
 		c, msg, _ := diagnose(&f, false)
-		t := troubleFor(c)
-		v.Problem = &Problem{Provider: v.Default, Name: v.Default, Status: t.Status, Cause: t.Cause, Fix: t.Fix, Message: msg, FixURL: fixURL(t, v.Default)}
+		v.Problem = problem(c, v.Default, v.Default, msg)
 	}
 	return v
 }
