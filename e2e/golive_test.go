@@ -58,6 +58,12 @@ func newShots(t *testing.T) *shots {
 
 func (s *shots) take(ctx context.Context, name string) {
 	s.n++
+	// The console scrolls its page inside .page (the toasts stay above it);
+	// for the full-page picture the document scrolls instead, until taken.
+	const unshell = `(() => { for (const e of [document.documentElement, document.body, document.querySelector('.page')]) { if (e) { e.style.height = 'auto'; e.style.overflow = 'visible'; } } if (document.body) document.body.style.display = 'block'; return document.documentElement.scrollHeight > 0 })()`
+	const reshell = `(() => { for (const e of [document.documentElement, document.body, document.querySelector('.page')]) { if (e) { e.style.height = ''; e.style.overflow = ''; } } if (document.body) document.body.style.display = ''; return true })()`
+	_, _ = chromedp.Run(ctx, chromedp.Evaluate[bool](unshell))
+	defer chromedp.Run(ctx, chromedp.Evaluate[bool](reshell))
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		s.t.Logf("screenshot %s: %v", name, err)
