@@ -58,6 +58,12 @@ func newShots(t *testing.T) *shots {
 
 func (s *shots) take(ctx context.Context, name string) {
 	s.n++
+	// The console scrolls its page inside .page (the toasts stay above it);
+	// for the full-page picture the document scrolls instead, until taken.
+	const unshell = `(() => { for (const e of [document.documentElement, document.body, document.querySelector('.page')]) { if (e) { e.style.height = 'auto'; e.style.overflow = 'visible'; } } if (document.body) document.body.style.display = 'block'; return document.documentElement.scrollHeight > 0 })()`
+	const reshell = `(() => { for (const e of [document.documentElement, document.body, document.querySelector('.page')]) { if (e) { e.style.height = ''; e.style.overflow = ''; } } if (document.body) document.body.style.display = ''; return true })()`
+	_, _ = chromedp.Run(ctx, chromedp.Evaluate[bool](unshell))
+	defer chromedp.Run(ctx, chromedp.Evaluate[bool](reshell))
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		s.t.Logf("screenshot %s: %v", name, err)
@@ -99,7 +105,7 @@ func clickButton(label string) chromedp.Action[chromedp.Void] {
 // toast waits for a toast of kind ("ok" or "error") and returns its text.
 func toast(t *testing.T, ctx context.Context, sh *shots, kind string) string {
 	t.Helper()
-	sel := chromedp.CSS(".toast.toast-" + kind)
+	sel := chromedp.CSS(".toast.toast-" + kind + " .toast-text")
 	must(t, ctx, sh, "waiting for a "+kind+" toast", chromedp.WaitVisible(sel))
 	text, err := chromedp.Run(ctx, chromedp.Text(sel))
 	if err != nil {
@@ -159,9 +165,19 @@ func TestGoLiveChecklist(t *testing.T) {
 	sh := newShots(t)
 	base := s.host.URL
 
-	// Sign in; 1. install the plugin from the marketplace card.
+	// Sign in; 1. install the plugin from the marketplace card. From here
+	// on, the browser console must stay free of errors and CSP violations.
 	signInAndInstall(t, ctx, sh, s)
+	logs := watchConsole(t, ctx)
 	sh.take(ctx, "installed")
+	// After the install, Configure is the card's primary button.
+	if !evalBool(t, ctx, `(() => { const c = document.getElementById('configure-cloudflare-r2'); return !!c && !c.classList.contains('secondary') && c.offsetParent !== null })()`) {
+		t.Error("after the install, Configure is not the card's primary button")
+	}
+	// The host serves the page's icon.
+	if got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`fetch(document.querySelector('link[rel="icon"]').href).then(r => r.status + ' ' + r.headers.get('content-type'))`, chromedp.EvalAwaitPromise)); err != nil || got != "200 image/svg+xml" {
+		t.Errorf("favicon: %q %v", got, err)
+	}
 
 	// Troubleshooting: R2 doesn't appear in the Default Storage list (not enabled, no credentials).
 	must(t, ctx, sh, "general page", chromedp.Navigate(base+"/app/admin/general"), chromedp.WaitVisible(chromedp.ID("default-storage")))
@@ -176,8 +192,16 @@ func TestGoLiveChecklist(t *testing.T) {
 		"access_key_id": s.s3.AccessKey, "secret_access_key": strings.Repeat("0", len(s.s3.SecretKey)),
 		"bucket": bucketName, "endpoint": s.s3.Endpoint, "public_url": s.publicURL, "key_prefix": "magicads",
 	}
-	must(t, ctx, sh, "config page", chromedp.Navigate(cfg), chromedp.WaitVisible(chromedp.ID("field-bucket")),
-		fill(values, map[string]bool{"use_path_style": true, "enabled": false}))
+	must(t, ctx, sh, "config page", chromedp.Navigate(cfg), chromedp.WaitVisible(chromedp.ID("field-bucket")))
+	// On first setup nothing is stored: the secret's placeholder says so.
+	if evalBool(t, ctx, `/stored —|keep/.test(document.getElementById('field-secret_access_key').placeholder)`) {
+		t.Error("the first-setup secret placeholder speaks of a stored secret")
+	}
+	// An r2.dev public URL is warned about as it is typed.
+	must(t, ctx, sh, "type an r2.dev public URL", chromedp.SendKeys(chromedp.ID("field-public_url"), "https://pub-0123abcd.r2.dev"))
+	waitTrue(t, ctx, sh, "the r2.dev warning", `(() => { const w = document.getElementById('r2dev-public_url'); return !w.hidden && w.textContent.includes('rate-limited') })()`)
+	sh.take(ctx, "r2dev-warning")
+	must(t, ctx, sh, "fill in the settings", fill(values, map[string]bool{"use_path_style": true, "enabled": false}))
 
 	// A wrong secret: red toast naming bad credentials.
 	must(t, ctx, sh, "test with a wrong secret", chromedp.Click(chromedp.ID("test-connection")))
@@ -236,6 +260,29 @@ func TestGoLiveChecklist(t *testing.T) {
 			t.Fatalf("delete_local on but both results still have local files")
 		}
 	}
+	// Delete asks first and says what will happen; Cancel keeps the result.
+	must(t, ctx, sh, "delete: ask", chromedp.Click(chromedp.CSS("li.result button.result-delete")), chromedp.WaitVisible(chromedp.ID("confirm-dialog")))
+	msg, _ := chromedp.Run(ctx, chromedp.Text(chromedp.ID("confirm-message")))
+	if !strings.Contains(msg, "Its object is deleted from Cloudflare R2 Storage") || !strings.Contains(msg, "cannot be undone") {
+		t.Errorf("delete confirmation %q", msg)
+	}
+	sh.take(ctx, "delete-confirm")
+	must(t, ctx, sh, "delete: cancel", chromedp.Click(chromedp.ID("confirm-cancel")), chromedp.WaitNotVisible(chromedp.ID("confirm-dialog")))
+	time.Sleep(500 * time.Millisecond)
+	if n := len(s.s3.Keys(t, bucketName)); n != 2 {
+		t.Fatalf("Cancel deleted the result: %d objects left", n)
+	}
+	must(t, ctx, sh, "delete: confirm", chromedp.Click(chromedp.CSS("li.result button.result-delete")), chromedp.WaitVisible(chromedp.ID("confirm-dialog")),
+		chromedp.Click(chromedp.ID("confirm-ok")))
+	if msg := toast(t, ctx, sh, "ok"); msg != "Result deleted" {
+		t.Errorf("delete toast %q", msg)
+	}
+	waitTrue(t, ctx, sh, "the deleted result's object to go", fmt.Sprintf(`document.querySelectorAll('li.result').length === %d`, 2))
+	if n := len(s.s3.Keys(t, bucketName)); n != 1 {
+		t.Errorf("after deleting one of two offloaded results the bucket has %d objects", n)
+	}
+	noConsoleErrors(t, logs, "during the go-live checklist")
+
 	// The stored secret never reaches a page or a log line.
 	html, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.documentElement.outerHTML`))
 	if err != nil {
@@ -277,7 +324,9 @@ func generate(t *testing.T, ctx context.Context, sh *shots, base string) string 
 	before = b
 	must(t, ctx, sh, "generate", chromedp.Click(chromedp.ID("generate")))
 	waitTrue(t, ctx, sh, "the new result to be listed", fmt.Sprintf(`document.querySelectorAll('img.result-image').length > %d`, before))
-	text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => { const i = document.querySelector('img.result-image'); let e = i; while (e && e.parentElement && e.parentElement.querySelectorAll('img.result-image').length === 1) e = e.parentElement; return e ? e.textContent : '' })()`))
+	// The newest result's card: where it lives (its storage id and the
+	// name the card shows) and what it says.
+	text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => { const li = document.querySelector('li.result'); return li ? li.dataset.storage + ' ' + li.textContent : '' })()`))
 	if err != nil {
 		t.Fatal(err)
 	}

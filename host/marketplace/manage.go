@@ -111,6 +111,9 @@ type Card struct {
 	Price        string `json:"price"`
 	CheckoutURL  string `json:"checkout_url"`
 	ConfigureURL string `json:"configure_url"`
+	// Purchased is true when a paid plugin was bought on this host (a
+	// receipt is recorded); the console's card says "Purchased".
+	Purchased bool `json:"purchased,omitempty"`
 }
 
 // Cards lists the catalog's plugins and the installed ones with what each
@@ -146,6 +149,13 @@ func (m *Marketplace) cards(ctx context.Context, idx *catalog.Index) ([]Card, er
 			}
 			if p.Pricing.Price != nil {
 				c.Price = p.Pricing.Price.Amount + " " + p.Pricing.Price.Currency
+			}
+			if p.Pricing.Model == "paid" {
+				bought, err := m.purchased(ctx, p.ID)
+				if err != nil {
+					return nil, err
+				}
+				c.Purchased = bought
 			}
 			if st, ok := installed[p.ID]; ok {
 				m.fill(&c, st)

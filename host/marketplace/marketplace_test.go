@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -25,6 +26,13 @@ import (
 func goodArchive(t testing.TB, m *market, v string, b *plugintest.Builder) catalog.Archive {
 	t.Helper()
 	return m.addArchive(pluginID, v, tarGz(bundle(t, v, readFile(t, b.Build(t, "./plugin/cmd/cloudflare-r2")), nil)), archiveOpts{})
+}
+
+// purchased is true when the card's JSON, as the API sends it, says the
+// plugin was bought.
+func purchased(c marketplace.Card) bool {
+	b, err := json.Marshal(c)
+	return err == nil && strings.Contains(string(b), `"purchased":true`)
 }
 
 func card(t testing.TB, h *host) marketplace.Card {
@@ -127,7 +135,7 @@ func TestLicenseAndPurchase(t *testing.T) {
 	h := newHost(t, "sqlite", m, marketplace.LicenseRegular)
 	ctx := context.Background()
 	c := card(t, h)
-	if c.CTA != "buy" || c.Message != "This plugin is free only for Extended License holders" || c.Price != "29.00 USD" || c.CheckoutURL == "" {
+	if c.CTA != "buy" || c.Message != "This plugin is free only for Extended License holders" || c.Price != "29.00 USD" || c.CheckoutURL == "" || purchased(c) {
 		t.Fatalf("regular-license card: %+v", c)
 	}
 	_, err := h.app.Market.Install(ctx, pluginID)
@@ -147,11 +155,15 @@ func TestLicenseAndPurchase(t *testing.T) {
 	if id, err := h.app.Market.RecordPurchase(ctx, receipt); err != nil || id != pluginID {
 		t.Fatalf("trusted receipt: %q %v", id, err)
 	}
-	if c := card(t, h); c.CTA != "install" {
+	if c := card(t, h); c.CTA != "install" || !purchased(c) {
 		t.Fatalf("card after purchase: %+v", c)
 	}
 	if _, err := h.app.Market.Install(ctx, pluginID); err != nil {
 		t.Fatalf("install after purchase: %v", err)
+	}
+	// The installed card still says it was bought (the console shows "Purchased").
+	if c := card(t, h); c.State != "installed" || !purchased(c) {
+		t.Fatalf("installed card after purchase: %+v", c)
 	}
 }
 

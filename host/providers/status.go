@@ -170,7 +170,7 @@ var troubleshooting = [...]Trouble{
 	{
 		Symptom: "New results still stored locally",
 		Cause:   "R2 enabled but not selected as Default Storage",
-		Fix:     "Set Default Storage to Cloudflare R2 in General Settings → General.",
+		Fix:     "Set Default Storage to Cloudflare R2 in General Settings → Default Storage.",
 	},
 	{
 		Symptom:  "Offloaded images show broken in the app",

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -15,6 +16,12 @@ type schemaJSON struct {
 	Sections   []sectionJSON   `json:"x-sections"`
 	Properties map[string]prop `json:"properties"`
 	Required   []string        `json:"required"`
+	// Complete is x-fully-configured: what must be set before the provider
+	// is usable.
+	Complete *struct {
+		All []string `json:"all"`
+		Any []string `json:"any"`
+	} `json:"x-fully-configured"`
 }
 
 // sectionJSON is one entry of x-sections.
@@ -53,6 +60,69 @@ type form struct {
 	Sections []formSection
 	// Problem says why the provider cannot be used yet, if it cannot.
 	Problem string
+	// Missing names the empty fields x-fully-configured asks for, as the
+	// problem banner lists them ("" when none is empty).
+	Missing string
+	// CompleteAll and CompleteAny are x-fully-configured's lists, for the
+	// script to re-mark the fields after a save.
+	CompleteAll, CompleteAny []string
+	// Health is the provider's storage health when it is degraded or
+	// failing.
+	Health *optionJSON
+}
+
+// markMissing marks the fields x-fully-configured asks for that are empty
+// (a secret: not stored), when the provider has a problem, and lists them
+// in Missing.
+func (f *form) markMissing() {
+	if f.Problem == "" || (len(f.CompleteAll) == 0 && len(f.CompleteAny) == 0) {
+		return
+	}
+	fields := map[string]*formField{}
+	for i := range f.Sections {
+		for j := range f.Sections[i].Fields {
+			fl := &f.Sections[i].Fields[j]
+			fields[fl.Key] = fl
+		}
+	}
+	empty := func(k string) bool {
+		fl, ok := fields[k]
+		return ok && fl.empty()
+	}
+	var names []string
+	for _, k := range f.CompleteAll {
+		if empty(k) {
+			fields[k].Missing = "Required before the provider can be used."
+			names = append(names, fields[k].Label)
+		}
+	}
+	anySet := len(f.CompleteAny) == 0
+	var anyNames []string
+	for _, k := range f.CompleteAny {
+		if fl, ok := fields[k]; ok {
+			anyNames = append(anyNames, fl.Label)
+			anySet = anySet || !fl.empty()
+		}
+	}
+	if !anySet && len(anyNames) > 0 {
+		for _, k := range f.CompleteAny {
+			if fl, ok := fields[k]; ok {
+				fl.Missing = "Set " + joinOr(anyNames) + " before the provider can be used."
+			}
+		}
+		names = append(names, joinOr(anyNames))
+	}
+	if len(names) > 0 {
+		f.Missing = "Fill in the marked fields: " + joinAnd(names) + "."
+	}
+}
+
+// joinAnd joins names as "a", "a and b" or "a, b and c".
+func joinAnd(names []string) string {
+	if len(names) <= 1 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
 
 // formSection is one section of the form.
@@ -100,6 +170,38 @@ type formField struct {
 	// that changing those fields needs the secret entered again; the page
 	// shows it once one of them is edited while the secret is blank.
 	Warning string
+	// Missing says the field must be filled in before the provider can be
+	// used ("" when it need not be, or is).
+	Missing string
+	// R2Dev is set when the value is an r2.dev address: the warning shown
+	// under it. The script keeps it in step with what is typed.
+	R2Dev string
+}
+
+// R2DevWarning is shown under a URL field whose value is an r2.dev address.
+const R2DevWarning = "r2.dev addresses are rate-limited and not meant for production: connect a custom domain to the bucket (R2 → your bucket → Settings → Custom Domains) and enter it here."
+
+// isR2Dev is true when s is a URL whose host is r2.dev or one of its
+// subdomains.
+func isR2Dev(s string) bool {
+	u, err := url.Parse(strings.TrimSpace(s))
+	if err != nil || u.Host == "" {
+		return false
+	}
+	h := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	return h == "r2.dev" || strings.HasSuffix(h, ".r2.dev")
+}
+
+// empty is true when the field has no value: a secret that is not stored,
+// a blank text, an unchecked box.
+func (f formField) empty() bool {
+	switch f.Control {
+	case "password":
+		return !f.SecretStored
+	case "checkbox":
+		return !f.Checked
+	}
+	return strings.TrimSpace(f.Value) == ""
 }
 
 // formOption is one choice of a select.
@@ -123,6 +225,9 @@ func buildForm(id string, schema []byte, values map[string]any, secretsSet []str
 	f := form{PluginID: id, Title: s.Title}
 	if f.Title == "" {
 		f.Title = id
+	}
+	if s.Complete != nil {
+		f.CompleteAll, f.CompleteAny = s.Complete.All, s.Complete.Any
 	}
 
 	keys := make([]string, 0, len(s.Properties))
@@ -214,6 +319,11 @@ func buildField(key string, p prop, values map[string]any, secretsSet []string, 
 	case p.WriteOnly:
 		// A secret is never echoed back, whatever the values say.
 		f.Control = "password"
+		// Without a stored value, a placeholder that talks about keeping
+		// the stored one would mislead: it says that nothing is stored.
+		if talksAboutStored(p.Placeholder) {
+			f.Placeholder, f.SchemaPlaceholder = UnsetSecretPlaceholder, UnsetSecretPlaceholder
+		}
 		if slices.Contains(secretsSet, key) {
 			f.Placeholder = StoredSecretPlaceholder
 			f.SecretStored = true
@@ -235,11 +345,21 @@ func buildField(key string, p prop, values map[string]any, secretsSet []string, 
 	default:
 		f.Control, f.Type = "text", "string"
 		f.Value = text(value)
+		if isR2Dev(f.Value) {
+			f.R2Dev = R2DevWarning
+		}
 	}
 	if f.Type == "" {
 		f.Type = "string"
 	}
 	return f
+}
+
+// talksAboutStored is true for a placeholder that speaks of a stored
+// value ("leave blank to keep the stored secret").
+func talksAboutStored(s string) bool {
+	s = strings.ToLower(s)
+	return strings.Contains(s, "stored") || strings.Contains(s, "keep")
 }
 
 // labelOf returns a property's title, or its key without one.

@@ -9,6 +9,13 @@
 //	/app/admin/general/plugins          marketplace cards
 //	/app/admin/general/plugins/{id}     a plugin's config screen, rendered from its settings schema
 //	/app/results                        generate, upload, list and delete results
+//	/app/favicon.svg                    the console's icon
+//
+// Every page but the error page reads GET /api/v1/admin/storage too: when
+// the Default Storage is failing or not an option, a banner names the
+// cause and the fix. A page asked for with the header "X-Console-Fragment:
+// main" is answered with its <main> element only: the script re-renders a
+// page in place from it after an action.
 //
 // The host wraps the handler with its session check; this package does no
 // authentication of its own. Every page reads its data through Options.API,
@@ -25,7 +32,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Paths of the pages this package serves and of the auth pages it links to.
@@ -42,13 +53,21 @@ const (
 	LogoutPath = "/logout"
 	// CSRFCookie is the cookie whose value is sent as the X-CSRF-Token header.
 	CSRFCookie = "magicads_csrf"
+	// FaviconPath is the console's icon.
+	FaviconPath = "/app/favicon.svg"
+	// FragmentHeader, set to "main", asks for a page's <main> element only.
+	FragmentHeader = "X-Console-Fragment"
 )
 
 // StoredSecretPlaceholder is the placeholder of a write-only field whose
 // value is stored.
 const StoredSecretPlaceholder = "•••••••• (stored — leave blank to keep)"
 
-//go:embed templates/*.html assets/app.css assets/app.js
+// UnsetSecretPlaceholder is the placeholder of a write-only field with no
+// stored value, when the schema's own placeholder talks about a stored one.
+const UnsetSecretPlaceholder = "Not set yet: enter it to store it"
+
+//go:embed templates/*.html assets/app.css assets/app.js assets/favicon.svg
 var files embed.FS
 
 // Options configure the pages.
@@ -69,6 +88,7 @@ type handler struct {
 	pages map[string]*template.Template
 	css   template.CSS
 	js    template.JS
+	icon  []byte
 }
 
 // New returns the handler serving the console pages.
@@ -85,8 +105,12 @@ func New(opts Options) http.Handler {
 	if err != nil {
 		panic("web: embedded app.js: " + err.Error())
 	}
+	icon, err := files.ReadFile("assets/favicon.svg")
+	if err != nil {
+		panic("web: embedded favicon.svg: " + err.Error())
+	}
 	// Both are this package's own embedded files, never user data.
-	h.css, h.js = template.CSS(css), template.JS(js)
+	h.css, h.js, h.icon = template.CSS(css), template.JS(js), icon
 	layout := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html"))
 	for _, name := range []string{"storage", "plugins", "config", "results", "error"} {
 		h.pages[name] = template.Must(template.Must(layout.Clone()).ParseFS(files, "templates/"+name+".html"))
@@ -101,7 +125,30 @@ func New(opts Options) http.Handler {
 	h.mux.HandleFunc("GET "+PluginsPath, h.pluginsPage)
 	h.mux.HandleFunc("GET "+PluginsPath+"/{id}", h.configPage)
 	h.mux.HandleFunc("GET "+ResultsPath, h.resultsPage)
+	h.mux.HandleFunc("GET "+FaviconPath, h.favicon)
 	return h
+}
+
+// Favicon serves the console's icon, for mounting at /favicon.ico outside
+// the console's session check (a login page asks for it too).
+func Favicon() http.Handler {
+	icon, err := files.ReadFile("assets/favicon.svg")
+	if err != nil {
+		panic("web: embedded favicon.svg: " + err.Error())
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { serveIcon(w, icon) })
+}
+
+// favicon serves the console's icon.
+func (h *handler) favicon(w http.ResponseWriter, r *http.Request) { serveIcon(w, h.icon) }
+
+// serveIcon writes the SVG icon, cacheable for a day.
+func serveIcon(w http.ResponseWriter, icon []byte) {
+	hd := w.Header()
+	hd.Set("Content-Type", "image/svg+xml")
+	hd.Set("Cache-Control", "public, max-age=86400")
+	hd.Set("Content-Security-Policy", "default-src 'none'")
+	_, _ = w.Write(icon)
 }
 
 // ServeHTTP serves the pages with their security headers.
@@ -139,6 +186,51 @@ var funcs = template.FuncMap{
 	"isVideo":           func(p string) bool { return strings.HasPrefix(p, "videos/") },
 	"humanSize":         humanSize,
 	"storedPlaceholder": func() string { return StoredSecretPlaceholder },
+	"sentence":          sentence,
+	"statusLabel":       statusLabel,
+	"fixLabel":          fixLabel,
+	"when":              when,
+	"join":              func(s []string) string { return strings.Join(s, ",") },
+	"r2devWarning":      func() string { return R2DevWarning },
+}
+
+// sentence returns a message starting with a capital letter.
+func sentence(s string) string {
+	s = strings.TrimSpace(s)
+	r, n := utf8.DecodeRuneInString(s)
+	if n == 0 || !unicode.IsLower(r) {
+		return s
+	}
+	return string(unicode.ToUpper(r)) + s[n:]
+}
+
+// fixLabel is the text of a link to a fix: which page it opens.
+func fixLabel(u string) string {
+	path := u
+	if p, err := url.Parse(u); err == nil {
+		path = p.Path
+	}
+	switch {
+	case path == StoragePath:
+		return "Open Default Storage"
+	case path == PluginsPath:
+		return "Open Plugins"
+	case strings.HasPrefix(path, PluginsPath+"/"):
+		return "Open its settings"
+	case path == ResultsPath:
+		return "Open Results"
+	}
+	return "Open the fix"
+}
+
+// when formats an RFC 3339 time for a person; other text is returned as
+// it is.
+func when(s string) string {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return s
+	}
+	return t.UTC().Format("2006-01-02 15:04:05 UTC")
 }
 
 // page is what the layout renders.
@@ -157,6 +249,8 @@ type page struct {
 	JS    template.JS
 	// Error is the host's own words when the page's data could not be read.
 	Error string
+	// Problem is the Default Storage problem the banner shows, if any.
+	Problem *problemJSON
 	// Data is the page's data.
 	Data any
 }
@@ -179,13 +273,18 @@ func (h *handler) render(w http.ResponseWriter, r *http.Request, status int, tmp
 	nonce := newNonce()
 	p.Nonce, p.CSS, p.JS = nonce, h.css, h.js
 	var buf bytes.Buffer
-	if err := h.pages[tmpl].ExecuteTemplate(&buf, "layout.html", p); err != nil {
+	name := "layout.html"
+	if r.Header.Get(FragmentHeader) == "main" {
+		name = "main"
+	}
+	if err := h.pages[tmpl].ExecuteTemplate(&buf, name, p); err != nil {
 		h.opts.Logger.Error("rendering a console page failed", "page", tmpl, "path", r.URL.Path, "error", err)
 		http.Error(w, "rendering the page failed: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
 	hd := w.Header()
 	hd.Set("Content-Type", "text/html; charset=utf-8")
+	hd.Add("Vary", FragmentHeader)
 	hd.Set("Content-Security-Policy", "default-src 'self'; script-src 'nonce-"+nonce+"'; style-src 'nonce-"+nonce+"'; "+
 		"img-src 'self' data: blob: https: http:; media-src 'self' data: blob: https: http:; connect-src 'self'; "+
 		"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
@@ -217,25 +316,58 @@ func newNonce() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// pluginsCrumbs lead to the plugins page.
-var pluginsCrumbs = []crumb{{"Admin", StoragePath}, {"General Settings", StoragePath}, {"Plugins", PluginsPath}}
+// Page names: each is the page's nav entry, title and last breadcrumb.
+const (
+	storageTitle = "Default Storage"
+	pluginsTitle = "Plugins"
+	resultsTitle = "Results"
+)
+
+// settingsCrumbs lead to General Settings.
+var settingsCrumbs = []crumb{{"Admin", StoragePath}, {"General Settings", StoragePath}}
+
+// storageHealth reads GET /api/v1/admin/storage for the banner and the
+// cards; nil when it cannot be read (a visitor who is not an admin, or a
+// host failure the page's own data will show).
+func (h *handler) storageHealth(w http.ResponseWriter, r *http.Request) *storageJSON {
+	var body storageJSON
+	if err := h.apiGet(w, r, "/api/v1/admin/storage", &body); err != nil {
+		h.opts.Logger.Debug("a console page could not read the storage health", "path", r.URL.Path, "error", err)
+		return nil
+	}
+	return &body
+}
+
+// problemOf returns the storage problem the banner shows, if any.
+func problemOf(s *storageJSON) *problemJSON {
+	if s == nil || s.Problem == nil {
+		return nil
+	}
+	p := *s.Problem
+	if p.Name == "" {
+		p.Name = p.Provider
+	}
+	return &p
+}
 
 // storagePage renders Default Storage from GET /api/v1/admin/storage.
 func (h *handler) storagePage(w http.ResponseWriter, r *http.Request) {
-	p := page{Name: "storage", Title: "Default Storage", Nav: "storage",
-		Crumbs: []crumb{{"Admin", StoragePath}, {"General Settings", StoragePath}, {"General", ""}}}
+	p := page{Name: "storage", Title: storageTitle, Nav: "storage",
+		Crumbs: append(slices.Clip(settingsCrumbs), crumb{storageTitle, ""})}
 	var body storageJSON
 	if err := h.apiGet(w, r, "/api/v1/admin/storage", &body); err != nil {
 		h.renderAPIError(w, r, p, err)
 		return
 	}
+	p.Problem = problemOf(&body)
 	p.Data = newStorageView(body)
 	h.render(w, r, http.StatusOK, "storage", p)
 }
 
 // pluginsPage renders the marketplace cards from GET /api/v1/admin/plugins.
 func (h *handler) pluginsPage(w http.ResponseWriter, r *http.Request) {
-	p := page{Name: "plugins", Title: "Plugins", Nav: "plugins", Crumbs: pluginsCrumbs[:2]}
+	p := page{Name: "plugins", Title: pluginsTitle, Nav: "plugins",
+		Crumbs: append(slices.Clip(settingsCrumbs), crumb{pluginsTitle, ""})}
 	var body struct {
 		Plugins      []cardJSON `json:"plugins"`
 		CatalogError string     `json:"catalog_error"`
@@ -244,9 +376,11 @@ func (h *handler) pluginsPage(w http.ResponseWriter, r *http.Request) {
 		h.renderAPIError(w, r, p, err)
 		return
 	}
+	health := h.storageHealth(w, r)
+	p.Problem = problemOf(health)
 	cards := make([]cardView, 0, len(body.Plugins))
 	for _, c := range body.Plugins {
-		cards = append(cards, newCardView(c))
+		cards = append(cards, newCardView(c).withHealth(health))
 	}
 	p.Data = pluginsView{Cards: cards, CatalogError: body.CatalogError}
 	h.render(w, r, http.StatusOK, "plugins", p)
@@ -256,7 +390,7 @@ func (h *handler) pluginsPage(w http.ResponseWriter, r *http.Request) {
 // GET /api/v1/admin/plugins/{id}/settings.
 func (h *handler) configPage(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	p := page{Name: "config", Title: id, Nav: "plugins", Crumbs: pluginsCrumbs}
+	p := page{Name: "config", Title: id, Nav: "plugins", Crumbs: append(slices.Clip(settingsCrumbs), crumb{pluginsTitle, PluginsPath})}
 	var body settingsJSON
 	if err := h.apiGet(w, r, "/api/v1/admin/plugins/"+url.PathEscape(id)+"/settings", &body); err != nil {
 		h.renderAPIError(w, r, p, err)
@@ -269,13 +403,24 @@ func (h *handler) configPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	form.Problem = body.Problem
+	form.markMissing()
+	health := h.storageHealth(w, r)
+	p.Problem = problemOf(health)
+	if health != nil {
+		for _, o := range health.Options {
+			if o.ID == id && (o.Status == "degraded" || o.Status == "failing") {
+				form.Health = &o
+			}
+		}
+	}
 	p.Title, p.Data = form.Title, form
+	p.Crumbs = append(p.Crumbs, crumb{form.Title, ""})
 	h.render(w, r, http.StatusOK, "config", p)
 }
 
 // resultsPage renders the results from GET /api/v1/results.
 func (h *handler) resultsPage(w http.ResponseWriter, r *http.Request) {
-	p := page{Name: "results", Title: "Results", Nav: "results"}
+	p := page{Name: "results", Title: resultsTitle, Nav: "results"}
 	cursor := r.URL.Query().Get("cursor")
 	path := "/api/v1/results"
 	if cursor != "" {
@@ -289,10 +434,52 @@ func (h *handler) resultsPage(w http.ResponseWriter, r *http.Request) {
 		h.renderAPIError(w, r, p, err)
 		return
 	}
-	v := resultsView{Results: body.Results, Paged: cursor != ""}
+	health := h.storageHealth(w, r)
+	p.Problem = problemOf(health)
+	pi := newProviderInfo(health)
+	if unnamed(body.Results, pi) {
+		h.addPluginNames(w, r, pi)
+	}
+	v := resultsView{Paged: cursor != ""}
+	for _, res := range body.Results {
+		v.Results = append(v.Results, newResultView(res, pi))
+	}
 	if body.NextCursor != "" {
 		v.NextURL = ResultsPath + "?cursor=" + url.QueryEscape(body.NextCursor)
 	}
 	p.Data = v
 	h.render(w, r, http.StatusOK, "results", p)
+}
+
+// unnamed is true when a result lives on, or is queued for, a provider the
+// storage API did not name (an uninstalled one).
+func unnamed(rs []resultJSON, pi providerInfo) bool {
+	for _, r := range rs {
+		if _, ok := pi.names[r.Storage]; !ok && r.Storage != "" {
+			return true
+		}
+		if u := r.Upload; u != nil && u.Provider != "" {
+			if _, ok := pi.names[u.Provider]; !ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// addPluginNames adds the marketplace's plugin names (an uninstalled
+// provider's too) to pi; nothing when the plugins cannot be read.
+func (h *handler) addPluginNames(w http.ResponseWriter, r *http.Request, pi providerInfo) {
+	var body struct {
+		Plugins []cardJSON `json:"plugins"`
+	}
+	if err := h.apiGet(w, r, "/api/v1/admin/plugins", &body); err != nil {
+		h.opts.Logger.Debug("the results page could not read the plugin names", "error", err)
+		return
+	}
+	for _, c := range body.Plugins {
+		if _, ok := pi.names[c.ID]; !ok && c.Name != "" {
+			pi.names[c.ID] = c.Name
+		}
+	}
 }

@@ -194,7 +194,12 @@ func checkLayout(t *testing.T, res *http.Response, doc *html.Node, page string) 
 			scripts++
 		}
 		if n.Data == "link" {
-			t.Errorf("page links an external asset: %v", n.Attr)
+			// Only the host's own icon.
+			rel, _ := attr(n, "rel")
+			href, _ := attr(n, "href")
+			if rel != "icon" || href != "/app/favicon.svg" {
+				t.Errorf("page links an asset other than its icon: %v", n.Attr)
+			}
 		}
 	})
 	if scripts != 2 {
@@ -340,7 +345,7 @@ func TestPluginsPage(t *testing.T) {
 	if got := textOf(byClass(broken, "card-state")[0]); got != "Failed" {
 		t.Errorf("failed state %q", got)
 	}
-	if got := textOf(byClass(broken, "card-message")[0]); got != "crashed 3 times in 10 minutes" {
+	if got := textOf(byClass(broken, "card-message")[0]); got != "Crashed 3 times in 10 minutes" {
 		t.Errorf("failed message %q", got)
 	}
 	if v, _ := attr(mustID(t, doc, "configure-broken"), "href"); v != "/app/admin/general/plugins/broken" {
@@ -417,7 +422,7 @@ func TestPluginsPageShowsTheHostsError(t *testing.T) {
 	if res.StatusCode != 502 {
 		t.Errorf("status %d, want the API's 502", res.StatusCode)
 	}
-	if got := textOf(mustID(t, doc, "page-error")); got != "fetching the catalog: connection refused" {
+	if got := textOf(mustID(t, doc, "page-error")); got != "Fetching the catalog: connection refused" {
 		t.Errorf("error %q", got)
 	}
 	mustID(t, doc, "nav-plugins")
@@ -586,8 +591,11 @@ func TestConfigPageRendersTheR2Schema(t *testing.T) {
 	if got := textOf(mustID(t, doc, "page-title")); got != "Cloudflare R2 Storage settings" {
 		t.Errorf("title %q", got)
 	}
-	if got := textOf(mustID(t, doc, "settings-problem")); got != "not fully configured: set the account id or a custom endpoint" {
+	if got := textOf(mustID(t, doc, "settings-problem-text")); got != "Not fully configured: set the account id or a custom endpoint" {
 		t.Errorf("problem %q", got)
+	}
+	if got := textOf(mustID(t, doc, "settings-missing")); got != "Fill in the marked fields: Account ID or Custom Endpoint." {
+		t.Errorf("missing fields %q", got)
 	}
 	form := mustID(t, doc, "settings-form")
 	if v, _ := attr(form, "data-plugin"); v != "cloudflare-r2" {
@@ -598,7 +606,10 @@ func TestConfigPageRendersTheR2Schema(t *testing.T) {
 	}
 }
 
-func TestConfigPageUnsetSecretUsesTheSchemaPlaceholder(t *testing.T) {
+// TestConfigPageUnsetSecretDoesNotSayStored: on first setup nothing is
+// stored, so the secret's placeholder must not speak of a stored secret
+// (the R2 schema's own placeholder does: it is for later edits).
+func TestConfigPageUnsetSecretDoesNotSayStored(t *testing.T) {
 	schema, err := r2storage.SettingsSchema()
 	if err != nil {
 		t.Fatal(err)
@@ -607,8 +618,11 @@ func TestConfigPageUnsetSecretUsesTheSchemaPlaceholder(t *testing.T) {
 	api.set("/api/v1/admin/plugins/cloudflare-r2/settings", 200, map[string]any{"schema": json.RawMessage(schema), "values": map[string]any{}, "secrets_set": []string{}})
 	res, _, doc := get(t, New(Options{API: api}), PluginsPath+"/cloudflare-r2")
 	checkLayout(t, res, doc, "config")
-	if v, _ := attr(mustID(t, doc, "field-secret_access_key"), "placeholder"); v != "leave blank to keep the stored secret" {
-		t.Errorf("placeholder %q, want the schema's x-placeholder", v)
+	if v, _ := attr(mustID(t, doc, "field-secret_access_key"), "placeholder"); v == "" || strings.Contains(strings.ToLower(v), "stored") || strings.Contains(v, "keep") {
+		t.Errorf("first-setup secret placeholder %q speaks of a stored secret", v)
+	}
+	if v, _ := attr(mustID(t, doc, "field-secret_access_key"), "data-placeholder"); strings.Contains(v, "keep") {
+		t.Errorf("the placeholder the script restores, %q, speaks of keeping a stored secret", v)
 	}
 	// Missing values fall back to the schema's defaults.
 	var sel string
@@ -716,7 +730,7 @@ func TestConfigPageErrors(t *testing.T) {
 	if res.StatusCode != 404 {
 		t.Errorf("status %d, want 404", res.StatusCode)
 	}
-	if got := textOf(mustID(t, doc, "page-error")); got != `plugin not installed: "nope"` {
+	if got := textOf(mustID(t, doc, "page-error")); got != `Plugin not installed: "nope"` {
 		t.Errorf("error %q", got)
 	}
 	if byID(doc, "settings-form") != nil {
@@ -854,7 +868,7 @@ func TestPagesCallTheAPIAsTheVisitor(t *testing.T) {
 	// The API's own refusal is the page's answer.
 	api.set("/api/v1/admin/storage", 403, map[string]string{"error": "admins only"})
 	res, _, doc := get(t, New(Options{API: api}), StoragePath)
-	if res.StatusCode != 403 || textOf(mustID(t, doc, "page-error")) != "admins only" {
+	if res.StatusCode != 403 || textOf(mustID(t, doc, "page-error")) != "Admins only" {
 		t.Errorf("refusal: %d %q", res.StatusCode, textOf(mustID(t, doc, "page-error")))
 	}
 }

@@ -5,6 +5,7 @@
   'use strict';
 
   var FLASH_KEY = 'magicads.flash';
+  var FRAGMENT_HEADER = 'X-Console-Fragment';
   var CSRF_COOKIE = 'magicads_csrf';
   var page = document.body.dataset.page;
 
@@ -56,17 +57,68 @@
     if (box) { box.replaceChildren(); }
   }
 
-  // toast shows one green (ok) or red message; a new one replaces it.
+  // sentence returns a message starting with a capital letter.
+  function sentence(message) {
+    var m = String(message == null ? '' : message).trim();
+    return m.charAt(0).toUpperCase() + m.slice(1);
+  }
+
+  // How long a toast stays: long enough to read, never in the way for long.
+  var TOAST_MS = { ok: 6000, error: 12000 };
+
+  // toast shows one green (ok) or red message in the strip under the
+  // navigation, outside the page's scrolling area, so it is always in view
+  // and never covers the page; a new one replaces it. It dismisses itself after a while (not while the pointer
+  // or the focus is on it), and its × dismisses it at once.
   function toast(ok, message) {
     var box = document.getElementById('toasts');
     box.replaceChildren();
     var t = document.createElement('div');
     t.className = 'toast ' + (ok ? 'toast-ok' : 'toast-error');
     t.setAttribute('role', ok ? 'status' : 'alert');
-    t.title = 'Click to dismiss';
-    t.textContent = String(message);
-    t.addEventListener('click', function () { t.remove(); });
+    var text = document.createElement('span');
+    text.className = 'toast-text';
+    text.textContent = sentence(message);
+    var close = document.createElement('button');
+    close.type = 'button';
+    close.className = 'toast-close';
+    close.setAttribute('aria-label', 'Dismiss');
+    close.textContent = '×';
+    close.addEventListener('click', function () { t.remove(); });
+    t.append(text, close);
     box.appendChild(t);
+    var left = ok ? TOAST_MS.ok : TOAST_MS.error;
+    var started = Date.now();
+    var timer = null;
+    function run() { started = Date.now(); timer = setTimeout(function () { t.remove(); }, left); }
+    function pause() {
+      if (timer === null) { return; }
+      clearTimeout(timer);
+      timer = null;
+      left = Math.max(1500, left - (Date.now() - started));
+    }
+    t.addEventListener('mouseenter', pause);
+    t.addEventListener('focusin', pause);
+    t.addEventListener('mouseleave', function () { if (timer === null) { run(); } });
+    t.addEventListener('focusout', function () { if (timer === null) { run(); } });
+    run();
+  }
+
+  // confirmAction asks in the page's dialog and resolves to true when the
+  // admin confirms; the dialog says what will happen.
+  function confirmAction(title, message, okLabel) {
+    var dlg = document.getElementById('confirm-dialog');
+    if (!dlg || typeof dlg.showModal !== 'function') {
+      return Promise.resolve(window.confirm(title + '\n\n' + message));
+    }
+    document.getElementById('confirm-title').textContent = title;
+    document.getElementById('confirm-message').textContent = message;
+    document.getElementById('confirm-ok').textContent = okLabel;
+    dlg.returnValue = '';
+    return new Promise(function (resolve) {
+      dlg.addEventListener('close', function () { resolve(dlg.returnValue === 'confirm'); }, { once: true });
+      dlg.showModal();
+    });
   }
 
   // reloadWith reloads the page (or goes to url) and shows the toast there.
@@ -85,20 +137,30 @@
   }
 
   // refresh re-renders <main> from the server in place, then shows the
-  // toast; it falls back to a full reload when that is not possible.
+  // toast (message may be a function, called after the re-render); it
+  // falls back to a full reload when that is not possible. It asks for the
+  // <main> element only and parses it in an inert <template>, so nothing
+  // of the fresh page (its style and script, whose CSP nonce differs from
+  // this page's) is ever applied here.
   async function refresh(ok, message) {
     var fresh = null;
     try {
-      var res = await fetch(location.href, { credentials: 'same-origin', headers: { 'Accept': 'text/html' } });
+      var headers = { 'Accept': 'text/html' };
+      headers[FRAGMENT_HEADER] = 'main';
+      var res = await fetch(location.href, { credentials: 'same-origin', headers: headers });
       if (res.ok && !res.redirected) {
-        var doc = new DOMParser().parseFromString(await res.text(), 'text/html');
-        if (doc.body && doc.body.dataset.page === page) { fresh = doc.querySelector('main'); }
+        var tpl = document.createElement('template');
+        tpl.innerHTML = await res.text();
+        var m = tpl.content.querySelector('main');
+        if (m && m.dataset.page === page) { fresh = m; }
       }
     } catch (e) { fresh = null; }
-    if (!fresh) { reloadWith(ok, message); return; }
-    document.querySelector('main').replaceWith(document.adoptNode(fresh));
+    var text = typeof message === 'function' ? '' : message;
+    if (!fresh) { reloadWith(ok, text); return; }
+    document.querySelector('main').replaceWith(document.importNode(fresh, true));
     decorate();
-    if (message) { toast(ok, message); }
+    if (typeof message === 'function') { text = message(); }
+    if (text) { toast(ok, text); }
   }
 
   // busy disables the buttons around btn and labels it; the returned
@@ -163,7 +225,7 @@
     var r = await api('POST', '/api/v1/admin/plugins/' + encodeURIComponent(a.dataset.id) + '/purchase');
     if (!r.ok) { toast(false, r.data.error); return; }
     var to = checkoutURL(r.data.checkout_url);
-    if (!to) { toast(false, 'The marketplace has no checkout address for ' + pluginName(a.dataset.id)); return; }
+    if (!to) { toast(false, 'The marketplace has no checkout address for ' + pluginName(a.dataset.id) + ': ask the marketplace for one, or use a license that includes the plugin'); return; }
     location.assign(to);
   }
 
@@ -189,7 +251,8 @@
   async function uninstall(b) {
     var id = b.dataset.id;
     var name = pluginName(id);
-    if (!window.confirm('Uninstall ' + name + '? If it is the Default Storage, new results go back to the local server. Results already stored there keep serving, and nothing in the bucket is deleted.')) { return; }
+    var msg = b.dataset.confirm || ('Uninstall ' + name + '? If it is the Default Storage, new results go back to the local server. Results already stored there keep serving, and nothing in the bucket is deleted.');
+    if (!(await confirmAction('Uninstall ' + name + '?', msg, 'Uninstall'))) { return; }
     clearToasts();
     var done = busy(b, 'Uninstalling…');
     progress(id, 'Uninstalling…');
@@ -274,7 +337,7 @@
       var box = el && el.closest('.field');
       var err = box && box.querySelector('.field-error');
       if (!err) { other.push((k ? k + ': ' : '') + msg); return; }
-      err.textContent = msg;
+      err.textContent = sentence(msg);
       err.hidden = false;
       box.classList.add('invalid');
       if (!first) { first = el; }
@@ -348,10 +411,78 @@
     });
     secretWarnings(form);
     var problem = document.getElementById('settings-problem');
-    if (problem) {
-      problem.textContent = r.data.problem || '';
+    var problemText = document.getElementById('settings-problem-text');
+    if (problem && problemText) {
+      problemText.textContent = r.data.problem ? sentence(r.data.problem) : '';
       problem.hidden = !r.data.problem;
     }
+    markMissing(form, !!r.data.problem);
+  }
+
+  // isEmpty is true for an input with no value: a secret not stored and not
+  // typed, a blank text, an unchecked box.
+  function isEmpty(el) {
+    if (el.type === 'checkbox') { return !el.checked; }
+    if (el.dataset.secret) { return el.value === '' && el.dataset.storedSecret !== 'true'; }
+    return el.value.trim() === '';
+  }
+
+  // markMissing marks the fields the schema's x-fully-configured asks for
+  // that are empty, while the provider has a problem, and lists them in the
+  // problem banner.
+  function markMissing(form, hasProblem) {
+    var byKey = {};
+    inputs(form).forEach(function (el) { byKey[el.dataset.key] = el; });
+    var all = (form.dataset.completeAll || '').split(',').filter(Boolean);
+    var any = (form.dataset.completeAny || '').split(',').filter(Boolean).filter(function (k) { return byKey[k]; });
+    var marks = {};
+    var names = [];
+    all.forEach(function (k) {
+      if (byKey[k] && isEmpty(byKey[k])) { marks[k] = 'Required before the provider can be used.'; names.push(labelOf(byKey[k])); }
+    });
+    if (any.length && any.every(function (k) { return isEmpty(byKey[k]); })) {
+      var anyNames = any.map(function (k) { return labelOf(byKey[k]); });
+      any.forEach(function (k) { marks[k] = 'Set ' + joinOr(anyNames) + ' before the provider can be used.'; });
+      names.push(joinOr(anyNames));
+    }
+    inputs(form).forEach(function (el) {
+      var k = el.dataset.key;
+      var box = el.closest('.field');
+      var note = document.getElementById('missing-' + k);
+      var show = hasProblem && !!marks[k];
+      if (box) { box.classList.toggle('missing', show); }
+      if (note) { note.textContent = show ? marks[k] : ''; note.hidden = !show; }
+    });
+    var list = document.getElementById('settings-missing');
+    if (list) {
+      list.textContent = hasProblem && names.length ? 'Fill in the marked fields: ' + joinAnd(names) + '.' : '';
+    }
+  }
+
+  // joinAnd joins names as "a", "a and b" or "a, b and c".
+  function joinAnd(names) {
+    if (names.length <= 1) { return names.join(''); }
+    return names.slice(0, -1).join(', ') + ' and ' + names[names.length - 1];
+  }
+
+  // isR2Dev is true when text is a URL on r2.dev or one of its subdomains.
+  function isR2Dev(text) {
+    var u;
+    try { u = new URL(String(text).trim()); } catch (e) { return false; }
+    var h = u.hostname.toLowerCase().replace(/\.$/, '');
+    return h === 'r2.dev' || h.slice(-7) === '.r2.dev';
+  }
+
+  // r2devWarnings shows the r2.dev warning under each text input whose
+  // value is an r2.dev address.
+  function r2devWarnings(form) {
+    if (!form) { return; }
+    form.querySelectorAll('.r2dev-warning').forEach(function (warn) {
+      var el = document.getElementById('field-' + warn.id.slice('r2dev-'.length));
+      var show = !!el && isR2Dev(el.value);
+      if (show) { warn.textContent = form.dataset.r2devWarning || ''; }
+      warn.hidden = !show;
+    });
   }
 
   async function saveSettings(form) {
@@ -362,7 +493,10 @@
     if (r.ok) {
       await reloadStored(form);
       done();
-      toast(true, 'Settings saved');
+      var problem = document.getElementById('settings-problem');
+      toast(true, problem && !problem.hidden
+        ? 'Settings saved. The provider cannot be used yet: see the warning at the top of the page.'
+        : 'Settings saved');
       return;
     }
     done();
@@ -384,11 +518,13 @@
     }
     await reloadStored(form); // the test saved the settings first
     done();
-    if (r.data.ok) {
-      toast(true, r.data.message || 'Connection OK');
-    } else {
-      toast(false, r.data.message || ('The connection test failed at step ' + r.data.step));
+    var msg = sentence(r.data.message || (r.data.ok ? 'Connection successful' : 'The connection test failed at step ' + r.data.step));
+    // The test saves before it probes: say so unless the host already did
+    // (an older host does not send "saved", but it saved too).
+    if (r.data.saved !== false && !/\bsaved\b/i.test(msg)) {
+      msg = msg.replace(/[.\s]*$/, '.') + (r.data.ok ? ' Your settings were saved.' : ' Your settings were saved anyway: fix what the test reports and test again.');
     }
+    toast(!!r.data.ok, msg);
   }
 
   // ---- Default Storage ----
@@ -398,12 +534,26 @@
     clearToasts();
     var done = busy(document.getElementById('save-storage'), 'Saving…');
     var r = await api('PUT', '/api/v1/admin/storage', { default: select.value });
-    done();
     if (r.ok) {
-      select.dataset.current = select.value;
-      toast(true, 'Default Storage saved');
+      var name = select.options[select.selectedIndex] ? select.options[select.selectedIndex].textContent.trim() : select.value;
+      await refresh(true, 'Default Storage saved: new results are stored on ' + name + '.');
       return;
     }
+    done();
+    toast(false, r.data.error);
+  }
+
+  // retry puts a provider's failed uploads back in the queue.
+  async function retry(b) {
+    clearToasts();
+    var done = busy(b, 'Retrying…');
+    var r = await api('POST', '/api/v1/admin/storage/' + encodeURIComponent(b.dataset.id) + '/retry');
+    if (r.ok) {
+      var n = Number(r.data.retried) || 0;
+      await refresh(true, n === 1 ? '1 failed upload to ' + b.dataset.name + ' is queued again.' : n + ' failed uploads to ' + b.dataset.name + ' are queued again.');
+      return;
+    }
+    done();
     toast(false, r.data.error);
   }
 
@@ -451,9 +601,12 @@
       toast(false, r.data.error);
       return;
     }
-    var msg = 'Stored ' + r.data.path + ' on ' + r.data.storage;
-    if (location.search) { reloadWith(true, msg, location.pathname); return; } // back to the newest page
-    await refresh(true, msg);
+    var msg = 'Stored ' + r.data.path;
+    if (location.search) { reloadWith(true, msg + '.', location.pathname); return; } // back to the newest page
+    await refresh(true, function () {
+      var where = document.querySelector('#result-' + CSS.escape(String(r.data.id)) + ' .result-storage');
+      return msg + ' on ' + (where ? where.textContent.trim() : r.data.storage) + '.';
+    });
   }
 
   async function generate(btn) {
@@ -478,6 +631,8 @@
   }
 
   async function deleteResult(b) {
+    var msg = b.dataset.confirm || 'Delete this result? This cannot be undone.';
+    if (!(await confirmAction('Delete this result?', msg, 'Delete'))) { return; }
     clearToasts();
     var done = busy(b, 'Deleting…');
     var r = await api('DELETE', '/api/v1/results/' + encodeURIComponent(b.dataset.id));
@@ -498,7 +653,8 @@
     if ((el = t.closest('button[data-action="uninstall"]'))) { uninstall(el); return; }
     if ((el = t.closest('#test-connection'))) { testConnection(el); return; }
     if ((el = t.closest('#generate'))) { generate(el); return; }
-    if ((el = t.closest('button.result-delete'))) { deleteResult(el); }
+    if ((el = t.closest('button.result-delete'))) { deleteResult(el); return; }
+    if ((el = t.closest('button[data-action="retry"]'))) { retry(el); }
   });
 
   document.addEventListener('submit', function (ev) {
@@ -512,7 +668,7 @@
   ['input', 'change'].forEach(function (type) {
     document.addEventListener(type, function (ev) {
       var form = ev.target instanceof Element ? ev.target.closest('#settings-form') : null;
-      if (form) { secretWarnings(form); }
+      if (form) { secretWarnings(form); r2devWarnings(form); }
     });
   });
 
@@ -527,5 +683,8 @@
   showFlash();
   decorate();
   if (page === 'plugins') { recordReceipt(); }
-  if (page === 'config') { secretWarnings(document.getElementById('settings-form')); }
+  if (page === 'config') {
+    secretWarnings(document.getElementById('settings-form'));
+    r2devWarnings(document.getElementById('settings-form'));
+  }
 })();
