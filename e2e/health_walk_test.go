@@ -39,7 +39,9 @@ func bannerShown(t *testing.T, ctx context.Context, sh *shots, url string, want 
 // is replaced by a wrong one. A new result cannot be offloaded: every admin
 // page shows the banner naming the cause and the fix, the R2 card shows it,
 // and the result's card says its upload failed. Entering the right secret
-// again (Test connection saves it) and retrying makes the banner go.
+// again (Test connection saves it) and retrying makes the banner go and the
+// result land in R2. Moving the public URL then re-points the older images,
+// which still display.
 func TestStorageProblemBannerWalk(t *testing.T) {
 	s := newStack(t, "extended")
 	ctx := browser(t)
@@ -126,5 +128,26 @@ func TestStorageProblemBannerWalk(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
+	// The result that failed now lives in R2 and displays from the public URL.
+	must(t, ctx, sh, "results page", chromedp.Navigate(base+"/app/results"), chromedp.WaitVisible(chromedp.ID("generate")))
+	waitTrue(t, ctx, sh, "the result that failed to be in R2 and display from its public URL",
+		fmt.Sprintf(`(() => { const li = document.querySelector('li.result'); const i = li && li.querySelector('img.result-image');
+			return !!i && li.dataset.storage === 'cloudflare-r2' && i.src.startsWith(%q) && i.complete && i.naturalWidth > 0 })()`, s.publicURL+"/"))
+
+	// Moving the public URL (to another address of the same bucket front,
+	// as an r2.dev address moves to a custom domain) re-points the older
+	// images, which still display.
+	movedURL := strings.Replace(s.publicURL, "127.0.0.1", "localhost", 1)
+	if movedURL == s.publicURL {
+		t.Fatalf("the public URL stand-in %s is not on 127.0.0.1; the walk cannot move it", s.publicURL)
+	}
+	must(t, ctx, sh, "move the public URL", chromedp.Navigate(cfg), chromedp.WaitVisible(chromedp.ID("field-public_url")),
+		fill(map[string]string{"public_url": movedURL}, nil), chromedp.Click(chromedp.ID("save")))
+	toast(t, ctx, sh, "ok")
+	must(t, ctx, sh, "results page", chromedp.Navigate(base+"/app/results"), chromedp.WaitVisible(chromedp.ID("generate")))
+	waitTrue(t, ctx, sh, "the older images to display from the moved public URL",
+		fmt.Sprintf(`(() => { const imgs = [...document.querySelectorAll('li.result[data-storage="cloudflare-r2"] img.result-image')];
+			return imgs.length > 0 && imgs.every(i => i.src.startsWith(%q) && i.complete && i.naturalWidth > 0) })()`, movedURL+"/"))
+	sh.take(ctx, "walk-moved-public-url")
 	noConsoleErrors(t, logs, fmt.Sprintf("during the walk (%s)", t.Name()))
 }
