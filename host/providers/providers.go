@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/magicads/r2storage/host/dbmigrate"
@@ -116,6 +117,14 @@ type Manager struct {
 	plugins map[string]*plugin
 	// lastDefault is the Default Storage last read ("" before the first read).
 	lastDefault string
+	// cfgLocks hold, per provider id, the turn of its one configure in
+	// flight (a channel with room for one token): taken from loading the
+	// settings to recording the outcome. Kept across reinstalls.
+	cfgLocks map[string]chan struct{}
+	// cfgAgain holds, per id, the provider handle of the last configure
+	// that stopped waiting for its turn (its ctx ended): the configure in
+	// flight runs once more, on that handle.
+	cfgAgain map[string]storage.Provider
 }
 
 // plugin is the manager's state of one installed provider.
@@ -144,7 +153,8 @@ func New(db *sql.DB, dialect dbmigrate.Dialect, settings *settingsstore.Store, r
 	}
 	return &Manager{db: db, dialect: dialect, settings: settings, rt: rt, log: logger,
 		pluginsDir: opts.PluginsDir, keys: opts.Keys, ns: dbmigrate.NewNamespaces(db, dialect, opts.PluginsDir),
-		drain: opts.Drain, changed: opts.SettingsChanged, configured: opts.Configured, plugins: map[string]*plugin{}}
+		drain: opts.Drain, changed: opts.SettingsChanged, configured: opts.Configured, plugins: map[string]*plugin{},
+		cfgLocks: map[string]chan struct{}{}, cfgAgain: map[string]storage.Provider{}}
 }
 
 // Namespaces runs the plugins' migrations, each in a namespace of its own.
@@ -354,10 +364,63 @@ func (m *Manager) OnStart(ctx context.Context, id string, prov storage.Provider)
 }
 
 // configure applies the stored settings to the running plugin and records
-// the outcome. Missing, incomplete or unreadable settings leave the
-// provider unconfigured: never an error for the host.
+// the outcome on the plugin installed under p's id (nothing happens once
+// it is removed). Missing, incomplete or unreadable settings leave the
+// provider unconfigured: never an error for the host. The configures of
+// one provider run one at a time, each loading the settings when its turn
+// comes, so the last one applies the settings stored last and the state,
+// the placement and Options.Configured follow it. The turn is waited for
+// until ctx ends (a stopped plugin's start ends, so Remove never waits on
+// it; a start is not failed for it either): the configure in flight then
+// runs once more, on prov, with the settings stored by then.
 func (m *Manager) configure(ctx context.Context, p *plugin, prov storage.Provider) {
-	values, err := m.settings.Load(ctx, EntryName(p.inst.ID))
+	id := p.inst.ID
+	m.mu.Lock()
+	turn := m.cfgLocks[id]
+	if turn == nil {
+		turn = make(chan struct{}, 1)
+		m.cfgLocks[id] = turn
+	}
+	m.mu.Unlock()
+	select {
+	case turn <- struct{}{}:
+	default:
+		select {
+		case turn <- struct{}{}:
+		case <-ctx.Done():
+			m.mu.Lock()
+			m.cfgAgain[id] = prov
+			m.mu.Unlock()
+			m.log.Warn("another configure of the provider is in flight: this one stopped waiting for it, that one applies the stored settings again once done", "plugin", id, "error", ctx.Err())
+			return
+		}
+	}
+	for {
+		m.configureTurn(ctx, id, prov)
+		m.mu.Lock()
+		next := m.cfgAgain[id]
+		delete(m.cfgAgain, id)
+		done := next == nil || ctx.Err() != nil
+		if done {
+			<-turn
+		}
+		m.mu.Unlock()
+		if done {
+			return
+		}
+		prov = next
+	}
+}
+
+// configureTurn is configure once its turn came.
+func (m *Manager) configureTurn(ctx context.Context, id string, prov storage.Provider) {
+	m.mu.Lock()
+	p := m.plugins[id]
+	m.mu.Unlock()
+	if p == nil || p.schema == nil {
+		return
+	}
+	values, err := m.settings.Load(ctx, EntryName(id))
 	configured, problem := false, ""
 	var secrets []string
 	var placement results.Placement
@@ -366,17 +429,24 @@ func (m *Manager) configure(ctx context.Context, p *plugin, prov storage.Provide
 		problem = "not configured yet"
 	case err != nil:
 		problem = err.Error()
-		m.log.Error("provider settings cannot be read; the provider is treated as unconfigured", "plugin", p.inst.ID, "error", err)
+		m.log.Error("provider settings cannot be read; the provider is treated as unconfigured", "plugin", id, "error", err)
 	case !p.schema.FullyConfigured(values):
 		problem = "credentials incomplete: fill in access key, secret, bucket and account id (or a custom endpoint)"
 		secrets = p.schema.SecretValuesOf(values)
 	default:
 		secrets = p.schema.SecretValuesOf(values)
+		// The plugin's log lines and errors are scrubbed of Secrets: from
+		// now on, of these too (and still of those it had).
+		m.mu.Lock()
+		known := slices.Clone(p.secrets)
+		p.secrets = append(slices.Clone(known), secrets...)
+		m.mu.Unlock()
 		if res, err := prov.Configure(ctx, storage.Settings(values)); err != nil {
-			problem = "the plugin refused its settings: " + err.Error()
+			// A plugin may quote what it was given.
+			problem = "the plugin refused its settings: " + redact(err.Error(), append(known, secrets...))
 		} else {
 			configured = true
-			placement = m.placementOf(ctx, p.inst.ID, prov, res)
+			placement = m.placementOf(ctx, id, prov, res)
 		}
 	}
 	m.mu.Lock()
@@ -386,7 +456,7 @@ func (m *Manager) configure(ctx context.Context, p *plugin, prov storage.Provide
 	}
 	m.mu.Unlock()
 	if configured && placement.Bucket != "" && m.configured != nil {
-		m.configured(ctx, p.inst.ID, placement)
+		m.configured(ctx, id, placement)
 	}
 }
 
