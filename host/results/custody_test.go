@@ -373,12 +373,15 @@ func TestTransientErrorRetriesWithBackoff(t *testing.T) {
 			return nil
 		})
 		e := newBucketEnv(t, d, opts, st)
+		// The first retry is due a backoff step (100 to 200 ms) after the
+		// failure, which comes after this instant however slow the machine.
+		before := time.Now()
 		res := e.finalize(t, payload(1))
 		if res.Storage != Local || !strings.HasPrefix(res.LocalReason, "queued for "+remoteID+", retrying (attempt 1 failed): ") {
 			t.Fatalf("Finalize = %+v", res)
 		}
 		up := res.Upload
-		if up == nil || up.State != UploadRetrying || up.Attempts != 1 || !strings.Contains(up.Error, "throttled") || up.NextAttemptAt.Before(time.Now().Add(50*time.Millisecond)) {
+		if up == nil || up.State != UploadRetrying || up.Attempts != 1 || !strings.Contains(up.Error, "throttled") || up.NextAttemptAt.Before(before.Add(90*time.Millisecond)) {
 			t.Fatalf("upload %+v", up)
 		}
 		if ps := e.stats(t); ps.Pending != 1 || ps.Failed != 0 || ps.LastCode != storage.Unavailable || !strings.Contains(ps.LastError, "throttled") {
