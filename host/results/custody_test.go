@@ -402,6 +402,8 @@ func TestTransientErrorRetriesWithBackoff(t *testing.T) {
 		if got := e.get(t, res.ID); got.Storage != remoteID || got.Upload != nil {
 			t.Fatalf("after landing: %+v", got)
 		}
+		// The outcome reaches the stats just after the job row goes.
+		waitFor(t, "JobStats to show the success", func() bool { return !e.stats(t).LastSuccessAt.IsZero() })
 		if ps := e.stats(t); ps.LastError != "" || ps.LastSuccessAt.IsZero() || ps.Pending != 0 {
 			t.Fatalf("JobStats after landing: %+v", ps)
 		}
