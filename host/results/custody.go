@@ -179,12 +179,12 @@ func deleteAt(ctx context.Context, providerID string, p storage.Provider, bucket
 // its plugin was updated: the settings the results were uploaded with).
 // It returns how many results it adopted; with pl.Bucket "" it does
 // nothing.
-func (s *Service) AdoptLegacy(ctx context.Context, provider string, pl Placement) (int64, error) {
+func (s *Service) AdoptLegacy(ctx context.Context, provider string, pl Placement) (Adoption, error) {
 	if pl.Bucket == "" || provider == "" || provider == Local {
-		return 0, nil
+		return Adoption{}, nil
 	}
-	fail := func(err error) (int64, error) {
-		return 0, fmt.Errorf("results: recording where the results uploaded to %s before it reported its bucket are: %w", provider, err)
+	fail := func(err error) (Adoption, error) {
+		return Adoption{}, fmt.Errorf("results: recording where the results uploaded to %s before it reported its bucket are: %w", provider, err)
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -210,8 +210,25 @@ func (s *Service) AdoptLegacy(ctx context.Context, provider string, pl Placement
 	if n > 0 {
 		s.log.Info("results: recorded where the results uploaded before the provider reported its bucket are", "provider", provider, "bucket", pl.Bucket, "key_prefix", pl.KeyPrefix, "results", n)
 	}
-	return n, nil
+	return Adoption{Adopted: n}, nil
 }
+
+// Adoption is what AdoptLegacy did.
+type Adoption struct {
+	// Adopted counts the results recorded with their bucket and full key.
+	Adopted int64
+	// Unverified counts the legacy results left as they are.
+	Unverified int64
+}
+
+// Configured is told that provider accepted its settings with placement pl.
+func (s *Service) Configured(ctx context.Context, provider string, pl Placement) error {
+	_, err := s.AdoptLegacy(ctx, provider, pl)
+	return err
+}
+
+// DefaultChanged is told that Default Storage changed from one value to another.
+func (s *Service) DefaultChanged(ctx context.Context, from, to string) error { return nil }
 
 // errNotInstalled is the error of a job whose provider is not installed.
 func errNotInstalled(provider string) error {
