@@ -156,7 +156,7 @@ func TestLegacyDeleteOfAnotherSizeParks(t *testing.T) {
 			t.Fatal(err)
 		}
 		j, ok := e.job(t, res.ID, kindDelete)
-		if !ok || j.state != jobFailed || !strings.Contains(j.lastError, "new/"+res.Path) || !strings.Contains(j.lastError, "bytes") {
+		if !ok || j.state != jobFailed || !strings.Contains(j.lastError, "at key "+res.Path) || !strings.Contains(j.lastError, "is 14 bytes, not the result's 19") {
 			t.Fatalf("the delete job: %+v, %v", j, ok)
 		}
 		if !st.has(bucketA, "new/"+res.Path) || !st.has(bucketA, "old/"+res.Path) || e.rowCount(t) != 1 {
