@@ -2,6 +2,7 @@ package results
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -453,7 +454,8 @@ func (s *Service) rewriteURLs(ctx context.Context, provider string, pl Placement
 // settings with placement pl: AdoptLegacy, then RebaseURLs. A pass that
 // completed for the same placement is not run again in this process, and
 // passes run one at a time, so a burst of configures (restarts, several
-// saves) costs one pass. Call it in the background, with a deadline: it
+// saves) costs one pass; a pass whose placement is no longer the
+// provider's current one is skipped. Call it in the background, with a deadline: it
 // looks at every legacy result and every URL of the bucket.
 func (s *Service) Configured(ctx context.Context, provider string, pl Placement) error {
 	if provider == "" || provider == Local || pl.Bucket == "" {
@@ -463,6 +465,9 @@ func (s *Service) Configured(ctx context.Context, provider string, pl Placement)
 	defer s.passMu.Unlock()
 	if last, ok := s.passed[provider]; ok && last == pl {
 		return nil
+	}
+	if now, ok := s.router.Placement(ctx, provider); ok && now != pl {
+		return nil // configured again since: that configure's pass runs
 	}
 	a, err := s.AdoptLegacy(ctx, provider, pl)
 	if err != nil {
@@ -481,21 +486,42 @@ func (s *Service) Configured(ctx context.Context, provider string, pl Placement)
 // Storage the admin just moved away from (to to): no retry would send
 // them there. Their results say they are kept local and why.
 func (s *Service) DefaultChanged(ctx context.Context, from, to string) error {
-	if from == "" || from == Local || from == to {
-		return nil
+	n, err := DropParkedAfterDefaultChange(ctx, s.db, from, to)
+	if n > 0 {
+		s.log.Info("results: dropped the failed uploads to a provider no longer the Default Storage; their results stay local", "provider", from, "default", to, "results", n)
 	}
-	_, err := s.DropParkedOffloads(ctx, from, fmt.Sprintf("Default Storage was changed from %s to %s", from, to))
 	return err
+}
+
+// DropParkedAfterDefaultChange is Service.DefaultChanged over a host
+// database, for the code that changes Default Storage: it drops the
+// uploads parked failed for from and records on their results "kept
+// local: Default Storage was changed from <from> to <to>". It returns how
+// many it dropped.
+func DropParkedAfterDefaultChange(ctx context.Context, db *sql.DB, from, to string) (int64, error) {
+	if from == "" || from == Local || from == to {
+		return 0, nil
+	}
+	return dropParked(ctx, db, from, fmt.Sprintf("Default Storage was changed from %s to %s", from, to))
 }
 
 // DropParkedOffloads removes the offload jobs to provider that a permanent
 // error parked, and records on their results (still local) "kept local: "
 // and reason; it returns how many it dropped.
 func (s *Service) DropParkedOffloads(ctx context.Context, provider, reason string) (int64, error) {
-	fail := func(err error) (int64, error) {
-		return 0, fmt.Errorf("results: dropping the failed uploads to %s (%s); retry them or change Default Storage again: %w", provider, reason, err)
+	n, err := dropParked(ctx, s.db, provider, reason)
+	if n > 0 {
+		s.log.Info("results: dropped the failed uploads to a provider; their results stay local", "provider", provider, "reason", reason, "results", n)
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	return n, err
+}
+
+// dropParked is DropParkedOffloads over db.
+func dropParked(ctx context.Context, db *sql.DB, provider, reason string) (int64, error) {
+	fail := func(err error) (int64, error) {
+		return 0, fmt.Errorf("results: dropping the failed uploads to %s (%s); they stay parked, retry them from the admin console: %w", provider, reason, err)
+	}
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fail(err)
 	}
@@ -515,9 +541,6 @@ func (s *Service) DropParkedOffloads(ctx context.Context, provider, reason strin
 	}
 	if err := tx.Commit(); err != nil {
 		return fail(err)
-	}
-	if n > 0 {
-		s.log.Info("results: dropped the failed uploads to a provider no longer the Default Storage; their results stay local", "provider", provider, "reason", reason, "results", n)
 	}
 	return n, nil
 }
