@@ -98,9 +98,14 @@ type App struct {
 	// stopRecovery and recoveryDone stop and await the startup recovery.
 	stopRecovery context.CancelFunc
 	recoveryDone chan struct{}
-	closeOnce    sync.Once
-	httpLimits   httpapi.Limits
-	spool        string // DATA_DIR/tmp/uploads
+	// custodyCtx ends the custody passes (custodyPass) at Close;
+	// custodyWG awaits them.
+	custodyCtx  context.Context
+	stopCustody context.CancelFunc
+	custodyWG   sync.WaitGroup
+	closeOnce   sync.Once
+	httpLimits  httpapi.Limits
+	spool       string // DATA_DIR/tmp/uploads
 }
 
 // New opens and migrates the database, loads APP_KEY, starts the installed
@@ -132,6 +137,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	// connection limit (SQLite serialises writers anyway).
 	db.SetMaxOpenConns(16)
 	a := &App{DB: db, Dialect: dialect, log: log}
+	a.custodyCtx, a.stopCustody = context.WithCancel(context.Background())
 	if err := a.init(ctx, cfg); err != nil {
 		db.Close()
 		return nil, err
@@ -170,7 +176,7 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	mgr = providers.New(a.DB, a.Dialect, a.Settings, a.Runtime, a.log, providers.Options{PluginsDir: filepath.Join(cfg.DataDir, "plugins"), Keys: keys,
 		Drain:           func(ctx context.Context, id string) func() { return a.Results.Drain(ctx, id, results.DrainGrace) },
 		SettingsChanged: a.retryFailed,
-		Configured:      a.adoptLegacy})
+		Configured:      a.custodyPass})
 	a.Providers = mgr
 
 	a.Local, err = localstore.New(filepath.Join(cfg.DataDir, "results"))
@@ -263,15 +269,21 @@ func (a *App) retryFailed(ctx context.Context, id string) {
 	}
 }
 
-// adoptLegacy records where the results provider id stored before it
-// reported locations are, now that it reports its bucket.
-func (a *App) adoptLegacy(ctx context.Context, id string, p results.Placement) {
-	// Once per provider, over every result it holds: more than a request's bound.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	defer cancel()
-	if _, err := a.Results.AdoptLegacy(ctx, id, p); err != nil {
-		a.log.Error("the results stored before the provider reported its bucket stay addressed by their relative key until its next configure", "provider", id, "error", err)
-	}
+// custodyTimeout bounds one custody pass (results.Service.Configured).
+const custodyTimeout = 10 * time.Minute
+
+// custodyPass runs, in the background, the custody pass of provider id
+// that accepted its settings with placement p: its legacy results are
+// adopted where they verify, and the recorded URLs of its bucket follow
+// its public base. The configure does not wait for it; Close ends it.
+func (a *App) custodyPass(_ context.Context, id string, p results.Placement) {
+	a.custodyWG.Go(func() {
+		ctx, cancel := context.WithTimeout(a.custodyCtx, custodyTimeout)
+		defer cancel()
+		if err := a.Results.Configured(ctx, id, p); err != nil && a.custodyCtx.Err() == nil {
+			a.log.Error("the results of a provider were not all checked after its configure; the rest are at its next configure", "provider", id, "error", err)
+		}
+	})
 }
 
 // Server returns the host's HTTP server, with Config.HTTP's timeouts.
@@ -285,6 +297,8 @@ func (a *App) Handler() http.Handler { return a.API }
 func (a *App) Close(ctx context.Context) error {
 	var err error
 	a.closeOnce.Do(func() {
+		a.stopCustody()
+		a.custodyWG.Wait()
 		if a.stopRecovery != nil {
 			a.stopRecovery()
 			<-a.recoveryDone

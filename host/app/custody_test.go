@@ -242,3 +242,65 @@ func TestCustodyLegacyResultsAdopted(t *testing.T) {
 		})
 	}
 }
+
+// TestCustodyParkedUploadDroppedWhenDefaultChanges: an upload parked by a
+// permanent error is dropped when the admin moves Default Storage away
+// from its provider; the result says it is kept local and why, and the
+// provider no longer counts a failed job.
+func TestCustodyParkedUploadDroppedWhenDefaultChanges(t *testing.T) {
+	for _, d := range testdb.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			h := newHost(t, d)
+			h.configure("secret_access_key", "not-the-secret")
+			r := h.upload(pngBytes(1500), "denied.png")
+			if got := h.custody(r.ID); got.Upload == nil || got.Upload.State != "failed" || h.jobStats().Failed != 1 {
+				t.Fatalf("setup: %+v %+v", got, got.Upload)
+			}
+			if code := h.do("PUT", "/api/v1/admin/storage", map[string]string{"default": "local"}, nil); code != 200 {
+				t.Fatalf("setting Default Storage to local: %d", code)
+			}
+			got := h.custody(r.ID)
+			if want := "kept local: Default Storage was changed from " + pluginID + " to local"; got.Storage != "local" || got.Upload != nil || got.LocalReason != want {
+				t.Fatalf("after the change: %+v %+v, want local_reason %q", got, got.Upload, want)
+			}
+			if st := h.jobStats(); st.Failed != 0 || st.Pending != 0 {
+				t.Fatalf("JobStats: %+v", st)
+			}
+		})
+	}
+}
+
+// TestCustodyLegacyUnderAnotherPrefixStaysLegacy: a legacy result whose
+// object is under an earlier key prefix is not adopted at the prefix of
+// the moment (its URL stays, its delete is not sent to the wrong key); its
+// delete is parked, and runs once the prefix it was uploaded with is back.
+func TestCustodyLegacyUnderAnotherPrefixStaysLegacy(t *testing.T) {
+	for _, d := range testdb.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			h := newHost(t, d)
+			h.configure()
+			r := h.upload(pngBytes(1800), "legacy.png")
+			key := "magicads/" + r.Path
+			if _, err := h.app.DB.Exec(`UPDATE results SET bucket = '', object_key = path WHERE id = $1`, r.ID); err != nil {
+				t.Fatal(err)
+			}
+			h.configure("key_prefix", "moved")
+			time.Sleep(time.Second) // the custody pass would have run by now
+			if got := h.custody(r.ID); got.Bucket != "" || got.ObjectKey != r.Path || got.URL != r.URL {
+				t.Fatalf("a legacy result under an earlier prefix was changed: %+v", got)
+			}
+			if code := h.do("DELETE", "/api/v1/results/"+r.ID, nil, nil); code != http.StatusNoContent {
+				t.Fatalf("delete: %d", code)
+			}
+			waitFor(t, 10*time.Second, "the delete to be parked", func() bool { return h.jobStats().Failed == 1 })
+			if st := h.jobStats(); !strings.Contains(st.LastError, r.Path) || !strings.Contains(st.LastError, "uploaded before the host recorded locations") {
+				t.Fatalf("JobStats: %+v", st)
+			}
+			if !hasKey(h.objects(), key) {
+				t.Fatalf("the object was removed: %v", h.objects())
+			}
+			h.configure()
+			waitFor(t, 10*time.Second, "the delete once the prefix is back", func() bool { return !hasKey(h.objects(), key) && h.pending() == 0 })
+		})
+	}
+}

@@ -85,7 +85,9 @@ func (m *Manager) remember(id string) {
 }
 
 // SetDefault chooses the Default Storage; it must be one of Options. It never
-// moves or deletes existing results.
+// moves or deletes existing results. The uploads parked failed for the
+// provider it moves away from are dropped (no retry would send them
+// there): their results stay local and say why.
 func (m *Manager) SetDefault(ctx context.Context, id string) error {
 	ok := false
 	for _, o := range m.Options(ctx) {
@@ -94,7 +96,18 @@ func (m *Manager) SetDefault(ctx context.Context, id string) error {
 	if !ok {
 		return fmt.Errorf("%w: %q must be local or an enabled, fully configured, running provider", ErrNotAnOption, id)
 	}
-	return m.settings.Save(ctx, defaultEntry, "host", map[string]any{"default": id})
+	from, fromErr := m.Default(ctx)
+	if err := m.settings.Save(ctx, defaultEntry, "host", map[string]any{"default": id}); err != nil {
+		return err
+	}
+	if fromErr != nil {
+		m.log.Warn("Default Storage changed, but its earlier value could not be read: failed uploads to it stay parked; retry them or change Default Storage again", "default", id, "error", fromErr)
+		return nil
+	}
+	if _, err := results.DropParkedAfterDefaultChange(ctx, m.db, from, id); err != nil {
+		m.log.Warn("Default Storage changed, but the failed uploads to the provider it left stay parked; retry them from the admin console", "from", from, "default", id, "error", err)
+	}
+	return nil
 }
 
 // Route is the results.Router view of Default Storage: local; a provider

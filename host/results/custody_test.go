@@ -543,8 +543,8 @@ func TestLegacyResultsAdoptedAtFirstConfigure(t *testing.T) {
 		e.router.install(remoteID, st)
 		e.router.setActive(&Target{ID: remoteID, Provider: st})
 		n, err := e.svc.AdoptLegacy(ctx, remoteID, Placement{Bucket: bucketA, KeyPrefix: "old/", PublicBaseURL: baseA, Locations: true})
-		if err != nil || n != 2 {
-			t.Fatalf("AdoptLegacy = %d, %v", n, err)
+		if err != nil || n.Adopted != 2 || n.Unverified != 0 {
+			t.Fatalf("AdoptLegacy = %+v, %v", n, err)
 		}
 		if got := e.get(t, a.ID); got.Bucket != bucketA || got.ObjectKey != "old/"+a.Path || got.URL != a.URL {
 			t.Fatalf("adopted result %+v", got)
@@ -552,8 +552,8 @@ func TestLegacyResultsAdoptedAtFirstConfigure(t *testing.T) {
 		if j, _ := e.job(t, b.ID, kindDelete); j.bucket != bucketA || j.objectKey != "old/"+b.Path {
 			t.Fatalf("adopted delete job %+v", j)
 		}
-		if n, err := e.svc.AdoptLegacy(ctx, remoteID, Placement{Bucket: bucketA, KeyPrefix: "other/"}); err != nil || n != 0 {
-			t.Fatalf("second AdoptLegacy = %d, %v", n, err)
+		if n, err := e.svc.AdoptLegacy(ctx, remoteID, Placement{Bucket: bucketA, KeyPrefix: "other/", Locations: true}); err != nil || n.Adopted != 0 {
+			t.Fatalf("second AdoptLegacy = %+v, %v", n, err)
 		}
 
 		// The prefix changes; both objects are still deleted where they are.

@@ -156,6 +156,10 @@ func (s *Service) Drain(ctx context.Context, id string, grace time.Duration) (re
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*cleanupTimeout)
 	defer cancel()
 	s.removeTried(cctx, id)
+	// Uploads parked for it would never run: they stay local, saying why.
+	if _, err := s.DropParkedOffloads(cctx, id, id+" was uninstalled"); err != nil {
+		s.log.Error("results: the failed uploads to a removed provider stay parked; retry or discard them", "provider", id, "err", err)
+	}
 	return reopen
 }
 

@@ -487,7 +487,7 @@ func (s *Service) offloadJob(ctx context.Context, j *job, target *Target) outcom
 			// retried there: it may have stored the object before failing,
 			// so remove it while the provider is still running.
 			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
-			s.reconcileOffload(bctx, rw, target, storage.ObjectInfo{})
+			s.reconcileOffload(bctx, rw, target, storage.ObjectInfo{}, false)
 			cancel()
 		}
 		return judge(ctx, target.ID, err)
@@ -505,14 +505,15 @@ func (s *Service) offloadJob(ctx context.Context, j *job, target *Target) outcom
 	}
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
-	n, err := s.recordOffload(bctx, rw, target.ID, info, !removeLocal)
+	locs := s.locates(ctx, target.ID, target.Provider)
+	n, err := s.recordOffload(bctx, rw, target.ID, info, locs, !removeLocal)
 	if err != nil {
 		// The object is stored but not recorded: the result stays local and
 		// the retry overwrites the same key.
 		return retry(fmt.Errorf("recording the offload: %w", err))
 	}
 	if n == 0 {
-		s.reconcileOffload(bctx, rw, target, info)
+		s.reconcileOffload(bctx, rw, target, info, locs)
 		return doneWith(target.ID)
 	}
 	if removeLocal {
@@ -520,7 +521,7 @@ func (s *Service) offloadJob(ctx context.Context, j *job, target *Target) outcom
 			s.log.Warn("results: removing the local copy of an offloaded result", "result", rw.id, "path", rw.path, "err", err)
 		}
 	}
-	bucket, key := location(rw, info)
+	bucket, key := location(rw, info, locs)
 	s.log.Info("results: offloaded", "result", rw.id, "path", rw.path, "provider", target.ID, "bucket", bucket, "key", key, "local_copy", !removeLocal)
 	return doneWith(target.ID)
 }
@@ -557,10 +558,10 @@ func (s *Service) routeJob(ctx context.Context, j *job) (*Target, outcome) {
 }
 
 // recordOffload marks a local, live result as living in provider, where
-// Put's answer info says, and removes its offload job; it returns how
-// many results rows changed.
-func (s *Service) recordOffload(ctx context.Context, rw row, provider string, info storage.ObjectInfo, localPresent bool) (int64, error) {
-	bucket, key := location(rw, info)
+// Put's answer info says (see location), and removes its offload job; it
+// returns how many results rows changed.
+func (s *Service) recordOffload(ctx context.Context, rw row, provider string, info storage.ObjectInfo, locs, localPresent bool) (int64, error) {
+	bucket, key := location(rw, info, locs)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, err
@@ -586,8 +587,8 @@ func (s *Service) recordOffload(ctx context.Context, rw row, provider string, in
 // (deleted, or recorded by another attempt): an object nothing refers to is
 // removed. info is Put's answer (zero when Put failed: the object, if any,
 // is at the key given to Put).
-func (s *Service) reconcileOffload(ctx context.Context, rw row, target *Target, info storage.ObjectInfo) {
-	bucket, key := location(rw, info)
+func (s *Service) reconcileOffload(ctx context.Context, rw row, target *Target, info storage.ObjectInfo, locs bool) {
+	bucket, key := location(rw, info, locs)
 	cur, err := loadRow(ctx, s.db, rw.id)
 	if err == nil && cur.storage == target.ID && cur.objectKey == key && cur.bucket == bucket {
 		return // recorded there already (the delete path owns it if deleted)
@@ -661,7 +662,31 @@ func (s *Service) deleteJob(ctx context.Context, j *job) outcome {
 	} else {
 		p, ok := s.router.Provider(ctx, j.provider)
 		if !ok {
+			switch anywhere, err := s.installedAnywhere(ctx, j.provider); {
+			case err != nil:
+				return retry(fmt.Errorf("reading whether %s is installed: %w", j.provider, err))
+			case anywhere:
+				out := retry(errNotInstalledHere(j.provider))
+				out.about = j.provider
+				return out
+			}
 			return fail(j.provider, errNotInstalled(j.provider))
+		}
+		if j.bucket == "" {
+			size := int64(-1)
+			switch rw, err := loadRow(ctx, s.db, j.resultID); {
+			case err == nil:
+				size = rw.size
+			case !isNoRows(err):
+				return retry(fmt.Errorf("reading the result: %w", err))
+			}
+			var pl *Placement
+			if got, ok := s.router.Placement(ctx, j.provider); ok {
+				pl = &got
+			}
+			if err := checkLegacy(ctx, j.provider, p, pl, j.objectKey, size); err != nil {
+				return judge(ctx, j.provider, err)
+			}
 		}
 		if j.bucket != "" {
 			pl, ok := s.router.Placement(ctx, j.provider)

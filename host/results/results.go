@@ -350,6 +350,10 @@ type Service struct {
 	// attempts (JobStats).
 	seenMu sync.Mutex
 	seen   map[string]*seenStats
+	// passMu runs one custody pass (Configured) at a time; passed holds,
+	// per provider, the placement of its last complete pass.
+	passMu sync.Mutex
+	passed map[string]Placement
 }
 
 // stage marks id as staged (on=true) or no longer (on=false).
@@ -383,7 +387,7 @@ func New(db *sql.DB, local *localstore.Store, router Router, opts Options) *Serv
 		router = localOnly{}
 	}
 	return &Service{db: db, local: local, router: router, opts: opts, log: opts.Logger,
-		owner: opts.NodeID + "/" + rand.Text(), wake: make(chan struct{}, 1), staged: map[string]struct{}{}, seen: map[string]*seenStats{}}
+		owner: opts.NodeID + "/" + rand.Text(), wake: make(chan struct{}, 1), staged: map[string]struct{}{}, seen: map[string]*seenStats{}, passed: map[string]Placement{}}
 }
 
 // newClaim returns a fresh lease claim, written to locked_by:
