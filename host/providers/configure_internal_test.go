@@ -337,3 +337,28 @@ func TestSecretsAreKnownWhileThePluginConfigures(t *testing.T) {
 		})
 	}
 }
+
+// TestNoPlacementWhileNotConfigured: a plugin that was placed once, then
+// restarted and not configured again (its settings could not be read, or
+// it refused them), has no placement: deletes then wait for it instead of
+// reaching an unconfigured plugin, whose "not configured" would park them.
+func TestNoPlacementWhileNotConfigured(t *testing.T) {
+	for _, d := range testdb.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			e := newCfgEnv(t, d)
+			pl := results.Placement{Bucket: "r2:acc/media", PublicBaseURL: "https://media.example", Locations: true}
+			e.m.mu.Lock()
+			e.p.configured, e.p.placement, e.p.placed = true, pl, true
+			e.m.mu.Unlock()
+			if got, ok := e.m.Placement(context.Background(), cfgID); !ok || got != pl {
+				t.Fatalf("configured: Placement = %+v, %v", got, ok)
+			}
+			e.m.mu.Lock()
+			e.p.configured, e.p.problem = false, "its settings cannot be read"
+			e.m.mu.Unlock()
+			if got, ok := e.m.Placement(context.Background(), cfgID); ok {
+				t.Fatalf("not configured: Placement = %+v, true; want none", got)
+			}
+		})
+	}
+}

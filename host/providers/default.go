@@ -209,12 +209,14 @@ func (m *Manager) Provider(_ context.Context, id string) (storage.Provider, bool
 
 // Placement returns where provider id puts new objects and what it
 // accepts, as its last successful Configure (and Describe) on this node
-// said; ok=false when it is not installed or was never configured here.
+// said; ok=false when it is not installed, or not configured now (never
+// here, or its last configure failed): a plugin that is not configured
+// would refuse calls with "not configured", so callers wait instead.
 func (m *Manager) Placement(_ context.Context, id string) (results.Placement, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p := m.plugins[id]
-	if p == nil || !p.placed {
+	if p == nil || !p.placed || !p.configured {
 		return results.Placement{}, false
 	}
 	return p.placement, true

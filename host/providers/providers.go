@@ -86,10 +86,9 @@ type Options struct {
 	SettingsChanged func(ctx context.Context, id string)
 	// Configured, when set, is called each time a provider accepted its
 	// settings and reported the bucket it puts objects in, with its
-	// placement: the results service's AdoptLegacy fits, so the results
-	// it stored before it reported locations are recorded where they are
-	// (at its first configure after an update, with the settings they
-	// were uploaded with).
+	// placement: the results service's Configured fits (it adopts the
+	// results stored before the provider reported locations, each only
+	// once found where the placement says, and records a moved public URL).
 	Configured func(ctx context.Context, id string, p results.Placement)
 }
 
