@@ -670,6 +670,36 @@ func caseShortReader(ctx context.Context, p storage.Provider, ns string) (err er
 	return errors.Join(errs...)
 }
 
+// caseLongReader: a put whose reader yields more bytes than PutOptions.Size
+// declared fails and leaves nothing behind, so a provider must read its
+// reader to io.EOF (where storage.Guard reports the excess) before it
+// commits, never stop at the declared size.
+func caseLongReader(ctx context.Context, p storage.Provider, ns string) (err error) {
+	scenarios := []struct{ yields, declared int64 }{
+		{1001, 1000},
+		{1, 0},
+		{6*mib + 1, 6 * mib},
+	}
+	keys := make([]string, len(scenarios))
+	for i := range scenarios {
+		keys[i] = fmt.Sprintf("%s/long-%d", ns, i)
+	}
+	defer cleanup(ctx, p, &err, keys...)
+	var errs []error
+	for i, s := range scenarios {
+		what := fmt.Sprintf("put %q declaring %d bytes but yielding %d", keys[i], s.declared, s.yields)
+		_, perr := p.Put(ctx, keys[i], genReader(45+uint64(i), s.yields), storage.PutOptions{ContentType: "application/octet-stream", Size: s.declared})
+		if perr == nil {
+			errs = append(errs, fmt.Errorf("%s: returned success, want an error", what))
+			continue
+		}
+		if e := expectNotFound(ctx, p, keys[i], "after a "+what+" (read Put's reader to io.EOF before committing)"); e != nil {
+			errs = append(errs, e)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // caseFailedOverwrite: a put over an existing object that fails (reader
 // error, short content) leaves the old object as it was.
 func caseFailedOverwrite(ctx context.Context, p storage.Provider, ns string) (err error) {

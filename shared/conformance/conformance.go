@@ -101,6 +101,7 @@ func Cases() []Case {
 		{Name: "cancelled-put", Run: caseCancelledPut},
 		{Name: "reader-error", Run: caseReaderError},
 		{Name: "short-reader", Run: caseShortReader},
+		{Name: "long-reader", Run: caseLongReader},
 		{Name: "failed-overwrite", Run: caseFailedOverwrite},
 		{Name: "put-sha256", Run: casePutSHA256},
 		{Name: "put-from-file", Run: casePutFromFile},
@@ -160,9 +161,12 @@ func NewNamespace() (string, error) {
 }
 
 // Run runs every case against p as a subtest of t. A case that does not
-// apply to p is skipped with its reason.
+// apply to p is skipped with its reason. Like RunAll and RunCases, it runs
+// p through storage.Guard, as sdk.Serve does, so p is checked as the host
+// would see it over the plugin.
 func Run(t *testing.T, p storage.Provider, opts ...Option) {
 	t.Helper()
+	p = storage.Guard(p)
 	ns, err := NewNamespace()
 	if err != nil {
 		t.Fatal(err)
@@ -192,8 +196,11 @@ func RunAll(ctx context.Context, p storage.Provider, report func(name string, er
 }
 
 // RunCases is RunAll for a chosen subset of the cases, such as a filtered
-// Cases().
+// Cases(). It runs p through storage.Guard (a plugin client, which is
+// storage.Guarded, as it is: the plugin's server guards it), so a provider
+// gets the same verdict in-process and over the plugin.
 func RunCases(ctx context.Context, p storage.Provider, cases []Case, report func(name string, err error, d time.Duration), opts ...Option) (passed, failed int) {
+	p = storage.Guard(p)
 	ctx = context.WithValue(ctx, runConfigKey{}, newRunConfig(opts))
 	ns, err := NewNamespace()
 	for _, c := range cases {

@@ -60,6 +60,10 @@ const (
 	bugDeleteAtMissingFail bug = "delete-at-missing-fails"
 	bugLocationsUndeclared bug = "locations-undeclared"
 	bugWrongBucketSilent   bug = "wrong-bucket-message-names-one"
+	// bugStopsAtSize reads exactly the declared size and commits without
+	// reading Put's reader to io.EOF, so storage.Guard never gets to say
+	// the content was longer or had another sha256.
+	bugStopsAtSize bug = "stops-reading-at-declared-size"
 	// featPrefix is not a bug: keys are stored under a prefix that counts
 	// toward the 1024-byte limit, as the contract allows.
 	featPrefix bug = "stores-under-a-prefix"
@@ -288,7 +292,12 @@ func (m *memProvider) Put(ctx context.Context, key string, r io.Reader, opts sto
 	var buf bytes.Buffer
 	chunk := make([]byte, 64*1024)
 	var readErr error
-	for {
+	if m.has(bugStopsAtSize) && opts.Size >= 0 {
+		if _, err := io.CopyN(&buf, r, opts.Size); err != nil {
+			return storage.ObjectInfo{}, storage.Errorf(storage.InvalidArgument, "put %q: reading the content: %w", key, err)
+		}
+	}
+	for !(m.has(bugStopsAtSize) && opts.Size >= 0) {
 		if ctx.Err() != nil && !m.has(bugIgnoreCancel) {
 			return storage.ObjectInfo{}, canceled()
 		}

@@ -119,7 +119,7 @@ func serveOver(t *testing.T, impl storage.Provider, desc *grpc.ServiceDesc) (*rp
 		m, _ := grpc.MethodFromServerStream(stream)
 		return status.Errorf(codes.Unimplemented, "unknown method %s", m)
 	}))
-	srv.RegisterService(desc, &server{impl: impl})
+	srv.RegisterService(desc, newServer(impl))
 	go srv.Serve(lis)
 	conn, err := grpc.NewClient("passthrough:///bufconn",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),

@@ -22,7 +22,7 @@ type GRPCPlugin struct {
 
 // GRPCServer registers the provider's gRPC service on the plugin side.
 func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	storagepb.RegisterStorageProviderServer(s, &server{impl: p.Impl})
+	storagepb.RegisterStorageProviderServer(s, newServer(p.Impl))
 	return nil
 }
 

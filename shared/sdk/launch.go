@@ -194,3 +194,9 @@ func (c *Client) Ping() error {
 	}
 	return rpc.Ping()
 }
+
+// GuardedByContract marks the client as storage.Guarded: the plugin's
+// server runs the provider through storage.Guard, so storage.Guard leaves
+// the client as it is and a bad upload reaches the plugin to be refused
+// there.
+func (c *Client) GuardedByContract() {}

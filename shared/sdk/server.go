@@ -3,11 +3,9 @@ package sdk
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 
 	"github.com/magicads/r2storage/shared/storage"
@@ -17,7 +15,19 @@ import (
 // server adapts a storage.Provider to the gRPC service on the plugin side.
 type server struct {
 	storagepb.UnimplementedStorageProviderServer
+	// impl is the provider behind storage.Guard, which checks keys,
+	// locations, declared sizes and sha256 digests for every call.
 	impl Provider
+	// raw is the provider itself; only local-file puts call it, with a
+	// seekable reader of exactly the declared size whose sha256 openSource
+	// checked before the provider sees a byte.
+	raw Provider
+}
+
+// newServer serves p through storage.Guard, so the provider behaves over
+// the plugin as the conformance suite checks it in-process.
+func newServer(p Provider) *server {
+	return &server{impl: storage.Guard(p), raw: p}
 }
 
 // Describe answers with the provider's Info. Capabilities.AbortUploads and
@@ -118,11 +128,8 @@ func (s *server) Put(stream storagepb.StorageProvider_PutServer) error {
 	if src := h.GetSource(); src != nil {
 		return s.putLocalFile(stream, h)
 	}
-	body := &putBody{stream: stream, declared: h.GetSize(), want: h.GetSha256()}
-	if len(body.want) > 0 {
-		body.sum = sha256.New()
-	}
-	info, err := s.impl.Put(ctx, h.GetKey(), body, storage.PutOptions{ContentType: h.GetContentType(), Size: h.GetSize()})
+	body := &putBody{stream: stream}
+	info, err := s.impl.Put(ctx, h.GetKey(), body, storage.PutOptions{ContentType: h.GetContentType(), Size: h.GetSize(), SHA256: sha256Option(h.GetSha256())})
 	if err == nil && !body.committed {
 		// The provider returned before reading to the end: never report
 		// success for bytes it did not take.
@@ -153,7 +160,7 @@ func (s *server) putLocalFile(stream storagepb.StorageProvider_PutServer, h *sto
 		return toStatus(err)
 	}
 	defer closeFile()
-	info, err := s.impl.Put(ctx, h.GetKey(), body, storage.PutOptions{ContentType: h.GetContentType(), Size: h.GetSize()})
+	info, err := s.raw.Put(ctx, h.GetKey(), body, storage.PutOptions{ContentType: h.GetContentType(), Size: h.GetSize(), SHA256: sha256Option(h.GetSha256())})
 	if err == nil && body.pos != h.GetSize() {
 		err = &storage.Error{Code: storage.Unknown, Message: "put: provider returned before reading the whole object"}
 	}
@@ -163,15 +170,22 @@ func (s *server) putLocalFile(stream storagepb.StorageProvider_PutServer, h *sto
 	return stream.SendAndClose(&storagepb.PutResponse{Info: infoToPB(info)})
 }
 
-// putBody is the io.Reader a provider's Put reads: it yields the chunks of
-// the stream and returns io.EOF only once the commit arrived and matched what
+// sha256Option is the PutOptions.SHA256 of a header's digest: nil when the
+// header gave none.
+func sha256Option(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// putBody is the io.Reader a provider's Put reads (through storage.Guard,
+// which checks the declared size and sha256): it yields the chunks of the
+// stream and returns io.EOF only once the commit arrived and matched what
 // was received, so a provider never completes an object the host abandoned.
 type putBody struct {
 	stream    storagepb.StorageProvider_PutServer
-	declared  int64
 	received  int64
-	want      []byte    // expected sha256, if the header gave one
-	sum       hash.Hash // nil unless want is set
 	pending   []byte
 	committed bool
 	err       error
@@ -208,20 +222,11 @@ func (b *putBody) next() error {
 	case *storagepb.PutRequest_Chunk:
 		b.pending = m.Chunk
 		b.received += int64(len(m.Chunk))
-		if b.sum != nil {
-			b.sum.Write(m.Chunk)
-		}
-		if b.declared >= 0 && b.received > b.declared {
-			return &storage.Error{Code: storage.InvalidArgument, Message: fmt.Sprintf("put: received more than the declared %d bytes", b.declared)}
-		}
 		return nil
 	case *storagepb.PutRequest_Commit:
 		c := m.Commit
-		if c.GetSize() != b.received || (b.declared >= 0 && b.declared != b.received) {
-			return &storage.Error{Code: storage.InvalidArgument, Message: fmt.Sprintf("put: received %d bytes, but %d were declared and %d committed", b.received, b.declared, c.GetSize())}
-		}
-		if b.sum != nil && !bytes.Equal(b.want, b.sum.Sum(nil)) {
-			return &storage.Error{Code: storage.InvalidArgument, Message: "put: the sha256 of the received bytes does not match the one declared; nothing was written"}
+		if c.GetSize() != b.received {
+			return &storage.Error{Code: storage.InvalidArgument, Message: fmt.Sprintf("put: received %d bytes, but %d were committed; nothing was written", b.received, c.GetSize())}
 		}
 		b.committed = true
 		return nil

@@ -1,0 +1,243 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"hash"
+	"io"
+)
+
+// Guarded is implemented by a Provider that already enforces, on its own
+// side, everything Guard enforces: Guard returns such a provider as it is.
+// The sdk's plugin client implements it, since the plugin's server runs
+// Guard in the plugin process; guarding the client too would stop a bad
+// upload before the plugin saw it, and hide a plugin that mishandles one.
+type Guarded interface {
+	// GuardedByContract marks the provider; it does nothing.
+	GuardedByContract()
+}
+
+// Guard returns p wrapped in the checks of the contract that are the same
+// for every provider, so a provider author writes none of them:
+//
+//   - every key (Put, Get, Stat, Delete, AbortUploads) is checked with
+//     ValidateKey, every Location with ValidateLocation, and the keys of
+//     AbortUploads with ValidateAbortKeys; a refused one gives
+//     InvalidArgument and p is not called;
+//   - the reader Put gives p yields at most PutOptions.Size bytes when the
+//     size is declared, and ends with io.EOF only when it yielded exactly
+//     the declared size and, when PutOptions.SHA256 is set, content with
+//     that digest. Otherwise the read that would have ended it returns an
+//     InvalidArgument error instead, and p, which commits only after
+//     io.EOF, writes nothing;
+//   - a Put that p reports as done before its reader reached io.EOF fails
+//     (with Unknown): a provider that trusts the declared size and stops
+//     reading there has skipped the checks above.
+//
+// PutOptions reach p unchanged, SHA256 included, so a provider may also
+// hand the digest to its store. The wrapper implements UploadAborter and
+// Locator exactly when p does. sdk.Serve and the conformance suite both
+// run every provider through Guard, so a provider behaves the same in the
+// host's process and over the plugin. Guard of a guarded provider (or of
+// a Guarded one) is that provider.
+func Guard(p Provider) Provider {
+	switch p.(type) {
+	case nil, Guarded, *guard, *guardAborter, *guardLocator, *guardBoth:
+		return p
+	}
+	g := &guard{p: p}
+	a, aborts := p.(UploadAborter)
+	l, locates := p.(Locator)
+	switch {
+	case aborts && locates:
+		return &guardBoth{guard: g, aborter: aborter{a}, locator: locator{l}}
+	case aborts:
+		return &guardAborter{guard: g, aborter: aborter{a}}
+	case locates:
+		return &guardLocator{guard: g, locator: locator{l}}
+	}
+	return g
+}
+
+// guard is the wrapper Guard returns for a provider with no optional calls.
+type guard struct{ p Provider }
+
+type guardAborter struct {
+	*guard
+	aborter
+}
+
+type guardLocator struct {
+	*guard
+	locator
+}
+
+type guardBoth struct {
+	*guard
+	aborter
+	locator
+}
+
+// Describe asks p.
+func (g *guard) Describe(ctx context.Context) (Info, error) { return g.p.Describe(ctx) }
+
+// ValidateSettings asks p.
+func (g *guard) ValidateSettings(ctx context.Context, s Settings) ([]FieldError, error) {
+	return g.p.ValidateSettings(ctx, s)
+}
+
+// Configure asks p.
+func (g *guard) Configure(ctx context.Context, s Settings) (ConfigureResult, error) {
+	return g.p.Configure(ctx, s)
+}
+
+// TestConnection asks p.
+func (g *guard) TestConnection(ctx context.Context) (TestResult, error) {
+	return g.p.TestConnection(ctx)
+}
+
+// Health asks p.
+func (g *guard) Health(ctx context.Context) (Health, error) { return g.p.Health(ctx) }
+
+// Put checks the key, then gives p a reader that enforces the declared
+// size and sha256 (see Guard).
+func (g *guard) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (ObjectInfo, error) {
+	if err := ValidateKey(key); err != nil {
+		return ObjectInfo{}, err
+	}
+	if opts.Size < 0 {
+		opts.Size = -1
+	}
+	if r == nil {
+		r = bytes.NewReader(nil)
+	}
+	body := &checkedReader{r: r, key: key, declared: opts.Size, want: opts.SHA256}
+	if opts.SHA256 != nil {
+		body.sum = sha256.New()
+	}
+	info, err := g.p.Put(ctx, key, body, opts)
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	if !body.done {
+		return ObjectInfo{}, &Error{Code: Unknown, Message: fmt.Sprintf("put %s: the provider reported success before reading the content to the end, so the declared size and sha256 were never checked; a provider must read Put's reader until io.EOF before it commits", quoteKey(key))}
+	}
+	return info, nil
+}
+
+// Get checks the key, then asks p.
+func (g *guard) Get(ctx context.Context, key string, opts GetOptions) (io.ReadCloser, ObjectInfo, error) {
+	if err := ValidateKey(key); err != nil {
+		return nil, ObjectInfo{}, err
+	}
+	return g.p.Get(ctx, key, opts)
+}
+
+// Stat checks the key, then asks p.
+func (g *guard) Stat(ctx context.Context, key string) (ObjectInfo, error) {
+	if err := ValidateKey(key); err != nil {
+		return ObjectInfo{}, err
+	}
+	return g.p.Stat(ctx, key)
+}
+
+// Delete checks the key, then asks p.
+func (g *guard) Delete(ctx context.Context, key string) error {
+	if err := ValidateKey(key); err != nil {
+		return err
+	}
+	return g.p.Delete(ctx, key)
+}
+
+// aborter checks the keys of AbortUploads.
+type aborter struct{ a UploadAborter }
+
+// AbortUploads checks the keys (ValidateAbortKeys), then asks the provider.
+func (a aborter) AbortUploads(ctx context.Context, keys []string) (int, error) {
+	if err := ValidateAbortKeys(keys); err != nil {
+		return 0, err
+	}
+	return a.a.AbortUploads(ctx, keys)
+}
+
+// locator checks the Location of each call.
+type locator struct{ l Locator }
+
+// GetAt checks loc (ValidateLocation), then asks the provider.
+func (l locator) GetAt(ctx context.Context, loc Location, opts GetOptions) (io.ReadCloser, ObjectInfo, error) {
+	if err := ValidateLocation(loc); err != nil {
+		return nil, ObjectInfo{}, err
+	}
+	return l.l.GetAt(ctx, loc, opts)
+}
+
+// StatAt checks loc (ValidateLocation), then asks the provider.
+func (l locator) StatAt(ctx context.Context, loc Location) (ObjectInfo, error) {
+	if err := ValidateLocation(loc); err != nil {
+		return ObjectInfo{}, err
+	}
+	return l.l.StatAt(ctx, loc)
+}
+
+// DeleteAt checks loc (ValidateLocation), then asks the provider.
+func (l locator) DeleteAt(ctx context.Context, loc Location) error {
+	if err := ValidateLocation(loc); err != nil {
+		return err
+	}
+	return l.l.DeleteAt(ctx, loc)
+}
+
+// checkedReader is the reader a guarded Put gives the provider.
+type checkedReader struct {
+	r        io.Reader
+	key      string
+	declared int64 // -1 when not declared
+	read     int64
+	want     []byte
+	sum      hash.Hash // nil unless want is set
+	done     bool      // io.EOF was returned after every check passed
+	err      error     // the error that ended the content, returned again
+}
+
+// Read yields the content, and io.EOF only once it passed the checks.
+func (c *checkedReader) Read(p []byte) (int, error) {
+	if c.done {
+		return 0, io.EOF
+	}
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.declared >= 0 && int64(len(p)) > c.declared-c.read+1 {
+		// Never read more than one byte past the declared size, so an
+		// over-long body is caught without pulling it all in.
+		p = p[:c.declared-c.read+1]
+	}
+	n, err := c.r.Read(p)
+	c.read += int64(n)
+	if c.declared >= 0 && c.read > c.declared {
+		c.err = &Error{Code: InvalidArgument, Message: fmt.Sprintf("put %s: the content has more than the declared %d bytes; nothing was written", quoteKey(c.key), c.declared)}
+		return 0, c.err
+	}
+	if c.sum != nil {
+		c.sum.Write(p[:n])
+	}
+	switch {
+	case err == io.EOF:
+		if c.declared >= 0 && c.read != c.declared {
+			c.err = &Error{Code: InvalidArgument, Message: fmt.Sprintf("put %s: the content has %d bytes but %d were declared; nothing was written", quoteKey(c.key), c.read, c.declared)}
+			return n, c.err
+		}
+		if c.sum != nil && !bytes.Equal(c.sum.Sum(nil), c.want) {
+			c.err = &Error{Code: InvalidArgument, Message: fmt.Sprintf("put %s: the sha256 of the content does not match the one declared; nothing was written", quoteKey(c.key))}
+			return n, c.err
+		}
+		c.done = true
+		return n, io.EOF
+	case err != nil:
+		c.err = err
+		return n, err
+	}
+	return n, nil
+}
