@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"sync"
@@ -13,7 +14,10 @@ import (
 // when go-plugin launches it. Its settings need a "bucket" and may have a
 // "key_prefix"; a "mode" of "ignore-content-type" or "misreport-bucket"
 // (Configure reports another bucket than the one Put goes to) breaks it on
-// purpose.
+// purpose. A "mode" of "skip-upload-checks" stores whatever its reader
+// yields, checking neither the declared size nor the sha256 (as an author
+// who relies on storage.Guard writes it); "stop-at-declared-size" reads
+// exactly the declared size and stores it without reading to io.EOF.
 type testProvider struct {
 	*memstore.Store
 	mu   sync.Mutex
@@ -61,12 +65,27 @@ func (p *testProvider) Configure(ctx context.Context, s storage.Settings) (stora
 	return res, nil
 }
 
-// Put drops the content type in ignore-content-type mode.
+// Put drops the content type in ignore-content-type mode, and skips or
+// defeats the upload checks in the modes that do.
 func (p *testProvider) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) (storage.ObjectInfo, error) {
 	p.mu.Lock()
-	if p.mode == "ignore-content-type" {
-		opts.ContentType = ""
-	}
+	mode := p.mode
 	p.mu.Unlock()
+	switch {
+	case mode == "ignore-content-type":
+		opts.ContentType = ""
+	case mode == "skip-upload-checks":
+		data, err := io.ReadAll(r)
+		if err != nil {
+			return storage.ObjectInfo{}, err
+		}
+		return p.Store.Put(ctx, key, bytes.NewReader(data), storage.PutOptions{ContentType: opts.ContentType, Size: -1})
+	case mode == "stop-at-declared-size" && opts.Size >= 0:
+		var buf bytes.Buffer
+		if _, err := io.CopyN(&buf, r, opts.Size); err != nil {
+			return storage.ObjectInfo{}, err
+		}
+		return p.Store.Put(ctx, key, &buf, storage.PutOptions{ContentType: opts.ContentType, Size: opts.Size})
+	}
 	return p.Store.Put(ctx, key, r, opts)
 }
