@@ -182,3 +182,21 @@ func explainAndExit(w io.Writer, p Provider) {
 		"  go run ./shared/cmd/conformance --plugin PATH_TO_THIS_BINARY --settings SETTINGS.json\n", name)
 	os.Exit(1)
 }
+
+// ServeIfPlugin serves the provider newProvider returns and exits when this
+// process was started as a plugin (by the host, by the conformance command
+// or by conformance.RunPlugin); otherwise it returns at once and does
+// nothing. Call it first in TestMain so a provider's own test binary can
+// act as its plugin:
+//
+//	func TestMain(m *testing.M) {
+//		sdk.ServeIfPlugin(func() sdk.Provider { return myprovider.New() })
+//		os.Exit(m.Run())
+//	}
+func ServeIfPlugin(newProvider func() Provider, opts ...ServeOptions) {
+	if !launchedByHost() {
+		return
+	}
+	Serve(newProvider(), opts...)
+	os.Exit(0)
+}

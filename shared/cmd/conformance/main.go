@@ -4,7 +4,9 @@
 //	go run ./shared/cmd/conformance --plugin PATH_TO_PLUGIN_BINARY --settings SETTINGS.json
 //
 // It launches the plugin over go-plugin, configures it with the settings file
-// (a JSON object, which may hold secrets and is never printed), runs every
+// (a JSON object, which may hold secrets and is never printed) through
+// conformance.ConfigureFresh, whose checks of Describe and Health before
+// Configure are reported first, as case "before-configure", runs every
 // case of package conformance (telling it what Configure reported, which
 // the locations case checks Put's StoredKey, Bucket and URL against) and
 // prints one line per case:
@@ -199,7 +201,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return exitUsage
 	}
-	cases, err := selectCases(conformance.Cases(), o.run)
+	// The before-configure checks run first, when the plugin is configured;
+	// they are selected and listed like a case.
+	fresh := conformance.Case{Name: conformance.FreshCaseName, Run: func(context.Context, storage.Provider, string) error { return nil }}
+	cases, err := selectCases(append([]conformance.Case{fresh}, conformance.Cases()...), o.run)
 	if err != nil {
 		return usage(err)
 	}
@@ -233,15 +238,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usage(fmt.Errorf("cannot launch the plugin: %w%s", err, hint))
 	}
 	defer client.Close()
-	configured, err := client.Configure(ctx, settings)
-	if err != nil {
-		return usage(fmt.Errorf("configuring the plugin with the settings in %s: %w", o.settings, err))
+	reportFresh := cases[0].Name == conformance.FreshCaseName
+	if reportFresh {
+		cases = cases[1:]
+	}
+	start := time.Now()
+	configured, ok, freshErr := conformance.ConfigureFresh(ctx, client, settings)
+	if !ok {
+		return usage(fmt.Errorf("configuring the plugin with the settings in %s: %w", o.settings, freshErr))
 	}
 	if info, err := client.Describe(ctx); err == nil {
-		fmt.Fprintf(stderr, "conformance: testing %s (%s %s), %d cases\n", info.Name, info.ID, info.Version, len(cases))
+		fmt.Fprintf(stderr, "conformance: testing %s (%s %s), %d cases\n", info.Name, info.ID, info.Version, len(cases)+map[bool]int{true: 1}[reportFresh])
 	}
-
-	passed, failed := conformance.RunCases(ctx, client, cases, func(name string, err error, d time.Duration) {
+	report := func(name string, err error, d time.Duration) {
 		switch {
 		case err == nil:
 			fmt.Fprintf(stdout, "PASS %s (%.1fs)\n", name, d.Seconds())
@@ -250,7 +259,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		default:
 			fmt.Fprintf(stdout, "FAIL %s: %s\n", name, oneLine(err.Error()))
 		}
-	}, conformance.Configured(configured))
+	}
+	var passed, failed int
+	if reportFresh {
+		report(conformance.FreshCaseName, freshErr, time.Since(start))
+		if freshErr != nil {
+			failed++
+		} else {
+			passed++
+		}
+	}
+	p, f := conformance.RunCases(ctx, client, cases, report, conformance.Configured(configured))
+	passed, failed = passed+p, failed+f
 	fmt.Fprintf(stdout, "%d passed, %d failed\n", passed, failed)
 	if failed > 0 {
 		return exitFail

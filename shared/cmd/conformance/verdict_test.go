@@ -13,8 +13,12 @@ import (
 	"github.com/magicads/r2storage/shared/storage"
 )
 
-// uploadCases are the cases about what a put must refuse.
-var uploadCases = regexp.MustCompile(`^(put-sha256|short-reader|long-reader|failed-overwrite|invalid-keys|one-byte)$`)
+// uploadCases are the cases about what a put must refuse. long-reader is
+// not among them: over the plugin the host's client never commits an
+// over-long body, so whether a plugin that commits without the commit
+// message gets to see the bytes first is a race (the in-process tests of
+// package conformance cover that case).
+var uploadCases = regexp.MustCompile(`^(put-sha256|short-reader|failed-overwrite|invalid-keys|one-byte)$`)
 
 // TestSameVerdictInProcessAndOverPlugin: a provider that does none of the
 // upload checks itself passes both in-process (conformance.RunCases) and
@@ -27,7 +31,7 @@ func TestSameVerdictInProcessAndOverPlugin(t *testing.T) {
 		wantFail []string
 	}{
 		{"skip-upload-checks", nil},
-		{"stop-at-declared-size", []string{"failed-overwrite", "long-reader", "one-byte", "put-sha256"}},
+		{"stop-at-declared-size", []string{"failed-overwrite", "one-byte", "put-sha256"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.mode, func(t *testing.T) {
