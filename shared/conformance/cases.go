@@ -700,6 +700,44 @@ func caseLongReader(ctx context.Context, p storage.Provider, ns string) (err err
 	return errors.Join(errs...)
 }
 
+// caseETag: ObjectInfo.ETag is never empty (from Put, Stat and Get), and
+// it changes when the object's content changes. It is an opaque version
+// tag: nothing else about its form (quotes, an MD5, a part count) is part
+// of the contract.
+func caseETag(ctx context.Context, p storage.Provider, ns string) (err error) {
+	key := ns + "/tagged"
+	defer cleanup(ctx, p, &err, key)
+	etags := make([]string, 0, 2)
+	for i, data := range [][]byte{genBytes(60, 1000), genBytes(61, 1000)} {
+		pi, err := put(ctx, p, key, data, "application/octet-stream")
+		if err != nil {
+			return err
+		}
+		si, err := p.Stat(ctx, key)
+		if err != nil {
+			return fmt.Errorf("stat %s: %w", display(key), err)
+		}
+		rc, gi, err := p.Get(ctx, key, storage.GetOptions{Length: -1})
+		if err != nil {
+			return fmt.Errorf("get %s: %w", display(key), err)
+		}
+		rc.Close()
+		for _, c := range []struct {
+			op   string
+			etag string
+		}{{"put", pi.ETag}, {"stat", si.ETag}, {"get", gi.ETag}} {
+			if c.etag == "" {
+				return fmt.Errorf("%s %s (content %d): ObjectInfo.ETag is empty, want a tag of the stored version", c.op, display(key), i+1)
+			}
+		}
+		etags = append(etags, si.ETag)
+	}
+	if etags[0] == etags[1] {
+		return fmt.Errorf("stat %s: ObjectInfo.ETag %q did not change when the object was overwritten with other content", display(key), etags[0])
+	}
+	return nil
+}
+
 // caseFailedOverwrite: a put over an existing object that fails (reader
 // error, short content) leaves the old object as it was.
 func caseFailedOverwrite(ctx context.Context, p storage.Provider, ns string) (err error) {

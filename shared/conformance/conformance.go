@@ -87,6 +87,7 @@ func Cases() []Case {
 		{Name: "stat-size", Run: caseStatSize},
 		{Name: "content-type", Run: caseContentType},
 		{Name: "overwrite", Run: caseOverwrite},
+		{Name: "etag", Run: caseETag},
 		{Name: "object-5mib-plus-1", Run: caseObject5MiB},
 		{Name: "object-64mib-plus-1", Run: caseObject64MiB},
 		{Name: "unknown-size", Run: caseUnknownSize},

@@ -156,7 +156,7 @@ func TestBrokenProvidersFail(t *testing.T) {
 		"concurrent-puts", "content-type", "delete-missing", "delete-then-stat", "empty-object",
 		"long-keys", "object-5mib-plus-1", "object-64mib-plus-1", "one-byte", "overwrite",
 		"public-url", "range-read", "special-keys", "stat-size", "unknown-size", "failed-overwrite", "put-sha256", "put-from-file",
-		"abort-uploads", "locations",
+		"abort-uploads", "locations", "etag",
 	}
 	tests := []struct {
 		bug      bug
@@ -181,7 +181,7 @@ func TestBrokenProvidersFail(t *testing.T) {
 		{bugDropConcurrent, []string{"concurrent-puts"}, []string{"after 16 concurrent puts"}},
 		{bugNotConfigured, []string{"health"}, []string{"Configured = false"}},
 		{bugEmptyVersion, []string{"describe"}, []string{"Version empty"}},
-		{bugKeepFirstWrite, []string{"overwrite"}, []string{"ObjectInfo.Size = 1000, want 13"}},
+		{bugKeepFirstWrite, []string{"overwrite", "etag"}, []string{"ObjectInfo.Size = 1000, want 13"}},
 		{bugPrefixedInfoKey, infoCases, []string{`ObjectInfo.Key = "tenant/`}},
 		{bugEmptyUnknownSizeErr, []string{"empty-object"}, []string{"size not declared"}},
 		{bugDeleteBeforePut, []string{"failed-overwrite", "put-sha256"}, []string{"the old object should be unchanged", "not found"}},
@@ -196,11 +196,13 @@ func TestBrokenProvidersFail(t *testing.T) {
 		{bugDeleteAtMissingFail, []string{"locations"}, []string{"a missing object", "want success"}},
 		{bugLocationsUndeclared, []string{"locations"}, []string{"does not declare Capabilities.Locations", `want code "unimplemented"`}},
 		{bugWrongBucketSilent, []string{"locations"}, []string{"does not name both buckets"}},
+		{bugEmptyETag, []string{"etag"}, []string{"ObjectInfo.ETag is empty"}},
+		{bugFixedETag, []string{"etag"}, []string{"did not change"}},
 		// Every put of a declared size fails (storage.Guard refuses a
 		// success reported before io.EOF), and where the content was wrong
 		// the object the provider committed anyway is found.
 		{bugStopsAtSize, []string{
-			"long-reader", "put-sha256", "abort-uploads", "concurrent-puts", "content-type", "delete-missing", "delete-then-stat",
+			"long-reader", "put-sha256", "etag", "abort-uploads", "concurrent-puts", "content-type", "delete-missing", "delete-then-stat",
 			"empty-object", "failed-overwrite", "locations", "long-keys", "object-5mib-plus-1", "object-64mib-plus-1", "one-byte", "overwrite",
 			"public-url", "put-from-file", "range-read", "special-keys", "stat-size",
 		}, []string{"found an object", "read Put's reader to io.EOF"}},

@@ -64,6 +64,8 @@ const (
 	// reading Put's reader to io.EOF, so storage.Guard never gets to say
 	// the content was longer or had another sha256.
 	bugStopsAtSize bug = "stops-reading-at-declared-size"
+	bugEmptyETag   bug = "empty-etag"
+	bugFixedETag   bug = "etag-ignores-content"
 	// featPrefix is not a bug: keys are stored under a prefix that counts
 	// toward the 1024-byte limit, as the contract allows.
 	featPrefix bug = "stores-under-a-prefix"
@@ -344,6 +346,12 @@ func (m *memProvider) Put(ctx context.Context, key string, r io.Reader, opts sto
 	}
 	s := sha256.Sum256(data)
 	o := memObject{data: data, contentType: ct, modTime: time.Now().UTC(), etag: hex.EncodeToString(s[:16])}
+	switch {
+	case m.has(bugEmptyETag):
+		o.etag = ""
+	case m.has(bugFixedETag):
+		o.etag = "v1"
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	sk := m.storeKey(key)
