@@ -18,7 +18,16 @@
 // ObjectInfo.StoredKey and Bucket and the public URL against what Configure
 // reported; without it, only that they are consistent.
 //
-// and anyone can run it against a plugin binary with
+// RunPlugin runs it over the plugin protocol, against the author's plugin
+// binary or their test binary acting as the plugin (see
+// sdk.ServeIfPlugin), from their own go test:
+//
+//	conformance.RunPlugin(t, pathToBinary, settings)
+//
+// Every run goes through storage.Guard, as sdk.Serve does, so a provider
+// gets the same verdict in-process and over the plugin.
+//
+// Anyone can run it against a plugin binary with
 //
 //	go run ./shared/cmd/conformance --plugin PATH --settings SETTINGS.json
 //

@@ -169,8 +169,10 @@ type PutOptions struct {
 	Size int64
 	// SHA256 is the content's digest when the caller already knows it. A
 	// provider must refuse (InvalidArgument) and write nothing when the
-	// content does not match; the sdk's plugin server checks it before the
-	// provider commits. nil skips the check.
+	// content does not match; Guard (which sdk.Serve and the conformance
+	// suite run every provider through) does the check, failing the read
+	// that would end the content, so a provider that reads to io.EOF before
+	// it commits needs no check of its own. nil skips the check.
 	SHA256 []byte
 }
 
