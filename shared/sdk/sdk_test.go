@@ -24,7 +24,7 @@ import (
 func connect(t testing.TB, p storage.Provider) storage.Provider {
 	t.Helper()
 	client, server := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{PluginName: &GRPCPlugin{Impl: p}})
-	t.Cleanup(func() { client.Close(); server.Stop() })
+	t.Cleanup(func() { server.Stop(); client.Close() }) // this order: Close would stop the server from a handler while Stop runs
 	raw, err := client.Dispense(PluginName)
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +207,7 @@ func TestShortContentWritesNothing(t *testing.T) {
 func rawPut(t *testing.T, p storage.Provider, msgs ...*storagepb.PutRequest) error {
 	t.Helper()
 	client, server := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{PluginName: &GRPCPlugin{Impl: p}})
-	t.Cleanup(func() { client.Close(); server.Stop() })
+	t.Cleanup(func() { server.Stop(); client.Close() }) // this order: Close would stop the server from a handler while Stop runs
 	stream, err := storagepb.NewStorageProviderClient(client.Conn).Put(context.Background())
 	if err != nil {
 		t.Fatal(err)
