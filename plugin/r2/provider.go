@@ -19,12 +19,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/magicads/r2storage/plugin/s3kit"
 	"github.com/magicads/r2storage/shared/storage"
 )
 
@@ -39,16 +38,16 @@ const Name = "Cloudflare R2 Storage"
 // manager's first part plus a pool of UploadConcurrency+1 part buffers.
 const (
 	// PartSize is the multipart part size; R2 needs equal parts of at least 5 MiB.
-	PartSize = 5 << 20
+	PartSize = s3kit.PartSize
 	// UploadConcurrency is how many parts of one object upload at once.
-	UploadConcurrency = 2
+	UploadConcurrency = s3kit.UploadConcurrency
 	// MaxParts is the S3 limit on parts in one multipart upload.
-	MaxParts = 10000
+	MaxParts = s3kit.MaxParts
 	// MaxObjectSize is the largest object Put accepts at PartSize.
-	MaxObjectSize = int64(PartSize) * MaxParts
+	MaxObjectSize = s3kit.MaxObjectSize
 	// MemoryLimit is the plugin's soft Go heap limit: the part buffers plus
 	// room for gRPC chunks in flight. Measured by BenchmarkPut1GiBPluginRSS.
-	MemoryLimit = 40 << 20
+	MemoryLimit = s3kit.MemoryLimit
 )
 
 // CacheControl is set on every object: results are uuid-named and never
@@ -84,7 +83,7 @@ type Provider struct {
 	conn *conn // nil until configured
 
 	// abortListPage is the page size AbortUploads lists uploads with; 0
-	// is abortListPageSize. Tests lower it to cover paging.
+	// is s3kit.AbortListPageSize. Tests lower it to cover paging.
 	abortListPage int32
 }
 
@@ -176,37 +175,14 @@ func (p *Provider) Configure(_ context.Context, m storage.Settings) (storage.Con
 }
 
 func (p *Provider) newConn(s Settings) *conn {
-	httpClient := p.opts.HTTPClient
-	if httpClient == nil {
-		httpClient = newHTTPClient(p.opts.Timeouts)
-	}
-	cfg := aws.Config{
-		Region:                     "auto",
-		Credentials:                credentials.NewStaticCredentialsProvider(s.AccessKeyID, s.SecretAccessKey, ""),
-		HTTPClient:                 httpClient,
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
-		Retryer: func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = 3 })
-		},
-	}
-	endpoint := s.ResolvedEndpoint()
-	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
-		o.BaseEndpoint = aws.String(endpoint)
-		o.UsePathStyle = s.UsePathStyle
-		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
-		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
-		o.DisableLogOutputChecksumValidationSkipped = true
-	})
-	tm := transfermanager.New(client, func(o *transfermanager.Options) {
-		o.PartSizeBytes = PartSize
-		o.MultipartUploadThreshold = PartSize
-		o.Concurrency = UploadConcurrency
-		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
-		o.DisableChecksumValidation = true
-		// Abort a failed multipart upload with a fresh context, even when
-		// the upload failed because its context was cancelled.
-		o.FailTimeout = 30 * time.Second
+	client, tm := s3kit.NewClients(s3kit.ClientConfig{
+		Region:          "auto",
+		Endpoint:        s.ResolvedEndpoint(),
+		UsePathStyle:    s.UsePathStyle,
+		AccessKeyID:     s.AccessKeyID,
+		SecretAccessKey: s.SecretAccessKey,
+		HTTPClient:      p.opts.HTTPClient,
+		Timeouts:        p.opts.Timeouts,
 	})
 	return &conn{settings: s, bucketID: s.BucketID(), s3: client, tm: tm}
 }

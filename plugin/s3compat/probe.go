@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/magicads/r2storage/plugin/s3kit"
 	"github.com/magicads/r2storage/shared/storage"
 )
 
@@ -111,39 +112,30 @@ func (p *Provider) failureMessage(s Settings, err error) string {
 
 // cause names what went wrong and what to check, never echoing a secret.
 func (p *Provider) cause(s Settings, err error) string {
-	c, code := classify(err)
-	switch c {
-	case causeBadCredentials:
-		return "bad credentials — the Access Key ID or Secret Access Key was rejected (" + code + "). Re-check the access key pair"
-	case causeWrongRegion:
+	if isWrongRegion(err) {
+		code := errorCode(err)
 		if r := expectedRegion(err); r != "" {
 			return fmt.Sprintf("wrong region — requests were signed for region %q, but the bucket's server expects %q (%s). Set Region to %q", s.Region, r, code, r)
 		}
 		return fmt.Sprintf("wrong region — requests were signed for region %q, but bucket %q is in another region (%s). Set Region to the bucket's region", s.Region, s.Bucket, code)
-	case causeBucketNotFound:
+	}
+	c, code := s3kit.Classify(err)
+	switch c {
+	case s3kit.CauseBadCredentials:
+		return "bad credentials — the Access Key ID or Secret Access Key was rejected (" + code + "). Re-check the access key pair"
+	case s3kit.CauseBucketNotFound:
 		return fmt.Sprintf("bucket %q not found — check the bucket name, the region and the endpoint", s.Bucket)
-	case causePermission:
+	case s3kit.CausePermission:
 		return fmt.Sprintf("permission denied on bucket %q (%s) — the access key needs to read, write and delete objects in this bucket (s3:PutObject, s3:GetObject, s3:DeleteObject)", s.Bucket, code)
-	case causeUnreachable:
-		return fmt.Sprintf("endpoint unreachable — could not connect to %s (%s)", s.ResolvedEndpoint(), rootCause(err))
-	case causeTransient:
+	case s3kit.CauseUnreachable:
+		return fmt.Sprintf("endpoint unreachable — could not connect to %s (%s)", s.ResolvedEndpoint(), s3kit.RootCause(err))
+	case s3kit.CauseTransient:
 		return "the storage service is temporarily unavailable (" + code + "); try again"
-	case causeCanceled:
+	case s3kit.CauseCanceled:
 		return "the test timed out or was cancelled"
 	}
 	if code != "" {
 		return "the storage service answered " + code
 	}
-	return rootCause(err).Error()
-}
-
-// rootCause is the innermost error of a chain, for short messages.
-func rootCause(err error) error {
-	for {
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok || u.Unwrap() == nil {
-			return err
-		}
-		err = u.Unwrap()
-	}
+	return s3kit.RootCause(err).Error()
 }

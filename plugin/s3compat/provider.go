@@ -20,12 +20,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/magicads/r2storage/plugin/s3kit"
 	"github.com/magicads/r2storage/shared/storage"
 )
 
@@ -35,22 +34,16 @@ const ID = "s3-compatible"
 // Name is the provider's display name.
 const Name = "S3-Compatible Storage"
 
-// Upload tuning. Memory held by one upload is about
-// (UploadConcurrency+2) × PartSize, whatever the object size: the transfer
-// manager's first part plus a pool of UploadConcurrency+1 part buffers.
+// Upload tuning, shared with the other S3-based providers (s3kit).
 const (
-	// PartSize is the multipart part size; S3 needs parts of at least 5 MiB, and some
-	// compatible services need them equal.
-	PartSize = 5 << 20
+	// PartSize is the multipart part size.
+	PartSize = s3kit.PartSize
 	// UploadConcurrency is how many parts of one object upload at once.
-	UploadConcurrency = 2
-	// MaxParts is the S3 limit on parts in one multipart upload.
-	MaxParts = 10000
+	UploadConcurrency = s3kit.UploadConcurrency
 	// MaxObjectSize is the largest object Put accepts at PartSize.
-	MaxObjectSize = int64(PartSize) * MaxParts
-	// MemoryLimit is the plugin's soft Go heap limit: the part buffers plus
-	// room for gRPC chunks in flight. Measured by BenchmarkPut1GiBPluginRSS.
-	MemoryLimit = 40 << 20
+	MaxObjectSize = s3kit.MaxObjectSize
+	// MemoryLimit is the plugin's soft Go heap limit.
+	MemoryLimit = s3kit.MemoryLimit
 )
 
 // CacheControl is set on every object: results are uuid-named and never
@@ -72,7 +65,7 @@ type Options struct {
 	// Timeouts bound the waits on a silent network; zero fields take the
 	// defaults (5 s to connect or handshake, 15 s for response headers or
 	// with no byte moving).
-	Timeouts Timeouts
+	Timeouts s3kit.Timeouts
 	// Now returns the current time; nil is time.Now.
 	Now func() time.Time
 }
@@ -86,7 +79,7 @@ type Provider struct {
 	conn *conn // nil until configured
 
 	// abortListPage is the page size AbortUploads lists uploads with; 0
-	// is abortListPageSize. Tests lower it to cover paging.
+	// is s3kit.AbortListPageSize. Tests lower it to cover paging.
 	abortListPage int32
 }
 
@@ -178,39 +171,14 @@ func (p *Provider) Configure(_ context.Context, m storage.Settings) (storage.Con
 }
 
 func (p *Provider) newConn(s Settings) *conn {
-	httpClient := p.opts.HTTPClient
-	if httpClient == nil {
-		httpClient = newHTTPClient(p.opts.Timeouts)
-	}
-	cfg := aws.Config{
-		Region:                     s.Region,
-		Credentials:                credentials.NewStaticCredentialsProvider(s.AccessKeyID, s.SecretAccessKey, ""),
-		HTTPClient:                 httpClient,
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
-		Retryer: func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = 3 })
-		},
-	}
-	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
-		if s.Endpoint != "" {
-			// Without an endpoint the SDK resolves Amazon S3's for the region.
-			o.BaseEndpoint = aws.String(s.Endpoint)
-		}
-		o.UsePathStyle = s.UsePathStyle
-		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
-		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
-		o.DisableLogOutputChecksumValidationSkipped = true
-	})
-	tm := transfermanager.New(client, func(o *transfermanager.Options) {
-		o.PartSizeBytes = PartSize
-		o.MultipartUploadThreshold = PartSize
-		o.Concurrency = UploadConcurrency
-		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
-		o.DisableChecksumValidation = true
-		// Abort a failed multipart upload with a fresh context, even when
-		// the upload failed because its context was cancelled.
-		o.FailTimeout = 30 * time.Second
+	client, tm := s3kit.NewClients(s3kit.ClientConfig{
+		Region:          s.Region,
+		Endpoint:        s.Endpoint, // "": the SDK resolves Amazon S3's for the region
+		UsePathStyle:    s.UsePathStyle,
+		AccessKeyID:     s.AccessKeyID,
+		SecretAccessKey: s.SecretAccessKey,
+		HTTPClient:      p.opts.HTTPClient,
+		Timeouts:        p.opts.Timeouts,
 	})
 	return &conn{settings: s, bucketID: s.BucketID(), s3: client, tm: tm}
 }
@@ -289,7 +257,7 @@ func (p *Provider) Put(ctx context.Context, key string, r io.Reader, opts storag
 		return storage.ObjectInfo{}, serr
 	}
 	if counted.n > MaxObjectSize {
-		// Unreachable in practice: S3 refuses more than MaxParts parts.
+		// Unreachable in practice: S3 refuses more than s3kit.MaxParts parts.
 		return storage.ObjectInfo{}, storage.Errorf(storage.InvalidArgument, "put %s: over the size limit", key)
 	}
 	info := c.info(key, objectKey)

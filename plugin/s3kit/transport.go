@@ -1,4 +1,11 @@
-package s3compat
+// Package s3kit holds the S3 mechanics the S3-based storage providers
+// (cloudflare-r2, s3-compatible) share: the HTTP transport with its
+// time-outs, the S3 client and transfer manager configured with checksums
+// only when required and pinned part size and concurrency, the mapping of
+// S3 errors to storage codes, and the abort of incomplete multipart
+// uploads. Rules of one service (R2's region "auto" and account
+// endpoints, a region setting) stay in the provider packages.
+package s3kit
 
 import (
 	"context"
@@ -41,8 +48,8 @@ const (
 	DefaultIdleTimeout = 15 * time.Second
 )
 
-// withDefaults fills the zero fields of t.
-func (t Timeouts) withDefaults() Timeouts {
+// WithDefaults fills the zero fields of t with the defaults.
+func (t Timeouts) WithDefaults() Timeouts {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
@@ -55,11 +62,11 @@ func (t Timeouts) withDefaults() Timeouts {
 	return t
 }
 
-// newHTTPClient returns the client the provider talks to the service with: HTTP/1.1
+// NewHTTPClient returns the client a provider talks to the service with: HTTP/1.1
 // over connections that fail after t.Idle without progress. It is a plain
 // *http.Client, so the S3 client uses it as is.
-func newHTTPClient(t Timeouts) *http.Client {
-	t = t.withDefaults()
+func NewHTTPClient(t Timeouts) *http.Client {
+	t = t.WithDefaults()
 	dialer := &net.Dialer{Timeout: t.Dial, KeepAlive: 15 * time.Second,
 		// Best effort: without it a slow link only drains more slowly
 		// after the last write.

@@ -1,4 +1,4 @@
-package s3compat
+package s3kit
 
 import "syscall"
 
