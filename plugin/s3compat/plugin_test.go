@@ -2,9 +2,11 @@ package s3compat_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -192,4 +194,36 @@ func TestAbortUploadsOverThePlugin(t *testing.T) {
 	if err != nil || string(got) != stored {
 		t.Fatalf("the stored object reads %q, %v", got, err)
 	}
+}
+
+// conformanceCmd is the conformance command of ../shared/api.md, built once.
+var conformanceCmd plugintest.Builder
+
+// TestConformanceCommandAgainstS3Compatible runs the conformance command,
+// as a provider author would, against the built plugin and versitygw
+// signing for us-east-1.
+func TestConformanceCommandAgainstS3Compatible(t *testing.T) {
+	t.Cleanup(conformanceCmd.Cleanup)
+	srv := startVersity(t, region)
+	srv.CreateBucket(t, "cmd")
+	settings := fmt.Sprintf(`{"access_key_id": %q, "secret_access_key": %q, "region": %q, "bucket": "cmd", "endpoint": %q, "public_url": "https://cdn.example.com", "use_path_style": true}`,
+		srv.AccessKey, srv.SecretKey, region, srv.Endpoint)
+	path := filepath.Join(t.TempDir(), "settings.json")
+	if err := os.WriteFile(path, []byte(settings), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(conformanceCmd.Build(t, "./shared/cmd/conformance"), "--plugin", binary.Build(t, pluginPkg), "--settings", path)
+	out, err := cmd.CombinedOutput()
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	last := lines[len(lines)-1]
+	if err != nil || !strings.HasSuffix(last, " passed, 0 failed") || strings.HasPrefix(last, "0 passed") {
+		t.Fatalf("conformance command: %v, last line %q\n%s", err, last, out)
+	}
+	if strings.Contains(string(out), srv.SecretKey) {
+		t.Fatal("the command printed the secret")
+	}
+	if keys := srv.Keys(t, "cmd"); len(keys) != 0 {
+		t.Fatalf("the command left %v in the bucket", keys)
+	}
+	t.Log(last)
 }
