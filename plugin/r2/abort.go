@@ -2,17 +2,10 @@ package r2
 
 import (
 	"context"
-	"fmt"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-
+	"github.com/magicads/r2storage/plugin/s3kit"
 	"github.com/magicads/r2storage/shared/storage"
 )
-
-// abortListPageSize is how many uploads one ListMultipartUploads page asks
-// for: S3's (and R2's) maximum.
-const abortListPageSize = 1000
 
 var _ storage.UploadAborter = (*Provider)(nil)
 
@@ -52,51 +45,8 @@ func (p *Provider) AbortUploads(ctx context.Context, keys []string) (int, error)
 	return total, nil
 }
 
-// abortKey aborts the incomplete uploads whose bucket key is objectKey.
-//
-// It lists the uploads under the prefix objectKey. S3 lists uploads sorted
-// by key, and objectKey is the smallest key under its own prefix, so its
-// uploads come first, before those of longer keys. When a page holds only
-// uploads of objectKey and more follow, the listing starts over once they
-// are aborted: the aborted uploads are gone from it. No listing markers are
-// used, since a marker names an upload and some S3 servers refuse one that
-// was aborted (or, like versitygw, any marker inside a key's uploads).
+// abortKey aborts the incomplete uploads whose bucket key is objectKey
+// (s3kit.AbortKey).
 func (p *Provider) abortKey(ctx context.Context, c *conn, key, objectKey string) (int, error) {
-	page := p.abortListPage
-	if page <= 0 {
-		page = abortListPageSize
-	}
-	in := &s3.ListMultipartUploadsInput{Bucket: aws.String(c.settings.Bucket), Prefix: aws.String(objectKey), MaxUploads: aws.Int32(page)}
-	aborted := 0
-	for {
-		out, err := c.s3.ListMultipartUploads(ctx, in)
-		if err != nil {
-			return aborted, toStorageError("abort uploads: listing the uploads of", key, err)
-		}
-		onlyThisKey, progress := true, false
-		for _, u := range out.Uploads {
-			if aws.ToString(u.Key) != objectKey {
-				onlyThisKey = false // a longer key under the same prefix
-				continue
-			}
-			_, err := c.s3.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
-				Bucket: aws.String(c.settings.Bucket), Key: aws.String(objectKey), UploadId: u.UploadId,
-			})
-			if err != nil {
-				serr := toStorageError("abort uploads: aborting an upload of", key, err)
-				if storage.IsNotFound(serr) {
-					continue // completed or aborted meanwhile: nothing left to abort
-				}
-				return aborted, serr
-			}
-			aborted++
-			progress = true
-		}
-		if !aws.ToBool(out.IsTruncated) || !onlyThisKey {
-			return aborted, nil
-		}
-		if !progress {
-			return aborted, &storage.Error{Code: storage.Unavailable, Message: fmt.Sprintf("abort uploads %s: the bucket still lists uploads that are already gone; aborted %d, try again later", key, aborted)}
-		}
-	}
+	return s3kit.AbortKey(ctx, c.s3, c.settings.Bucket, key, objectKey, p.abortListPage, toStorageError)
 }

@@ -1,16 +1,11 @@
 package r2
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/magicads/r2storage/shared/storage"
 )
@@ -47,26 +42,15 @@ func (p *Provider) TestConnection(ctx context.Context) (storage.TestResult, erro
 	}
 	body := []byte(fmt.Sprintf("MagicAds connection test %s %s\n", p.opts.Now().UTC().Format(time.RFC3339Nano), hex.EncodeToString(rnd[:])))
 	res := storage.TestResult{ProbeKey: probeKey}
-	bucket := aws.String(c.settings.Bucket)
 
-	stepCtx, cancel := context.WithTimeout(ctx, probeTimeout)
-	_, err = c.s3.PutObject(stepCtx, &s3.PutObjectInput{
-		Bucket: bucket, Key: aws.String(objectKey), Body: bytes.NewReader(body),
-		ContentLength: aws.Int64(int64(len(body))), ContentType: aws.String("text/plain; charset=utf-8"),
-	})
-	cancel()
-	if err != nil {
+	out := c.bucket.Probe(ctx, objectKey, body, probeTimeout)
+	if err := out.UploadErr; err != nil {
 		res.Step = storage.StepUpload
 		res.Message = p.failureMessage(c.settings, err)
 		p.log.Warn("test connection failed", "step", res.Step, "bucket", c.settings.Bucket, "error", toStorageError("upload probe", "", err))
 		return res, nil
 	}
-
-	// From here on the probe exists: always try to delete it.
-	mismatch, readErr := p.readBack(ctx, c, objectKey, body)
-	delCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), probeTimeout)
-	_, delErr := c.s3.DeleteObject(delCtx, &s3.DeleteObjectInput{Bucket: bucket, Key: aws.String(objectKey)})
-	cancel()
+	readErr, mismatch, delErr := out.ReadErr, out.Mismatch, out.DeleteErr
 	if delErr != nil {
 		p.log.Warn("test connection could not delete its probe object", "key", objectKey, "error", toStorageError("delete probe", "", delErr))
 	}
@@ -87,21 +71,6 @@ func (p *Provider) TestConnection(ctx context.Context) (storage.TestResult, erro
 		res.Message = fmt.Sprintf("Connection successful: a probe object was uploaded to bucket %q, read back and deleted.", c.settings.Bucket)
 	}
 	return res, nil
-}
-
-func (p *Provider) readBack(ctx context.Context, c *conn, objectKey string, want []byte) (mismatch bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	out, err := c.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(c.settings.Bucket), Key: aws.String(objectKey)})
-	if err != nil {
-		return false, err
-	}
-	defer out.Body.Close()
-	got, err := io.ReadAll(io.LimitReader(out.Body, int64(len(want))+1))
-	if err != nil {
-		return false, err
-	}
-	return !bytes.Equal(got, want), nil
 }
 
 // failureMessage words an upload failure for the admin's toast.

@@ -11,20 +11,15 @@ package r2
 
 import (
 	"context"
-	"errors"
 	"io"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/magicads/r2storage/plugin/s3kit"
 	"github.com/magicads/r2storage/shared/storage"
 )
 
@@ -39,16 +34,16 @@ const Name = "Cloudflare R2 Storage"
 // manager's first part plus a pool of UploadConcurrency+1 part buffers.
 const (
 	// PartSize is the multipart part size; R2 needs equal parts of at least 5 MiB.
-	PartSize = 5 << 20
+	PartSize = s3kit.PartSize
 	// UploadConcurrency is how many parts of one object upload at once.
-	UploadConcurrency = 2
+	UploadConcurrency = s3kit.UploadConcurrency
 	// MaxParts is the S3 limit on parts in one multipart upload.
-	MaxParts = 10000
+	MaxParts = s3kit.MaxParts
 	// MaxObjectSize is the largest object Put accepts at PartSize.
-	MaxObjectSize = int64(PartSize) * MaxParts
+	MaxObjectSize = s3kit.MaxObjectSize
 	// MemoryLimit is the plugin's soft Go heap limit: the part buffers plus
 	// room for gRPC chunks in flight. Measured by BenchmarkPut1GiBPluginRSS.
-	MemoryLimit = 40 << 20
+	MemoryLimit = s3kit.MemoryLimit
 )
 
 // CacheControl is set on every object: results are uuid-named and never
@@ -84,7 +79,7 @@ type Provider struct {
 	conn *conn // nil until configured
 
 	// abortListPage is the page size AbortUploads lists uploads with; 0
-	// is abortListPageSize. Tests lower it to cover paging.
+	// is s3kit.AbortListPageSize. Tests lower it to cover paging.
 	abortListPage int32
 }
 
@@ -93,7 +88,7 @@ type conn struct {
 	settings Settings
 	bucketID string // settings.BucketID()
 	s3       *s3.Client
-	tm       *transfermanager.Client
+	bucket   s3kit.Bucket // the object calls, on s3
 }
 
 // info is the ObjectInfo of the object at objectKey in c's bucket, asked
@@ -176,39 +171,17 @@ func (p *Provider) Configure(_ context.Context, m storage.Settings) (storage.Con
 }
 
 func (p *Provider) newConn(s Settings) *conn {
-	httpClient := p.opts.HTTPClient
-	if httpClient == nil {
-		httpClient = newHTTPClient(p.opts.Timeouts)
-	}
-	cfg := aws.Config{
-		Region:                     "auto",
-		Credentials:                credentials.NewStaticCredentialsProvider(s.AccessKeyID, s.SecretAccessKey, ""),
-		HTTPClient:                 httpClient,
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
-		Retryer: func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = 3 })
-		},
-	}
-	endpoint := s.ResolvedEndpoint()
-	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
-		o.BaseEndpoint = aws.String(endpoint)
-		o.UsePathStyle = s.UsePathStyle
-		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
-		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
-		o.DisableLogOutputChecksumValidationSkipped = true
+	client, tm := s3kit.NewClients(s3kit.ClientConfig{
+		Region:          "auto",
+		Endpoint:        s.ResolvedEndpoint(),
+		UsePathStyle:    s.UsePathStyle,
+		AccessKeyID:     s.AccessKeyID,
+		SecretAccessKey: s.SecretAccessKey,
+		HTTPClient:      p.opts.HTTPClient,
+		Timeouts:        p.opts.Timeouts,
 	})
-	tm := transfermanager.New(client, func(o *transfermanager.Options) {
-		o.PartSizeBytes = PartSize
-		o.MultipartUploadThreshold = PartSize
-		o.Concurrency = UploadConcurrency
-		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
-		o.DisableChecksumValidation = true
-		// Abort a failed multipart upload with a fresh context, even when
-		// the upload failed because its context was cancelled.
-		o.FailTimeout = 30 * time.Second
-	})
-	return &conn{settings: s, bucketID: s.BucketID(), s3: client, tm: tm}
+	return &conn{settings: s, bucketID: s.BucketID(), s3: client,
+		bucket: s3kit.Bucket{Client: client, Uploader: tm, Name: s.Bucket, ToErr: toStorageError}}
 }
 
 func (p *Provider) current() (*conn, error) {
@@ -250,27 +223,10 @@ func (p *Provider) Put(ctx context.Context, key string, r io.Reader, opts storag
 	if contentType == "" {
 		contentType = "application/octet-stream"
 	}
-	counted := &countingReader{r: r}
-	in := &transfermanager.UploadObjectInput{
-		Bucket:       aws.String(c.settings.Bucket),
-		Key:          aws.String(objectKey),
-		Body:         counted,
-		ContentType:  aws.String(contentType),
-		CacheControl: aws.String(CacheControl),
-	}
-	if opts.Size >= 0 {
-		in.ContentLength = aws.Int64(opts.Size)
-	}
-	out, err := c.tm.UploadObject(ctx, in)
+	res, err := c.bucket.Put(ctx, key, objectKey, r, opts.Size, contentType, CacheControl)
 	if err != nil {
-		// The reader's own error (a cancelled or broken stream) is the
-		// real cause; the transfer manager does not always wrap it.
-		if counted.err != nil && !errors.Is(err, counted.err) {
-			err = errors.Join(counted.err, err)
-		}
-		serr := toStorageError("put", key, err)
-		p.log.Warn("put failed", "key", objectKey, "error", serr)
-		if counted.n >= PartSize {
+		p.log.Warn("put failed", "key", objectKey, "error", err)
+		if res.MayHaveUpload {
 			// A multipart upload may exist that the transfer manager could
 			// not abort (cut while it was being created, or its abort
 			// failed): look for it by key, so a failed Put leaves nothing.
@@ -282,16 +238,12 @@ func (p *Provider) Put(ctx context.Context, key string, r io.Reader, opts storag
 			}
 			cancel()
 		}
-		return storage.ObjectInfo{}, serr
-	}
-	if counted.n > MaxObjectSize {
-		// Unreachable in practice: S3 refuses more than MaxParts parts.
-		return storage.ObjectInfo{}, storage.Errorf(storage.InvalidArgument, "put %s: over the size limit", key)
+		return storage.ObjectInfo{}, err
 	}
 	info := c.info(key, objectKey)
-	info.Size = counted.n
-	info.ContentType = contentType
-	info.ETag = strings.Trim(aws.ToString(out.ETag), `"`)
+	info.Size = res.Object.Size
+	info.ContentType = res.Object.ContentType
+	info.ETag = res.Object.ETag
 	info.ModTime = p.opts.Now().UTC()
 	return info, nil
 }
@@ -299,22 +251,6 @@ func (p *Provider) Put(ctx context.Context, key string, r io.Reader, opts storag
 // abortAfterFailTimeout bounds the search for a failed Put's incomplete
 // upload.
 const abortAfterFailTimeout = 15 * time.Second
-
-// countingReader counts bytes and remembers the reader's error.
-type countingReader struct {
-	r   io.Reader
-	n   int64
-	err error
-}
-
-func (c *countingReader) Read(b []byte) (int, error) {
-	n, err := c.r.Read(b)
-	c.n += int64(n)
-	if err != nil && !errors.Is(err, io.EOF) {
-		c.err = err
-	}
-	return n, err
-}
 
 // Get opens the object for reading, or the byte range opts selects.
 func (p *Provider) Get(ctx context.Context, key string, opts storage.GetOptions) (io.ReadCloser, storage.ObjectInfo, error) {
@@ -327,49 +263,22 @@ func (p *Provider) Get(ctx context.Context, key string, opts storage.GetOptions)
 
 // get opens the object at objectKey in c's bucket, asked for as key.
 func (p *Provider) get(ctx context.Context, c *conn, key, objectKey string, opts storage.GetOptions) (io.ReadCloser, storage.ObjectInfo, error) {
-	if opts.Offset < 0 {
-		return nil, storage.ObjectInfo{}, storage.Errorf(storage.InvalidArgument, "get %s: negative offset", key)
-	}
-	if opts.Length == 0 {
-		info, err := p.stat(ctx, c, key, objectKey)
-		if err != nil {
-			return nil, storage.ObjectInfo{}, err
-		}
-		return io.NopCloser(strings.NewReader("")), info, nil
-	}
-	in := &s3.GetObjectInput{Bucket: aws.String(c.settings.Bucket), Key: aws.String(objectKey)}
-	ranged := opts.Offset > 0 || opts.Length > 0
-	if ranged {
-		r := "bytes=" + strconv.FormatInt(opts.Offset, 10) + "-"
-		if opts.Length > 0 {
-			r += strconv.FormatInt(opts.Offset+opts.Length-1, 10)
-		}
-		in.Range = aws.String(r)
-	}
-	out, err := c.s3.GetObject(ctx, in)
+	body, obj, err := c.bucket.Get(ctx, key, objectKey, opts)
 	if err != nil {
-		return nil, storage.ObjectInfo{}, toStorageError("get", key, err)
+		return nil, storage.ObjectInfo{}, err
 	}
-	size := aws.ToInt64(out.ContentLength)
-	if ranged {
-		size = totalFromContentRange(aws.ToString(out.ContentRange), size)
-	}
-	info := c.info(key, objectKey)
-	info.Size = size
-	info.ContentType = aws.ToString(out.ContentType)
-	info.ETag = strings.Trim(aws.ToString(out.ETag), `"`)
-	info.ModTime = aws.ToTime(out.LastModified).UTC()
-	return out.Body, info, nil
+	return body, c.objectInfo(key, objectKey, obj), nil
 }
 
-// totalFromContentRange reads the total size from "bytes a-b/total".
-func totalFromContentRange(cr string, fallback int64) int64 {
-	if i := strings.LastIndexByte(cr, '/'); i >= 0 {
-		if n, err := strconv.ParseInt(cr[i+1:], 10, 64); err == nil {
-			return n
-		}
-	}
-	return fallback
+// objectInfo is the ObjectInfo of obj, stored at objectKey and asked for
+// as key.
+func (c *conn) objectInfo(key, objectKey string, obj s3kit.Object) storage.ObjectInfo {
+	info := c.info(key, objectKey)
+	info.Size = obj.Size
+	info.ContentType = obj.ContentType
+	info.ETag = obj.ETag
+	info.ModTime = obj.ModTime
+	return info
 }
 
 // Stat returns the object's attributes.
@@ -384,16 +293,11 @@ func (p *Provider) Stat(ctx context.Context, key string) (storage.ObjectInfo, er
 // stat returns the attributes of the object at objectKey in c's bucket,
 // asked for as key.
 func (p *Provider) stat(ctx context.Context, c *conn, key, objectKey string) (storage.ObjectInfo, error) {
-	out, err := c.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(c.settings.Bucket), Key: aws.String(objectKey)})
+	obj, err := c.bucket.Stat(ctx, key, objectKey)
 	if err != nil {
-		return storage.ObjectInfo{}, toStorageError("stat", key, err)
+		return storage.ObjectInfo{}, err
 	}
-	info := c.info(key, objectKey)
-	info.Size = aws.ToInt64(out.ContentLength)
-	info.ContentType = aws.ToString(out.ContentType)
-	info.ETag = strings.Trim(aws.ToString(out.ETag), `"`)
-	info.ModTime = aws.ToTime(out.LastModified).UTC()
-	return info, nil
+	return c.objectInfo(key, objectKey, obj), nil
 }
 
 // Delete removes the object; a missing object is not an error.
@@ -408,15 +312,7 @@ func (p *Provider) Delete(ctx context.Context, key string) error {
 // del removes the object at objectKey in c's bucket, asked for as key; a
 // missing object is not an error.
 func (p *Provider) del(ctx context.Context, c *conn, key, objectKey string) error {
-	_, err := c.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(c.settings.Bucket), Key: aws.String(objectKey)})
-	if err != nil {
-		serr := toStorageError("delete", key, err)
-		if storage.IsNotFound(serr) {
-			return nil
-		}
-		return serr
-	}
-	return nil
+	return c.bucket.Delete(ctx, key, objectKey)
 }
 
 // Health reports the provider's state without touching the network.

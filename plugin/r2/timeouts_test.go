@@ -119,7 +119,7 @@ func TestSlowLinkIsNotCut(t *testing.T) {
 // TestDefaultTimeoutsAreSeconds: the plugin binary's defaults notice a
 // dead connection in seconds, not minutes.
 func TestDefaultTimeoutsAreSeconds(t *testing.T) {
-	d := Timeouts{}.withDefaults()
+	d := Timeouts{}.WithDefaults()
 	for name, v := range map[string]time.Duration{"dial": d.Dial, "tls": d.TLSHandshake, "response header": d.ResponseHeader, "idle": d.Idle} {
 		if v <= 0 || v > 20*time.Second {
 			t.Errorf("default %s timeout %v", name, v)

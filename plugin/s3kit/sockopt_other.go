@@ -1,6 +1,6 @@
 //go:build !linux && !darwin
 
-package r2
+package s3kit
 
 import "syscall"
 

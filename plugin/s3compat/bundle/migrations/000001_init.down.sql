@@ -1,0 +1,1 @@
+-- Nothing to undo: see 000001_init.up.sql.

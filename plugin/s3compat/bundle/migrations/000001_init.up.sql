@@ -1,0 +1,5 @@
+-- s3-compatible keeps nothing in the database: its settings are a host
+-- settings entry (storage.provider.s3-compatible, encrypted with APP_KEY),
+-- which the host creates when the plugin is installed and removes when it is
+-- uninstalled. This migration is empty so that a later 000002 has a version
+-- to follow. The same file runs on SQLite and PostgreSQL.

@@ -1,0 +1,323 @@
+// Package s3compat is the S3-compatible storage provider (Amazon S3,
+// Wasabi, MinIO and other services speaking the S3 API): the
+// storage.Provider served by the s3-compatible plugin binary.
+//
+// It talks S3 with aws-sdk-go-v2, signing for the configured region (never
+// R2's "auto"), with request checksums and response validation only when
+// required (many S3-compatible services reject the SDK's default CRC32
+// trailers), and no ACL, tagging, SSE-KMS or object-lock headers. Uploads go
+// through the transfer manager with a pinned part size and small
+// concurrency, so memory stays bounded whatever the object size.
+package s3compat
+
+import (
+	"context"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/magicads/r2storage/plugin/s3kit"
+	"github.com/magicads/r2storage/shared/storage"
+)
+
+// ID is the provider id, as in bundle/manifest.json.
+const ID = "s3-compatible"
+
+// Name is the provider's display name.
+const Name = "S3-Compatible Storage"
+
+// Upload tuning, shared with the other S3-based providers (s3kit).
+const (
+	// PartSize is the multipart part size.
+	PartSize = s3kit.PartSize
+	// UploadConcurrency is how many parts of one object upload at once.
+	UploadConcurrency = s3kit.UploadConcurrency
+	// MaxObjectSize is the largest object Put accepts at PartSize.
+	MaxObjectSize = s3kit.MaxObjectSize
+	// MemoryLimit is the plugin's soft Go heap limit.
+	MemoryLimit = s3kit.MemoryLimit
+)
+
+// CacheControl is set on every object: results are uuid-named and never
+// overwritten, so they can be cached forever.
+const CacheControl = "public, max-age=31536000, immutable"
+
+// Options configure a Provider.
+type Options struct {
+	// Version is reported by Describe (manifest.json's version).
+	Version string
+	// Logger receives the provider's logs; nil discards them.
+	Logger hclog.Logger
+	// ValidateSchema checks settings against the settings schema and returns
+	// field errors; nil skips the schema check (the code checks still run).
+	ValidateSchema func(storage.Settings) []storage.FieldError
+	// HTTPClient overrides the HTTP client (tests use it to trust a test
+	// CA); Timeouts do not apply to it.
+	HTTPClient aws.HTTPClient
+	// Timeouts bound the waits on a silent network; zero fields take the
+	// defaults (5 s to connect or handshake, 15 s for response headers or
+	// with no byte moving).
+	Timeouts s3kit.Timeouts
+	// Now returns the current time; nil is time.Now.
+	Now func() time.Time
+}
+
+// Provider is the S3-compatible storage provider.
+type Provider struct {
+	opts Options
+	log  hclog.Logger
+
+	mu   sync.RWMutex
+	conn *conn // nil until configured
+
+	// abortListPage is the page size AbortUploads lists uploads with; 0
+	// is s3kit.AbortListPageSize. Tests lower it to cover paging.
+	abortListPage int32
+}
+
+// conn is one applied configuration: settings and the clients built from them.
+type conn struct {
+	settings Settings
+	bucketID string // settings.BucketID()
+	s3       *s3.Client
+	bucket   s3kit.Bucket // the object calls, on s3
+}
+
+// info is the ObjectInfo of the object at objectKey in c's bucket, asked
+// for as key; the other fields are the caller's to fill.
+func (c *conn) info(key, objectKey string) storage.ObjectInfo {
+	return storage.ObjectInfo{
+		Key:       key,
+		URL:       storage.PublicURL(c.settings.PublicURL, objectKey),
+		StoredKey: objectKey,
+		Bucket:    c.bucketID,
+	}
+}
+
+var _ storage.Provider = (*Provider)(nil)
+
+// New returns an unconfigured provider.
+func New(opts Options) *Provider {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Provider{opts: opts, log: opts.Logger}
+}
+
+// SetVersion replaces the version Describe reports; call it before serving.
+func (p *Provider) SetVersion(v string) { p.opts.Version = v }
+
+// Describe returns the provider's identity and capabilities.
+func (p *Provider) Describe(context.Context) (storage.Info, error) {
+	return storage.Info{
+		ID:      ID,
+		Name:    Name,
+		Version: p.opts.Version,
+		Capabilities: storage.Capabilities{
+			PublicURLs:    true,
+			RangeReads:    true,
+			MaxObjectSize: MaxObjectSize,
+			AbortUploads:  true,
+			Locations:     true,
+		},
+	}, nil
+}
+
+// ValidateSettings checks settings against the schema and the rules the
+// schema cannot express. Completeness is not required: a partial save is valid.
+func (p *Provider) ValidateSettings(_ context.Context, m storage.Settings) ([]storage.FieldError, error) {
+	_, fe := p.validate(m)
+	return fe, nil
+}
+
+func (p *Provider) validate(m storage.Settings) (Settings, []storage.FieldError) {
+	var fe []storage.FieldError
+	if p.opts.ValidateSchema != nil {
+		fe = p.opts.ValidateSchema(m)
+		if len(fe) > 0 {
+			return Settings{}, fe
+		}
+	}
+	return parseSettings(m)
+}
+
+// Configure applies complete, valid settings. On error the previous
+// configuration stays in place.
+func (p *Provider) Configure(_ context.Context, m storage.Settings) (storage.ConfigureResult, error) {
+	s, fe := p.validate(m)
+	if len(fe) == 0 {
+		fe = s.missing()
+	}
+	if len(fe) > 0 {
+		return storage.ConfigureResult{}, storage.SettingsError(fe)
+	}
+	c := p.newConn(s)
+	p.mu.Lock()
+	p.conn = c
+	p.mu.Unlock()
+	p.log.Info("configured", "region", s.Region, "bucket", s.Bucket, "bucket_id", s.BucketID(), "endpoint", s.ResolvedEndpoint(), "key_prefix", s.KeyPrefix, "path_style", s.UsePathStyle)
+	return storage.ConfigureResult{PublicBaseURL: s.PublicURL, Bucket: s.BucketID(), KeyPrefix: s.keyPrefix()}, nil
+}
+
+func (p *Provider) newConn(s Settings) *conn {
+	client, tm := s3kit.NewClients(s3kit.ClientConfig{
+		Region:          s.Region,
+		Endpoint:        s.Endpoint, // "": the SDK resolves Amazon S3's for the region
+		UsePathStyle:    s.UsePathStyle,
+		AccessKeyID:     s.AccessKeyID,
+		SecretAccessKey: s.SecretAccessKey,
+		HTTPClient:      p.opts.HTTPClient,
+		Timeouts:        p.opts.Timeouts,
+	})
+	return &conn{settings: s, bucketID: s.BucketID(), s3: client,
+		bucket: s3kit.Bucket{Client: client, Uploader: tm, Name: s.Bucket, ToErr: toStorageError}}
+}
+
+func (p *Provider) current() (*conn, error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.conn == nil {
+		return nil, &storage.Error{Code: storage.FailedPrecondition, Message: ID + " is not configured: save complete settings first"}
+	}
+	return p.conn, nil
+}
+
+// resolve returns the current configuration and the bucket key for key.
+func (p *Provider) resolve(key string) (*conn, string, error) {
+	c, err := p.current()
+	if err != nil {
+		return nil, "", err
+	}
+	objectKey, err := c.settings.objectKey(key)
+	if err != nil {
+		return nil, "", err
+	}
+	return c, objectKey, nil
+}
+
+// Put streams r to the bucket under the key prefix. Parts are sized and
+// bounded so memory does not grow with the object; a failed multipart
+// upload is aborted, so a failed Put leaves nothing behind. The ObjectInfo
+// says where the object is: StoredKey is its full bucket key and Bucket
+// the bucket's identity (Settings.BucketID).
+func (p *Provider) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) (storage.ObjectInfo, error) {
+	c, objectKey, err := p.resolve(key)
+	if err != nil {
+		return storage.ObjectInfo{}, err
+	}
+	if opts.Size > MaxObjectSize {
+		return storage.ObjectInfo{}, storage.Errorf(storage.InvalidArgument, "put %s: %d bytes is over the %d-byte limit", key, opts.Size, MaxObjectSize)
+	}
+	contentType := opts.ContentType
+	if contentType == "" {
+		contentType = "application/octet-stream"
+	}
+	res, err := c.bucket.Put(ctx, key, objectKey, r, opts.Size, contentType, CacheControl)
+	if err != nil {
+		p.log.Warn("put failed", "key", objectKey, "error", err)
+		if res.MayHaveUpload {
+			// A multipart upload may exist that the transfer manager could
+			// not abort (cut while it was being created, or its abort
+			// failed): look for it by key, so a failed Put leaves nothing.
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortAfterFailTimeout)
+			if n, aerr := p.abortKey(actx, c, key, objectKey); aerr != nil {
+				p.log.Warn("put failed; its incomplete upload could not be aborted", "key", objectKey, "error", aerr)
+			} else if n > 0 {
+				p.log.Info("put failed; aborted its incomplete upload", "key", objectKey, "uploads", n)
+			}
+			cancel()
+		}
+		return storage.ObjectInfo{}, err
+	}
+	info := c.info(key, objectKey)
+	info.Size = res.Object.Size
+	info.ContentType = res.Object.ContentType
+	info.ETag = res.Object.ETag
+	info.ModTime = p.opts.Now().UTC()
+	return info, nil
+}
+
+// abortAfterFailTimeout bounds the search for a failed Put's incomplete
+// upload.
+const abortAfterFailTimeout = 15 * time.Second
+
+// Get opens the object for reading, or the byte range opts selects.
+func (p *Provider) Get(ctx context.Context, key string, opts storage.GetOptions) (io.ReadCloser, storage.ObjectInfo, error) {
+	c, objectKey, err := p.resolve(key)
+	if err != nil {
+		return nil, storage.ObjectInfo{}, err
+	}
+	return p.get(ctx, c, key, objectKey, opts)
+}
+
+// get opens the object at objectKey in c's bucket, asked for as key.
+func (p *Provider) get(ctx context.Context, c *conn, key, objectKey string, opts storage.GetOptions) (io.ReadCloser, storage.ObjectInfo, error) {
+	body, obj, err := c.bucket.Get(ctx, key, objectKey, opts)
+	if err != nil {
+		return nil, storage.ObjectInfo{}, err
+	}
+	return body, c.objectInfo(key, objectKey, obj), nil
+}
+
+// objectInfo is the ObjectInfo of obj, stored at objectKey and asked for
+// as key.
+func (c *conn) objectInfo(key, objectKey string, obj s3kit.Object) storage.ObjectInfo {
+	info := c.info(key, objectKey)
+	info.Size = obj.Size
+	info.ContentType = obj.ContentType
+	info.ETag = obj.ETag
+	info.ModTime = obj.ModTime
+	return info
+}
+
+// Stat returns the object's attributes.
+func (p *Provider) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
+	c, objectKey, err := p.resolve(key)
+	if err != nil {
+		return storage.ObjectInfo{}, err
+	}
+	return p.stat(ctx, c, key, objectKey)
+}
+
+// stat returns the attributes of the object at objectKey in c's bucket,
+// asked for as key.
+func (p *Provider) stat(ctx context.Context, c *conn, key, objectKey string) (storage.ObjectInfo, error) {
+	obj, err := c.bucket.Stat(ctx, key, objectKey)
+	if err != nil {
+		return storage.ObjectInfo{}, err
+	}
+	return c.objectInfo(key, objectKey, obj), nil
+}
+
+// Delete removes the object; a missing object is not an error.
+func (p *Provider) Delete(ctx context.Context, key string) error {
+	c, objectKey, err := p.resolve(key)
+	if err != nil {
+		return err
+	}
+	return p.del(ctx, c, key, objectKey)
+}
+
+// del removes the object at objectKey in c's bucket, asked for as key; a
+// missing object is not an error.
+func (p *Provider) del(ctx context.Context, c *conn, key, objectKey string) error {
+	return c.bucket.Delete(ctx, key, objectKey)
+}
+
+// Health reports the provider's state without touching the network.
+func (p *Provider) Health(context.Context) (storage.Health, error) {
+	p.mu.RLock()
+	c := p.conn
+	p.mu.RUnlock()
+	if c == nil {
+		return storage.Health{OK: true, Configured: false, Message: "running, not configured"}, nil
+	}
+	return storage.Health{OK: true, Configured: true, Message: "configured for bucket " + c.settings.Bucket}, nil
+}

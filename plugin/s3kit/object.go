@@ -1,0 +1,181 @@
+package s3kit
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/magicads/r2storage/shared/storage"
+)
+
+// Bucket is one bucket reached through an S3 client, with the object
+// calls the providers share. Keys are passed twice: key is what the caller
+// asked for (used in messages), objectKey the full key in the bucket.
+type Bucket struct {
+	// Client is the S3 client (NewClients).
+	Client *s3.Client
+	// Uploader is the transfer manager Put streams through (NewClients).
+	Uploader *transfermanager.Client
+	// Name is the bucket name.
+	Name string
+	// ToErr maps the client's errors; nil is ToStorageError.
+	ToErr ErrorMapper
+}
+
+// Object is what the bucket says of a stored object.
+type Object struct {
+	// Size is the object's full size in bytes.
+	Size int64
+	// ContentType is the stored Content-Type.
+	ContentType string
+	// ETag is the entity tag without quotes.
+	ETag string
+	// ModTime is the last-modified time in UTC (zero after Put).
+	ModTime time.Time
+}
+
+func (b Bucket) toErr(op, key string, err error) error {
+	if b.ToErr != nil {
+		return b.ToErr(op, key, err)
+	}
+	return ToStorageError(op, key, err)
+}
+
+// PutResult is the outcome of Bucket.Put.
+type PutResult struct {
+	// Object describes the stored object (Size is the bytes read).
+	Object Object
+	// MayHaveUpload is set on failure when the reader gave at least a part,
+	// so a multipart upload may be left to abort (AbortKey).
+	MayHaveUpload bool
+}
+
+// Put streams r to objectKey with contentType and cacheControl; size is
+// the declared length, or negative when unknown. The transfer manager uses
+// equal PartSize parts and aborts a failed multipart upload itself; when
+// the failure leaves MayHaveUpload, the caller should look for one by key.
+func (b Bucket) Put(ctx context.Context, key, objectKey string, r io.Reader, size int64, contentType, cacheControl string) (PutResult, error) {
+	counted := &countingReader{r: r}
+	in := &transfermanager.UploadObjectInput{
+		Bucket:       aws.String(b.Name),
+		Key:          aws.String(objectKey),
+		Body:         counted,
+		ContentType:  aws.String(contentType),
+		CacheControl: aws.String(cacheControl),
+	}
+	if size >= 0 {
+		in.ContentLength = aws.Int64(size)
+	}
+	out, err := b.Uploader.UploadObject(ctx, in)
+	if err != nil {
+		// The reader's own error (a cancelled or broken stream) is the
+		// real cause; the transfer manager does not always wrap it.
+		if counted.err != nil && !errors.Is(err, counted.err) {
+			err = errors.Join(counted.err, err)
+		}
+		return PutResult{MayHaveUpload: counted.n >= PartSize}, b.toErr("put", key, err)
+	}
+	if counted.n > MaxObjectSize {
+		// Unreachable in practice: S3 refuses more than MaxParts parts.
+		return PutResult{}, storage.Errorf(storage.InvalidArgument, "put %s: over the size limit", key)
+	}
+	return PutResult{Object: Object{Size: counted.n, ContentType: contentType, ETag: strings.Trim(aws.ToString(out.ETag), `"`)}}, nil
+}
+
+// countingReader counts bytes and remembers the reader's error.
+type countingReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err != nil && !errors.Is(err, io.EOF) {
+		c.err = err
+	}
+	return n, err
+}
+
+// Get opens the object at objectKey, or the byte range opts selects. A
+// zero Length answers an empty body after a Stat.
+func (b Bucket) Get(ctx context.Context, key, objectKey string, opts storage.GetOptions) (io.ReadCloser, Object, error) {
+	if opts.Offset < 0 {
+		return nil, Object{}, storage.Errorf(storage.InvalidArgument, "get %s: negative offset", key)
+	}
+	if opts.Length == 0 {
+		obj, err := b.Stat(ctx, key, objectKey)
+		if err != nil {
+			return nil, Object{}, err
+		}
+		return io.NopCloser(strings.NewReader("")), obj, nil
+	}
+	in := &s3.GetObjectInput{Bucket: aws.String(b.Name), Key: aws.String(objectKey)}
+	ranged := opts.Offset > 0 || opts.Length > 0
+	if ranged {
+		r := "bytes=" + strconv.FormatInt(opts.Offset, 10) + "-"
+		if opts.Length > 0 {
+			r += strconv.FormatInt(opts.Offset+opts.Length-1, 10)
+		}
+		in.Range = aws.String(r)
+	}
+	out, err := b.Client.GetObject(ctx, in)
+	if err != nil {
+		return nil, Object{}, b.toErr("get", key, err)
+	}
+	size := aws.ToInt64(out.ContentLength)
+	if ranged {
+		size = totalFromContentRange(aws.ToString(out.ContentRange), size)
+	}
+	return out.Body, Object{
+		Size:        size,
+		ContentType: aws.ToString(out.ContentType),
+		ETag:        strings.Trim(aws.ToString(out.ETag), `"`),
+		ModTime:     aws.ToTime(out.LastModified).UTC(),
+	}, nil
+}
+
+// totalFromContentRange reads the total size from "bytes a-b/total".
+func totalFromContentRange(cr string, fallback int64) int64 {
+	if i := strings.LastIndexByte(cr, '/'); i >= 0 {
+		if n, err := strconv.ParseInt(cr[i+1:], 10, 64); err == nil {
+			return n
+		}
+	}
+	return fallback
+}
+
+// Stat returns the attributes of the object at objectKey.
+func (b Bucket) Stat(ctx context.Context, key, objectKey string) (Object, error) {
+	out, err := b.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(b.Name), Key: aws.String(objectKey)})
+	if err != nil {
+		return Object{}, b.toErr("stat", key, err)
+	}
+	return Object{
+		Size:        aws.ToInt64(out.ContentLength),
+		ContentType: aws.ToString(out.ContentType),
+		ETag:        strings.Trim(aws.ToString(out.ETag), `"`),
+		ModTime:     aws.ToTime(out.LastModified).UTC(),
+	}, nil
+}
+
+// Delete removes the object at objectKey; a missing object is not an error.
+func (b Bucket) Delete(ctx context.Context, key, objectKey string) error {
+	_, err := b.Client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(b.Name), Key: aws.String(objectKey)})
+	if err != nil {
+		serr := b.toErr("delete", key, err)
+		if storage.IsNotFound(serr) {
+			return nil
+		}
+		return serr
+	}
+	return nil
+}
