@@ -85,7 +85,10 @@ func clickButton(label string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
 		deadline := time.Now().Add(20 * time.Second)
 		for {
+			// Only once the page's script has run (readyState complete):
+			// a click on a button parsed before it is lost.
 			ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`(() => {
+				if (document.readyState !== 'complete') return false;
 				const b = [...document.querySelectorAll('button, a')].find(e => e.textContent.trim() === %q && e.offsetParent !== null);
 				if (!b) return false; b.click(); return true; })()`, label)))
 			if err != nil {

@@ -23,8 +23,13 @@ const Region = "auto"
 // reads no environment variables or shared config files. A nil httpClient
 // selects the SDK default.
 func NewClient(endpoint, accessKey, secretKey string, httpClient *http.Client) *s3.Client {
+	return newClientIn(Region, endpoint, accessKey, secretKey, httpClient)
+}
+
+// newClientIn is NewClient signing for region.
+func newClientIn(region, endpoint, accessKey, secretKey string, httpClient *http.Client) *s3.Client {
 	cfg := aws.Config{
-		Region:                     Region,
+		Region:                     region,
 		Credentials:                credentials.NewStaticCredentialsProvider(accessKey, secretKey, ""),
 		BaseEndpoint:               aws.String(endpoint),
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,

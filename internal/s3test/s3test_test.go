@@ -179,7 +179,7 @@ func TestVersityRejectsBadCredentials(t *testing.T) {
 }
 
 func TestVersitySidecarMetadata(t *testing.T) {
-	srv := startVersity(t, true)
+	srv := startVersity(t, true, Region)
 	if srv.metaDir == "" {
 		t.Fatal("sidecar not used")
 	}

@@ -43,7 +43,8 @@ type Server struct {
 	AccessKey string
 	// SecretKey is the randomly generated root secret access key.
 	SecretKey string
-	// Region is the signing region the server expects, "auto".
+	// Region is the signing region the server expects: "auto" (R2's)
+	// unless started with StartVersityIn.
 	Region string
 
 	t       testing.TB
@@ -72,18 +73,26 @@ type process struct {
 // fails with the install command.
 func StartVersity(t testing.TB) *Server {
 	t.Helper()
-	return startVersity(t, false)
+	return startVersity(t, false, Region)
+}
+
+// StartVersityIn is StartVersity for a server that signs for region (an
+// S3-compatible provider's, e.g. "us-east-1") instead of R2's "auto"; its
+// Client signs for that region too.
+func StartVersityIn(t testing.TB, region string) *Server {
+	t.Helper()
+	return startVersity(t, false, region)
 }
 
 // startVersity is StartVersity with the option to force sidecar metadata
-// instead of extended attributes.
-func startVersity(t testing.TB, sidecar bool) *Server {
+// instead of extended attributes, signing for region.
+func startVersity(t testing.TB, sidecar bool, region string) *Server {
 	t.Helper()
 	base := t.TempDir()
 	s := &Server{
 		AccessKey: randomHex(t, 10),
 		SecretKey: randomHex(t, 20),
-		Region:    Region,
+		Region:    region,
 		t:         t,
 		bin:       findVersity(t),
 		dataDir:   filepath.Join(base, "data"),
@@ -119,7 +128,7 @@ func startVersity(t testing.TB, sidecar bool) *Server {
 		t.Fatalf("s3test: starting versitygw: %v", err)
 	}
 	hc := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
-	s.client = NewClient(s.Endpoint, s.AccessKey, s.SecretKey, hc)
+	s.client = newClientIn(s.Region, s.Endpoint, s.AccessKey, s.SecretKey, hc)
 	t.Cleanup(hc.CloseIdleConnections)
 	t.Cleanup(s.Stop)
 	return s
@@ -260,7 +269,7 @@ func (s *Server) launch(ctx context.Context) (*process, error) {
 func (s *Server) waitReady(ctx context.Context, p *process) error {
 	hc := &http.Client{Timeout: 2 * time.Second}
 	defer hc.CloseIdleConnections()
-	probe := NewClient(s.Endpoint, s.AccessKey, s.SecretKey, hc)
+	probe := newClientIn(s.Region, s.Endpoint, s.AccessKey, s.SecretKey, hc)
 	noRetry := func(o *s3.Options) { o.Retryer = aws.NopRetryer{} }
 	deadline := time.Now().Add(readyTimeout)
 	var lastErr error

@@ -3,6 +3,7 @@ package s3compat_test
 import (
 	"context"
 	"fmt"
+	"github.com/magicads/r2storage/internal/s3test"
 	"io"
 	"os"
 	"os/exec"
@@ -27,11 +28,15 @@ func TestMain(m *testing.M) {
 
 const pluginPkg = "./plugin/cmd/s3-compatible"
 
+// region is the region the test servers sign for, as Amazon S3's default
+// region and MinIO's default.
+const region = "us-east-1"
+
 // launchConfigured starts versitygw for region us-east-1 with the bucket
 // "conformance", and the plugin binary configured for it.
-func launchConfigured(t *testing.T) (*versity, *plugintest.Plugin, storage.Settings, storage.ConfigureResult) {
+func launchConfigured(t *testing.T) (*s3test.Server, *plugintest.Plugin, storage.Settings, storage.ConfigureResult) {
 	t.Helper()
-	srv := startVersity(t, region)
+	srv := s3test.StartVersityIn(t, region)
 	srv.CreateBucket(t, "conformance")
 	settings := storage.Settings{
 		"enabled": true, "access_key_id": srv.AccessKey, "secret_access_key": srv.SecretKey,
@@ -204,7 +209,7 @@ var conformanceCmd plugintest.Builder
 // signing for us-east-1.
 func TestConformanceCommandAgainstS3Compatible(t *testing.T) {
 	t.Cleanup(conformanceCmd.Cleanup)
-	srv := startVersity(t, region)
+	srv := s3test.StartVersityIn(t, region)
 	srv.CreateBucket(t, "cmd")
 	settings := fmt.Sprintf(`{"access_key_id": %q, "secret_access_key": %q, "region": %q, "bucket": "cmd", "endpoint": %q, "public_url": "https://cdn.example.com", "use_path_style": true}`,
 		srv.AccessKey, srv.SecretKey, region, srv.Endpoint)
