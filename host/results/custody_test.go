@@ -248,6 +248,7 @@ func TestBucketChangeParksDeletes(t *testing.T) {
 		if st.has(bucketA, "m/"+old.Path) || !st.has(bucketB, "m/"+newer.Path) || e.rowCount(t) != 1 {
 			t.Fatalf("after the retry: a %v b %v rows %d", st.keys(bucketA), st.keys(bucketB), e.rowCount(t))
 		}
+		waitFor(t, "JobStats to show the success", func() bool { return !e.stats(t).LastSuccessAt.IsZero() })
 		if ps := e.stats(t); ps.Failed != 0 || ps.LastError != "" || ps.LastSuccessAt.IsZero() {
 			t.Fatalf("JobStats after the retry: %+v", ps)
 		}
@@ -314,6 +315,8 @@ func TestPermanentErrorParksTheUpload(t *testing.T) {
 				if got.Storage != remoteID || got.LocalReason != "" || got.Upload != nil || !st.has(bucketA, "m/"+res.Path) {
 					t.Fatalf("after the retry: %+v", got)
 				}
+				// The outcome reaches the stats just after the job row goes.
+				waitFor(t, "JobStats to show the success", func() bool { return !e.stats(t).LastSuccessAt.IsZero() })
 				if ps := e.stats(t); ps.Failed != 0 || ps.LastError != "" || ps.LastSuccessAt.IsZero() {
 					t.Fatalf("JobStats after the retry: %+v", ps)
 				}
