@@ -180,6 +180,8 @@ func TestCustodyPermanentErrorParksUntilSettingsChange(t *testing.T) {
 			if !hasKey(h.objects(), "magicads/"+r.Path) || h.pending() != 0 {
 				t.Fatalf("after landing: %v, pending %d", h.objects(), h.pending())
 			}
+			// The outcome reaches the stats just after the job row goes.
+			waitFor(t, 10*time.Second, "JobStats to show the success", func() bool { return !h.jobStats().LastSuccessAt.IsZero() })
 			if st := h.jobStats(); st.Failed != 0 || st.LastError != "" || st.LastSuccessAt.IsZero() {
 				t.Fatalf("JobStats after landing: %+v", st)
 			}
