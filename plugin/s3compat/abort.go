@@ -3,7 +3,6 @@ package s3compat
 import (
 	"context"
 
-	"github.com/magicads/r2storage/plugin/s3kit"
 	"github.com/magicads/r2storage/shared/storage"
 )
 
@@ -24,29 +23,5 @@ func (p *Provider) AbortUploads(ctx context.Context, keys []string) (int, error)
 	if err != nil {
 		return 0, err
 	}
-	objectKeys := make([]string, len(keys))
-	for i, k := range keys {
-		if objectKeys[i], err = c.settings.objectKey(k); err != nil {
-			return 0, err
-		}
-	}
-	total := 0
-	for i, objectKey := range objectKeys {
-		n, err := p.abortKey(ctx, c, keys[i], objectKey)
-		total += n
-		if err != nil {
-			p.log.Warn("abort uploads failed", "key", objectKey, "aborted", total, "error", err)
-			return total, err
-		}
-	}
-	if total > 0 {
-		p.log.Info("aborted incomplete uploads", "uploads", total, "keys", len(keys))
-	}
-	return total, nil
-}
-
-// abortKey aborts the incomplete uploads whose bucket key is objectKey
-// (s3kit.AbortKey).
-func (p *Provider) abortKey(ctx context.Context, c *conn, key, objectKey string) (int, error) {
-	return s3kit.AbortKey(ctx, c.s3, c.settings.Bucket, key, objectKey, p.abortListPage, toStorageError)
+	return c.objects.AbortUploads(ctx, keys, p.abortListPage)
 }
