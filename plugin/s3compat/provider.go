@@ -12,7 +12,6 @@ package s3compat
 
 import (
 	"context"
-	"io"
 	"sync"
 	"time"
 
@@ -70,6 +69,10 @@ type Provider struct {
 	opts Options
 	log  hclog.Logger
 
+	// calls are Put, Get, Stat, Delete, the Locator and the
+	// UploadAborter, made on conn's objects.
+	calls
+
 	mu   sync.RWMutex
 	conn *conn // nil until configured
 
@@ -77,6 +80,9 @@ type Provider struct {
 	// is s3kit.AbortListPageSize. Tests lower it to cover paging.
 	abortListPage int32
 }
+
+// calls are the object calls the S3-based providers share (s3kit.Calls).
+type calls = s3kit.Calls
 
 // conn is one applied configuration: settings and the object calls built
 // from them.
@@ -95,7 +101,9 @@ func New(opts Options) *Provider {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Provider{opts: opts, log: opts.Logger}
+	p := &Provider{opts: opts, log: opts.Logger}
+	p.calls = s3kit.Calls{Current: p.objects, AbortPage: func() int32 { return p.abortListPage }}
+	return p
 }
 
 // SetVersion replaces the version Describe reports; call it before serving.
@@ -184,44 +192,13 @@ func (p *Provider) current() (*conn, error) {
 	return p.conn, nil
 }
 
-// Put streams r to the bucket under the key prefix. Parts are sized and
-// bounded so memory does not grow with the object; a failed multipart
-// upload is aborted, so a failed Put leaves nothing behind. The ObjectInfo
-// says where the object is: StoredKey is its full bucket key and Bucket
-// the bucket's identity (Settings.BucketID).
-func (p *Provider) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) (storage.ObjectInfo, error) {
+// objects returns the current configuration's object calls.
+func (p *Provider) objects() (*s3kit.Objects, error) {
 	c, err := p.current()
 	if err != nil {
-		return storage.ObjectInfo{}, err
+		return nil, err
 	}
-	return c.objects.Put(ctx, key, r, opts, p.abortListPage)
-}
-
-// Get opens the object for reading, or the byte range opts selects.
-func (p *Provider) Get(ctx context.Context, key string, opts storage.GetOptions) (io.ReadCloser, storage.ObjectInfo, error) {
-	c, err := p.current()
-	if err != nil {
-		return nil, storage.ObjectInfo{}, err
-	}
-	return c.objects.Get(ctx, key, opts)
-}
-
-// Stat returns the object's attributes.
-func (p *Provider) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
-	c, err := p.current()
-	if err != nil {
-		return storage.ObjectInfo{}, err
-	}
-	return c.objects.Stat(ctx, key)
-}
-
-// Delete removes the object; a missing object is not an error.
-func (p *Provider) Delete(ctx context.Context, key string) error {
-	c, err := p.current()
-	if err != nil {
-		return err
-	}
-	return c.objects.Delete(ctx, key)
+	return c.objects, nil
 }
 
 // Health reports the provider's state without touching the network.

@@ -83,3 +83,36 @@ func TestObjectsTestConnectionWordsAnUploadFailure(t *testing.T) {
 		t.Fatalf("probe against a failing client = %+v", res)
 	}
 }
+
+func TestCallsCheckTheirArgumentsBeforeTheConfiguration(t *testing.T) {
+	notConfigured := &storage.Error{Code: storage.FailedPrecondition, Message: "not configured"}
+	asked := 0
+	c := Calls{Current: func() (*Objects, error) { asked++; return nil, notConfigured }}
+	ctx := context.Background()
+	if _, err := c.StatAt(ctx, storage.Location{Bucket: "s3:media", Key: ""}); storage.Code(err) != storage.InvalidArgument {
+		t.Fatalf("StatAt of a bad location: %v, want InvalidArgument", err)
+	}
+	if _, err := c.AbortUploads(ctx, []string{""}); storage.Code(err) != storage.InvalidArgument {
+		t.Fatalf("AbortUploads of a bad key: %v, want InvalidArgument", err)
+	}
+	if asked != 0 {
+		t.Fatalf("configuration asked for %d times before the arguments were checked", asked)
+	}
+	if _, err := c.Stat(ctx, "a.png"); err != notConfigured {
+		t.Fatalf("Stat unconfigured: %v, want the provider's error", err)
+	}
+	if _, err := c.StatAt(ctx, storage.Location{Bucket: "s3:media", Key: "a.png"}); err != notConfigured {
+		t.Fatalf("StatAt unconfigured: %v, want the provider's error", err)
+	}
+}
+
+func TestCallsUseTheCurrentObjects(t *testing.T) {
+	o, hc := newTestObjects()
+	c := Calls{Current: func() (*Objects, error) { return o, nil }}
+	if _, err := c.StatAt(context.Background(), storage.Location{Bucket: "s3:elsewhere", Key: "p/a.png"}); storage.Code(err) != storage.FailedPrecondition || !strings.Contains(err.Error(), "test-provider") {
+		t.Fatalf("StatAt in another bucket: %v, want FailedPrecondition naming the provider", err)
+	}
+	if hc.n != 0 {
+		t.Fatalf("%d requests sent for a refused call", hc.n)
+	}
+}
