@@ -11,12 +11,10 @@ package r2
 
 import (
 	"context"
-	"io"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/magicads/r2storage/plugin/s3kit"
@@ -75,6 +73,10 @@ type Provider struct {
 	opts Options
 	log  hclog.Logger
 
+	// calls are Put, Get, Stat, Delete, the Locator and the
+	// UploadAborter, made on conn's objects.
+	calls
+
 	mu   sync.RWMutex
 	conn *conn // nil until configured
 
@@ -83,23 +85,14 @@ type Provider struct {
 	abortListPage int32
 }
 
-// conn is one applied configuration: settings and the clients built from them.
+// calls are the object calls the S3-based providers share (s3kit.Calls).
+type calls = s3kit.Calls
+
+// conn is one applied configuration: settings and the object calls built
+// from them.
 type conn struct {
 	settings Settings
-	bucketID string // settings.BucketID()
-	s3       *s3.Client
-	bucket   s3kit.Bucket // the object calls, on s3
-}
-
-// info is the ObjectInfo of the object at objectKey in c's bucket, asked
-// for as key; the other fields are the caller's to fill.
-func (c *conn) info(key, objectKey string) storage.ObjectInfo {
-	return storage.ObjectInfo{
-		Key:       key,
-		URL:       storage.PublicURL(c.settings.PublicURL, objectKey),
-		StoredKey: objectKey,
-		Bucket:    c.bucketID,
-	}
+	objects  *s3kit.Objects // the object calls, in settings.Bucket
 }
 
 var _ storage.Provider = (*Provider)(nil)
@@ -112,7 +105,9 @@ func New(opts Options) *Provider {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Provider{opts: opts, log: opts.Logger}
+	p := &Provider{opts: opts, log: opts.Logger}
+	p.calls = s3kit.Calls{Current: p.objects, AbortPage: func() int32 { return p.abortListPage }}
+	return p
 }
 
 // SetVersion replaces the version Describe reports; call it before serving.
@@ -180,8 +175,16 @@ func (p *Provider) newConn(s Settings) *conn {
 		HTTPClient:      p.opts.HTTPClient,
 		Timeouts:        p.opts.Timeouts,
 	})
-	return &conn{settings: s, bucketID: s.BucketID(), s3: client,
-		bucket: s3kit.Bucket{Client: client, Uploader: tm, Name: s.Bucket, ToErr: toStorageError}}
+	return &conn{settings: s, objects: &s3kit.Objects{
+		Bucket:       s3kit.Bucket{Client: client, Uploader: tm, Name: s.Bucket, ToErr: toStorageError},
+		KeyPrefix:    s.KeyPrefix,
+		PublicURL:    s.PublicURL,
+		BucketID:     s.BucketID(),
+		ProviderID:   ID,
+		CacheControl: CacheControl,
+		Now:          p.opts.Now,
+		Log:          p.log,
+	}}
 }
 
 func (p *Provider) current() (*conn, error) {
@@ -193,126 +196,13 @@ func (p *Provider) current() (*conn, error) {
 	return p.conn, nil
 }
 
-// resolve returns the current configuration and the bucket key for key.
-func (p *Provider) resolve(key string) (*conn, string, error) {
+// objects returns the current configuration's object calls.
+func (p *Provider) objects() (*s3kit.Objects, error) {
 	c, err := p.current()
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	objectKey, err := c.settings.objectKey(key)
-	if err != nil {
-		return nil, "", err
-	}
-	return c, objectKey, nil
-}
-
-// Put streams r to the bucket under the key prefix. Parts are sized and
-// bounded so memory does not grow with the object; a failed multipart
-// upload is aborted, so a failed Put leaves nothing behind. The ObjectInfo
-// says where the object is: StoredKey is its full bucket key and Bucket
-// the bucket's identity (Settings.BucketID).
-func (p *Provider) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) (storage.ObjectInfo, error) {
-	c, objectKey, err := p.resolve(key)
-	if err != nil {
-		return storage.ObjectInfo{}, err
-	}
-	if opts.Size > MaxObjectSize {
-		return storage.ObjectInfo{}, storage.Errorf(storage.InvalidArgument, "put %s: %d bytes is over the %d-byte limit", key, opts.Size, MaxObjectSize)
-	}
-	contentType := opts.ContentType
-	if contentType == "" {
-		contentType = "application/octet-stream"
-	}
-	res, err := c.bucket.Put(ctx, key, objectKey, r, opts.Size, contentType, CacheControl)
-	if err != nil {
-		p.log.Warn("put failed", "key", objectKey, "error", err)
-		if res.MayHaveUpload {
-			// A multipart upload may exist that the transfer manager could
-			// not abort (cut while it was being created, or its abort
-			// failed): look for it by key, so a failed Put leaves nothing.
-			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortAfterFailTimeout)
-			if n, aerr := p.abortKey(actx, c, key, objectKey); aerr != nil {
-				p.log.Warn("put failed; its incomplete upload could not be aborted", "key", objectKey, "error", aerr)
-			} else if n > 0 {
-				p.log.Info("put failed; aborted its incomplete upload", "key", objectKey, "uploads", n)
-			}
-			cancel()
-		}
-		return storage.ObjectInfo{}, err
-	}
-	info := c.info(key, objectKey)
-	info.Size = res.Object.Size
-	info.ContentType = res.Object.ContentType
-	info.ETag = res.Object.ETag
-	info.ModTime = p.opts.Now().UTC()
-	return info, nil
-}
-
-// abortAfterFailTimeout bounds the search for a failed Put's incomplete
-// upload.
-const abortAfterFailTimeout = 15 * time.Second
-
-// Get opens the object for reading, or the byte range opts selects.
-func (p *Provider) Get(ctx context.Context, key string, opts storage.GetOptions) (io.ReadCloser, storage.ObjectInfo, error) {
-	c, objectKey, err := p.resolve(key)
-	if err != nil {
-		return nil, storage.ObjectInfo{}, err
-	}
-	return p.get(ctx, c, key, objectKey, opts)
-}
-
-// get opens the object at objectKey in c's bucket, asked for as key.
-func (p *Provider) get(ctx context.Context, c *conn, key, objectKey string, opts storage.GetOptions) (io.ReadCloser, storage.ObjectInfo, error) {
-	body, obj, err := c.bucket.Get(ctx, key, objectKey, opts)
-	if err != nil {
-		return nil, storage.ObjectInfo{}, err
-	}
-	return body, c.objectInfo(key, objectKey, obj), nil
-}
-
-// objectInfo is the ObjectInfo of obj, stored at objectKey and asked for
-// as key.
-func (c *conn) objectInfo(key, objectKey string, obj s3kit.Object) storage.ObjectInfo {
-	info := c.info(key, objectKey)
-	info.Size = obj.Size
-	info.ContentType = obj.ContentType
-	info.ETag = obj.ETag
-	info.ModTime = obj.ModTime
-	return info
-}
-
-// Stat returns the object's attributes.
-func (p *Provider) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
-	c, objectKey, err := p.resolve(key)
-	if err != nil {
-		return storage.ObjectInfo{}, err
-	}
-	return p.stat(ctx, c, key, objectKey)
-}
-
-// stat returns the attributes of the object at objectKey in c's bucket,
-// asked for as key.
-func (p *Provider) stat(ctx context.Context, c *conn, key, objectKey string) (storage.ObjectInfo, error) {
-	obj, err := c.bucket.Stat(ctx, key, objectKey)
-	if err != nil {
-		return storage.ObjectInfo{}, err
-	}
-	return c.objectInfo(key, objectKey, obj), nil
-}
-
-// Delete removes the object; a missing object is not an error.
-func (p *Provider) Delete(ctx context.Context, key string) error {
-	c, objectKey, err := p.resolve(key)
-	if err != nil {
-		return err
-	}
-	return p.del(ctx, c, key, objectKey)
-}
-
-// del removes the object at objectKey in c's bucket, asked for as key; a
-// missing object is not an error.
-func (p *Provider) del(ctx context.Context, c *conn, key, objectKey string) error {
-	return c.bucket.Delete(ctx, key, objectKey)
+	return c.objects, nil
 }
 
 // Health reports the provider's state without touching the network.

@@ -2,10 +2,7 @@ package s3compat
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"time"
 
 	"github.com/magicads/r2storage/plugin/s3kit"
 	"github.com/magicads/r2storage/shared/storage"
@@ -14,15 +11,15 @@ import (
 // Messages the admin sees after Test connection. The read-back failure is
 // worded exactly as the product's troubleshooting table has it.
 const (
-	MsgReadBack = "Upload succeeded but the object could not be read back"
-	MsgMismatch = "Upload succeeded but the object read back did not match what was uploaded"
+	MsgReadBack = s3kit.MsgReadBack
+	MsgMismatch = s3kit.MsgMismatch
 )
 
-// probeTimeout bounds each step of a connection test.
-const probeTimeout = 20 * time.Second
-
 // ProbeDir is the folder, under the key prefix, that probe objects use.
-const ProbeDir = ".magicads-probe"
+const ProbeDir = s3kit.ProbeDir
+
+// deleteFix ends the message when the probe could not be deleted.
+const deleteFix = "Allow the access key to delete objects in the bucket (s3:DeleteObject)."
 
 // TestConnection uploads a small probe object under the key prefix, reads it
 // back, compares it and deletes it. The probe is deleted whatever happened
@@ -32,51 +29,10 @@ func (p *Provider) TestConnection(ctx context.Context) (storage.TestResult, erro
 	if err != nil {
 		return storage.TestResult{Step: storage.StepConfig, Message: "Connection failed: the settings are incomplete. Fill in the access key, secret, region and bucket, then save."}, nil
 	}
-	var rnd [12]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return storage.TestResult{}, fmt.Errorf("test connection: random probe name: %w", err)
-	}
-	probeKey := ProbeDir + "/" + hex.EncodeToString(rnd[:]) + ".txt"
-	objectKey, err := c.settings.objectKey(probeKey)
-	if err != nil {
-		return storage.TestResult{Step: storage.StepConfig, Message: "Connection failed: " + err.Error()}, nil
-	}
-	body := []byte(fmt.Sprintf("MagicAds connection test %s %s\n", p.opts.Now().UTC().Format(time.RFC3339Nano), hex.EncodeToString(rnd[:])))
-	res := storage.TestResult{ProbeKey: probeKey}
-
-	out := c.bucket.Probe(ctx, objectKey, body, probeTimeout)
-	if err := out.UploadErr; err != nil {
-		res.Step = storage.StepUpload
-		res.Message = p.failureMessage(c.settings, err)
-		p.log.Warn("test connection failed", "step", res.Step, "bucket", c.settings.Bucket, "error", toStorageError("upload probe", "", err))
-		return res, nil
-	}
-	readErr, mismatch, delErr := out.ReadErr, out.Mismatch, out.DeleteErr
-	if delErr != nil {
-		p.log.Warn("test connection could not delete its probe object", "key", objectKey, "error", toStorageError("delete probe", "", delErr))
-	}
-	switch {
-	case readErr != nil:
-		res.Step = storage.StepRead
-		res.Message = MsgReadBack
-		p.log.Warn("test connection failed", "step", res.Step, "bucket", c.settings.Bucket, "error", toStorageError("read probe", "", readErr))
-	case mismatch:
-		res.Step = storage.StepRead
-		res.Message = MsgMismatch
-	case delErr != nil:
-		res.Step = storage.StepDelete
-		res.Message = "Upload and read back succeeded but the probe object could not be deleted: " + p.cause(c.settings, delErr) + ". Allow the access key to delete objects in the bucket (s3:DeleteObject)."
-	default:
-		res.OK = true
-		res.Step = storage.StepDelete
-		res.Message = fmt.Sprintf("Connection successful: a probe object was uploaded to bucket %q, read back and deleted.", c.settings.Bucket)
-	}
-	return res, nil
-}
-
-// failureMessage words an upload failure for the admin's toast.
-func (p *Provider) failureMessage(s Settings, err error) string {
-	return "Connection failed: " + p.cause(s, err) + "."
+	return c.objects.TestConnection(ctx, s3kit.ProbeWording{
+		Cause:     func(err error) string { return p.cause(c.settings, err) },
+		DeleteFix: deleteFix,
+	})
 }
 
 // cause names what went wrong and what to check, never echoing a secret.

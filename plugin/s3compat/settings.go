@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/magicads/r2storage/plugin/s3kit"
 	"github.com/magicads/r2storage/shared/storage"
 )
 
@@ -111,37 +112,15 @@ func (s Settings) ResolvedEndpoint() string {
 }
 
 // objectKey maps a caller key to the bucket key under the prefix.
-func (s Settings) objectKey(key string) (string, error) {
-	if err := storage.ValidateKey(key); err != nil {
-		return "", err
-	}
-	full := key
-	if s.KeyPrefix != "" {
-		full = s.KeyPrefix + "/" + key
-	}
-	if len(full) > storage.MaxKeyBytes {
-		return "", &storage.Error{Code: storage.InvalidArgument, Message: fmt.Sprintf("invalid key: with the key prefix it is %d bytes, over the 1024-byte limit", len(full))}
-	}
-	return full, nil
-}
+func (s Settings) objectKey(key string) (string, error) { return s3kit.ObjectKey(s.KeyPrefix, key) }
 
 // keyPrefix is what objectKey puts before a key: "<key_prefix>/", or ""
 // without a key prefix (storage.ConfigureResult.KeyPrefix).
-func (s Settings) keyPrefix() string {
-	if s.KeyPrefix == "" {
-		return ""
-	}
-	return s.KeyPrefix + "/"
-}
+func (s Settings) keyPrefix() string { return s3kit.KeyPrefix(s.KeyPrefix) }
 
 // callerKey is the key Get would take for a bucket key: without the key
 // prefix when it has it, else the bucket key itself.
-func (s Settings) callerKey(objectKey string) string {
-	if k, ok := strings.CutPrefix(objectKey, s.keyPrefix()); ok && k != "" {
-		return k
-	}
-	return objectKey
-}
+func (s Settings) callerKey(objectKey string) string { return s3kit.CallerKey(s.KeyPrefix, objectKey) }
 
 // BucketID is the identity of the configured bucket
 // (storage.ConfigureResult.Bucket): stable for one bucket, different for
