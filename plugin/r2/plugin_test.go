@@ -62,6 +62,11 @@ func TestConformanceOverGoPlugin(t *testing.T) {
 		t.Fatalf("configure = %+v, want %+v", res, want)
 	}
 	conformance.Run(t, p, conformance.Configured(res))
+	t.Run(conformance.MissingBucketCaseName, func(t *testing.T) {
+		if err := conformance.CheckMissingBucket(t.Context(), p, settings); err != nil {
+			t.Error(err)
+		}
+	})
 	if keys := srv.Keys(t, "conformance"); len(keys) != 0 {
 		t.Errorf("the suite left objects in the bucket: %v", keys)
 	}

@@ -8,8 +8,11 @@
 // conformance.ConfigureFresh, whose checks of Describe and Health before
 // Configure are reported first, as case "before-configure", runs every
 // case of package conformance (telling it what Configure reported, which
-// the locations case checks Put's StoredKey, Bucket and URL against) and
-// prints one line per case:
+// the locations and public-url cases check Put's StoredKey, Bucket and URL
+// against), then conformance.CheckMissingBucket, reported last as case
+// "missing-bucket" (the settings with their "bucket" field pointing at a
+// bucket that does not exist; skipped when they have none), and prints
+// one line per case:
 //
 //	PASS name (1.2s)
 //	FAIL name: what was expected and what came back
@@ -204,7 +207,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// The before-configure checks run first, when the plugin is configured;
 	// they are selected and listed like a case.
 	fresh := conformance.Case{Name: conformance.FreshCaseName, Run: func(context.Context, storage.Provider, string) error { return nil }}
-	cases, err := selectCases(append([]conformance.Case{fresh}, conformance.Cases()...), o.run)
+	missing := conformance.Case{Name: conformance.MissingBucketCaseName, Run: func(context.Context, storage.Provider, string) error { return nil }}
+	all := append(append([]conformance.Case{fresh}, conformance.Cases()...), missing)
+	cases, err := selectCases(all, o.run)
 	if err != nil {
 		return usage(err)
 	}
@@ -242,13 +247,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if reportFresh {
 		cases = cases[1:]
 	}
+	checkMissing := len(cases) > 0 && cases[len(cases)-1].Name == conformance.MissingBucketCaseName
+	if checkMissing {
+		cases = cases[:len(cases)-1]
+	}
 	start := time.Now()
 	configured, ok, freshErr := conformance.ConfigureFresh(ctx, client, settings)
 	if !ok {
 		return usage(fmt.Errorf("configuring the plugin with the settings in %s: %w", o.settings, freshErr))
 	}
 	if info, err := client.Describe(ctx); err == nil {
-		fmt.Fprintf(stderr, "conformance: testing %s (%s %s), %d cases\n", info.Name, info.ID, info.Version, len(cases)+map[bool]int{true: 1}[reportFresh])
+		n := len(cases) + map[bool]int{true: 1}[reportFresh] + map[bool]int{true: 1}[checkMissing]
+		fmt.Fprintf(stderr, "conformance: testing %s (%s %s), %d cases\n", info.Name, info.ID, info.Version, n)
 	}
 	report := func(name string, err error, d time.Duration) {
 		switch {
@@ -271,6 +281,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	p, f := conformance.RunCases(ctx, client, cases, report, conformance.Configured(configured))
 	passed, failed = passed+p, failed+f
+	if checkMissing {
+		start := time.Now()
+		err := conformance.CheckMissingBucket(ctx, client, settings)
+		report(conformance.MissingBucketCaseName, err, time.Since(start))
+		if err != nil && !conformance.IsSkip(err) {
+			failed++
+		} else {
+			passed++
+		}
+	}
 	fmt.Fprintf(stdout, "%d passed, %d failed\n", passed, failed)
 	if failed > 0 {
 		return exitFail
