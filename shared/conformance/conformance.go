@@ -14,9 +14,9 @@
 //		conformance.Run(t, p, conformance.Configured(res))
 //	}
 //
-// Configured is optional: with it, the locations case checks Put's
-// ObjectInfo.StoredKey and Bucket and the public URL against what Configure
-// reported; without it, only that they are consistent.
+// Configured is optional: with it, the locations and public-url cases
+// check Put's ObjectInfo.StoredKey and Bucket and the public URL against
+// what Configure reported; without it, only that they are consistent.
 //
 // RunPlugin runs it over the plugin protocol, against the author's plugin
 // binary or their test binary acting as the plugin (see

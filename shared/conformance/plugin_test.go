@@ -110,6 +110,34 @@ func (u unnamedBucket) Put(ctx context.Context, key string, r io.Reader, opts st
 	return info, err
 }
 
+// checksBucket refuses, in Configure, a bucket the store does not have,
+// with code.
+type checksBucket struct {
+	*memstore.Store
+	code storage.ErrorCode
+}
+
+func (c checksBucket) Configure(ctx context.Context, s storage.Settings) (storage.ConfigureResult, error) {
+	if b, _ := s["bucket"].(string); b != "media" {
+		return storage.ConfigureResult{}, storage.Errorf(c.code, "configure: bucket %s does not exist", b)
+	}
+	return c.Store.Configure(ctx, s)
+}
+
+// TestCheckMissingBucketInConfigure: a provider may refuse the missing
+// bucket in Configure, with FailedPrecondition naming it; any other code
+// fails.
+func TestCheckMissingBucketInConfigure(t *testing.T) {
+	settings := storage.Settings{"bucket": "media"}
+	if err := conformance.CheckMissingBucket(t.Context(), checksBucket{memstore.NewWithBuckets("", "media"), storage.FailedPrecondition}, settings); err != nil {
+		t.Errorf("refused with FailedPrecondition: %v", err)
+	}
+	err := conformance.CheckMissingBucket(t.Context(), checksBucket{memstore.NewWithBuckets("", "media"), storage.InvalidSettings}, settings)
+	if err == nil || !strings.Contains(err.Error(), `configure with bucket "conformance-missing-`) || !strings.Contains(err.Error(), `error with code "invalid settings"`) {
+		t.Errorf("refused with InvalidSettings: %v, want a failure naming the code", err)
+	}
+}
+
 // TestCheckMissingBucket: memstore with a fixed set of buckets passes;
 // each broken variant fails naming what it got wrong; settings without a
 // "bucket" field skip unless MissingBucket gives settings.
