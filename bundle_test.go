@@ -2,15 +2,15 @@ package r2storage
 
 import (
 	"encoding/json"
-	"errors"
 	"io/fs"
 	"strings"
 	"testing"
 
+	"github.com/magicads/r2storage/shared/manifest"
 	"github.com/magicads/r2storage/shared/settingsschema"
 )
 
-func TestEmbeddedManifestValidates(t *testing.T) {
+func TestEmbeddedBundleChecks(t *testing.T) {
 	m, err := LoadManifest()
 	if err != nil {
 		t.Fatalf("LoadManifest: %v", err)
@@ -44,9 +44,9 @@ func TestEmbeddedManifestValidates(t *testing.T) {
 	if _, err := fs.Stat(Files(), m.SettingsSchema); err != nil {
 		t.Errorf("settings_schema %q: %v", m.SettingsSchema, err)
 	}
-	mig, err := MigrationsFS()
+	mig, err := fs.Sub(Files(), m.Migrations)
 	if err != nil {
-		t.Fatalf("MigrationsFS: %v", err)
+		t.Fatalf("migrations: %v", err)
 	}
 	for _, name := range []string{"000001_register_provider.up.sql", "000001_register_provider.down.sql"} {
 		if _, err := fs.Stat(mig, name); err != nil {
@@ -55,95 +55,21 @@ func TestEmbeddedManifestValidates(t *testing.T) {
 	}
 }
 
-// manifestWith returns the embedded manifest as a map with edit applied.
-func manifestWith(t *testing.T, edit func(m map[string]any)) []byte {
+// settingsDoc returns the embedded settings schema document.
+func settingsDoc(t *testing.T) []byte {
 	t.Helper()
-	data, err := fs.ReadFile(Files(), ManifestPath)
+	data, err := fs.ReadFile(Files(), "schema/settings.schema.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m map[string]any
-	if err := json.Unmarshal(data, &m); err != nil {
-		t.Fatal(err)
-	}
-	edit(m)
-	out, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func TestBrokenManifestsAreRefused(t *testing.T) {
-	cases := []struct {
-		name  string
-		edit  func(m map[string]any)
-		field string
-		in    string // substring of the field's message
-	}{
-		{"wrong kind", func(m map[string]any) { m["kind"] = "studio" }, "kind", "storage-provider"},
-		{"missing id", func(m map[string]any) { delete(m, "id") }, "id", "required"},
-		{"bad id", func(m map[string]any) { m["id"] = "Cloudflare_R2" }, "id", "lowercase"},
-		{"bad version", func(m map[string]any) { m["version"] = "1.0" }, "version", "semantic version"},
-		{"bad min host version", func(m map[string]any) { m["min_host_version"] = "v1.0.0" }, "min_host_version", "semantic version"},
-		{"unknown field", func(m map[string]any) { m["colour"] = "blue" }, "colour", "not a known field"},
-		{"bad pricing model", func(m map[string]any) { m["pricing"].(map[string]any)["model"] = "subscription" }, "pricing.model", "free"},
-		{"bad price", func(m map[string]any) {
-			m["pricing"].(map[string]any)["price"] = map[string]any{"amount": "29", "currency": "usd"}
-		}, "pricing.price.amount", "two decimals"},
-		{"no protocol versions", func(m map[string]any) { m["protocol_versions"] = []any{} }, "protocol_versions", ""},
-		{"absolute executable", func(m map[string]any) {
-			m["executables"].(map[string]any)["linux/amd64"] = "/usr/bin/x"
-		}, "executables.linux/amd64", "relative"},
-		{"windows without exe", func(m map[string]any) {
-			m["executables"].(map[string]any)["windows/amd64"] = "bin/cloudflare-r2"
-		}, "executables.windows/amd64", "must end in .exe"},
-		{"bad platform", func(m map[string]any) {
-			m["executables"].(map[string]any)["plan9-amd64"] = "bin/x"
-		}, "executables.plan9-amd64", "os/arch"},
-		{"traversal in migrations", func(m map[string]any) { m["migrations"] = "../etc" }, "migrations", ""},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := ValidateManifest(manifestWith(t, tc.edit))
-			if err == nil {
-				t.Fatal("manifest accepted")
-			}
-			var ve *ValidationError
-			if !errors.As(err, &ve) {
-				t.Fatalf("error %T %v is not a *ValidationError", err, err)
-			}
-			msg, ok := ve.Fields[tc.field]
-			if !ok {
-				t.Fatalf("fields %v do not name %q", ve.Fields, tc.field)
-			}
-			if !strings.Contains(msg, tc.in) {
-				t.Errorf("message for %s = %q, want it to mention %q", tc.field, msg, tc.in)
-			}
-			if !strings.Contains(err.Error(), tc.field) || !strings.HasPrefix(err.Error(), "manifest.json") {
-				t.Errorf("error %q does not name manifest.json and %s", err, tc.field)
-			}
-		})
-	}
-}
-
-func TestManifestNotJSON(t *testing.T) {
-	for _, in := range []string{"", "{", "[]", `{"id":"x"} trailing`} {
-		if _, err := ValidateManifest([]byte(in)); err == nil {
-			t.Errorf("ValidateManifest(%q) accepted", in)
-		}
-	}
+	return data
 }
 
 // compileSettings compiles the embedded settings schema with the validator
 // the plugin and the host use.
 func compileSettings(t *testing.T) *settingsschema.Schema {
 	t.Helper()
-	doc, err := SettingsSchema()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := settingsschema.Compile(doc)
+	s, err := settingsschema.Compile(settingsDoc(t))
 	if err != nil {
 		t.Fatalf("compiling the settings schema: %v", err)
 	}
@@ -252,10 +178,7 @@ type settingsSchemaDoc struct {
 }
 
 func TestSettingsSchemaShape(t *testing.T) {
-	data, err := SettingsSchema()
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := settingsDoc(t)
 	var doc settingsSchemaDoc
 	if err := json.Unmarshal(data, &doc); err != nil {
 		t.Fatal(err)
@@ -344,7 +267,7 @@ func TestBundleFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := strings.Join(names, " ")
-	for _, want := range []string{ManifestPath, ManifestSchemaPath, SettingsSchemaPath, "migrations/000001_register_provider.up.sql"} {
+	for _, want := range []string{manifest.Path, "schema/settings.schema.json", "migrations/000001_register_provider.up.sql"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("bundle %v lacks %s", names, want)
 		}

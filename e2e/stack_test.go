@@ -22,10 +22,10 @@ import (
 
 	r2storage "github.com/magicads/r2storage"
 	"github.com/magicads/r2storage/host/app"
-	"github.com/magicads/r2storage/host/catalog"
 	"github.com/magicads/r2storage/internal/markettest"
 	"github.com/magicads/r2storage/internal/plugintest"
 	"github.com/magicads/r2storage/internal/s3test"
+	"github.com/magicads/r2storage/shared/catalog"
 )
 
 var (

@@ -20,7 +20,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/magicads/r2storage/host/auth"
-	"github.com/magicads/r2storage/host/catalog"
 	"github.com/magicads/r2storage/host/dbmigrate"
 	"github.com/magicads/r2storage/host/httpapi"
 	"github.com/magicads/r2storage/host/localstore"
@@ -31,6 +30,7 @@ import (
 	"github.com/magicads/r2storage/host/results"
 	"github.com/magicads/r2storage/host/settingsstore"
 	"github.com/magicads/r2storage/host/web"
+	"github.com/magicads/r2storage/shared/catalog"
 	"github.com/magicads/r2storage/shared/storage"
 )
 

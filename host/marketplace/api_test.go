@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/magicads/r2storage/host/catalog"
 	"github.com/magicads/r2storage/host/marketplace"
+	"github.com/magicads/r2storage/shared/catalog"
 )
 
 // TestMarketplaceAPI drives ../shared/api.md's plugin calls over HTTP.

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/magicads/r2storage/host/catalog"
+	"github.com/magicads/r2storage/shared/catalog"
 )
 
 // Errors of a catalog or a version the host refuses so that nothing rolls

@@ -21,13 +21,13 @@ import (
 	"time"
 
 	"github.com/magicads/r2storage/host/app"
-	"github.com/magicads/r2storage/host/catalog"
 	"github.com/magicads/r2storage/host/dbmigrate"
 	"github.com/magicads/r2storage/host/marketplace"
 	"github.com/magicads/r2storage/host/pluginrt"
 	"github.com/magicads/r2storage/internal/markettest"
 	"github.com/magicads/r2storage/internal/plugintest"
 	"github.com/magicads/r2storage/internal/testdb"
+	"github.com/magicads/r2storage/shared/catalog"
 )
 
 const (

@@ -11,13 +11,12 @@ import (
 	"slices"
 	"strings"
 
-	r2storage "github.com/magicads/r2storage"
 	"github.com/magicads/r2storage/host/archive"
-	"github.com/magicads/r2storage/host/catalog"
 	"github.com/magicads/r2storage/host/providers"
 	"github.com/magicads/r2storage/host/settingsstore"
+	"github.com/magicads/r2storage/shared/catalog"
+	"github.com/magicads/r2storage/shared/manifest"
 	"github.com/magicads/r2storage/shared/sdk"
-	"github.com/magicads/r2storage/shared/settingsschema"
 )
 
 // retainedEntry keeps an uninstalled provider's settings for a later install.
@@ -298,11 +297,10 @@ func (m *Marketplace) download(ctx context.Context, id, version string, arc cata
 // validate checks the unpacked manifest and returns the executable's path
 // (slash-separated, relative) and sha256.
 func (m *Marketplace) validate(root, id, version string) (string, []byte, error) {
-	data, err := os.ReadFile(filepath.Join(root, "manifest.json"))
-	if err != nil {
-		return "", nil, fmt.Errorf("the archive has no manifest.json: %w", err)
-	}
-	man, err := r2storage.ValidateManifest(data)
+	// The manifest, the settings schema (against the console's vocabulary)
+	// and the migrations folder, as the packaging and conformance commands
+	// check them.
+	man, err := manifest.CheckBundle(os.DirFS(root))
 	if err != nil {
 		return "", nil, err
 	}
@@ -320,13 +318,6 @@ func (m *Marketplace) validate(root, id, version string) (string, []byte, error)
 	}
 	if goos != "windows" && fi.Mode()&0o111 == 0 {
 		return "", nil, fmt.Errorf("the executable %s is not executable", exe)
-	}
-	doc, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(man.SettingsSchema)))
-	if err != nil {
-		return "", nil, fmt.Errorf("the settings schema %s is missing: %w", man.SettingsSchema, err)
-	}
-	if _, err := settingsschema.Compile(doc); err != nil {
-		return "", nil, err
 	}
 	f, err := os.Open(filepath.Join(root, filepath.FromSlash(exe)))
 	if err != nil {

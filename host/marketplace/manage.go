@@ -7,9 +7,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/magicads/r2storage/host/catalog"
 	"github.com/magicads/r2storage/host/providers"
 	"github.com/magicads/r2storage/host/settingsstore"
+	"github.com/magicads/r2storage/shared/catalog"
 )
 
 // Uninstall stops the plugin (Default Storage goes back to local first),

@@ -2,6 +2,7 @@ package marketplace_test
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -14,13 +15,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/magicads/r2storage/host/catalog"
 	"github.com/magicads/r2storage/host/dbmigrate"
 	"github.com/magicads/r2storage/host/marketplace"
 	"github.com/magicads/r2storage/host/pluginrt"
 	"github.com/magicads/r2storage/host/providers"
 	"github.com/magicads/r2storage/internal/plugintest"
 	"github.com/magicads/r2storage/internal/testdb"
+	"github.com/magicads/r2storage/shared/catalog"
 )
 
 func goodArchive(t testing.TB, m *market, v string, b *plugintest.Builder) catalog.Archive {
@@ -210,6 +211,15 @@ func TestHostileInstalls(t *testing.T) {
 			}
 			return m.addArchive(pluginID, "1.0.0", tarGz(files), archiveOpts{})
 		}, "schema"},
+		{"settings schema outside the console vocabulary", func(t testing.TB, m *market) catalog.Archive {
+			files := bundle(t, "1.0.0", good(t), nil)
+			for i := range files {
+				if files[i].Name == "schema/settings.schema.json" {
+					files[i].Data = bytes.Replace(files[i].Data, []byte(`"x-section"`), []byte(`"x-sectoin"`), 1)
+				}
+			}
+			return m.addArchive(pluginID, "1.0.0", tarGz(files), archiveOpts{})
+		}, "x-sectoin: is not a keyword of the settings vocabulary"},
 		{"failing migration", func(t testing.TB, m *market) catalog.Archive {
 			files := bundle(t, "1.0.0", good(t), nil)
 			files = append(files,

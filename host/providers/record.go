@@ -15,7 +15,7 @@ import (
 	"runtime"
 	"strings"
 
-	r2storage "github.com/magicads/r2storage"
+	"github.com/magicads/r2storage/shared/manifest"
 	"github.com/magicads/r2storage/shared/settingsschema"
 )
 
@@ -66,11 +66,11 @@ func (m *Manager) load(id, version string) (*plugin, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := os.ReadFile(filepath.Join(dir, r2storage.ManifestPath))
+	data, err := os.ReadFile(filepath.Join(dir, manifest.Path))
 	if err != nil {
 		return nil, fmt.Errorf("plugin %s %s: reading manifest.json: %w", id, version, err)
 	}
-	man, err := r2storage.ValidateManifest(data)
+	man, err := manifest.Parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("plugin %s %s: %w", id, version, err)
 	}
@@ -223,11 +223,11 @@ func copyBundle(src, bin, dst string) error {
 	if filepath.Clean(src) == filepath.Clean(dst) {
 		return nil
 	}
-	data, err := os.ReadFile(filepath.Join(src, r2storage.ManifestPath))
+	data, err := os.ReadFile(filepath.Join(src, manifest.Path))
 	if err != nil {
 		return fmt.Errorf("reading the bundle's manifest.json: %w", err)
 	}
-	man, err := r2storage.ValidateManifest(data)
+	man, err := manifest.Parse(data)
 	if err != nil {
 		return err
 	}
@@ -243,7 +243,7 @@ func copyBundle(src, bin, dst string) error {
 		mode     os.FileMode
 	}
 	copies := []copying{
-		{filepath.Join(src, r2storage.ManifestPath), r2storage.ManifestPath, 0o644},
+		{filepath.Join(src, manifest.Path), manifest.Path, 0o644},
 		{filepath.Join(src, filepath.FromSlash(man.SettingsSchema)), man.SettingsSchema, 0o644},
 		{bin, exe, 0o755},
 	}

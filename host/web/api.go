@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/magicads/r2storage/host/catalog"
+	"github.com/magicads/r2storage/shared/catalog"
 )
 
 // maxAPIBody caps an in-process API answer.

@@ -14,11 +14,11 @@ import (
 func NewFromBundle(logger hclog.Logger) (*Provider, error) {
 	m, err := r2storage.LoadManifest()
 	if err != nil {
-		return nil, fmt.Errorf("reading the embedded manifest: %w", err)
+		return nil, fmt.Errorf("checking the embedded bundle: %w", err)
 	}
 	doc, err := r2storage.SettingsSchema()
 	if err != nil {
-		return nil, fmt.Errorf("reading the embedded settings schema: %w", err)
+		return nil, err
 	}
 	schema, err := settingsschema.Compile(doc)
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	r2storage "github.com/magicads/r2storage"
+	"github.com/magicads/r2storage/shared/manifest"
 	"github.com/magicads/r2storage/shared/settingsschema"
 	"github.com/magicads/r2storage/shared/storage"
 )
@@ -118,7 +118,7 @@ func TestBundleIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := r2storage.ValidateManifest(data)
+	m, err := manifest.Parse(data)
 	if err != nil {
 		t.Fatalf("manifest: %v", err)
 	}

@@ -48,7 +48,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/magicads/r2storage/host/catalog"
+	"github.com/magicads/r2storage/shared/catalog"
 )
 
 // defaultAddr is the listen address; scripts/catalog's default checkout base points here.

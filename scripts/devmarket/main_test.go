@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/magicads/r2storage/host/catalog"
+	"github.com/magicads/r2storage/shared/catalog"
 )
 
 // fixture is a catalog folder signed with a dev key pair.

@@ -27,12 +27,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/magicads/r2storage/host/catalog"
 	"github.com/magicads/r2storage/host/dbmigrate"
 	"github.com/magicads/r2storage/internal/markettest"
 	"github.com/magicads/r2storage/internal/plugintest"
 	"github.com/magicads/r2storage/internal/s3test"
 	"github.com/magicads/r2storage/internal/testdb"
+	"github.com/magicads/r2storage/shared/catalog"
 )
 
 // The settings of BenchmarkConcurrentUploads, read from the environment so

@@ -76,7 +76,6 @@ func TestArchiveIsReproducibleAndComplete(t *testing.T) {
 		"manifest.json":               0o644,
 		"migrations/":                 0o755,
 		"schema/":                     0o755,
-		"schema/manifest.schema.json": 0o644,
 		"schema/settings.schema.json": 0o644,
 		"migrations/000001_register_provider.up.sql":   0o644,
 		"migrations/000001_register_provider.down.sql": 0o644,

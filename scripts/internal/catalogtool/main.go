@@ -41,7 +41,7 @@ import (
 	"time"
 
 	r2storage "github.com/magicads/r2storage"
-	"github.com/magicads/r2storage/host/catalog"
+	"github.com/magicads/r2storage/shared/catalog"
 )
 
 // defaultCheckoutBase is where scripts/devmarket listens by default.

@@ -13,7 +13,8 @@ import (
 	"time"
 
 	r2storage "github.com/magicads/r2storage"
-	"github.com/magicads/r2storage/host/catalog"
+	"github.com/magicads/r2storage/shared/catalog"
+	"github.com/magicads/r2storage/shared/manifest"
 )
 
 func runTool(t *testing.T, args ...string) (string, error) {
@@ -108,7 +109,7 @@ func TestKeysRefusesRepositoryAndCatalog(t *testing.T) {
 }
 
 // fakeArchives writes one small archive per manifest platform into dir.
-func fakeArchives(t *testing.T, dir string) r2storage.Manifest {
+func fakeArchives(t *testing.T, dir string) manifest.Manifest {
 	t.Helper()
 	m, err := r2storage.LoadManifest()
 	if err != nil {

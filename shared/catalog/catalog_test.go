@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/magicads/r2storage/host/catalog"
+	"github.com/magicads/r2storage/shared/catalog"
 )
 
 // keyPair generates a key pair in a fresh folder.
