@@ -173,6 +173,9 @@ func TestConformanceCommandAgainstR2(t *testing.T) {
 	if err != nil || !strings.HasSuffix(last, " passed, 0 failed") || strings.HasPrefix(last, "0 passed") {
 		t.Fatalf("conformance command: %v, last line %q\n%s", err, last, out)
 	}
+	if !strings.Contains(string(out), "PASS "+conformance.MissingBucketCaseName+" (") {
+		t.Errorf("the command did not pass case %s:\n%s", conformance.MissingBucketCaseName, out)
+	}
 	if strings.Contains(string(out), srv.SecretKey) {
 		t.Fatal("the command printed the secret")
 	}

@@ -20,6 +20,15 @@
 // then a last line "N passed, N failed". Objects are written under
 // conformance/<random>/ in the configured bucket and deleted afterwards.
 //
+// With --bundle DIR, it first checks the plugin's bundle folder (its
+// manifest.json, the settings schema the manifest names, checked against
+// the console's vocabulary, and its migrations folder, with
+// manifest.CheckBundle, as the host does at install) and reports it as
+// case "bundle": each problem names the file, the field and what is
+// wrong, and the manifest's id must be the id the plugin describes itself
+// with. The cases still run after a failed bundle. --bundle alone (no
+// --plugin or --settings) checks only the bundle.
+//
 // Exit status: 0 when every case passed, 1 when any failed, 2 for a usage
 // error or when the plugin cannot be launched or configured.
 package main
@@ -32,6 +41,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -43,6 +53,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/magicads/r2storage/shared/conformance"
+	"github.com/magicads/r2storage/shared/manifest"
 	"github.com/magicads/r2storage/shared/sdk"
 	"github.com/magicads/r2storage/shared/storage"
 )
@@ -69,6 +80,7 @@ type options struct {
 	run        string
 	pluginLogs bool
 	list       bool
+	bundle     string
 }
 
 // usageError is a usage problem found after the flags were parsed; errors
@@ -94,9 +106,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.run, "run", "", "run only the cases whose name matches this regular expression")
 	fs.BoolVar(&o.pluginLogs, "plugin-logs", false, "copy the plugin's own logs to stderr")
 	fs.BoolVar(&o.list, "list", false, "list the cases and exit")
+	fs.StringVar(&o.bundle, "bundle", "", "plugin bundle folder (manifest.json, settings schema, migrations) to check first, as case \"bundle\"; alone, only the bundle is checked")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: conformance --plugin PATH_TO_PLUGIN_BINARY --settings SETTINGS.json [flags]\n\n"+
-			"Runs the storage-provider conformance suite against a plugin binary.\n"+
+		fmt.Fprintf(fs.Output(), "Usage: conformance --plugin PATH_TO_PLUGIN_BINARY --settings SETTINGS.json [--bundle DIR] [flags]\n"+
+			"       conformance --bundle DIR\n\n"+
+			"Runs the storage-provider conformance suite against a plugin binary, and checks its bundle folder.\n"+
 			"Exit status: 0 all passed, 1 a case failed, 2 usage error or the plugin could not be launched or configured.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
@@ -107,6 +121,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	case fs.NArg() > 0:
 		return o, usagef("unexpected argument %q (flags only)", fs.Arg(0))
 	case o.list:
+		return o, nil
+	case o.bundle != "" && o.plugin == "" && o.settings == "":
 		return o, nil
 	case o.plugin == "":
 		return o, usagef("--plugin is required: the path to the plugin binary")
@@ -200,7 +216,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		var ue *usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintf(stderr, "conformance: %v\n", err)
-			fmt.Fprintln(stderr, "usage: conformance --plugin PATH_TO_PLUGIN_BINARY --settings SETTINGS.json [--timeout 10m] [--run REGEXP]")
+			fmt.Fprintln(stderr, "usage: conformance --plugin PATH_TO_PLUGIN_BINARY --settings SETTINGS.json [--bundle DIR] [--timeout 10m] [--run REGEXP]")
 		}
 		return exitUsage
 	}
@@ -213,10 +229,41 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usage(err)
 	}
+	var bundle fs.FS
+	if o.bundle != "" {
+		if bundle, err = bundleDir(o.bundle); err != nil {
+			return usage(err)
+		}
+	}
 	if o.list {
+		if bundle != nil {
+			fmt.Fprintln(stdout, bundleCaseName)
+		}
 		for _, c := range cases {
 			fmt.Fprintln(stdout, c.Name)
 		}
+		return exitPass
+	}
+	report := func(name string, err error, d time.Duration) {
+		switch {
+		case err == nil:
+			fmt.Fprintf(stdout, "PASS %s (%.1fs)\n", name, d.Seconds())
+		case conformance.IsSkip(err):
+			fmt.Fprintf(stdout, "PASS %s (%.1fs) [%s]\n", name, d.Seconds(), oneLine(err.Error()))
+		default:
+			fmt.Fprintf(stdout, "FAIL %s: %s\n", name, oneLine(err.Error()))
+		}
+	}
+	if o.plugin == "" {
+		// --bundle alone.
+		start := time.Now()
+		_, err := checkBundle(bundle)
+		report(bundleCaseName, err, time.Since(start))
+		if err != nil {
+			fmt.Fprintln(stdout, "0 passed, 1 failed")
+			return exitFail
+		}
+		fmt.Fprintln(stdout, "1 passed, 0 failed")
 		return exitPass
 	}
 	path, err := pluginPath(o.plugin)
@@ -256,21 +303,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return usage(fmt.Errorf("configuring the plugin with the settings in %s: %w", o.settings, freshErr))
 	}
-	if info, err := client.Describe(ctx); err == nil {
-		n := len(cases) + map[bool]int{true: 1}[reportFresh] + map[bool]int{true: 1}[checkMissing]
+	info, infoErr := client.Describe(ctx)
+	if infoErr == nil {
+		n := len(cases) + map[bool]int{true: 1}[reportFresh] + map[bool]int{true: 1}[checkMissing] + map[bool]int{true: 1}[bundle != nil]
 		fmt.Fprintf(stderr, "conformance: testing %s (%s %s), %d cases\n", info.Name, info.ID, info.Version, n)
 	}
-	report := func(name string, err error, d time.Duration) {
-		switch {
-		case err == nil:
-			fmt.Fprintf(stdout, "PASS %s (%.1fs)\n", name, d.Seconds())
-		case conformance.IsSkip(err):
-			fmt.Fprintf(stdout, "PASS %s (%.1fs) [%s]\n", name, d.Seconds(), oneLine(err.Error()))
-		default:
-			fmt.Fprintf(stdout, "FAIL %s: %s\n", name, oneLine(err.Error()))
+	var passed, failed int
+	if bundle != nil {
+		bstart := time.Now()
+		m, err := checkBundle(bundle)
+		if err == nil && infoErr == nil && m.ID != info.ID {
+			err = fmt.Errorf("%s: id: %q, but the plugin describes itself as %q; the manifest's id is the plugin's", manifest.Path, m.ID, info.ID)
+		}
+		report(bundleCaseName, err, time.Since(bstart))
+		if err != nil {
+			failed++
+		} else {
+			passed++
 		}
 	}
-	var passed, failed int
 	if reportFresh {
 		report(conformance.FreshCaseName, freshErr, time.Since(start))
 		if freshErr != nil {
