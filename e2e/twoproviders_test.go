@@ -142,6 +142,7 @@ func installFromCard(t *testing.T, ctx context.Context, sh *shots, base, id stri
 	sh.take(ctx, "installed-"+id)
 }
 
+// evalString runs a JS expression returning a string.
 func evalString(t *testing.T, ctx context.Context, js string) string {
 	t.Helper()
 	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
