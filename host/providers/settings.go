@@ -249,7 +249,7 @@ func (m *Manager) check(ctx context.Context, p *plugin, prov storage.Provider, s
 	secrets := p.schema.SecretValuesOf(merged)
 	vctx, cancel := context.WithTimeout(ctx, validateTimeout)
 	defer cancel()
-	pluginFields, err := prov.ValidateSettings(vctx, storage.Settings(merged))
+	pluginFields, err := prov.ValidateSettings(vctx, pluginSettings(merged))
 	var se *storage.Error
 	switch {
 	case err == nil:
