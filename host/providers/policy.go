@@ -42,7 +42,7 @@ type hostProperty struct {
 func hostProperties(name string, first float64) map[string]hostProperty {
 	return map[string]hostProperty{
 		KeyEnabled: {Type: "boolean", Title: "Enable " + name,
-			Description: "Makes " + name + " a selectable option in the Default Storage list once its settings are complete and valid. It does not by itself route uploads here — you still pick the active backend.",
+			Description: "Makes " + name + " a selectable option in the Default Storage list once credentials are valid. It does not by itself route uploads here — you still pick the active backend.",
 			Section:     generalSection, Order: first},
 		KeyDeleteLocal: {Type: "boolean", Title: "Delete local copy after upload",
 			Description: "When on, the local file is removed once it’s safely stored in " + name + ", reclaiming server disk space. Leave off to keep a local backup of every result.",

@@ -2,6 +2,7 @@ package providers_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"github.com/magicads/r2storage/host/pluginrt"
 	"github.com/magicads/r2storage/host/providers"
 	"github.com/magicads/r2storage/host/results"
+	"github.com/magicads/r2storage/internal/plugintest"
 	"github.com/magicads/r2storage/internal/testdb"
 )
 
@@ -252,6 +254,45 @@ func TestIncompleteSettingsAreWordedFromTheSchema(t *testing.T) {
 					t.Fatalf("%s: storage overview reason %q, want %q", c.id, reason, c.want)
 				}
 			}
+		})
+	}
+}
+
+// beforeHostPolicy is the last commit whose plugins declared enabled and
+// delete_local in their own settings schema.
+const beforeHostPolicy = "696bc3867425dc4f692b06dec85538f9c2c8620c"
+
+// TestRealPluginBuiltBeforeTheHostOwnedThem: the R2 plugin built, with its
+// bundle, from beforeHostPolicy (its schema declares enabled and
+// delete_local) is installed, checks and takes settings saved with both,
+// and is an option whose uploads honour delete_local.
+func TestRealPluginBuiltBeforeTheHostOwnedThem(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the plugin at an earlier commit")
+	}
+	bin := plugintest.BuildAt(t, beforeHostPolicy, "./plugin/cmd/cloudflare-r2")
+	bundle := filepath.Join(filepath.Dir(bin), "src") // the commit's tree, as BuildAt extracted it
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	for _, d := range testdb.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			e := newEnv(t, d, pluginrt.Options{})
+			ctx := context.Background()
+			if err := e.m.Register(ctx, providers.Installed{ID: pluginID, Version: "1.0.0", Dir: bundle, BinaryPath: bin, SHA256: sum[:]}); err != nil {
+				t.Fatalf("installing the plugin built at %s: %v", beforeHostPolicy[:7], err)
+			}
+			checkHostProps(t, e.m, pluginID, "Cloudflare R2 Storage")
+			fields, err := e.m.SaveSettings(ctx, pluginID, with(complete(), "delete_local", true, "endpoint", "http://127.0.0.1:1"))
+			if err != nil || len(fields) > 0 {
+				t.Fatalf("saving: fields %v, error %v", fields, err)
+			}
+			if sv, err := e.m.Settings(ctx, pluginID); err != nil || sv.Problem != "" || sv.Values["enabled"] != true || sv.Values["delete_local"] != true {
+				t.Fatalf("settings %+v, %v", sv, err)
+			}
+			checkRoutes(t, e.m, pluginID, true)
 		})
 	}
 }
