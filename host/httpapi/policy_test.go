@@ -42,7 +42,7 @@ func TestSettingsAPIKeepsItsShape(t *testing.T) {
 			if _, ok := got.Values["secret_access_key"]; ok || len(got.SecretsSet) != 1 {
 				t.Fatalf("secret: values %v, secrets_set %v", got.Values, got.SecretsSet)
 			}
-			for k, title := range map[string]string{"enabled": "Enable Cloudflare R2 Storage", "delete_local": "Delete local copy after upload"} {
+			for k, title := range map[string]string{"enabled": "Enable Cloudflare R2", "delete_local": "Delete local copy after upload"} {
 				if p := got.Schema.Properties[k]; p.Title != title || p.Type != "boolean" || p.Section != "general" {
 					t.Errorf("schema property %s = %+v, want the host's %q in general", k, p, title)
 				}

@@ -38,8 +38,11 @@ type hostProperty struct {
 }
 
 // hostProperties are the schemas of the host's settings of the provider
-// named name, the first at x-order first.
+// named name, the first at x-order first. The labels use the name without
+// a trailing " Storage" ("Enable Cloudflare R2", as the product's screen
+// says, for "Cloudflare R2 Storage").
 func hostProperties(name string, first float64) map[string]hostProperty {
+	name = ShortName(name)
 	return map[string]hostProperty{
 		KeyEnabled: {Type: "boolean", Title: "Enable " + name,
 			Description: "Makes " + name + " a selectable option in the Default Storage list once credentials are valid. It does not by itself route uploads here — you still pick the active backend.",
@@ -48,6 +51,15 @@ func hostProperties(name string, first float64) map[string]hostProperty {
 			Description: "When on, the local file is removed once it’s safely stored in " + name + ", reclaiming server disk space. Leave off to keep a local backup of every result.",
 			Section:     generalSection, Order: first + 1},
 	}
+}
+
+// ShortName is a provider's display name without a trailing " Storage":
+// what the host's labels call it ("Cloudflare R2").
+func ShortName(name string) string {
+	if short := strings.TrimSuffix(name, " Storage"); short != "" {
+		return short
+	}
+	return name
 }
 
 // HostSchema returns the settings schema document the host renders and

@@ -73,7 +73,7 @@ func checkHostProps(t *testing.T, m *providers.Manager, id, name string) {
 	if !slices.Contains(sections, "general") {
 		t.Errorf("x-sections %v has no general section", sections)
 	}
-	for k, title := range map[string]string{"enabled": "Enable " + name, "delete_local": "Delete local copy after upload"} {
+	for k, title := range map[string]string{"enabled": "Enable " + providers.ShortName(name), "delete_local": "Delete local copy after upload"} {
 		p := props[k]
 		if p == nil {
 			t.Errorf("the schema served has no %s", k)

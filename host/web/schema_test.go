@@ -71,7 +71,7 @@ func TestFormShowsTheHostsSettingsForEveryProvider(t *testing.T) {
 			if !slices.Equal(got, c.want) {
 				t.Errorf("sections\n%v, want\n%v", got, c.want)
 			}
-			if labels["enabled"] != "Enable "+c.provider || labels["delete_local"] != "Delete local copy after upload" {
+			if labels["enabled"] != "Enable "+providers.ShortName(c.provider) || labels["delete_local"] != "Delete local copy after upload" {
 				t.Errorf("labels %q and %q", labels["enabled"], labels["delete_local"])
 			}
 		})
