@@ -124,6 +124,7 @@ func Cases() []Case {
 		{Name: "public-url", Run: casePublicURL},
 		{Name: "abort-uploads", Run: caseAbortUploads},
 		{Name: "locations", Run: caseLocations},
+		{Name: "listing", Run: caseListing},
 	}
 }
 
