@@ -321,7 +321,7 @@ func TestStorageOverview(t *testing.T) {
 			}
 			want := map[string]any{
 				"default": "local",
-				"options": []any{map[string]any{"id": "local", "name": providers.LocalName, "status": "unknown",
+				"options": []any{map[string]any{"id": "local", "name": providers.LocalName, "status": "unknown", "listing": false,
 					"reason": "job counts cannot be read, so whether results reach it is not known: this host has no results service"}},
 				"unavailable": []any{map[string]any{"id": pluginID, "name": "Cloudflare R2 Storage", "reason": "not enabled",
 					"fix":     "Enable it and fill in access key, secret, bucket and account id (or a custom endpoint).",
@@ -347,9 +347,9 @@ func TestStorageOverview(t *testing.T) {
 			want = map[string]any{
 				"default": pluginID,
 				"options": []any{
-					map[string]any{"id": "local", "name": providers.LocalName, "status": "ok", "pending": 0.0, "failed": 0.0},
+					map[string]any{"id": "local", "name": providers.LocalName, "status": "ok", "pending": 0.0, "failed": 0.0, "listing": false},
 					map[string]any{"id": pluginID, "name": "Cloudflare R2 Storage", "status": "failing", "reason": "permission denied on bucket",
-						"last_error": "permission denied on bucket", "last_error_at": "2026-11-30T07:00:00Z", "pending": 1.0, "failed": 2.0},
+						"last_error": "permission denied on bucket", "last_error_at": "2026-11-30T07:00:00Z", "pending": 1.0, "failed": 2.0, "listing": true},
 				},
 				"unavailable": []any{},
 				"problem": map[string]any{"provider": pluginID, "name": "Cloudflare R2 Storage", "status": "failing",

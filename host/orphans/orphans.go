@@ -283,7 +283,6 @@ func (s *Scanner) lock(id string) (func(), error) {
 	}, nil
 }
 
-
 // walk lists the bucket under the key prefix, page by page, and calls
 // orphan for each object that nothing in the database refers to and that
 // was written at or before objectsBy, and recent for one written after.
