@@ -125,3 +125,42 @@ func TestOrphanRoutes(t *testing.T) {
 		})
 	}
 }
+
+// TestOrphanRoutesThroughThePlugin: the scan and the clean-up reach a real
+// plugin process through the host's plugin runtime (the fake plugin is
+// memstore, which lists): an object stored through the provider that no
+// result records is reported, then deleted.
+func TestOrphanRoutesThroughThePlugin(t *testing.T) {
+	for _, d := range testdb.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			ctx := context.Background()
+			a := newAdminAPI(t, d)
+			values := settings()
+			values["bucket"] = locatedBucket
+			if rec := a.call("PUT", "/api/v1/admin/plugins/"+pluginID+"/settings", map[string]any{"values": values}, nil); rec.Code != 200 {
+				t.Fatalf("save: %d %s", rec.Code, rec.Body)
+			}
+			p, ok := a.mgr.Provider(ctx, pluginID)
+			if !ok {
+				t.Fatal("the plugin is not installed")
+			}
+			if _, err := p.Put(ctx, "images/x/lost.png", strings.NewReader("lost"), storage.PutOptions{Size: 4}); err != nil {
+				t.Fatal(err)
+			}
+			now := time.Now().Add(48 * time.Hour).UTC()
+			a.api.opts.Orphans = orphans.New(a.db.DB, a.mgr, orphans.Options{Now: func() time.Time { return now }})
+			path := "/api/v1/admin/storage/" + pluginID + "/orphans/"
+			var rep orphans.Report
+			if rec := a.call("POST", path+"scan", nil, &rep); rec.Code != 200 || rep.Orphans.Count != 1 || !strings.HasSuffix(rep.Orphans.Keys[0], "images/x/lost.png") || rep.Listed != 1 {
+				t.Fatalf("scan: %d %s", rec.Code, rec.Body)
+			}
+			var c orphans.Cleanup
+			if rec := a.call("POST", path+"delete", map[string]any{"scanned_at": rep.ScannedAt}, &c); rec.Code != 200 || c.Deleted.Count != 1 {
+				t.Fatalf("delete: %d %s", rec.Code, rec.Body)
+			}
+			if _, err := p.Stat(ctx, "images/x/lost.png"); !storage.IsNotFound(err) {
+				t.Fatalf("stat of the orphan after the clean-up: %v, want NotFound", err)
+			}
+		})
+	}
+}

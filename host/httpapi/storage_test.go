@@ -52,6 +52,9 @@ const (
 	crashBucket = "crash-bucket"
 	// unavailableBucket: ValidateSettings answers Unavailable.
 	unavailableBucket = "unavailable-bucket"
+	// locatedBucket: Configure reports memstore's bucket identity, as a
+	// provider with locations does.
+	locatedBucket = "located-bucket"
 )
 
 // fakePlugin is memstore with R2's URL checks (which the schema's pattern
@@ -88,6 +91,9 @@ func (p *fakePlugin) Configure(_ context.Context, s storage.Settings) (storage.C
 	p.bucket, _ = s["bucket"].(string)
 	p.mu.Unlock()
 	pub, _ := s["public_url"].(string)
+	if s["bucket"] == locatedBucket {
+		return storage.ConfigureResult{PublicBaseURL: pub, Bucket: memstore.BucketID(memstore.DefaultBucket)}, nil
+	}
 	return storage.ConfigureResult{PublicBaseURL: pub}, nil
 }
 
@@ -128,6 +134,7 @@ type adminAPI struct {
 	api *API
 	mgr *providers.Manager
 	rt  *pluginrt.Runtime
+	db  *testdb.DB
 }
 
 func newAdminAPI(t *testing.T, d dbmigrate.Dialect) *adminAPI {
@@ -170,7 +177,7 @@ func newAdminAPIWith(t *testing.T, d dbmigrate.Dialect, rtOpts pluginrt.Options)
 	if err := mgr.Register(context.Background(), providers.Installed{ID: pluginID, Version: "1.0.0", Dir: plugintest.ModuleRoot(t), BinaryPath: exe, SHA256: sum[:]}); err != nil {
 		t.Fatalf("installing the fake plugin: %v", err)
 	}
-	return &adminAPI{t: t, api: New(nil, mgr, nil, Options{AdminToken: testToken}), mgr: mgr, rt: rt}
+	return &adminAPI{t: t, api: New(nil, mgr, nil, Options{AdminToken: testToken}), mgr: mgr, rt: rt, db: db}
 }
 
 // call makes an admin call and decodes its JSON answer into out (if not nil).

@@ -247,8 +247,11 @@ func (s *Scanner) target(ctx context.Context, id string) (*target, error) {
 		return nil, fmt.Errorf("orphans: asking %s what it supports: %w", id, err)
 	}
 	l, lists := p.(storage.Lister)
-	if !info.Capabilities.Listing || !lists {
+	switch {
+	case !info.Capabilities.Listing:
 		return nil, unavailable(id, "cannot list its bucket: the plugin does not declare the optional listing call (Capabilities.Listing), so the host cannot tell which objects are orphaned; a plugin built with a newer SDK may support it")
+	case !lists:
+		return nil, unavailable(id, "cannot list its bucket: the plugin declares Capabilities.Listing, but the host's connection to it does not offer the listing calls; this is a host defect, report it")
 	}
 	loc, locates := p.(storage.Locator)
 	if !info.Capabilities.Locations || !locates {
