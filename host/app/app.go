@@ -25,6 +25,7 @@ import (
 	"github.com/magicads/r2storage/host/localstore"
 	"github.com/magicads/r2storage/host/marketplace"
 	"github.com/magicads/r2storage/host/migrations"
+	"github.com/magicads/r2storage/host/orphans"
 	"github.com/magicads/r2storage/host/pluginrt"
 	"github.com/magicads/r2storage/host/providers"
 	"github.com/magicads/r2storage/host/results"
@@ -237,7 +238,7 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	a.httpLimits = cfg.HTTP.WithDefaults()
 	api = httpapi.New(a.Results, mgr, a.Market, httpapi.Options{Auth: a.Auth, Fallback: root, Logger: a.log,
 		ServiceToken: cfg.ServiceToken, SpoolDir: spool, Limits: a.httpLimits,
-		Health: a.health})
+		Health: a.health, Orphans: orphans.New(a.DB, mgr, orphans.Options{Logger: a.log})})
 	a.API = api
 
 	if err := mgr.Load(ctx); err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/magicads/r2storage/host/auth"
 	"github.com/magicads/r2storage/host/marketplace"
+	"github.com/magicads/r2storage/host/orphans"
 	"github.com/magicads/r2storage/host/providers"
 	"github.com/magicads/r2storage/host/results"
 )
@@ -46,6 +47,9 @@ type Options struct {
 	// Fallback serves the paths outside /api/ that no route matches (the
 	// admin pages); nil answers 404.
 	Fallback http.Handler
+	// Orphans scans and cleans providers' buckets (the orphans routes);
+	// nil answers them 503.
+	Orphans *orphans.Scanner
 }
 
 // API is the HTTP handler.
@@ -99,6 +103,8 @@ func New(res *results.Service, prov *providers.Manager, market *marketplace.Mark
 	a.handleAdmin("GET /api/v1/admin/storage", a.getStorage)
 	a.handleAdmin("PUT /api/v1/admin/storage", a.putStorage)
 	a.handleAdmin("POST /api/v1/admin/storage/{id}/retry", a.retryFailed)
+	a.handleAdmin("POST /api/v1/admin/storage/{id}/orphans/scan", a.scanOrphans)
+	a.handleAdmin("POST /api/v1/admin/storage/{id}/orphans/delete", a.deleteOrphans)
 	a.handleAdmin("GET /api/v1/admin/plugins/{id}/settings", a.getSettings)
 	a.handleAdmin("PUT /api/v1/admin/plugins/{id}/settings", a.putSettings)
 	a.handleAdmin("POST /api/v1/admin/plugins/{id}/test", a.testConnection)

@@ -52,6 +52,9 @@ const (
 	crashBucket = "crash-bucket"
 	// unavailableBucket: ValidateSettings answers Unavailable.
 	unavailableBucket = "unavailable-bucket"
+	// locatedBucket: Configure reports memstore's bucket identity, as a
+	// provider with locations does.
+	locatedBucket = "located-bucket"
 )
 
 // fakePlugin is memstore with R2's URL checks (which the schema's pattern
@@ -88,6 +91,9 @@ func (p *fakePlugin) Configure(_ context.Context, s storage.Settings) (storage.C
 	p.bucket, _ = s["bucket"].(string)
 	p.mu.Unlock()
 	pub, _ := s["public_url"].(string)
+	if s["bucket"] == locatedBucket {
+		return storage.ConfigureResult{PublicBaseURL: pub, Bucket: memstore.BucketID(memstore.DefaultBucket)}, nil
+	}
 	return storage.ConfigureResult{PublicBaseURL: pub}, nil
 }
 
@@ -128,6 +134,7 @@ type adminAPI struct {
 	api *API
 	mgr *providers.Manager
 	rt  *pluginrt.Runtime
+	db  *testdb.DB
 }
 
 func newAdminAPI(t *testing.T, d dbmigrate.Dialect) *adminAPI {
@@ -170,7 +177,7 @@ func newAdminAPIWith(t *testing.T, d dbmigrate.Dialect, rtOpts pluginrt.Options)
 	if err := mgr.Register(context.Background(), providers.Installed{ID: pluginID, Version: "1.0.0", Dir: plugintest.ModuleRoot(t), BinaryPath: exe, SHA256: sum[:]}); err != nil {
 		t.Fatalf("installing the fake plugin: %v", err)
 	}
-	return &adminAPI{t: t, api: New(nil, mgr, nil, Options{AdminToken: testToken}), mgr: mgr, rt: rt}
+	return &adminAPI{t: t, api: New(nil, mgr, nil, Options{AdminToken: testToken}), mgr: mgr, rt: rt, db: db}
 }
 
 // call makes an admin call and decodes its JSON answer into out (if not nil).
@@ -321,7 +328,7 @@ func TestStorageOverview(t *testing.T) {
 			}
 			want := map[string]any{
 				"default": "local",
-				"options": []any{map[string]any{"id": "local", "name": providers.LocalName, "status": "unknown",
+				"options": []any{map[string]any{"id": "local", "name": providers.LocalName, "status": "unknown", "listing": false,
 					"reason": "job counts cannot be read, so whether results reach it is not known: this host has no results service"}},
 				"unavailable": []any{map[string]any{"id": pluginID, "name": "Cloudflare R2 Storage", "reason": "not enabled",
 					"fix":     "Enable it and fill in access key, secret, bucket and account id (or a custom endpoint).",
@@ -347,9 +354,9 @@ func TestStorageOverview(t *testing.T) {
 			want = map[string]any{
 				"default": pluginID,
 				"options": []any{
-					map[string]any{"id": "local", "name": providers.LocalName, "status": "ok", "pending": 0.0, "failed": 0.0},
+					map[string]any{"id": "local", "name": providers.LocalName, "status": "ok", "pending": 0.0, "failed": 0.0, "listing": false},
 					map[string]any{"id": pluginID, "name": "Cloudflare R2 Storage", "status": "failing", "reason": "permission denied on bucket",
-						"last_error": "permission denied on bucket", "last_error_at": "2026-11-30T07:00:00Z", "pending": 1.0, "failed": 2.0},
+						"last_error": "permission denied on bucket", "last_error_at": "2026-11-30T07:00:00Z", "pending": 1.0, "failed": 2.0, "listing": true},
 				},
 				"unavailable": []any{},
 				"problem": map[string]any{"provider": pluginID, "name": "Cloudflare R2 Storage", "status": "failing",

@@ -20,6 +20,7 @@ var (
 	_ storage.Provider      = (*handle)(nil)
 	_ storage.UploadAborter = (*handle)(nil)
 	_ storage.Locator       = (*handle)(nil)
+	_ storage.Lister        = (*handle)(nil)
 )
 
 // unavailable is the error of a call that cannot reach the plugin.
@@ -148,4 +149,16 @@ func (h *handle) StatAt(ctx context.Context, loc storage.Location) (storage.Obje
 func (h *handle) DeleteAt(ctx context.Context, loc storage.Location) error {
 	_, err := call(ctx, h, func(c *sdk.Client) (struct{}, error) { return struct{}{}, c.DeleteAt(ctx, loc) })
 	return err
+}
+
+// List calls List on the running plugin (Unimplemented when the plugin
+// does not declare Capabilities.Listing).
+func (h *handle) List(ctx context.Context, opts storage.ListOptions) (storage.ListPage, error) {
+	return call(ctx, h, func(c *sdk.Client) (storage.ListPage, error) { return c.List(ctx, opts) })
+}
+
+// ListUploads calls ListUploads on the running plugin (Unimplemented when
+// the plugin does not declare Capabilities.Listing).
+func (h *handle) ListUploads(ctx context.Context, cursor string) (storage.UploadPage, error) {
+	return call(ctx, h, func(c *sdk.Client) (storage.UploadPage, error) { return c.ListUploads(ctx, cursor) })
 }

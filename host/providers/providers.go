@@ -137,6 +137,9 @@ type plugin struct {
 	// said; placed is false until one succeeded.
 	placement results.Placement
 	placed    bool
+	// listing is Capabilities.Listing, from the Describe of the last
+	// successful Configure.
+	listing bool
 	// problem explains why the provider cannot be used, for the admin.
 	problem string
 	secrets []string
@@ -235,7 +238,7 @@ func (m *Manager) Activate(ctx context.Context, inst Installed) error {
 	if old := m.plugins[inst.ID]; old != nil {
 		// Until the new version is configured, results keep the URLs and
 		// bucket checks the running one gave.
-		p.placement, p.placed = old.placement, old.placed
+		p.placement, p.placed, p.listing = old.placement, old.placed, old.listing
 	}
 	m.plugins[inst.ID] = p
 	m.mu.Unlock()
@@ -479,7 +482,21 @@ func (m *Manager) placementOf(ctx context.Context, id string, prov storage.Provi
 		return pl
 	}
 	pl.MaxObjectSize, pl.Locations = info.Capabilities.MaxObjectSize, info.Capabilities.Locations
+	m.mu.Lock()
+	if p := m.plugins[id]; p != nil {
+		p.listing = info.Capabilities.Listing
+	}
+	m.mu.Unlock()
 	return pl
+}
+
+// listing reports whether provider id declared Capabilities.Listing at
+// its last successful Configure on this node.
+func (m *Manager) listing(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.plugins[id]
+	return p != nil && p.placed && p.listing
 }
 
 // settingsChanged tells Options.SettingsChanged that id's settings were

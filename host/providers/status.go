@@ -539,6 +539,10 @@ type OptionStatus struct {
 	Pending *int `json:"pending,omitempty"`
 	// Failed counts the option's jobs parked as failed; nil as Pending.
 	Failed *int `json:"failed,omitempty"`
+	// Listing says the provider can list its bucket (Capabilities.Listing),
+	// so its orphan scan and clean-up are available; false for local and
+	// for a provider not configured on this node yet.
+	Listing bool `json:"listing"`
 }
 
 // Unavailable is an installed provider that is not a Default Storage
@@ -652,6 +656,7 @@ func (m *Manager) StorageStatus(ctx context.Context, stats map[string]results.Pr
 		jobs := stats[o.ID]
 		st.LastError, st.LastErrorAt, st.LastSuccessAt = jobs.LastError, jobs.LastErrorAt, jobs.LastSuccessAt
 		st.Pending, st.Failed = count(jobs.Pending), count(jobs.Failed)
+		st.Listing = m.listing(o.ID)
 		if o.ID == Local {
 			f := facts{jobs: jobs, statsErr: statsErr}
 			if c, msg, bad := diagnoseLocal(&f); bad {

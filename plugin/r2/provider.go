@@ -125,6 +125,7 @@ func (p *Provider) Describe(context.Context) (storage.Info, error) {
 			MaxObjectSize: MaxObjectSize,
 			AbortUploads:  true,
 			Locations:     true,
+			Listing:       true,
 		},
 	}, nil
 }

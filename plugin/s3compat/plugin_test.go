@@ -85,7 +85,7 @@ func TestPluginDescribesItself(t *testing.T) {
 	}
 	c := info.Capabilities
 	if info.ID != "s3-compatible" || info.Name != "S3-Compatible Storage" || info.Version != "1.0.0" ||
-		!c.PublicURLs || !c.RangeReads || !c.AbortUploads || !c.Locations || c.MaxObjectSize <= 0 {
+		!c.PublicURLs || !c.RangeReads || !c.AbortUploads || !c.Locations || !c.Listing || c.MaxObjectSize <= 0 {
 		t.Fatalf("describe = %+v", info)
 	}
 	h, err := p.Health(context.Background())

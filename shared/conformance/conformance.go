@@ -16,7 +16,8 @@
 //
 // Configured is optional: with it, the locations and public-url cases
 // check Put's ObjectInfo.StoredKey and Bucket and the public URL against
-// what Configure reported; without it, only that they are consistent.
+// what Configure reported, and the listing case that every listed object
+// is under its KeyPrefix; without it, only that they are consistent.
 //
 // RunPlugin runs it over the plugin protocol, against the author's plugin
 // binary or their test binary acting as the plugin (see
@@ -124,6 +125,7 @@ func Cases() []Case {
 		{Name: "public-url", Run: casePublicURL},
 		{Name: "abort-uploads", Run: caseAbortUploads},
 		{Name: "locations", Run: caseLocations},
+		{Name: "listing", Run: caseListing},
 	}
 }
 

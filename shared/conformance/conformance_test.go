@@ -156,7 +156,7 @@ func TestBrokenProvidersFail(t *testing.T) {
 		"concurrent-puts", "content-type", "delete-missing", "delete-then-stat", "empty-object",
 		"long-keys", "object-5mib-plus-1", "object-64mib-plus-1", "one-byte", "overwrite",
 		"public-url", "range-read", "special-keys", "stat-size", "unknown-size", "failed-overwrite", "put-sha256", "put-from-file",
-		"abort-uploads", "locations", "etag", "read-at-end",
+		"abort-uploads", "locations", "etag", "read-at-end", "listing",
 	}
 	tests := []struct {
 		bug      bug
@@ -187,7 +187,7 @@ func TestBrokenProvidersFail(t *testing.T) {
 		{bugDeleteBeforePut, []string{"failed-overwrite", "put-sha256"}, []string{"the old object should be unchanged", "not found"}},
 		{bugAbortDeletes, []string{"abort-uploads"}, []string{"the stored object should be unchanged", "not found"}},
 		{bugAbortCountsKeys, []string{"abort-uploads"}, []string{"want 0, nil"}},
-		{bugNoStoredKey, []string{"locations"}, []string{"ObjectInfo.StoredKey is empty"}},
+		{bugNoStoredKey, []string{"locations", "listing"}, []string{"ObjectInfo.StoredKey is empty"}},
 		{bugNoBucket, []string{"locations"}, []string{"ObjectInfo.Bucket is empty"}},
 		{bugStoredKeyNoPrefix, []string{"locations"}, []string{"the location put reported", "not found"}},
 		{bugURLIgnoresPrefix, []string{"locations", "public-url"}, []string{"does not end with the StoredKey escaped as storage.PublicURL does"}},
@@ -196,6 +196,12 @@ func TestBrokenProvidersFail(t *testing.T) {
 		{bugDeleteAtMissingFail, []string{"locations"}, []string{"a missing object", "want success"}},
 		{bugLocationsUndeclared, []string{"locations"}, []string{"does not declare Capabilities.Locations", `want code "unimplemented"`}},
 		{bugWrongBucketSilent, []string{"locations"}, []string{"does not name both buckets"}},
+		{bugListOutsidePrefix, []string{"listing"}, []string{`listed "outside/stray.png", which is not under the key prefix`}},
+		{bugListIgnoresLimit, []string{"listing"}, []string{"objects in a page limited to 2"}},
+		{bugListSkipsOnPaging, []string{"listing"}, []string{"with limit 2: listed", "each object once"}},
+		{bugListIgnoresPrefix, []string{"listing"}, []string{`list of prefix "`, "/a/\": listed"}},
+		{bugListNoSize, []string{"listing"}, []string{"has Size 0, want 10"}},
+		{bugListingUndeclared, []string{"listing"}, []string{"does not declare Capabilities.Listing", `want an error with code "unimplemented"`}},
 		{bugEmptyETag, []string{"etag"}, []string{"ObjectInfo.ETag is empty"}},
 		{bugFixedETag, []string{"etag"}, []string{"did not change"}},
 		{bugPutETagDiffers, []string{"etag", "object-5mib-plus-1", "unknown-size"}, []string{"but put reported", "same tag from Put, Stat and Get"}},
@@ -207,7 +213,7 @@ func TestBrokenProvidersFail(t *testing.T) {
 		{bugStopsAtSize, []string{
 			"long-reader", "put-sha256", "etag", "abort-uploads", "concurrent-puts", "content-type", "delete-missing", "delete-then-stat",
 			"empty-object", "failed-overwrite", "locations", "long-keys", "object-5mib-plus-1", "object-64mib-plus-1", "one-byte", "overwrite",
-			"public-url", "put-from-file", "range-read", "special-keys", "stat-size", "read-at-end",
+			"public-url", "put-from-file", "range-read", "special-keys", "stat-size", "read-at-end", "listing",
 		}, []string{"found an object", "read Put's reader to io.EOF"}},
 	}
 	for _, tc := range tests {
@@ -299,6 +305,58 @@ func TestLocationsNotDeclared(t *testing.T) {
 		if len(failed)+len(skipped) > 0 {
 			t.Errorf("%s: failed %v, skipped %v; want a pass", name, failed, skipped)
 		}
+	}
+}
+
+// notALister declares Capabilities.Listing but hides the Lister methods.
+type notALister struct{ storage.Provider }
+
+// listingCase returns the listing case alone.
+func listingCase() []Case {
+	return slices.DeleteFunc(Cases(), func(c Case) bool { return c.Name != "listing" })
+}
+
+func TestListingDeclaredButNotImplemented(t *testing.T) {
+	failed, _, _ := runCases(t, notALister{newMemProvider()}, listingCase())
+	if err := failed["listing"]; err == nil || !strings.Contains(err.Error(), "does not implement storage.Lister") {
+		t.Fatalf("listing against a provider declaring the capability without the methods: %v", err)
+	}
+}
+
+// TestListingNotDeclared: a provider without the capability passes (it is
+// never skipped), whether it has no Lister methods or they answer
+// Unimplemented (as the host's client does for a plugin that did not
+// declare it); one whose methods answer anything else fails.
+func TestListingNotDeclared(t *testing.T) {
+	for name, p := range map[string]storage.Provider{
+		"no Lister methods":            plainProvider{newMemProvider(bugNoCapabilities)},
+		"methods answer Unimplemented": newMemProvider(bugNoCapabilities),
+	} {
+		failed, skipped, _ := runCases(t, p, listingCase())
+		if len(failed)+len(skipped) > 0 {
+			t.Errorf("%s: failed %v, skipped %v; want a pass", name, failed, skipped)
+		}
+	}
+}
+
+// TestListingKeyPrefixFromConfigured: with Configured, a listed object
+// outside the key prefix Configure reported fails the case.
+func TestListingKeyPrefixFromConfigured(t *testing.T) {
+	p := newMemProvider(featPrefix)
+	res, err := p.Configure(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if failed, _, _ := runCases(t, p, listingCase(), Configured(res)); len(failed) > 0 {
+		t.Errorf("right prefix: %v", failed)
+	}
+	res.KeyPrefix = "other/"
+	failed, _, _ := runCases(t, p, listingCase(), Configured(res))
+	if err := failed["listing"]; err == nil || !strings.Contains(err.Error(), "not under the key prefix") {
+		t.Errorf("another prefix: %v, want a failure saying the object is not under the key prefix", err)
+	}
+	if left := p.keys(); len(left) > 0 {
+		t.Errorf("the case left %q", left)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,6 +78,20 @@ const (
 	// with an empty read instead of InvalidArgument. (Doing so only for
 	// Length 0 is mended by storage.Guard.)
 	bugPastEndIsEmpty bug = "past-end-reads-empty"
+	// bugListOutsidePrefix lists, with the objects under the key prefix,
+	// one outside it (as a listing of the whole bucket would).
+	bugListOutsidePrefix bug = "list-outside-key-prefix"
+	// bugListIgnoresLimit returns every object in one page.
+	bugListIgnoresLimit bug = "list-ignores-limit"
+	// bugListSkipsOnPaging loses the first object of every page after
+	// the first.
+	bugListSkipsOnPaging bug = "list-skips-on-paging"
+	// bugListIgnoresPrefix lists everything whatever ListOptions.Prefix.
+	bugListIgnoresPrefix bug = "list-ignores-prefix"
+	// bugListNoSize lists every object with Size 0.
+	bugListNoSize bug = "list-without-sizes"
+	// bugListingUndeclared serves List without declaring Capabilities.Listing.
+	bugListingUndeclared bug = "listing-undeclared"
 	// featPrefix is not a bug: keys are stored under a prefix that counts
 	// toward the 1024-byte limit, as the contract allows.
 	featPrefix bug = "stores-under-a-prefix"
@@ -112,6 +127,7 @@ var (
 	_ storage.Provider      = (*memProvider)(nil)
 	_ storage.UploadAborter = (*memProvider)(nil)
 	_ storage.Locator       = (*memProvider)(nil)
+	_ storage.Lister        = (*memProvider)(nil)
 )
 
 // newMemProvider returns a configured in-memory provider with the given bugs.
@@ -148,13 +164,16 @@ func (m *memProvider) writtenKeys() []string {
 func (m *memProvider) Describe(context.Context) (storage.Info, error) {
 	info := storage.Info{
 		ID: "memory", Name: "In-memory reference provider", Version: "1.0.0",
-		Capabilities: storage.Capabilities{PublicURLs: true, RangeReads: true, AbortUploads: true, Locations: true},
+		Capabilities: storage.Capabilities{PublicURLs: true, RangeReads: true, AbortUploads: true, Locations: true, Listing: true},
 	}
 	if m.has(bugNoCapabilities) {
 		info.Capabilities = storage.Capabilities{}
 	}
 	if m.has(bugLocationsUndeclared) {
 		info.Capabilities.Locations = false
+	}
+	if m.has(bugListingUndeclared) {
+		info.Capabilities.Listing = false
 	}
 	if m.has(bugEmptyVersion) {
 		info.Version = ""
@@ -178,7 +197,7 @@ func (m *memProvider) Configure(context.Context, storage.Settings) (storage.Conf
 
 // prefixed reports whether keys are stored under memPrefix.
 func (m *memProvider) prefixed() bool {
-	return m.has(featPrefix) || m.has(bugStoredKeyNoPrefix) || m.has(bugURLIgnoresPrefix) || m.has(bugAtAddsPrefix)
+	return m.has(featPrefix) || m.has(bugStoredKeyNoPrefix) || m.has(bugURLIgnoresPrefix) || m.has(bugAtAddsPrefix) || m.has(bugListOutsidePrefix)
 }
 
 // TestConnection puts, reads back and deletes a probe object.
@@ -557,4 +576,64 @@ func (m *memProvider) AbortUploads(ctx context.Context, keys []string) (int, err
 		return len(keys), nil
 	}
 	return 0, nil
+}
+
+// List returns a page of the objects under the key prefix, by stored key;
+// the cursor is the last stored key of the previous page.
+func (m *memProvider) List(ctx context.Context, opts storage.ListOptions) (storage.ListPage, error) {
+	if m.has(bugNoCapabilities) {
+		return storage.ListPage{}, storage.Errorf(storage.Unimplemented, "list: not supported")
+	}
+	prefix := ""
+	if m.prefixed() {
+		prefix = memPrefix
+	}
+	want := prefix + opts.Prefix
+	if m.has(bugListIgnoresPrefix) {
+		want = prefix
+	}
+	m.mu.Lock()
+	var stored []string
+	for k := range m.objects {
+		if strings.HasPrefix(k, want) && k > opts.Cursor {
+			stored = append(stored, k)
+		}
+	}
+	if m.has(bugListOutsidePrefix) && opts.Prefix == "" && opts.Cursor == "" {
+		stored = append(stored, "outside/stray.png")
+	}
+	objects := map[string]memObject{}
+	for _, k := range stored {
+		objects[k] = m.objects[k]
+	}
+	m.mu.Unlock()
+	slices.Sort(stored)
+	if m.has(bugListSkipsOnPaging) && opts.Cursor != "" && len(stored) > 0 {
+		stored = stored[1:]
+	}
+	var page storage.ListPage
+	if len(stored) > opts.Limit && !m.has(bugListIgnoresLimit) {
+		stored = stored[:opts.Limit]
+		page.Next = stored[len(stored)-1]
+	}
+	for _, k := range stored {
+		key, _ := strings.CutPrefix(k, prefix)
+		info := m.info(key, objects[k])
+		if !strings.HasPrefix(k, prefix) {
+			info.Key, info.StoredKey = k, k
+		}
+		if m.has(bugListNoSize) {
+			info.Size = 0
+		}
+		page.Objects = append(page.Objects, info)
+	}
+	return page, nil
+}
+
+// ListUploads lists nothing: puts are whole or nothing in memory.
+func (m *memProvider) ListUploads(ctx context.Context, cursor string) (storage.UploadPage, error) {
+	if m.has(bugNoCapabilities) {
+		return storage.UploadPage{}, storage.Errorf(storage.Unimplemented, "list uploads: not supported")
+	}
+	return storage.UploadPage{}, nil
 }

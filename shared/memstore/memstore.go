@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -53,6 +54,9 @@ type Store struct {
 	cfg        config
 	// fixed: Configure does not make the bucket it names (NewWithBuckets).
 	fixed bool
+	// uploads are the incomplete uploads StartUpload left, per bucket
+	// name, by stored key.
+	uploads map[string]map[string][]time.Time
 }
 
 // config is one applied configuration.
@@ -69,6 +73,7 @@ var (
 	_ storage.Provider      = (*Store)(nil)
 	_ storage.UploadAborter = (*Store)(nil)
 	_ storage.Locator       = (*Store)(nil)
+	_ storage.Lister        = (*Store)(nil)
 )
 
 // New returns an empty, configured store whose objects are served from
@@ -139,7 +144,7 @@ func (s *Store) Describe(context.Context) (storage.Info, error) {
 	public := s.cfg.publicURL != ""
 	s.mu.RUnlock()
 	return storage.Info{ID: ID, Name: "In-memory storage", Version: "1.0.0",
-		Capabilities: storage.Capabilities{PublicURLs: public, RangeReads: true, AbortUploads: true, Locations: true}}, nil
+		Capabilities: storage.Capabilities{PublicURLs: public, RangeReads: true, AbortUploads: true, Locations: true, Listing: true}}, nil
 }
 
 // ValidateSettings accepts "public_url" (an http(s) URL or ""), "bucket"
@@ -448,20 +453,121 @@ func (s *Store) DeleteAt(_ context.Context, loc storage.Location) error {
 	return nil
 }
 
-// AbortUploads checks the keys and returns 0: a memstore put is whole or
-// nothing in memory, so no incomplete upload ever exists. It shows the
-// shape of the optional storage.UploadAborter. A bucket that does not
-// exist gives FailedPrecondition.
+// AbortUploads checks the keys, aborts the incomplete uploads StartUpload
+// left at each key under the key prefix and returns how many it aborted.
+// A memstore put is whole or nothing in memory, so only StartUpload makes
+// one. A bucket that does not exist gives FailedPrecondition.
 func (s *Store) AbortUploads(_ context.Context, keys []string) (int, error) {
 	if err := storage.ValidateAbortKeys(keys); err != nil {
 		return 0, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if _, _, err := s.current("abort uploads"); err != nil {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, _, err := s.current("abort uploads")
+	if err != nil {
 		return 0, err
 	}
-	return 0, nil
+	n := 0
+	for _, k := range keys {
+		stored, err := c.storedKey(k)
+		if err != nil {
+			return n, err
+		}
+		n += len(s.uploads[c.bucket][stored])
+		delete(s.uploads[c.bucket], stored)
+	}
+	return n, nil
+}
+
+// StartUpload records an incomplete upload of key (under the current key
+// prefix, in the configured bucket) started at initiated, as a multipart
+// upload nobody completed leaves in a bucket: ListUploads lists it until
+// AbortUploads aborts it. It is for tests.
+func (s *Store) StartUpload(key string, initiated time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, _, err := s.current("start upload " + key)
+	if err != nil {
+		return err
+	}
+	stored, err := c.storedKey(key)
+	if err != nil {
+		return err
+	}
+	if s.uploads == nil {
+		s.uploads = map[string]map[string][]time.Time{}
+	}
+	if s.uploads[c.bucket] == nil {
+		s.uploads[c.bucket] = map[string][]time.Time{}
+	}
+	s.uploads[c.bucket][stored] = append(s.uploads[c.bucket][stored], initiated.UTC())
+	return nil
+}
+
+// List returns a page of the objects of the configured bucket under the
+// key prefix whose key starts with opts.Prefix, by stored key; the cursor
+// is the last stored key of the previous page.
+func (s *Store) List(_ context.Context, opts storage.ListOptions) (storage.ListPage, error) {
+	opts, err := storage.ValidateListOptions(opts)
+	if err != nil {
+		return storage.ListPage{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c, objects, err := s.current("list")
+	if err != nil {
+		return storage.ListPage{}, err
+	}
+	keys := make([]string, 0, len(objects))
+	for k := range objects {
+		if strings.HasPrefix(k, c.prefix+opts.Prefix) && k > opts.Cursor {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var page storage.ListPage
+	if len(keys) > opts.Limit {
+		keys = keys[:opts.Limit]
+		page.Next = keys[len(keys)-1]
+	}
+	for _, k := range keys {
+		page.Objects = append(page.Objects, c.info(strings.TrimPrefix(k, c.prefix), k, objects[k]))
+	}
+	return page, nil
+}
+
+// ListUploads returns a page of the incomplete uploads (StartUpload) of
+// the configured bucket under the key prefix, by stored key; the cursor
+// is the last stored key of the previous page.
+func (s *Store) ListUploads(_ context.Context, cursor string) (storage.UploadPage, error) {
+	if err := storage.ValidateCursor("list uploads", cursor); err != nil {
+		return storage.UploadPage{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c, _, err := s.current("list uploads")
+	if err != nil {
+		return storage.UploadPage{}, err
+	}
+	var keys []string
+	for k := range s.uploads[c.bucket] {
+		if strings.HasPrefix(k, c.prefix) && k > cursor {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var page storage.UploadPage
+	for _, k := range keys {
+		ups := s.uploads[c.bucket][k]
+		if len(page.Uploads)+len(ups) > storage.MaxListLimit && len(page.Uploads) > 0 {
+			page.Next = page.Uploads[len(page.Uploads)-1].StoredKey
+			break
+		}
+		for _, t := range ups {
+			page.Uploads = append(page.Uploads, storage.UploadInfo{Key: strings.TrimPrefix(k, c.prefix), StoredKey: k, Bucket: c.bucketID(), Initiated: t})
+		}
+	}
+	return page, nil
 }
 
 // Health is always OK.

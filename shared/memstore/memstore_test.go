@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/magicads/r2storage/shared/conformance"
 	"github.com/magicads/r2storage/shared/memstore"
@@ -247,5 +248,51 @@ func TestReadAtEnd(t *testing.T) {
 		if _, _, err := s.Get(ctx, "a", storage.GetOptions{Offset: 4, Length: l}); storage.Code(err) != storage.InvalidArgument {
 			t.Fatalf("get past the end (Length %d): %v, want InvalidArgument", l, err)
 		}
+	}
+}
+
+// TestListing: List and ListUploads see only the configured bucket under
+// the key prefix; AbortUploads aborts (and counts) the uploads StartUpload
+// left at its keys, and no others.
+func TestListing(t *testing.T) {
+	ctx := context.Background()
+	s := memstore.New("")
+	if _, err := s.Put(ctx, "outside.png", strings.NewReader("x"), storage.PutOptions{Size: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StartUpload("outside-upload.png", time.Unix(10, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Configure(ctx, storage.Settings{"key_prefix": "tenant"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, "a.png", strings.NewReader("abc"), storage.PutOptions{Size: 3}); err != nil {
+		t.Fatal(err)
+	}
+	page, err := s.List(ctx, storage.ListOptions{})
+	if err != nil || len(page.Objects) != 1 || page.Objects[0].Key != "a.png" || page.Objects[0].StoredKey != "tenant/a.png" || page.Objects[0].Size != 3 {
+		t.Fatalf("list = %+v, %v; want a.png alone", page, err)
+	}
+	t1, t2 := time.Unix(100, 0).UTC(), time.Unix(200, 0).UTC()
+	for _, u := range []struct {
+		key string
+		at  time.Time
+	}{{"b.png", t1}, {"b.png", t2}, {"c.png", t2}} {
+		if err := s.StartUpload(u.key, u.at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	up, err := s.ListUploads(ctx, "")
+	if err != nil || len(up.Uploads) != 3 || up.Uploads[0].Key != "b.png" || up.Uploads[2].StoredKey != "tenant/c.png" || !up.Uploads[2].Initiated.Equal(t2) {
+		t.Fatalf("list uploads = %+v, %v", up, err)
+	}
+	if n, err := s.AbortUploads(ctx, []string{"b.png", "a.png"}); n != 2 || err != nil {
+		t.Fatalf("abort uploads of b.png and a.png = %d, %v; want 2", n, err)
+	}
+	if up, _ := s.ListUploads(ctx, ""); len(up.Uploads) != 1 || up.Uploads[0].Key != "c.png" {
+		t.Fatalf("after the abort, uploads = %+v; want c.png alone", up)
+	}
+	if keys := s.Keys(); len(keys) != 2 {
+		t.Fatalf("aborting touched the objects: %q", keys)
 	}
 }

@@ -83,7 +83,7 @@ func (l *rpcLog) count(method string) int {
 }
 
 // optionalMethods are the optional calls of the service.
-var optionalMethods = []string{"AbortUploads", "GetAt", "StatAt", "DeleteAt"}
+var optionalMethods = []string{"AbortUploads", "GetAt", "StatAt", "DeleteAt", "List", "ListUploads"}
 
 // legacyServiceDesc is the service as a plugin built with the SDK before
 // the optional calls knows it: the methods do not exist, so gRPC itself

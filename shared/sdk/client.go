@@ -28,6 +28,7 @@ type features struct {
 	localFiles   bool // the SDK accepts local-file puts
 	abortUploads bool // the provider implements storage.UploadAborter
 	locations    bool // the provider implements storage.Locator
+	listing      bool // the provider implements storage.Lister
 }
 
 var (
@@ -50,6 +51,7 @@ func (c *rpcClient) Describe(ctx context.Context) (storage.Info, error) {
 			MaxObjectSize: caps.GetMaxObjectSize(),
 			AbortUploads:  caps.GetAbortUploads(),
 			Locations:     caps.GetLocations(),
+			Listing:       caps.GetListing(),
 		},
 	}, nil
 }
@@ -63,7 +65,7 @@ func (c *rpcClient) describe(ctx context.Context) (*storagepb.DescribeResponse, 
 	c.mu.Lock()
 	if c.features == nil {
 		caps := r.GetCapabilities()
-		c.features = &features{localFiles: r.GetSdkLocalFilePuts(), abortUploads: caps.GetAbortUploads(), locations: caps.GetLocations()}
+		c.features = &features{localFiles: r.GetSdkLocalFilePuts(), abortUploads: caps.GetAbortUploads(), locations: caps.GetLocations(), listing: caps.GetListing()}
 	}
 	c.mu.Unlock()
 	return r, nil

@@ -12,8 +12,10 @@
 // Optional calls are negotiated, so plugins and hosts built with different
 // SDK versions keep working together. The plugin server declares
 // Capabilities.AbortUploads exactly when the provider implements
-// storage.UploadAborter, and Capabilities.Locations exactly when it
-// implements storage.Locator (GetAt, StatAt, DeleteAt); the host-side
+// storage.UploadAborter, Capabilities.Locations exactly when it
+// implements storage.Locator (GetAt, StatAt, DeleteAt), and
+// Capabilities.Listing exactly when it implements storage.Lister (List,
+// ListUploads); the host-side
 // client keeps the plugin's Describe answer and makes an optional call only
 // when it was declared, otherwise returning an Unimplemented
 // *storage.Error without asking the plugin. Fields added to the protocol

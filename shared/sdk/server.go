@@ -30,10 +30,11 @@ func newServer(p Provider) *server {
 	return &server{impl: storage.Guard(p), raw: p}
 }
 
-// Describe answers with the provider's Info. Capabilities.AbortUploads and
-// Capabilities.Locations are set by the SDK, not the provider: each is true
-// exactly when the provider implements storage.UploadAborter or
-// storage.Locator, since that is when the calls are served.
+// Describe answers with the provider's Info. Capabilities.AbortUploads,
+// Capabilities.Locations and Capabilities.Listing are set by the SDK, not
+// the provider: each is true exactly when the provider implements
+// storage.UploadAborter, storage.Locator or storage.Lister, since that is
+// when the calls are served.
 func (s *server) Describe(ctx context.Context, _ *storagepb.DescribeRequest) (*storagepb.DescribeResponse, error) {
 	info, err := s.impl.Describe(ctx)
 	if err != nil {
@@ -41,6 +42,7 @@ func (s *server) Describe(ctx context.Context, _ *storagepb.DescribeRequest) (*s
 	}
 	_, aborts := s.impl.(storage.UploadAborter)
 	_, locates := s.impl.(storage.Locator)
+	_, lists := s.impl.(storage.Lister)
 	return &storagepb.DescribeResponse{
 		Id: info.ID, Name: info.Name, Version: info.Version, SdkLocalFilePuts: true,
 		Capabilities: &storagepb.Capabilities{
@@ -49,6 +51,7 @@ func (s *server) Describe(ctx context.Context, _ *storagepb.DescribeRequest) (*s
 			MaxObjectSize: info.Capabilities.MaxObjectSize,
 			AbortUploads:  aborts,
 			Locations:     locates,
+			Listing:       lists,
 		},
 	}, nil
 }

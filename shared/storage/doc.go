@@ -34,6 +34,10 @@
 // after a crash; Locator (Capabilities.Locations) reads, stats and deletes
 // an object by the Location Put reported (ObjectInfo.Bucket and
 // ObjectInfo.StoredKey), whatever the key prefix is now, and refuses a
-// Location in another bucket with FailedPrecondition. A caller checks the
+// Location in another bucket with FailedPrecondition; Lister
+// (Capabilities.Listing) lists, page by page, the objects and the
+// incomplete uploads of the configured bucket under the key prefix (never
+// anything outside it), which the host compares with its records to find
+// and remove orphaned objects and stale uploads. A caller checks the
 // capability (or the Unimplemented code) before relying on one.
 package storage

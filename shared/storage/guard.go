@@ -26,42 +26,60 @@ type Guarded interface {
 //     ValidateKey, every Location with ValidateLocation, and the keys of
 //     AbortUploads with ValidateAbortKeys; a refused one gives
 //     InvalidArgument and p is not called;
+//
 //   - the reader Put gives p yields at most PutOptions.Size bytes when the
 //     size is declared, and ends with io.EOF only when it yielded exactly
 //     the declared size and, when PutOptions.SHA256 is set, content with
 //     that digest. Otherwise the read that would have ended it returns an
 //     InvalidArgument error instead, and p, which commits only after
 //     io.EOF, writes nothing;
+//
 //   - a Put that p reports as done before its reader reached io.EOF fails
 //     (with Unknown): a provider that trusts the declared size and stops
 //     reading there has skipped the checks above;
+//
 //   - a Get or GetAt with a negative GetOptions.Offset gives
 //     InvalidArgument and p is not called (an Offset past the object's
 //     size needs the size, so p refuses that one itself); one at exactly
 //     the object's size that p refuses with InvalidArgument (as S3 does)
 //     becomes the empty read the contract specifies (ReadAtEnd).
 //
+//   - List's ListOptions are checked with ValidateListOptions (a refused
+//     one gives InvalidArgument and p is not called) and p gets the Limit
+//     it sets; a page over that limit fails with Unknown. ListUploads'
+//     cursor is checked with ValidateCursor.
+//
 // PutOptions reach p unchanged, SHA256 included, so a provider may also
-// hand the digest to its store. The wrapper implements UploadAborter and
-// Locator exactly when p does. sdk.Serve and the conformance suite both
+// hand the digest to its store. The wrapper implements UploadAborter,
+// Locator and Lister exactly when p does. sdk.Serve and the conformance suite both
 // run every provider through Guard, so a provider behaves the same in the
 // host's process and over the plugin. Guard of a guarded provider (or of
 // a Guarded one) is that provider.
 func Guard(p Provider) Provider {
 	switch p.(type) {
-	case nil, Guarded, *guard, *guardAborter, *guardLocator, *guardBoth:
+	case nil, Guarded, *guard, *guardAborter, *guardLocator, *guardBoth,
+		*guardLister, *guardAborterLister, *guardLocatorLister, *guardAll:
 		return p
 	}
 	g := &guard{p: p}
 	a, aborts := p.(UploadAborter)
 	l, locates := p.(Locator)
+	s, lists := p.(Lister)
 	switch {
+	case aborts && locates && lists:
+		return &guardAll{guard: g, aborter: aborter{a}, locator: locator{l}, lister: lister{s}}
 	case aborts && locates:
 		return &guardBoth{guard: g, aborter: aborter{a}, locator: locator{l}}
+	case aborts && lists:
+		return &guardAborterLister{guard: g, aborter: aborter{a}, lister: lister{s}}
+	case locates && lists:
+		return &guardLocatorLister{guard: g, locator: locator{l}, lister: lister{s}}
 	case aborts:
 		return &guardAborter{guard: g, aborter: aborter{a}}
 	case locates:
 		return &guardLocator{guard: g, locator: locator{l}}
+	case lists:
+		return &guardLister{guard: g, lister: lister{s}}
 	}
 	return g
 }
@@ -83,6 +101,30 @@ type guardBoth struct {
 	*guard
 	aborter
 	locator
+}
+
+type guardLister struct {
+	*guard
+	lister
+}
+
+type guardAborterLister struct {
+	*guard
+	aborter
+	lister
+}
+
+type guardLocatorLister struct {
+	*guard
+	locator
+	lister
+}
+
+type guardAll struct {
+	*guard
+	aborter
+	locator
+	lister
 }
 
 // Describe asks p.
@@ -209,6 +251,42 @@ func (l locator) DeleteAt(ctx context.Context, loc Location) error {
 		return err
 	}
 	return l.l.DeleteAt(ctx, loc)
+}
+
+// lister checks the options and cursors of the listing calls.
+type lister struct{ l Lister }
+
+// List checks opts (ValidateListOptions), asks the provider with the
+// Limit it sets, and refuses a page over that limit with Unknown.
+func (l lister) List(ctx context.Context, opts ListOptions) (ListPage, error) {
+	opts, err := ValidateListOptions(opts)
+	if err != nil {
+		return ListPage{}, err
+	}
+	page, err := l.l.List(ctx, opts)
+	if err != nil {
+		return ListPage{}, err
+	}
+	if len(page.Objects) > opts.Limit {
+		return ListPage{}, &Error{Code: Unknown, Message: fmt.Sprintf("list: the provider returned %d objects in a page limited to %d; a page holds at most ListOptions.Limit", len(page.Objects), opts.Limit)}
+	}
+	return page, nil
+}
+
+// ListUploads checks the cursor (ValidateCursor), asks the provider, and
+// refuses a page over MaxListLimit with Unknown.
+func (l lister) ListUploads(ctx context.Context, cursor string) (UploadPage, error) {
+	if err := ValidateCursor("list uploads", cursor); err != nil {
+		return UploadPage{}, err
+	}
+	page, err := l.l.ListUploads(ctx, cursor)
+	if err != nil {
+		return UploadPage{}, err
+	}
+	if len(page.Uploads) > MaxListLimit {
+		return UploadPage{}, &Error{Code: Unknown, Message: fmt.Sprintf("list uploads: the provider returned %d uploads in one page, over the limit of %d", len(page.Uploads), MaxListLimit)}
+	}
+	return page, nil
 }
 
 // checkedReader is the reader a guarded Put gives the provider.

@@ -147,6 +147,10 @@ type Capabilities struct {
 	// Locations is true when the provider implements Locator and reports
 	// ObjectInfo.Bucket and ObjectInfo.StoredKey.
 	Locations bool
+	// Listing is true when the provider implements Lister: it lists the
+	// objects and the incomplete uploads of its bucket under its key
+	// prefix.
+	Listing bool
 }
 
 // ConfigureResult is what Configure reports back.

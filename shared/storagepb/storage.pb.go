@@ -17,7 +17,8 @@
 //     server advertises this in DescribeResponse.sdk_local_file_puts;
 //   - errors are gRPC statuses carrying an ErrorDetail with the contract's
 //     error code, so the host can tell retry from give-up;
-//   - optional calls (AbortUploads; GetAt, StatAt and DeleteAt) are
+//   - optional calls (AbortUploads; GetAt, StatAt and DeleteAt; List and
+//     ListUploads) are
 //     negotiated: the SDK server declares them in Capabilities, and a host
 //     calls one only when it is declared. A plugin built before a call
 //     existed never declares it, and answers it with UNIMPLEMENTED;
@@ -231,7 +232,10 @@ type Capabilities struct {
 	// locations is set by the plugin-side SDK when the provider implements
 	// storage.Locator: GetAt, StatAt and DeleteAt are served, and ObjectInfo
 	// carries stored_key and bucket.
-	Locations     bool `protobuf:"varint,5,opt,name=locations,proto3" json:"locations,omitempty"`
+	Locations bool `protobuf:"varint,5,opt,name=locations,proto3" json:"locations,omitempty"`
+	// listing is set by the plugin-side SDK when the provider implements
+	// storage.Lister: List and ListUploads are served.
+	Listing       bool `protobuf:"varint,6,opt,name=listing,proto3" json:"listing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -297,6 +301,13 @@ func (x *Capabilities) GetAbortUploads() bool {
 func (x *Capabilities) GetLocations() bool {
 	if x != nil {
 		return x.Locations
+	}
+	return false
+}
+
+func (x *Capabilities) GetListing() bool {
+	if x != nil {
+		return x.Listing
 	}
 	return false
 }
@@ -1798,6 +1809,288 @@ func (x *AbortUploadsResponse) GetAborted() int64 {
 	return 0
 }
 
+type ListRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// prefix keeps keys (without the key prefix) that start with it.
+	Prefix string `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// cursor is the next_cursor of the previous page; "" starts the listing.
+	Cursor string `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// limit is the most objects the page holds; 0 is 500 (storage.MaxListLimit).
+	Limit         int64 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRequest) Reset() {
+	*x = ListRequest{}
+	mi := &file_storage_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRequest) ProtoMessage() {}
+
+func (x *ListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
+func (*ListRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *ListRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *ListRequest) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Objects []*ObjectInfo          `protobuf:"bytes,1,rep,name=objects,proto3" json:"objects,omitempty"`
+	// next_cursor is the cursor of the next page; "" after the last one.
+	NextCursor    string `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListResponse) Reset() {
+	*x = ListResponse{}
+	mi := &file_storage_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListResponse) ProtoMessage() {}
+
+func (x *ListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
+func (*ListResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListResponse) GetObjects() []*ObjectInfo {
+	if x != nil {
+		return x.Objects
+	}
+	return nil
+}
+
+func (x *ListResponse) GetNextCursor() string {
+	if x != nil {
+		return x.NextCursor
+	}
+	return ""
+}
+
+type ListUploadsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cursor        string                 `protobuf:"bytes,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUploadsRequest) Reset() {
+	*x = ListUploadsRequest{}
+	mi := &file_storage_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUploadsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUploadsRequest) ProtoMessage() {}
+
+func (x *ListUploadsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUploadsRequest.ProtoReflect.Descriptor instead.
+func (*ListUploadsRequest) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListUploadsRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+// UploadInfo is an incomplete upload.
+type UploadInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is as given to Put (no key prefix).
+	Key               string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	StoredKey         string `protobuf:"bytes,2,opt,name=stored_key,json=storedKey,proto3" json:"stored_key,omitempty"`
+	Bucket            string `protobuf:"bytes,3,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	InitiatedUnixNano int64  `protobuf:"varint,4,opt,name=initiated_unix_nano,json=initiatedUnixNano,proto3" json:"initiated_unix_nano,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *UploadInfo) Reset() {
+	*x = UploadInfo{}
+	mi := &file_storage_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadInfo) ProtoMessage() {}
+
+func (x *UploadInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadInfo.ProtoReflect.Descriptor instead.
+func (*UploadInfo) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *UploadInfo) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *UploadInfo) GetStoredKey() string {
+	if x != nil {
+		return x.StoredKey
+	}
+	return ""
+}
+
+func (x *UploadInfo) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *UploadInfo) GetInitiatedUnixNano() int64 {
+	if x != nil {
+		return x.InitiatedUnixNano
+	}
+	return 0
+}
+
+type ListUploadsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Uploads       []*UploadInfo          `protobuf:"bytes,1,rep,name=uploads,proto3" json:"uploads,omitempty"`
+	NextCursor    string                 `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUploadsResponse) Reset() {
+	*x = ListUploadsResponse{}
+	mi := &file_storage_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUploadsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUploadsResponse) ProtoMessage() {}
+
+func (x *ListUploadsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUploadsResponse.ProtoReflect.Descriptor instead.
+func (*ListUploadsResponse) Descriptor() ([]byte, []int) {
+	return file_storage_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListUploadsResponse) GetUploads() []*UploadInfo {
+	if x != nil {
+		return x.Uploads
+	}
+	return nil
+}
+
+func (x *ListUploadsResponse) GetNextCursor() string {
+	if x != nil {
+		return x.NextCursor
+	}
+	return ""
+}
+
 var File_storage_proto protoreflect.FileDescriptor
 
 const file_storage_proto_rawDesc = "" +
@@ -1809,7 +2102,7 @@ const file_storage_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"z\n" +
 	"\vErrorDetail\x122\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1e.magicads.storage.v1.ErrorCodeR\x04code\x127\n" +
-	"\x06fields\x18\x02 \x03(\v2\x1f.magicads.storage.v1.FieldErrorR\x06fields\"\xbb\x01\n" +
+	"\x06fields\x18\x02 \x03(\v2\x1f.magicads.storage.v1.FieldErrorR\x06fields\"\xd5\x01\n" +
 	"\fCapabilities\x12\x1f\n" +
 	"\vpublic_urls\x18\x01 \x01(\bR\n" +
 	"publicUrls\x12\x1f\n" +
@@ -1817,7 +2110,8 @@ const file_storage_proto_rawDesc = "" +
 	"rangeReads\x12&\n" +
 	"\x0fmax_object_size\x18\x03 \x01(\x03R\rmaxObjectSize\x12#\n" +
 	"\rabort_uploads\x18\x04 \x01(\bR\fabortUploads\x12\x1c\n" +
-	"\tlocations\x18\x05 \x01(\bR\tlocations\"\x11\n" +
+	"\tlocations\x18\x05 \x01(\bR\tlocations\x12\x18\n" +
+	"\alisting\x18\x06 \x01(\bR\alisting\"\x11\n" +
 	"\x0fDescribeRequest\"\xc6\x01\n" +
 	"\x10DescribeResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -1907,7 +2201,28 @@ const file_storage_proto_rawDesc = "" +
 	"\x13AbortUploadsRequest\x12\x12\n" +
 	"\x04keys\x18\x01 \x03(\tR\x04keys\"0\n" +
 	"\x14AbortUploadsResponse\x12\x18\n" +
-	"\aaborted\x18\x01 \x01(\x03R\aaborted*\x9c\x02\n" +
+	"\aaborted\x18\x01 \x01(\x03R\aaborted\"S\n" +
+	"\vListRequest\x12\x16\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\tR\x06cursor\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x03R\x05limit\"j\n" +
+	"\fListResponse\x129\n" +
+	"\aobjects\x18\x01 \x03(\v2\x1f.magicads.storage.v1.ObjectInfoR\aobjects\x12\x1f\n" +
+	"\vnext_cursor\x18\x02 \x01(\tR\n" +
+	"nextCursor\",\n" +
+	"\x12ListUploadsRequest\x12\x16\n" +
+	"\x06cursor\x18\x01 \x01(\tR\x06cursor\"\x85\x01\n" +
+	"\n" +
+	"UploadInfo\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1d\n" +
+	"\n" +
+	"stored_key\x18\x02 \x01(\tR\tstoredKey\x12\x16\n" +
+	"\x06bucket\x18\x03 \x01(\tR\x06bucket\x12.\n" +
+	"\x13initiated_unix_nano\x18\x04 \x01(\x03R\x11initiatedUnixNano\"q\n" +
+	"\x13ListUploadsResponse\x129\n" +
+	"\auploads\x18\x01 \x03(\v2\x1f.magicads.storage.v1.UploadInfoR\auploads\x12\x1f\n" +
+	"\vnext_cursor\x18\x02 \x01(\tR\n" +
+	"nextCursor*\x9c\x02\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ERROR_CODE_NOT_FOUND\x10\x01\x12\x1f\n" +
@@ -1917,7 +2232,8 @@ const file_storage_proto_rawDesc = "" +
 	"\x16ERROR_CODE_UNAVAILABLE\x10\x05\x12\"\n" +
 	"\x1eERROR_CODE_FAILED_PRECONDITION\x10\x06\x12\x17\n" +
 	"\x13ERROR_CODE_CANCELED\x10\a\x12\x1c\n" +
-	"\x18ERROR_CODE_UNIMPLEMENTED\x10\b2\x81\t\n" +
+	"\x18ERROR_CODE_UNIMPLEMENTED\x10\b2\xb0\n" +
+	"\n" +
 	"\x0fStorageProvider\x12W\n" +
 	"\bDescribe\x12$.magicads.storage.v1.DescribeRequest\x1a%.magicads.storage.v1.DescribeResponse\x12g\n" +
 	"\x10ValidateSettings\x12$.magicads.storage.v1.SettingsRequest\x1a-.magicads.storage.v1.ValidateSettingsResponse\x12Y\n" +
@@ -1931,7 +2247,9 @@ const file_storage_proto_rawDesc = "" +
 	"\fAbortUploads\x12(.magicads.storage.v1.AbortUploadsRequest\x1a).magicads.storage.v1.AbortUploadsResponse\x12N\n" +
 	"\x05GetAt\x12!.magicads.storage.v1.GetAtRequest\x1a .magicads.storage.v1.GetResponse0\x01\x12O\n" +
 	"\x06StatAt\x12\".magicads.storage.v1.StatAtRequest\x1a!.magicads.storage.v1.StatResponse\x12U\n" +
-	"\bDeleteAt\x12$.magicads.storage.v1.DeleteAtRequest\x1a#.magicads.storage.v1.DeleteResponseB0Z.github.com/magicads/r2storage/shared/storagepbb\x06proto3"
+	"\bDeleteAt\x12$.magicads.storage.v1.DeleteAtRequest\x1a#.magicads.storage.v1.DeleteResponse\x12K\n" +
+	"\x04List\x12 .magicads.storage.v1.ListRequest\x1a!.magicads.storage.v1.ListResponse\x12`\n" +
+	"\vListUploads\x12'.magicads.storage.v1.ListUploadsRequest\x1a(.magicads.storage.v1.ListUploadsResponseB0Z.github.com/magicads/r2storage/shared/storagepbb\x06proto3"
 
 var (
 	file_storage_proto_rawDescOnce sync.Once
@@ -1946,7 +2264,7 @@ func file_storage_proto_rawDescGZIP() []byte {
 }
 
 var file_storage_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_storage_proto_goTypes = []any{
 	(ErrorCode)(0),                   // 0: magicads.storage.v1.ErrorCode
 	(*FieldError)(nil),               // 1: magicads.storage.v1.FieldError
@@ -1979,6 +2297,11 @@ var file_storage_proto_goTypes = []any{
 	(*HealthResponse)(nil),           // 28: magicads.storage.v1.HealthResponse
 	(*AbortUploadsRequest)(nil),      // 29: magicads.storage.v1.AbortUploadsRequest
 	(*AbortUploadsResponse)(nil),     // 30: magicads.storage.v1.AbortUploadsResponse
+	(*ListRequest)(nil),              // 31: magicads.storage.v1.ListRequest
+	(*ListResponse)(nil),             // 32: magicads.storage.v1.ListResponse
+	(*ListUploadsRequest)(nil),       // 33: magicads.storage.v1.ListUploadsRequest
+	(*UploadInfo)(nil),               // 34: magicads.storage.v1.UploadInfo
+	(*ListUploadsResponse)(nil),      // 35: magicads.storage.v1.ListUploadsResponse
 }
 var file_storage_proto_depIdxs = []int32{
 	0,  // 0: magicads.storage.v1.ErrorDetail.code:type_name -> magicads.storage.v1.ErrorCode
@@ -1994,37 +2317,43 @@ var file_storage_proto_depIdxs = []int32{
 	15, // 10: magicads.storage.v1.StatResponse.info:type_name -> magicads.storage.v1.ObjectInfo
 	16, // 11: magicads.storage.v1.StatAtRequest.location:type_name -> magicads.storage.v1.Location
 	16, // 12: magicads.storage.v1.DeleteAtRequest.location:type_name -> magicads.storage.v1.Location
-	4,  // 13: magicads.storage.v1.StorageProvider.Describe:input_type -> magicads.storage.v1.DescribeRequest
-	6,  // 14: magicads.storage.v1.StorageProvider.ValidateSettings:input_type -> magicads.storage.v1.SettingsRequest
-	6,  // 15: magicads.storage.v1.StorageProvider.Configure:input_type -> magicads.storage.v1.SettingsRequest
-	9,  // 16: magicads.storage.v1.StorageProvider.TestConnection:input_type -> magicads.storage.v1.TestConnectionRequest
-	14, // 17: magicads.storage.v1.StorageProvider.Put:input_type -> magicads.storage.v1.PutRequest
-	18, // 18: magicads.storage.v1.StorageProvider.Get:input_type -> magicads.storage.v1.GetRequest
-	21, // 19: magicads.storage.v1.StorageProvider.Stat:input_type -> magicads.storage.v1.StatRequest
-	24, // 20: magicads.storage.v1.StorageProvider.Delete:input_type -> magicads.storage.v1.DeleteRequest
-	27, // 21: magicads.storage.v1.StorageProvider.Health:input_type -> magicads.storage.v1.HealthRequest
-	29, // 22: magicads.storage.v1.StorageProvider.AbortUploads:input_type -> magicads.storage.v1.AbortUploadsRequest
-	20, // 23: magicads.storage.v1.StorageProvider.GetAt:input_type -> magicads.storage.v1.GetAtRequest
-	23, // 24: magicads.storage.v1.StorageProvider.StatAt:input_type -> magicads.storage.v1.StatAtRequest
-	25, // 25: magicads.storage.v1.StorageProvider.DeleteAt:input_type -> magicads.storage.v1.DeleteAtRequest
-	5,  // 26: magicads.storage.v1.StorageProvider.Describe:output_type -> magicads.storage.v1.DescribeResponse
-	7,  // 27: magicads.storage.v1.StorageProvider.ValidateSettings:output_type -> magicads.storage.v1.ValidateSettingsResponse
-	8,  // 28: magicads.storage.v1.StorageProvider.Configure:output_type -> magicads.storage.v1.ConfigureResponse
-	10, // 29: magicads.storage.v1.StorageProvider.TestConnection:output_type -> magicads.storage.v1.TestConnectionResponse
-	17, // 30: magicads.storage.v1.StorageProvider.Put:output_type -> magicads.storage.v1.PutResponse
-	19, // 31: magicads.storage.v1.StorageProvider.Get:output_type -> magicads.storage.v1.GetResponse
-	22, // 32: magicads.storage.v1.StorageProvider.Stat:output_type -> magicads.storage.v1.StatResponse
-	26, // 33: magicads.storage.v1.StorageProvider.Delete:output_type -> magicads.storage.v1.DeleteResponse
-	28, // 34: magicads.storage.v1.StorageProvider.Health:output_type -> magicads.storage.v1.HealthResponse
-	30, // 35: magicads.storage.v1.StorageProvider.AbortUploads:output_type -> magicads.storage.v1.AbortUploadsResponse
-	19, // 36: magicads.storage.v1.StorageProvider.GetAt:output_type -> magicads.storage.v1.GetResponse
-	22, // 37: magicads.storage.v1.StorageProvider.StatAt:output_type -> magicads.storage.v1.StatResponse
-	26, // 38: magicads.storage.v1.StorageProvider.DeleteAt:output_type -> magicads.storage.v1.DeleteResponse
-	26, // [26:39] is the sub-list for method output_type
-	13, // [13:26] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	15, // 13: magicads.storage.v1.ListResponse.objects:type_name -> magicads.storage.v1.ObjectInfo
+	34, // 14: magicads.storage.v1.ListUploadsResponse.uploads:type_name -> magicads.storage.v1.UploadInfo
+	4,  // 15: magicads.storage.v1.StorageProvider.Describe:input_type -> magicads.storage.v1.DescribeRequest
+	6,  // 16: magicads.storage.v1.StorageProvider.ValidateSettings:input_type -> magicads.storage.v1.SettingsRequest
+	6,  // 17: magicads.storage.v1.StorageProvider.Configure:input_type -> magicads.storage.v1.SettingsRequest
+	9,  // 18: magicads.storage.v1.StorageProvider.TestConnection:input_type -> magicads.storage.v1.TestConnectionRequest
+	14, // 19: magicads.storage.v1.StorageProvider.Put:input_type -> magicads.storage.v1.PutRequest
+	18, // 20: magicads.storage.v1.StorageProvider.Get:input_type -> magicads.storage.v1.GetRequest
+	21, // 21: magicads.storage.v1.StorageProvider.Stat:input_type -> magicads.storage.v1.StatRequest
+	24, // 22: magicads.storage.v1.StorageProvider.Delete:input_type -> magicads.storage.v1.DeleteRequest
+	27, // 23: magicads.storage.v1.StorageProvider.Health:input_type -> magicads.storage.v1.HealthRequest
+	29, // 24: magicads.storage.v1.StorageProvider.AbortUploads:input_type -> magicads.storage.v1.AbortUploadsRequest
+	20, // 25: magicads.storage.v1.StorageProvider.GetAt:input_type -> magicads.storage.v1.GetAtRequest
+	23, // 26: magicads.storage.v1.StorageProvider.StatAt:input_type -> magicads.storage.v1.StatAtRequest
+	25, // 27: magicads.storage.v1.StorageProvider.DeleteAt:input_type -> magicads.storage.v1.DeleteAtRequest
+	31, // 28: magicads.storage.v1.StorageProvider.List:input_type -> magicads.storage.v1.ListRequest
+	33, // 29: magicads.storage.v1.StorageProvider.ListUploads:input_type -> magicads.storage.v1.ListUploadsRequest
+	5,  // 30: magicads.storage.v1.StorageProvider.Describe:output_type -> magicads.storage.v1.DescribeResponse
+	7,  // 31: magicads.storage.v1.StorageProvider.ValidateSettings:output_type -> magicads.storage.v1.ValidateSettingsResponse
+	8,  // 32: magicads.storage.v1.StorageProvider.Configure:output_type -> magicads.storage.v1.ConfigureResponse
+	10, // 33: magicads.storage.v1.StorageProvider.TestConnection:output_type -> magicads.storage.v1.TestConnectionResponse
+	17, // 34: magicads.storage.v1.StorageProvider.Put:output_type -> magicads.storage.v1.PutResponse
+	19, // 35: magicads.storage.v1.StorageProvider.Get:output_type -> magicads.storage.v1.GetResponse
+	22, // 36: magicads.storage.v1.StorageProvider.Stat:output_type -> magicads.storage.v1.StatResponse
+	26, // 37: magicads.storage.v1.StorageProvider.Delete:output_type -> magicads.storage.v1.DeleteResponse
+	28, // 38: magicads.storage.v1.StorageProvider.Health:output_type -> magicads.storage.v1.HealthResponse
+	30, // 39: magicads.storage.v1.StorageProvider.AbortUploads:output_type -> magicads.storage.v1.AbortUploadsResponse
+	19, // 40: magicads.storage.v1.StorageProvider.GetAt:output_type -> magicads.storage.v1.GetResponse
+	22, // 41: magicads.storage.v1.StorageProvider.StatAt:output_type -> magicads.storage.v1.StatResponse
+	26, // 42: magicads.storage.v1.StorageProvider.DeleteAt:output_type -> magicads.storage.v1.DeleteResponse
+	32, // 43: magicads.storage.v1.StorageProvider.List:output_type -> magicads.storage.v1.ListResponse
+	35, // 44: magicads.storage.v1.StorageProvider.ListUploads:output_type -> magicads.storage.v1.ListUploadsResponse
+	30, // [30:45] is the sub-list for method output_type
+	15, // [15:30] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_storage_proto_init() }
@@ -2047,7 +2376,7 @@ func file_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_storage_proto_rawDesc), len(file_storage_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   30,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -17,7 +17,8 @@
 //     server advertises this in DescribeResponse.sdk_local_file_puts;
 //   - errors are gRPC statuses carrying an ErrorDetail with the contract's
 //     error code, so the host can tell retry from give-up;
-//   - optional calls (AbortUploads; GetAt, StatAt and DeleteAt) are
+//   - optional calls (AbortUploads; GetAt, StatAt and DeleteAt; List and
+//     ListUploads) are
 //     negotiated: the SDK server declares them in Capabilities, and a host
 //     calls one only when it is declared. A plugin built before a call
 //     existed never declares it, and answers it with UNIMPLEMENTED;
@@ -59,6 +60,8 @@ const (
 	StorageProvider_GetAt_FullMethodName            = "/magicads.storage.v1.StorageProvider/GetAt"
 	StorageProvider_StatAt_FullMethodName           = "/magicads.storage.v1.StorageProvider/StatAt"
 	StorageProvider_DeleteAt_FullMethodName         = "/magicads.storage.v1.StorageProvider/DeleteAt"
+	StorageProvider_List_FullMethodName             = "/magicads.storage.v1.StorageProvider/List"
+	StorageProvider_ListUploads_FullMethodName      = "/magicads.storage.v1.StorageProvider/ListUploads"
 )
 
 // StorageProviderClient is the client API for StorageProvider service.
@@ -95,6 +98,13 @@ type StorageProviderClient interface {
 	// DeleteAt removes the object at a location; deleting a missing object
 	// succeeds. Optional, declared by Capabilities.locations.
 	DeleteAt(ctx context.Context, in *DeleteAtRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
+	// List returns one page of the objects under the key prefix; optional,
+	// declared by Capabilities.listing. A page holds at most 500 objects
+	// (storage.MaxListLimit), far below gRPC's 4 MiB message limit.
+	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
+	// ListUploads returns one page of the incomplete uploads under the key
+	// prefix (at most 500); optional, declared by Capabilities.listing.
+	ListUploads(ctx context.Context, in *ListUploadsRequest, opts ...grpc.CallOption) (*ListUploadsResponse, error)
 }
 
 type storageProviderClient struct {
@@ -256,6 +266,26 @@ func (c *storageProviderClient) DeleteAt(ctx context.Context, in *DeleteAtReques
 	return out, nil
 }
 
+func (c *storageProviderClient) List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListResponse)
+	err := c.cc.Invoke(ctx, StorageProvider_List_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storageProviderClient) ListUploads(ctx context.Context, in *ListUploadsRequest, opts ...grpc.CallOption) (*ListUploadsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListUploadsResponse)
+	err := c.cc.Invoke(ctx, StorageProvider_ListUploads_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StorageProviderServer is the server API for StorageProvider service.
 // All implementations must embed UnimplementedStorageProviderServer
 // for forward compatibility.
@@ -290,6 +320,13 @@ type StorageProviderServer interface {
 	// DeleteAt removes the object at a location; deleting a missing object
 	// succeeds. Optional, declared by Capabilities.locations.
 	DeleteAt(context.Context, *DeleteAtRequest) (*DeleteResponse, error)
+	// List returns one page of the objects under the key prefix; optional,
+	// declared by Capabilities.listing. A page holds at most 500 objects
+	// (storage.MaxListLimit), far below gRPC's 4 MiB message limit.
+	List(context.Context, *ListRequest) (*ListResponse, error)
+	// ListUploads returns one page of the incomplete uploads under the key
+	// prefix (at most 500); optional, declared by Capabilities.listing.
+	ListUploads(context.Context, *ListUploadsRequest) (*ListUploadsResponse, error)
 	mustEmbedUnimplementedStorageProviderServer()
 }
 
@@ -338,6 +375,12 @@ func (UnimplementedStorageProviderServer) StatAt(context.Context, *StatAtRequest
 }
 func (UnimplementedStorageProviderServer) DeleteAt(context.Context, *DeleteAtRequest) (*DeleteResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteAt not implemented")
+}
+func (UnimplementedStorageProviderServer) List(context.Context, *ListRequest) (*ListResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method List not implemented")
+}
+func (UnimplementedStorageProviderServer) ListUploads(context.Context, *ListUploadsRequest) (*ListUploadsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListUploads not implemented")
 }
 func (UnimplementedStorageProviderServer) mustEmbedUnimplementedStorageProviderServer() {}
 func (UnimplementedStorageProviderServer) testEmbeddedByValue()                         {}
@@ -569,6 +612,42 @@ func _StorageProvider_DeleteAt_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StorageProvider_List_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageProviderServer).List(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StorageProvider_List_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageProviderServer).List(ctx, req.(*ListRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _StorageProvider_ListUploads_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListUploadsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageProviderServer).ListUploads(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StorageProvider_ListUploads_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageProviderServer).ListUploads(ctx, req.(*ListUploadsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // StorageProvider_ServiceDesc is the grpc.ServiceDesc for StorageProvider service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -615,6 +694,14 @@ var StorageProvider_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteAt",
 			Handler:    _StorageProvider_DeleteAt_Handler,
+		},
+		{
+			MethodName: "List",
+			Handler:    _StorageProvider_List_Handler,
+		},
+		{
+			MethodName: "ListUploads",
+			Handler:    _StorageProvider_ListUploads_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
