@@ -501,3 +501,25 @@ func TestAnswersMatchTheDocument(t *testing.T) {
 		})
 	}
 }
+
+// checkAnswer validates an answer recorded outside a contract (status,
+// headers and JSON body) against operation op ("METHOD /template") of the
+// document.
+func checkAnswer(t *testing.T, op string, req *http.Request, status int, header http.Header, body []byte) {
+	t.Helper()
+	doc := loadOpenAPI(t)
+	method, tmpl, _ := strings.Cut(op, " ")
+	item := doc.Paths.Value(tmpl)
+	if item == nil || item.GetOperation(method) == nil {
+		t.Fatalf("%s documents no %s", openAPIFile, op)
+	}
+	route := &routers.Route{Spec: doc, Path: tmpl, PathItem: item, Method: method, Operation: item.GetOperation(method)}
+	in := &openapi3filter.RequestValidationInput{Request: req, Route: route,
+		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
+	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: status, Header: header,
+		Options: &openapi3filter.Options{IncludeResponseStatus: true}}
+	out.SetBodyBytes(body)
+	if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
+		t.Errorf("%s answered %d %s, which %s does not describe: %v", op, status, truncate(string(body), 400), openAPIFile, err)
+	}
+}

@@ -78,6 +78,10 @@ func TestOrphanRoutes(t *testing.T) {
 				}
 				rec := httptest.NewRecorder()
 				api.ServeHTTP(rec, req)
+				if token != "" {
+					op := "POST /api/v1/admin/storage/{id}/orphans/" + path[strings.LastIndex(path, "/")+1:]
+					checkAnswer(t, op, req, rec.Code, rec.Header(), rec.Body.Bytes())
+				}
 				if out != nil {
 					if err := json.Unmarshal(rec.Body.Bytes(), out); err != nil {
 						t.Fatalf("POST %s: %d %q: %v", path, rec.Code, rec.Body, err)
