@@ -163,6 +163,9 @@ type BulkRun struct {
 	// ETASeconds is Remaining.Bytes at Rate; nil when unknown or not
 	// running.
 	ETASeconds *float64 `json:"eta_seconds"`
+	// Waiting says why a running run queues nothing right now (its
+	// Default Storage changed or cannot take results); "" otherwise.
+	Waiting string `json:"waiting"`
 	// Failures lists the first failures (at most 50).
 	Failures []BulkFailure `json:"failures"`
 	// CreatedAt, UpdatedAt and FinishedAt (nil while not finished) are
@@ -516,6 +519,9 @@ func (s *Service) BulkRun(ctx context.Context, id int64) (BulkRun, error) {
 	if err := frows.Err(); err != nil {
 		return BulkRun{}, fmt.Errorf("results: reading the failures of bulk run %d: %w", id, err)
 	}
+	if r.state == BulkRunning && r.direction == BulkOffload {
+		out.Waiting = s.offloadBlocked(ctx, r.provider)
+	}
 	now := s.now()
 	if r.finishedAt != nil {
 		now = *r.finishedAt
@@ -858,6 +864,9 @@ func (s *Service) feedBulk(ctx context.Context, r bulkRunRow) error {
 	if need <= 0 {
 		return nil
 	}
+	if r.direction == BulkOffload && s.offloadBlocked(ctx, r.provider) != "" {
+		return nil
+	}
 	rows, err := s.db.QueryContext(ctx, fmt.Sprintf("SELECT result_id FROM bulk_items WHERE run_id = $1 AND state = $2 ORDER BY result_id LIMIT %d", need), r.id, itemPending)
 	if err != nil {
 		return err
@@ -917,6 +926,29 @@ func (s *Service) feedBulk(ctx context.Context, r bulkRunRow) error {
 	}
 	s.nudge()
 	return nil
+}
+
+// offloadBlocked says why an offload run to provider queues nothing right
+// now, or "" when the Default Storage is provider and takes results.
+func (s *Service) offloadBlocked(ctx context.Context, provider string) string {
+	r := s.router.Route(ctx)
+	switch {
+	case r.Guess:
+		return fmt.Sprintf("the Default Storage setting cannot be read right now (%s); the offload continues when it can", r.Reason)
+	case r.Default != provider:
+		now := r.Default
+		if now == "" {
+			now = Local
+		}
+		return fmt.Sprintf("Default Storage is now %s, not %s: this offload queues nothing until %s is Default Storage again; cancel it to stop for good", now, provider, provider)
+	case r.State != RouteReady:
+		reason := r.Reason
+		if reason == "" {
+			reason = "it is not ready"
+		}
+		return fmt.Sprintf("%s cannot take results right now (%s); the offload continues when it can", provider, reason)
+	}
+	return ""
 }
 
 // finishBulk marks r finished when nothing is left: a running run with no

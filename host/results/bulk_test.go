@@ -436,3 +436,88 @@ func TestBulkPauseResumeCancel(t *testing.T) {
 		}
 	})
 }
+
+// TestBulkTwoNodesShareARun: two nodes on one database carry one bulk
+// offload together; no result is uploaded twice.
+func TestBulkTwoNodesShareARun(t *testing.T) {
+	forDialects(t, func(t *testing.T, d dbmigrate.Dialect) {
+		const n = 150
+		optsA, optsB := testOptions(), testOptions()
+		optsA.NodeID, optsB.NodeID = "node-a", "node-b"
+		e, st, data := bulkEnv(t, d, optsA, n, false)
+		other := New(e.db.DB, e.local, e.router, optsB)
+		worker(t, e.svc)
+		worker(t, other)
+		run, err := other.StartBulk(context.Background(), BulkRequest{Direction: BulkOffload, Provider: remoteID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the shared run done", func() bool { return e.bulkRun(t, run.ID).State == BulkDone })
+		final := e.bulkRun(t, run.ID)
+		checkProgress(t, e, final, data)
+		if final.Done.Results != n {
+			t.Fatalf("final progress %+v", final)
+		}
+		checkOnePlace(t, e, st, data)
+		for id := range data {
+			if p := e.get(t, id).Path; st.putCount(p) != 1 {
+				t.Fatalf("result %s uploaded %d times", id, st.putCount(p))
+			}
+		}
+	})
+}
+
+// TestBulkOffloadWaitsWhenDefaultChanges: an offload run queues nothing
+// while Default Storage names another provider, says why, and continues
+// once it names the run's provider again; the jobs queued before the change
+// are dropped and their results listed as failed, still local.
+func TestBulkOffloadWaitsWhenDefaultChanges(t *testing.T) {
+	forDialects(t, func(t *testing.T, d dbmigrate.Dialect) {
+		const n = 40
+		opts := testOptions()
+		opts.Workers = 1
+		e, st, data := bulkEnv(t, d, opts, n, false)
+		ctx := context.Background()
+		gate := make(chan struct{})
+		var once sync.Once
+		open := func() { once.Do(func() { close(gate) }) }
+		t.Cleanup(open)
+		var puts atomic.Int64
+		st.setPutErr(func(string) error {
+			puts.Add(1)
+			<-gate
+			return nil
+		})
+		worker(t, e.svc)
+		run, err := e.svc.StartBulk(ctx, BulkRequest{Direction: BulkOffload})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "one upload running", func() bool { return puts.Load() == 1 })
+		e.router.setActive(nil)
+		open()
+		waitFor(t, "the queued jobs ended", func() bool { return e.bulkRun(t, run.ID).InFlight == 0 })
+		if err := e.svc.bulkStep(ctx); err != nil {
+			t.Fatal(err)
+		}
+		r := e.bulkRun(t, run.ID)
+		window := int64(e.svc.bulkWindow())
+		if r.State != BulkRunning || r.Done.Results != 1 || r.Failed.Results != window-1 || e.pending(t) != 0 || r.Waiting == "" {
+			t.Fatalf("after Default Storage changed: %+v, %d jobs", r, e.pending(t))
+		}
+		t.Logf("waiting: %s; failure: %s", r.Waiting, r.Failures[0].Error)
+		checkProgress(t, e, r, data)
+		e.router.setActive(&Target{ID: remoteID, Provider: st})
+		e.svc.bulkNudge()
+		waitFor(t, "the run done", func() bool { return e.bulkRun(t, run.ID).State == BulkDone })
+		r = e.bulkRun(t, run.ID)
+		checkProgress(t, e, r, data)
+		if r.Done.Results != n-(window-1) || r.Failed.Results != window-1 || r.Waiting != "" {
+			t.Fatalf("final progress %+v", r)
+		}
+		if c := e.storageCounts(t); c[remoteID] != r.Done.Results || c[Local] != r.Failed.Results {
+			t.Fatalf("storage %v does not match the run %+v", c, r)
+		}
+		checkOnePlace(t, e, st, data)
+	})
+}
