@@ -1078,7 +1078,7 @@ func (s *Service) restoreJob(ctx context.Context, j *job) outcome {
 		case ctx.Err() != nil || storage.Code(err) == storage.Unavailable:
 			return retry(fmt.Errorf("writing the downloaded result to the local disk: %w", err))
 		case storage.Code(err) == storage.InvalidArgument:
-			return s.restoreDrop(ctx, j, fmt.Sprintf("the object downloaded from %s does not have the recorded size (%d bytes) and sha256; the result stays there", j.provider, rw.size), err)
+			return s.restoreDrop(ctx, j, fmt.Sprintf("the object downloaded from %s does not match the recorded size (%d bytes) and sha256 (%s); nothing was written and the result stays in %s, served from there; check the object in the bucket", j.provider, rw.size, rw.sha256, j.provider), nil)
 		default:
 			return retry(fmt.Errorf("writing the downloaded result to the local disk: %w", err))
 		}
