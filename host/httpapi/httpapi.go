@@ -108,6 +108,12 @@ func New(res *results.Service, prov *providers.Manager, market *marketplace.Mark
 	a.handleAdmin("GET /api/v1/admin/plugins/{id}/settings", a.getSettings)
 	a.handleAdmin("PUT /api/v1/admin/plugins/{id}/settings", a.putSettings)
 	a.handleAdmin("POST /api/v1/admin/plugins/{id}/test", a.testConnection)
+	a.handleAdmin("POST /api/v1/admin/storage/bulk", a.startBulk)
+	a.handleAdmin("GET /api/v1/admin/storage/bulk", a.listBulk)
+	a.handleAdmin("GET /api/v1/admin/storage/bulk/{run}", a.getBulk)
+	a.handleAdmin("POST /api/v1/admin/storage/bulk/{run}/pause", a.bulkAction("pausing", (*results.Service).PauseBulk))
+	a.handleAdmin("POST /api/v1/admin/storage/bulk/{run}/resume", a.bulkAction("resuming", (*results.Service).ResumeBulk))
+	a.handleAdmin("POST /api/v1/admin/storage/bulk/{run}/cancel", a.bulkAction("cancelling", (*results.Service).CancelBulk))
 	return a
 }
 

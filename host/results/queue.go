@@ -18,6 +18,8 @@ import (
 const (
 	kindOffload = "offload"
 	kindDelete  = "delete"
+	// kindRestore brings an offloaded result back to the local disk (bulk.go).
+	kindRestore = "restore"
 )
 
 const (
@@ -43,6 +45,8 @@ type job struct {
 	// local file, and offload jobs, whose key is the one given to Put).
 	bucket   string
 	attempts int
+	// bulkRun is the bulk operation that queued the job (0 for none).
+	bulkRun int64
 	// claim is the locked_by value this attempt wrote: the lease is ours as
 	// long as the row still holds it (each claim writes a fresh one).
 	claim string
@@ -262,6 +266,9 @@ func (s *Service) finish(ctx context.Context, j *job, out outcome) {
 	if err != nil {
 		s.log.Error("results: recording a job outcome; it will be retried when its lease expires", "job", j.id, "kind", j.kind, "result", j.resultID, "err", err)
 	}
+	if j.bulkRun != 0 {
+		s.bulkNudge()
+	}
 }
 
 // codeName is the contract code of err as the jobs table keeps it, "" for
@@ -323,6 +330,7 @@ func (s *Service) RunWorker(ctx context.Context) error {
 	for range s.opts.Workers {
 		wg.Go(func() { s.work(ctx) })
 	}
+	wg.Go(func() { s.runBulk(ctx) })
 	wg.Wait()
 	return nil
 }
@@ -373,6 +381,8 @@ func (s *Service) runJob(ctx context.Context, j *job) outcome {
 		return s.offloadJob(ctx, j, nil)
 	case kindDelete:
 		return s.deleteJob(ctx, j)
+	case kindRestore:
+		return s.restoreJob(ctx, j)
 	default:
 		return drop(fmt.Sprintf("unknown job kind %q", j.kind))
 	}
@@ -427,8 +437,8 @@ func (s *Service) claim(ctx context.Context) (*job, error) {
 			continue // another worker took it
 		}
 		j := &job{id: id, claim: claim, until: until}
-		err = s.db.QueryRowContext(ctx, "SELECT kind, result_id, provider, object_key, bucket, attempts FROM jobs WHERE id = $1", id).
-			Scan(&j.kind, &j.resultID, &j.provider, &j.objectKey, &j.bucket, &j.attempts)
+		err = s.db.QueryRowContext(ctx, "SELECT kind, result_id, provider, object_key, bucket, attempts, bulk_run FROM jobs WHERE id = $1", id).
+			Scan(&j.kind, &j.resultID, &j.provider, &j.objectKey, &j.bucket, &j.attempts, &j.bulkRun)
 		if isNoRows(err) {
 			continue
 		}

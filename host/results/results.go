@@ -340,6 +340,9 @@ type Service struct {
 	owner string
 	// wake nudges idle workers after a job was queued.
 	wake chan struct{}
+	// bulkWake nudges the bulk feeder (runBulk) after a bulk job ended or
+	// a bulk operation changed.
+	bulkWake chan struct{}
 	// flights tracks provider calls in flight, for Drain.
 	flights flights
 	// staged holds the ids between Stage and the end of Commit or
@@ -387,7 +390,7 @@ func New(db *sql.DB, local *localstore.Store, router Router, opts Options) *Serv
 		router = localOnly{}
 	}
 	return &Service{db: db, local: local, router: router, opts: opts, log: opts.Logger,
-		owner: opts.NodeID + "/" + rand.Text(), wake: make(chan struct{}, 1), staged: map[string]struct{}{}, seen: map[string]*seenStats{}, passed: map[string]Placement{}}
+		owner: opts.NodeID + "/" + rand.Text(), wake: make(chan struct{}, 1), bulkWake: make(chan struct{}, 1), staged: map[string]struct{}{}, seen: map[string]*seenStats{}, passed: map[string]Placement{}}
 }
 
 // newClaim returns a fresh lease claim, written to locked_by:
