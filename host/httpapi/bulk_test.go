@@ -31,6 +31,11 @@ func TestBulkAnswers(t *testing.T) {
 				req.Header.Set("Authorization", "Bearer t")
 				rec := httptest.NewRecorder()
 				a.ServeHTTP(rec, req)
+				tmpl := strings.Split(req.URL.Path, "/")
+				if len(tmpl) > 6 {
+					tmpl[6] = "{run}"
+				}
+				checkAnswer(t, method+" "+strings.Join(tmpl, "/"), req, rec.Code, rec.Header(), rec.Body.Bytes())
 				var out map[string]any
 				if err := json.Unmarshal(bytes.TrimSpace(rec.Body.Bytes()), &out); err != nil {
 					t.Fatalf("%s %s: %d %q is not a JSON object", method, path, rec.Code, rec.Body)
