@@ -24,6 +24,7 @@ import (
 	"github.com/magicads/r2storage/host/httpapi"
 	"github.com/magicads/r2storage/host/localstore"
 	"github.com/magicads/r2storage/host/marketplace"
+	"github.com/magicads/r2storage/host/metrics"
 	"github.com/magicads/r2storage/host/migrations"
 	"github.com/magicads/r2storage/host/orphans"
 	"github.com/magicads/r2storage/host/pluginrt"
@@ -89,6 +90,8 @@ type App struct {
 	Market    *marketplace.Marketplace
 	Local     *localstore.Store
 	API       *httpapi.API
+	// Metrics is the host's Prometheus registry and its collectors.
+	Metrics *metrics.Metrics
 	// Auth guards the admin API and serves /login and /logout; the admin
 	// pages wrap themselves with Auth.RequirePage (httpapi.Options.Fallback).
 	Auth *auth.Auth
@@ -162,6 +165,7 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 		a.log.Warn("APP_KEY was not set: generated one into the data dir; back it up, settings cannot be decrypted without it", "file", filepath.Join(cfg.DataDir, "app.key"))
 	}
 	a.Settings = settingsstore.New(a.DB, keys)
+	a.Metrics = metrics.New(metrics.Options{DB: a.DB, Logger: a.log})
 
 	rtOpts := cfg.Runtime
 	if rtOpts.Logger == nil {
@@ -170,6 +174,8 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	var mgr *providers.Manager
 	rtOpts.OnStart = func(ctx context.Context, id string, p storage.Provider) error { return mgr.OnStart(ctx, id, p) }
 	rtOpts.Redact = func() []string { return mgr.Secrets() }
+	rtOpts.OnState = recordState(a.Metrics, rtOpts.OnState)
+	rtOpts.OnCall = recordCall(a.Metrics, rtOpts.OnCall)
 	if rtOpts.PidDir == "" {
 		rtOpts.PidDir = filepath.Join(cfg.DataDir, "run")
 	}
@@ -191,6 +197,7 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	if resOpts.Logger == nil {
 		resOpts.Logger = a.log
 	}
+	resOpts.Metrics = a.Metrics
 	if resOpts.NodeID == "" {
 		if resOpts.NodeID, err = loadNodeID(cfg.DataDir); err != nil {
 			return err
@@ -200,6 +207,7 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	mcfg := cfg.Marketplace
 	mcfg.CatalogURL, mcfg.License, mcfg.HostVersion, mcfg.Logger = cfg.CatalogURL, cfg.License, HostVersion, a.log
 	mcfg.PluginsDir = filepath.Join(cfg.DataDir, "plugins")
+	mcfg.Metrics = a.Metrics
 	if len(cfg.TrustedKeyFiles) > 0 {
 		if mcfg.TrustedKeys, err = catalog.LoadPublicKeys(cfg.TrustedKeyFiles...); err != nil {
 			return fmt.Errorf("--trusted-key: %w", err)
@@ -238,7 +246,7 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	a.httpLimits = cfg.HTTP.WithDefaults()
 	api = httpapi.New(a.Results, mgr, a.Market, httpapi.Options{Auth: a.Auth, Fallback: root, Logger: a.log,
 		ServiceToken: cfg.ServiceToken, SpoolDir: spool, Limits: a.httpLimits,
-		Health: a.health, Orphans: orphans.New(a.DB, mgr, orphans.Options{Logger: a.log})})
+		Health: a.health, Orphans: orphans.New(a.DB, mgr, orphans.Options{Logger: a.log}), Metrics: a.Metrics.Handler()})
 	a.API = api
 
 	if err := mgr.Load(ctx); err != nil {
@@ -286,6 +294,31 @@ func (a *App) custodyPass(_ context.Context, id string, p results.Placement) {
 		}
 	})
 }
+
+// recordState records plugin states in m, then tells next (may be nil).
+func recordState(m *metrics.Metrics, next func(string, pluginrt.Status)) func(string, pluginrt.Status) {
+	return func(id string, st pluginrt.Status) {
+		m.PluginState(id, st)
+		if next != nil {
+			next(id, st)
+		}
+	}
+}
+
+// recordCall records plugin calls in m, then tells next (may be nil).
+func recordCall(m *metrics.Metrics, next func(string, string, time.Duration)) func(string, string, time.Duration) {
+	return func(id, method string, d time.Duration) {
+		m.PluginCall(id, method, d)
+		if next != nil {
+			next(id, method, d)
+		}
+	}
+}
+
+// MetricsHandler serves the Prometheus metrics without credentials, for
+// a listener of their own (--metrics-addr); the API serves them at GET
+// /metrics to admins.
+func (a *App) MetricsHandler() http.Handler { return a.Metrics.Handler() }
 
 // Server returns the host's HTTP server, with Config.HTTP's timeouts.
 func (a *App) Server() *http.Server { return a.httpLimits.Server(a.Handler()) }

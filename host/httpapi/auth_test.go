@@ -22,7 +22,7 @@ func TestAdminRoutesAreListed(t *testing.T) {
 	}
 	a := New(nil, nil, nil, Options{})
 	routes := a.AdminRoutes()
-	found := regexp.MustCompile(`"([A-Z]+ /api/v1/admin[^"]*)"`).FindAllStringSubmatch(string(src), -1)
+	found := regexp.MustCompile(`"([A-Z]+ /(?:api/v1/admin[^"]*|metrics))"`).FindAllStringSubmatch(string(src), -1)
 	if len(found) == 0 || len(found) != len(routes) {
 		t.Fatalf("source has %d admin patterns, AdminRoutes %d", len(found), len(routes))
 	}

@@ -50,6 +50,9 @@ type Options struct {
 	// Orphans scans and cleans providers' buckets (the orphans routes);
 	// nil answers them 503.
 	Orphans *orphans.Scanner
+	// Metrics serves the Prometheus metrics at GET /metrics, an admin
+	// call; nil answers 404 there.
+	Metrics http.Handler
 }
 
 // API is the HTTP handler.
@@ -114,6 +117,7 @@ func New(res *results.Service, prov *providers.Manager, market *marketplace.Mark
 	a.handleAdmin("POST /api/v1/admin/storage/bulk/{run}/pause", a.bulkAction("pausing", (*results.Service).PauseBulk))
 	a.handleAdmin("POST /api/v1/admin/storage/bulk/{run}/resume", a.bulkAction("resuming", (*results.Service).ResumeBulk))
 	a.handleAdmin("POST /api/v1/admin/storage/bulk/{run}/cancel", a.bulkAction("cancelling", (*results.Service).CancelBulk))
+	a.handleAdmin("GET /metrics", a.metrics)
 	return a
 }
 

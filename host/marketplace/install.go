@@ -104,7 +104,9 @@ func (m *Marketplace) paymentRequired(p catalog.Plugin) error {
 
 // Install installs (or updates to) the newest compatible catalog version
 // of plugin id and returns the version now installed.
-func (m *Marketplace) Install(ctx context.Context, id string) (string, error) {
+func (m *Marketplace) Install(ctx context.Context, id string) (_ string, err error) {
+	op, unchanged := "install", false
+	defer func() { m.count(&op, &unchanged, err) }()
 	unlock := m.lock(id)
 	defer unlock()
 	idx, err := m.fetch(ctx)
@@ -127,8 +129,12 @@ func (m *Marketplace) Install(ctx context.Context, id string) (string, error) {
 		return "", &InstallError{PluginID: id, Step: "choose version", Err: err}
 	}
 	old, hadOld := m.prov.Installed(id)
+	if hadOld {
+		op = "update"
+	}
 	// A record that failed its authentication check is installed again.
 	if hadOld && old.Version == ver.Version && m.prov.Verified(id) {
+		unchanged = true
 		return old.Version, nil
 	}
 	// A record that failed its check has an untrusted version: the catalog's

@@ -19,7 +19,9 @@ import (
 // serving from their public URLs; the only bucket objects deleted are those
 // that cut or failed uploads may have stored for results that stay local
 // (providers.Manager.Remove drains the provider first).
-func (m *Marketplace) Uninstall(ctx context.Context, id string) error {
+func (m *Marketplace) Uninstall(ctx context.Context, id string) (err error) {
+	op, unchanged := "uninstall", false
+	defer func() { m.count(&op, &unchanged, err) }()
 	unlock := m.lock(id)
 	defer unlock()
 	inst, ok := m.prov.Installed(id)

@@ -57,6 +57,37 @@ type Config struct {
 	// CanaryTimeout bounds the canary's handshake and describe; 0 is 15 s.
 	CanaryTimeout time.Duration
 	Logger        *slog.Logger
+	// Metrics counts installs, updates and uninstalls by outcome; nil
+	// counts nothing.
+	Metrics Metrics
+}
+
+// Metrics counts marketplace operations, for monitoring (host/metrics).
+type Metrics interface {
+	// MarketplaceOperation counts an operation ("install", "update" or
+	// "uninstall") that ended with outcome: "ok", "unchanged",
+	// "payment_required" or "failed".
+	MarketplaceOperation(operation, outcome string)
+}
+
+// count records the outcome of operation on m.cfg.Metrics: err nil is ok
+// (unchanged when nothing had to be done), a PaymentRequiredError is
+// payment_required, any other error failed.
+func (m *Marketplace) count(operation *string, unchanged *bool, err error) {
+	if m.cfg.Metrics == nil {
+		return
+	}
+	var pay *PaymentRequiredError
+	outcome := "ok"
+	switch {
+	case errors.As(err, &pay):
+		outcome = "payment_required"
+	case err != nil:
+		outcome = "failed"
+	case *unchanged:
+		outcome = "unchanged"
+	}
+	m.cfg.Metrics.MarketplaceOperation(*operation, outcome)
 }
 
 // Errors the API maps to status codes.

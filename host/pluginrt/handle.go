@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/magicads/r2storage/shared/sdk"
 	"github.com/magicads/r2storage/shared/storage"
@@ -35,7 +36,7 @@ func unavailable(id string, state State, lastErr string, cause error) *storage.E
 // call runs f on the current client of h's plugin. A call that fails because
 // the plugin went away (it exited, or was detached for a restart or stop)
 // returns Unavailable, unless the caller's own ctx ended.
-func call[T any](ctx context.Context, h *handle, f func(c *sdk.Client) (T, error)) (T, error) {
+func call[T any](ctx context.Context, h *handle, method string, f func(c *sdk.Client) (T, error)) (T, error) {
 	var zero T
 	s := h.rt.lookup(h.id)
 	if s == nil {
@@ -45,7 +46,11 @@ func call[T any](ctx context.Context, h *handle, f func(c *sdk.Client) (T, error
 	if err != nil {
 		return zero, err
 	}
+	start := time.Now()
 	v, err := f(c)
+	if h.rt.opts.OnCall != nil {
+		h.rt.opts.OnCall(h.id, method, time.Since(start))
+	}
 	if err == nil {
 		return v, nil
 	}
@@ -67,27 +72,27 @@ func call[T any](ctx context.Context, h *handle, f func(c *sdk.Client) (T, error
 
 // Describe calls Describe on the running plugin.
 func (h *handle) Describe(ctx context.Context) (storage.Info, error) {
-	return call(ctx, h, func(c *sdk.Client) (storage.Info, error) { return c.Describe(ctx) })
+	return call(ctx, h, "describe", func(c *sdk.Client) (storage.Info, error) { return c.Describe(ctx) })
 }
 
 // ValidateSettings calls ValidateSettings on the running plugin.
 func (h *handle) ValidateSettings(ctx context.Context, st storage.Settings) ([]storage.FieldError, error) {
-	return call(ctx, h, func(c *sdk.Client) ([]storage.FieldError, error) { return c.ValidateSettings(ctx, st) })
+	return call(ctx, h, "validate_settings", func(c *sdk.Client) ([]storage.FieldError, error) { return c.ValidateSettings(ctx, st) })
 }
 
 // Configure calls Configure on the running plugin.
 func (h *handle) Configure(ctx context.Context, st storage.Settings) (storage.ConfigureResult, error) {
-	return call(ctx, h, func(c *sdk.Client) (storage.ConfigureResult, error) { return c.Configure(ctx, st) })
+	return call(ctx, h, "configure", func(c *sdk.Client) (storage.ConfigureResult, error) { return c.Configure(ctx, st) })
 }
 
 // TestConnection calls TestConnection on the running plugin.
 func (h *handle) TestConnection(ctx context.Context) (storage.TestResult, error) {
-	return call(ctx, h, func(c *sdk.Client) (storage.TestResult, error) { return c.TestConnection(ctx) })
+	return call(ctx, h, "test_connection", func(c *sdk.Client) (storage.TestResult, error) { return c.TestConnection(ctx) })
 }
 
 // Put calls Put on the running plugin.
 func (h *handle) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) (storage.ObjectInfo, error) {
-	return call(ctx, h, func(c *sdk.Client) (storage.ObjectInfo, error) { return c.Put(ctx, key, r, opts) })
+	return call(ctx, h, "put", func(c *sdk.Client) (storage.ObjectInfo, error) { return c.Put(ctx, key, r, opts) })
 }
 
 // getResult carries Get's two values through call.
@@ -98,7 +103,7 @@ type getResult struct {
 
 // Get calls Get on the running plugin; the reader stays bound to that process.
 func (h *handle) Get(ctx context.Context, key string, opts storage.GetOptions) (io.ReadCloser, storage.ObjectInfo, error) {
-	res, err := call(ctx, h, func(c *sdk.Client) (getResult, error) {
+	res, err := call(ctx, h, "get", func(c *sdk.Client) (getResult, error) {
 		rc, info, err := c.Get(ctx, key, opts)
 		return getResult{rc: rc, info: info}, err
 	})
@@ -107,31 +112,31 @@ func (h *handle) Get(ctx context.Context, key string, opts storage.GetOptions) (
 
 // Stat calls Stat on the running plugin.
 func (h *handle) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
-	return call(ctx, h, func(c *sdk.Client) (storage.ObjectInfo, error) { return c.Stat(ctx, key) })
+	return call(ctx, h, "stat", func(c *sdk.Client) (storage.ObjectInfo, error) { return c.Stat(ctx, key) })
 }
 
 // Delete calls Delete on the running plugin.
 func (h *handle) Delete(ctx context.Context, key string) error {
-	_, err := call(ctx, h, func(c *sdk.Client) (struct{}, error) { return struct{}{}, c.Delete(ctx, key) })
+	_, err := call(ctx, h, "delete", func(c *sdk.Client) (struct{}, error) { return struct{}{}, c.Delete(ctx, key) })
 	return err
 }
 
 // Health calls Health on the running plugin.
 func (h *handle) Health(ctx context.Context) (storage.Health, error) {
-	return call(ctx, h, func(c *sdk.Client) (storage.Health, error) { return c.Health(ctx) })
+	return call(ctx, h, "health", func(c *sdk.Client) (storage.Health, error) { return c.Health(ctx) })
 }
 
 // AbortUploads calls AbortUploads on the running plugin: Unavailable while
 // it is not running, Unimplemented when the plugin does not declare the
 // call (as a plugin built with an older SDK does).
 func (h *handle) AbortUploads(ctx context.Context, keys []string) (int, error) {
-	return call(ctx, h, func(c *sdk.Client) (int, error) { return c.AbortUploads(ctx, keys) })
+	return call(ctx, h, "abort_uploads", func(c *sdk.Client) (int, error) { return c.AbortUploads(ctx, keys) })
 }
 
 // GetAt calls GetAt on the running plugin (Unimplemented when the plugin
 // lacks it); the reader stays bound to that process.
 func (h *handle) GetAt(ctx context.Context, loc storage.Location, opts storage.GetOptions) (io.ReadCloser, storage.ObjectInfo, error) {
-	res, err := call(ctx, h, func(c *sdk.Client) (getResult, error) {
+	res, err := call(ctx, h, "get_at", func(c *sdk.Client) (getResult, error) {
 		rc, info, err := c.GetAt(ctx, loc, opts)
 		return getResult{rc: rc, info: info}, err
 	})
@@ -141,24 +146,24 @@ func (h *handle) GetAt(ctx context.Context, loc storage.Location, opts storage.G
 // StatAt calls StatAt on the running plugin (Unimplemented when the plugin
 // lacks it).
 func (h *handle) StatAt(ctx context.Context, loc storage.Location) (storage.ObjectInfo, error) {
-	return call(ctx, h, func(c *sdk.Client) (storage.ObjectInfo, error) { return c.StatAt(ctx, loc) })
+	return call(ctx, h, "stat_at", func(c *sdk.Client) (storage.ObjectInfo, error) { return c.StatAt(ctx, loc) })
 }
 
 // DeleteAt calls DeleteAt on the running plugin (Unimplemented when the
 // plugin lacks it).
 func (h *handle) DeleteAt(ctx context.Context, loc storage.Location) error {
-	_, err := call(ctx, h, func(c *sdk.Client) (struct{}, error) { return struct{}{}, c.DeleteAt(ctx, loc) })
+	_, err := call(ctx, h, "delete_at", func(c *sdk.Client) (struct{}, error) { return struct{}{}, c.DeleteAt(ctx, loc) })
 	return err
 }
 
 // List calls List on the running plugin (Unimplemented when the plugin
 // does not declare Capabilities.Listing).
 func (h *handle) List(ctx context.Context, opts storage.ListOptions) (storage.ListPage, error) {
-	return call(ctx, h, func(c *sdk.Client) (storage.ListPage, error) { return c.List(ctx, opts) })
+	return call(ctx, h, "list", func(c *sdk.Client) (storage.ListPage, error) { return c.List(ctx, opts) })
 }
 
 // ListUploads calls ListUploads on the running plugin (Unimplemented when
 // the plugin does not declare Capabilities.Listing).
 func (h *handle) ListUploads(ctx context.Context, cursor string) (storage.UploadPage, error) {
-	return call(ctx, h, func(c *sdk.Client) (storage.UploadPage, error) { return c.ListUploads(ctx, cursor) })
+	return call(ctx, h, "list_uploads", func(c *sdk.Client) (storage.UploadPage, error) { return c.ListUploads(ctx, cursor) })
 }

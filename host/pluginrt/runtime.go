@@ -98,6 +98,10 @@ type Options struct {
 	// OnState is told of every state change, in order, from the plugin's
 	// supervisor; it must not call Start, Stop or Close. May be nil.
 	OnState func(id string, s Status)
+	// OnCall is told of every call a Provider handle made to a running
+	// plugin: the method ("put", "configure", …) and how long it took.
+	// It must return quickly. May be nil.
+	OnCall func(id, method string, d time.Duration)
 }
 
 // Defaults of Options.

@@ -218,6 +218,7 @@ func (s *Service) finish(ctx context.Context, j *job, out outcome) {
 	if to == "" {
 		to = out.about
 	}
+	s.opts.Metrics.JobFinished(j.kind, to, [...]string{stateDone: "ok", stateRetry: "retry", stateDrop: "dropped", stateFail: "failed"}[out.state])
 	var err error
 	switch out.state {
 	case stateDone, stateDrop:
@@ -490,7 +491,9 @@ func (s *Service) offloadJob(ctx context.Context, j *job, target *Target) outcom
 	if err != nil {
 		return retry(fmt.Errorf("opening the local file: %w", err))
 	}
+	start := time.Now()
 	info, err := s.putFile(ctx, target.Provider, rw, f)
+	s.opts.Metrics.Uploaded(target.ID, rw.size, time.Since(start), err)
 	if err != nil {
 		if s.flights.draining(target.ID) {
 			// The provider is being removed and this upload will not be

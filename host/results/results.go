@@ -283,7 +283,26 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Metrics records job outcomes and uploads (default: nothing).
+	Metrics Metrics
 }
+
+// Metrics records what the service does, for monitoring (host/metrics).
+type Metrics interface {
+	// JobFinished counts an attempt of a job of kind ("offload" or
+	// "delete") to provider ("" when Default Storage was not resolved)
+	// that ended with outcome: "ok", "retry", "failed" or "dropped".
+	JobFinished(kind, provider, outcome string)
+	// Uploaded records an upload of size bytes to provider that took d
+	// and ended with err.
+	Uploaded(provider string, size int64, d time.Duration, err error)
+}
+
+// noMetrics records nothing.
+type noMetrics struct{}
+
+func (noMetrics) JobFinished(string, string, string)           {}
+func (noMetrics) Uploaded(string, int64, time.Duration, error) {}
 
 // withDefaults fills the zero fields of o.
 func (o Options) withDefaults() Options {
@@ -323,6 +342,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Metrics == nil {
+		o.Metrics = noMetrics{}
 	}
 	return o
 }

@@ -1,6 +1,6 @@
 // Command magicads is the MagicAds host.
 //
-//	magicads serve [--addr 127.0.0.1:8080] [--data-dir ./data] [--db postgres://…] [--trusted-proxies CIDR,…] [--max-result-bytes N]
+//	magicads serve [--addr 127.0.0.1:8080] [--data-dir ./data] [--db postgres://…] [--trusted-proxies CIDR,…] [--max-result-bytes N] [--metrics-addr 127.0.0.1:9090]
 //
 // Every flag has an environment variable (../shared/api.md). SIGINT and
 // SIGTERM shut it down cleanly and stop every plugin process.
@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -37,8 +38,10 @@ func main() {
 // flags are the serve command's settings.
 type flags struct {
 	addr, dataDir, db, catalog, trustedKey, license string
-	maxResultBytes                                  int64
-	trustedProxies                                  []netip.Prefix
+	// metricsAddr is where /metrics is served without credentials; "" serves it on addr only, to admins.
+	metricsAddr    string
+	maxResultBytes int64
+	trustedProxies []netip.Prefix
 }
 
 func env(getenv func(string) string, key, def string) string {
@@ -60,6 +63,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (flags, 
 	fs.StringVar(&f.license, "license", env(getenv, "MAGICADS_LICENSE", "regular"), "regular or extended (MAGICADS_LICENSE)")
 	maxResult := env(getenv, "MAGICADS_MAX_RESULT_BYTES", strconv.FormatInt(httpapi.DefaultMaxResultBytes, 10))
 	fs.StringVar(&maxResult, "max-result-bytes", maxResult, "largest result accepted, in bytes (MAGICADS_MAX_RESULT_BYTES)")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", env(getenv, "MAGICADS_METRICS_ADDR", ""), "listen address of a separate HTTP listener serving /metrics without credentials; default off (the API's /metrics needs admin credentials) (MAGICADS_METRICS_ADDR)")
 	proxies := fs.String("trusted-proxies", env(getenv, "MAGICADS_TRUSTED_PROXIES", ""), "CIDRs or addresses of TLS-terminating reverse proxies, comma-separated: their X-Forwarded-For names the client, and cookies are Secure (MAGICADS_TRUSTED_PROXIES)")
 	if err := fs.Parse(args); err != nil {
 		return f, err
@@ -80,6 +84,11 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (flags, 
 	}
 	if _, _, err := net.SplitHostPort(f.addr); err != nil {
 		return f, fmt.Errorf("--addr %q: %w", f.addr, err)
+	}
+	if f.metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(f.metricsAddr); err != nil {
+			return f, fmt.Errorf("--metrics-addr %q: %w (give host:port, e.g. 127.0.0.1:9090)", f.metricsAddr, err)
+		}
 	}
 	if f.trustedProxies, err = auth.ParseTrustedProxies(*proxies); err != nil {
 		return f, fmt.Errorf("--trusted-proxies: %w", err)
@@ -125,8 +134,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	srv := a.Server()
 	log.Info("MagicAds host listening", "url", "http://"+ln.Addr().String(), "data_dir", f.dataDir, "db", string(a.Dialect))
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	if f.metricsAddr != "" {
+		mln, err := net.Listen("tcp", f.metricsAddr)
+		if err != nil {
+			ln.Close()
+			fmt.Fprintln(stderr, "magicads: --metrics-addr: listen:", err)
+			return 1
+		}
+		msrv := &http.Server{Handler: metricsMux(a.MetricsHandler()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+		defer msrv.Close()
+		log.Info("metrics listening, without credentials", "url", "http://"+mln.Addr().String()+"/metrics")
+		go func() { errc <- fmt.Errorf("metrics listener: %w", msrv.Serve(mln)) }()
+	}
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
@@ -140,6 +161,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.Error("shutdown", "error", err)
 	}
 	return 0
+}
+
+// metricsMux serves h at GET /metrics and 404 elsewhere.
+func metricsMux(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	return mux
 }
 
 // splitList splits a comma-separated list, dropping empty items.
