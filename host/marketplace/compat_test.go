@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -161,6 +162,37 @@ func (c compatAPI) finalize(data []byte, name string) compatResult {
 	return r
 }
 
+// compatOffload finalizes a result (an image) through api and waits until it
+// is offloaded: the inline upload may be cut on a loaded machine, then the
+// result is answered local and the queue offloads it. It checks the bucket
+// object, under the key prefix magicads, and the result's public URL.
+func compatOffload(t testing.TB, api compatAPI, s3 *s3test.Server, bucket, publicURL, name string) compatResult {
+	t.Helper()
+	data := make([]byte, 64<<10)
+	rand.Read(data)
+	copy(data, "\x89PNG\r\n\x1a\n")
+	r := api.finalize(data, name)
+	deadline := time.Now().Add(60 * time.Second)
+	for r.Storage != pluginID {
+		if time.Now().After(deadline) {
+			t.Fatalf("result %s was not offloaded within 60s: %+v; bucket %v", name, r, s3.Keys(t, bucket))
+		}
+		time.Sleep(50 * time.Millisecond)
+		api.do("GET", "/api/v1/results/"+r.ID, nil, &r)
+	}
+	key := "magicads/" + r.Path
+	if got := s3.GetObject(t, bucket, key); !bytes.Equal(got, data) {
+		t.Fatalf("the bucket object %s differs from result %s", key, name)
+	}
+	if want := publicURL + "/" + key; r.URL != want {
+		t.Fatalf("result %s URL %q, want %q", name, r.URL, want)
+	}
+	return r
+}
+
+// sorted sorts s in place and returns it.
+func sorted(s []string) []string { slices.Sort(s); return s }
+
 // TestPluginFromTodaysSDKInstalls (SQLite and PostgreSQL): the
 // cloudflare-r2 plugin built from the pinned commit, packed with that
 // commit's manifest, settings schema (which declares enabled and
@@ -168,8 +200,9 @@ func (c compatAPI) finalize(data []byte, name string) compatResult {
 // through the admin API (download, checks, migrations, canary, launch), is
 // configured through the settings API with enabled on, passes Test
 // connection, becomes the Default Storage and offloads a finalized result
-// to the bucket; the installed binary then passes the current conformance
-// suite over the plugin protocol with the same settings.
+// to the bucket, and does again after a host restart; the installed binary
+// then passes the current conformance suite over the plugin protocol with
+// the same settings.
 func TestPluginFromTodaysSDKInstalls(t *testing.T) {
 	old := plugintest.BuildAt(t, todaysSDK, "./plugin/cmd/cloudflare-r2")
 	oldBin := readFile(t, old)
@@ -273,26 +306,34 @@ func compatInstallAndUse(t *testing.T, d dbmigrate.Dialect, m *market, ver strin
 	}
 
 	// A finalized result lands in the bucket under the key prefix.
-	data := make([]byte, 64<<10)
-	rand.Read(data)
-	copy(data, "\x89PNG\r\n\x1a\n")
-	r := api.finalize(data, "compat.png")
-	// The inline upload may be cut on a loaded machine (the result is then
-	// answered local and the queue offloads it): wait for the outcome.
-	deadline := time.Now().Add(60 * time.Second)
-	for r.Storage != pluginID {
+	first := compatOffload(t, api, s3, bucket, publicURL, "compat.png")
+
+	// The host restarted launches the recorded install again (its manifest
+	// read by the current host), keeps it the Default Storage and offloads.
+	h.restart()
+	srv2 := httptest.NewServer(h.app.Handler())
+	t.Cleanup(srv2.Close)
+	api = compatAPI{t: t, srv: srv2}
+	h.waitRunning()
+	// Configure runs as the plugin starts: wait until it is usable again.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if api.do("GET", "/api/v1/admin/storage", nil, &st); st.Default == pluginID {
+			break
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the result was not offloaded within 60s: %+v; bucket %v", r, s3.Keys(t, bucket))
+			t.Fatalf("Default Storage 30s after a restart: %+v, want %s", st, pluginID)
 		}
 		time.Sleep(50 * time.Millisecond)
-		api.do("GET", "/api/v1/results/"+r.ID, nil, &r)
 	}
-	key := "magicads/" + r.Path
-	if got := s3.GetObject(t, bucket, key); !bytes.Equal(got, data) {
-		t.Fatalf("the bucket object %s differs from the result", key)
+	second := compatOffload(t, api, s3, bucket, publicURL, "compat-after-restart.png")
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Get(srv2.URL + "/api/v1/results/" + first.ID + "/content")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if want := publicURL + "/" + key; r.URL != want {
-		t.Fatalf("result URL %q, want %q", r.URL, want)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != first.URL {
+		t.Fatalf("content of the first result after a restart: %d → %q, want a redirect to %s", resp.StatusCode, resp.Header.Get("Location"), first.URL)
 	}
 
 	// The current suite against the installed binary, same settings. Cases
@@ -300,7 +341,7 @@ func compatInstallAndUse(t *testing.T, d dbmigrate.Dialect, m *market, ver strin
 	t.Run("conformance", func(t *testing.T) {
 		conformance.RunPlugin(t, inst.BinaryPath, storage.Settings(settings))
 	})
-	if keys := s3.Keys(t, bucket); len(keys) != 1 || keys[0] != key {
-		t.Errorf("after the suite the bucket holds %v, want only %s", keys, key)
+	if keys, want := s3.Keys(t, bucket), []string{"magicads/" + first.Path, "magicads/" + second.Path}; !slices.Equal(keys, sorted(want)) {
+		t.Errorf("after the suite the bucket holds %v, want only the two results %v", keys, want)
 	}
 }
