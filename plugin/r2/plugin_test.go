@@ -62,6 +62,11 @@ func TestConformanceOverGoPlugin(t *testing.T) {
 		t.Fatalf("configure = %+v, want %+v", res, want)
 	}
 	conformance.Run(t, p, conformance.Configured(res))
+	t.Run(conformance.MissingBucketCaseName, func(t *testing.T) {
+		if err := conformance.CheckMissingBucket(t.Context(), p, settings); err != nil {
+			t.Error(err)
+		}
+	})
 	if keys := srv.Keys(t, "conformance"); len(keys) != 0 {
 		t.Errorf("the suite left objects in the bucket: %v", keys)
 	}
@@ -167,6 +172,9 @@ func TestConformanceCommandAgainstR2(t *testing.T) {
 	last := lines[len(lines)-1]
 	if err != nil || !strings.HasSuffix(last, " passed, 0 failed") || strings.HasPrefix(last, "0 passed") {
 		t.Fatalf("conformance command: %v, last line %q\n%s", err, last, out)
+	}
+	if !strings.Contains(string(out), "PASS "+conformance.MissingBucketCaseName+" (") {
+		t.Errorf("the command did not pass case %s:\n%s", conformance.MissingBucketCaseName, out)
 	}
 	if strings.Contains(string(out), srv.SecretKey) {
 		t.Fatal("the command printed the secret")

@@ -61,6 +61,11 @@ func TestConformanceOverGoPlugin(t *testing.T) {
 		t.Fatalf("configure = %+v, want %+v", res, want)
 	}
 	conformance.Run(t, p, conformance.Configured(res))
+	t.Run(conformance.MissingBucketCaseName, func(t *testing.T) {
+		if err := conformance.CheckMissingBucket(t.Context(), p, settings); err != nil {
+			t.Error(err)
+		}
+	})
 	if keys := srv.Keys(t, "conformance"); len(keys) != 0 {
 		t.Errorf("the suite left objects in the bucket: %v", keys)
 	}
@@ -206,7 +211,7 @@ var conformanceCmd plugintest.Builder
 
 // TestConformanceCommandAgainstS3Compatible runs the conformance command,
 // as a provider author would, against the built plugin and versitygw
-// signing for us-east-1.
+// signing for us-east-1, checking the plugin's bundle folder too.
 func TestConformanceCommandAgainstS3Compatible(t *testing.T) {
 	t.Cleanup(conformanceCmd.Cleanup)
 	srv := s3test.StartVersityIn(t, region)
@@ -217,12 +222,17 @@ func TestConformanceCommandAgainstS3Compatible(t *testing.T) {
 	if err := os.WriteFile(path, []byte(settings), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(conformanceCmd.Build(t, "./shared/cmd/conformance"), "--plugin", binary.Build(t, pluginPkg), "--settings", path)
+	cmd := exec.Command(conformanceCmd.Build(t, "./shared/cmd/conformance"), "--plugin", binary.Build(t, pluginPkg), "--settings", path, "--bundle", "bundle")
 	out, err := cmd.CombinedOutput()
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	last := lines[len(lines)-1]
 	if err != nil || !strings.HasSuffix(last, " passed, 0 failed") || strings.HasPrefix(last, "0 passed") {
 		t.Fatalf("conformance command: %v, last line %q\n%s", err, last, out)
+	}
+	for _, c := range []string{"bundle", conformance.MissingBucketCaseName} {
+		if !strings.Contains(string(out), "PASS "+c+" (") {
+			t.Errorf("the command did not pass case %s:\n%s", c, out)
+		}
 	}
 	if strings.Contains(string(out), srv.SecretKey) {
 		t.Fatal("the command printed the secret")

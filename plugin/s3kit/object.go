@@ -3,14 +3,18 @@ package s3kit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
 
 	"github.com/magicads/r2storage/shared/storage"
 )
@@ -41,11 +45,27 @@ type Object struct {
 	ModTime time.Time
 }
 
+// toErr maps an error of op on key. A missing bucket is FailedPrecondition
+// naming the bucket, whatever ToErr says: the objects are out of reach,
+// not gone.
 func (b Bucket) toErr(op, key string, err error) error {
+	if c, code := Classify(err); c == CauseBucketNotFound {
+		return b.missingBucket(op, key, code, err)
+	}
 	if b.ToErr != nil {
 		return b.ToErr(op, key, err)
 	}
 	return ToStorageError(op, key, err)
+}
+
+// missingBucket is the error of op on key in the bucket, which does not
+// exist (the service answered code).
+func (b Bucket) missingBucket(op, key, code string, err error) error {
+	what := op
+	if key != "" {
+		what = op + " " + key
+	}
+	return &storage.Error{Code: storage.FailedPrecondition, Message: fmt.Sprintf("%s: bucket %q does not exist (%s): create it, or correct the bucket name and the account or endpoint in the settings", what, b.Name, code), Err: err}
 }
 
 // PutResult is the outcome of Bucket.Put.
@@ -106,17 +126,15 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 // Get opens the object at objectKey, or the byte range opts selects. A
-// zero Length answers an empty body after a Stat.
+// zero Length answers an empty body after a Stat. An Offset equal to the
+// object's size is an empty read (S3 answers 416, so Get asks Stat for
+// the size then); one past it gives InvalidArgument.
 func (b Bucket) Get(ctx context.Context, key, objectKey string, opts storage.GetOptions) (io.ReadCloser, Object, error) {
 	if opts.Offset < 0 {
-		return nil, Object{}, storage.Errorf(storage.InvalidArgument, "get %s: negative offset", key)
+		return nil, Object{}, storage.Errorf(storage.InvalidArgument, "get %s: negative offset %d", key, opts.Offset)
 	}
 	if opts.Length == 0 {
-		obj, err := b.Stat(ctx, key, objectKey)
-		if err != nil {
-			return nil, Object{}, err
-		}
-		return io.NopCloser(strings.NewReader("")), obj, nil
+		return b.emptyRead(ctx, key, objectKey, opts.Offset)
 	}
 	in := &s3.GetObjectInput{Bucket: aws.String(b.Name), Key: aws.String(objectKey)}
 	ranged := opts.Offset > 0 || opts.Length > 0
@@ -129,6 +147,9 @@ func (b Bucket) Get(ctx context.Context, key, objectKey string, opts storage.Get
 	}
 	out, err := b.Client.GetObject(ctx, in)
 	if err != nil {
+		if ranged && unsatisfiable(err) {
+			return b.emptyRead(ctx, key, objectKey, opts.Offset)
+		}
 		return nil, Object{}, b.toErr("get", key, err)
 	}
 	size := aws.ToInt64(out.ContentLength)
@@ -141,6 +162,30 @@ func (b Bucket) Get(ctx context.Context, key, objectKey string, opts storage.Get
 		ETag:        strings.Trim(aws.ToString(out.ETag), `"`),
 		ModTime:     aws.ToTime(out.LastModified).UTC(),
 	}, nil
+}
+
+// emptyRead is the empty read at offset of the object at objectKey, after
+// a Stat: InvalidArgument when offset is past the object's size.
+func (b Bucket) emptyRead(ctx context.Context, key, objectKey string, offset int64) (io.ReadCloser, Object, error) {
+	obj, err := b.Stat(ctx, key, objectKey)
+	if err != nil {
+		return nil, Object{}, err
+	}
+	if offset > obj.Size {
+		return nil, Object{}, storage.Errorf(storage.InvalidArgument, "get %s: offset %d is past the end of the object (%d bytes)", key, offset, obj.Size)
+	}
+	return io.NopCloser(strings.NewReader("")), obj, nil
+}
+
+// unsatisfiable reports whether err is S3's answer to a range that starts
+// at or past the end of the object (416, InvalidRange).
+func unsatisfiable(err error) bool {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode() == "InvalidRange" {
+		return true
+	}
+	var respErr *awshttp.ResponseError
+	return errors.As(err, &respErr) && respErr.HTTPStatusCode() == http.StatusRequestedRangeNotSatisfiable
 }
 
 // totalFromContentRange reads the total size from "bytes a-b/total".
@@ -157,7 +202,15 @@ func totalFromContentRange(cr string, fallback int64) int64 {
 func (b Bucket) Stat(ctx context.Context, key, objectKey string) (Object, error) {
 	out, err := b.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(b.Name), Key: aws.String(objectKey)})
 	if err != nil {
-		return Object{}, b.toErr("stat", key, err)
+		serr := b.toErr("stat", key, err)
+		if storage.IsNotFound(serr) {
+			// HEAD answers 404 without a body, for a missing key and a
+			// missing bucket alike; a GET's body tells them apart.
+			if berr := b.bucketMissing(ctx, key, objectKey); berr != nil {
+				return Object{}, berr
+			}
+		}
+		return Object{}, serr
 	}
 	return Object{
 		Size:        aws.ToInt64(out.ContentLength),
@@ -165,6 +218,20 @@ func (b Bucket) Stat(ctx context.Context, key, objectKey string) (Object, error)
 		ETag:        strings.Trim(aws.ToString(out.ETag), `"`),
 		ModTime:     aws.ToTime(out.LastModified).UTC(),
 	}, nil
+}
+
+// bucketMissing returns the missing-bucket error when a GET of the first
+// byte of objectKey says the bucket does not exist, else nil.
+func (b Bucket) bucketMissing(ctx context.Context, key, objectKey string) error {
+	out, err := b.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(b.Name), Key: aws.String(objectKey), Range: aws.String("bytes=0-0")})
+	if err == nil {
+		out.Body.Close()
+		return nil
+	}
+	if c, code := Classify(err); c == CauseBucketNotFound {
+		return b.missingBucket("stat", key, code, err)
+	}
+	return nil
 }
 
 // Delete removes the object at objectKey; a missing object is not an error.

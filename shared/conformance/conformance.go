@@ -14,15 +14,20 @@
 //		conformance.Run(t, p, conformance.Configured(res))
 //	}
 //
-// Configured is optional: with it, the locations case checks Put's
-// ObjectInfo.StoredKey and Bucket and the public URL against what Configure
-// reported; without it, only that they are consistent.
+// Configured is optional: with it, the locations and public-url cases
+// check Put's ObjectInfo.StoredKey and Bucket and the public URL against
+// what Configure reported; without it, only that they are consistent.
 //
 // RunPlugin runs it over the plugin protocol, against the author's plugin
 // binary or their test binary acting as the plugin (see
 // sdk.ServeIfPlugin), from their own go test:
 //
 //	conformance.RunPlugin(t, pathToBinary, settings)
+//
+// Knowing the settings, RunPlugin also checks the rules about the first
+// Configure (ConfigureFresh, subtest "before-configure") and about a
+// bucket that does not exist (CheckMissingBucket, subtest
+// "missing-bucket"); an in-process test can call both itself.
 //
 // Every run goes through storage.Guard, as sdk.Serve does, so a provider
 // gets the same verdict in-process and over the plugin.
@@ -101,6 +106,7 @@ func Cases() []Case {
 		{Name: "object-64mib-plus-1", Run: caseObject64MiB},
 		{Name: "unknown-size", Run: caseUnknownSize},
 		{Name: "range-read", Run: caseRangeRead},
+		{Name: "read-at-end", Run: caseReadAtEnd},
 		{Name: "not-found", Run: caseNotFound},
 		{Name: "delete-missing", Run: caseDeleteMissing},
 		{Name: "delete-then-stat", Run: caseDeleteThenStat},
@@ -128,6 +134,10 @@ type Option func(*runConfig)
 type runConfig struct {
 	// configured is what the provider's Configure reported, if known.
 	configured *storage.ConfigureResult
+	// missingSettings point at a bucket named missingBucket that does not
+	// exist (MissingBucket); nil derives them (MissingBucketSettings).
+	missingSettings storage.Settings
+	missingBucket   string
 }
 
 // Configured tells the suite what the provider's last Configure returned,

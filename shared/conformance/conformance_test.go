@@ -142,7 +142,7 @@ func TestRunAllSkipsMissingCapabilities(t *testing.T) {
 	for name, err := range failed {
 		t.Errorf("%s: %v", name, err)
 	}
-	if got, want := keysOf(skipped), []string{"abort-uploads", "range-read"}; !slices.Equal(got, want) {
+	if got, want := keysOf(skipped), []string{"abort-uploads", "range-read", "read-at-end"}; !slices.Equal(got, want) {
 		t.Errorf("skipped %q, want %q", got, want)
 	}
 	checkClean(t, p)
@@ -156,7 +156,7 @@ func TestBrokenProvidersFail(t *testing.T) {
 		"concurrent-puts", "content-type", "delete-missing", "delete-then-stat", "empty-object",
 		"long-keys", "object-5mib-plus-1", "object-64mib-plus-1", "one-byte", "overwrite",
 		"public-url", "range-read", "special-keys", "stat-size", "unknown-size", "failed-overwrite", "put-sha256", "put-from-file",
-		"abort-uploads", "locations", "etag",
+		"abort-uploads", "locations", "etag", "read-at-end",
 	}
 	tests := []struct {
 		bug      bug
@@ -172,8 +172,8 @@ func TestBrokenProvidersFail(t *testing.T) {
 		{bugKeepOnReaderError, []string{"reader-error", "failed-overwrite", "long-reader"}, []string{"found an object"}},
 		{bugDeleteMissingFails, []string{"delete-missing"}, []string{"want success"}},
 		{bugUnescapeKeys, []string{"special-keys"}, []string{`special-keys/a%2Fb": ObjectInfo.Size = 49, want 51`}},
-		{bugIgnoreRange, []string{"range-read", "locations"}, []string{"read 11 bytes or more, want 10"}},
-		{bugRangeSizeIsLength, []string{"range-read", "locations"}, []string{"full object size"}},
+		{bugIgnoreRange, []string{"range-read", "locations", "read-at-end"}, []string{"read 11 bytes or more, want 10"}},
+		{bugRangeSizeIsLength, []string{"range-read", "locations", "read-at-end"}, []string{"full object size"}},
 		{bugRawURL, []string{"public-url", "locations"}, []string{"ObjectInfo.URL"}},
 		{bugPublicURLsButNoURL, []string{"public-url"}, []string{"ObjectInfo.URL is empty"}},
 		{bugProbeLeftBehind, []string{"test-connection"}, []string{"found an object"}},
@@ -190,7 +190,7 @@ func TestBrokenProvidersFail(t *testing.T) {
 		{bugNoStoredKey, []string{"locations"}, []string{"ObjectInfo.StoredKey is empty"}},
 		{bugNoBucket, []string{"locations"}, []string{"ObjectInfo.Bucket is empty"}},
 		{bugStoredKeyNoPrefix, []string{"locations"}, []string{"the location put reported", "not found"}},
-		{bugURLIgnoresPrefix, []string{"locations"}, []string{"does not end with the StoredKey escaped as storage.PublicURL does"}},
+		{bugURLIgnoresPrefix, []string{"locations", "public-url"}, []string{"does not end with the StoredKey escaped as storage.PublicURL does"}},
 		{bugAtIgnoresBucket, []string{"locations"}, []string{`in another bucket`, `succeeded, want an error with code "failed precondition"`}},
 		{bugAtAddsPrefix, []string{"locations"}, []string{"the location put reported", "not found"}},
 		{bugDeleteAtMissingFail, []string{"locations"}, []string{"a missing object", "want success"}},
@@ -198,13 +198,16 @@ func TestBrokenProvidersFail(t *testing.T) {
 		{bugWrongBucketSilent, []string{"locations"}, []string{"does not name both buckets"}},
 		{bugEmptyETag, []string{"etag"}, []string{"ObjectInfo.ETag is empty"}},
 		{bugFixedETag, []string{"etag"}, []string{"did not change"}},
+		{bugPutETagDiffers, []string{"etag", "object-5mib-plus-1", "unknown-size"}, []string{"but put reported", "same tag from Put, Stat and Get"}},
+		{bugEndIsInvalid, []string{"read-at-end"}, []string{"with Offset 10 (its size)", `want an empty read`}},
+		{bugZeroLengthAnyOffset, []string{"read-at-end"}, []string{"with Offset 11 (past its size), Length 0", `want an error with code "invalid argument"`}},
 		// Every put of a declared size fails (storage.Guard refuses a
 		// success reported before io.EOF), and where the content was wrong
 		// the object the provider committed anyway is found.
 		{bugStopsAtSize, []string{
 			"long-reader", "put-sha256", "etag", "abort-uploads", "concurrent-puts", "content-type", "delete-missing", "delete-then-stat",
 			"empty-object", "failed-overwrite", "locations", "long-keys", "object-5mib-plus-1", "object-64mib-plus-1", "one-byte", "overwrite",
-			"public-url", "put-from-file", "range-read", "special-keys", "stat-size",
+			"public-url", "put-from-file", "range-read", "special-keys", "stat-size", "read-at-end",
 		}, []string{"found an object", "read Put's reader to io.EOF"}},
 	}
 	for _, tc := range tests {
@@ -333,6 +336,35 @@ func TestLocationsCheckConfigured(t *testing.T) {
 	}
 	if left := p.keys(); len(left) > 0 {
 		t.Errorf("the case left %q", left)
+	}
+}
+
+// TestPublicURLIncludesKeyPrefix: with Configured, a public URL without
+// the key prefix fails the public-url case, even from a provider that
+// reports no StoredKey and does not declare Locations.
+func TestPublicURLIncludesKeyPrefix(t *testing.T) {
+	publicURLCase := slices.DeleteFunc(Cases(), func(c Case) bool { return c.Name != "public-url" })
+	for _, c := range []struct {
+		bugs []bug
+		want string
+	}{
+		{[]bug{featPrefix}, ""},
+		{[]bug{featPrefix, bugNoStoredKey, bugLocationsUndeclared}, ""},
+		{[]bug{bugURLIgnoresPrefix, bugNoStoredKey, bugLocationsUndeclared}, "the public URL includes the key prefix"},
+	} {
+		p := newMemProvider(c.bugs...)
+		res, err := p.Configure(t.Context(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		failed, _, _ := runCases(t, p, publicURLCase, Configured(res))
+		err = failed["public-url"]
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%v: %v", c.bugs, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%v: %v, want a failure mentioning %q", c.bugs, err, c.want)
+		}
 	}
 }
 

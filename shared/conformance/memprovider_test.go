@@ -66,6 +66,15 @@ const (
 	bugStopsAtSize bug = "stops-reading-at-declared-size"
 	bugEmptyETag   bug = "empty-etag"
 	bugFixedETag   bug = "etag-ignores-content"
+	// bugPutETagDiffers reports from Put another tag than Stat and Get
+	// give for the same version.
+	bugPutETagDiffers bug = "put-etag-differs"
+	// bugEndIsInvalid refuses a Get at Offset == size (as S3's 416 did
+	// through R2) instead of answering an empty read.
+	bugEndIsInvalid bug = "offset-at-size-invalid"
+	// bugZeroLengthAnyOffset answers any Get with Length 0 with an empty
+	// read, even at an Offset past the object's size.
+	bugZeroLengthAnyOffset bug = "zero-length-ignores-offset"
 	// featPrefix is not a bug: keys are stored under a prefix that counts
 	// toward the 1024-byte limit, as the contract allows.
 	featPrefix bug = "stores-under-a-prefix"
@@ -367,7 +376,11 @@ func (m *memProvider) Put(ctx context.Context, key string, r io.Reader, opts sto
 	if readErr != nil {
 		return storage.ObjectInfo{}, storage.Errorf(storage.Unknown, "put %q: reading the content: %w", key, readErr)
 	}
-	return m.info(key, o), nil
+	info := m.info(key, o)
+	if m.has(bugPutETagDiffers) {
+		info.ETag = "upload-" + info.ETag
+	}
+	return info, nil
 }
 
 // lookup returns the stored object at key.
@@ -398,6 +411,12 @@ func (m *memProvider) read(key string, o memObject, info storage.ObjectInfo, opt
 	size := int64(len(o.data))
 	start, end := int64(0), size
 	if !m.has(bugNoCapabilities) && !m.has(bugIgnoreRange) {
+		if m.has(bugEndIsInvalid) && opts.Offset == size && size > 0 {
+			return nil, storage.ObjectInfo{}, storage.Errorf(storage.InvalidArgument, "get %q: range not satisfiable", key)
+		}
+		if m.has(bugZeroLengthAnyOffset) && opts.Length == 0 {
+			return io.NopCloser(bytes.NewReader(nil)), info, nil
+		}
 		if opts.Offset < 0 || opts.Offset > size {
 			return nil, storage.ObjectInfo{}, storage.Errorf(storage.InvalidArgument, "get %q: offset %d outside the object's %d bytes", key, opts.Offset, size)
 		}

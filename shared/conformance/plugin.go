@@ -56,8 +56,9 @@ func ConfigureFresh(ctx context.Context, p storage.Provider, settings storage.Se
 // author's go test, over the plugin protocol as the host uses it: it
 // launches the binary at path, configures it with settings through
 // ConfigureFresh (reported as subtest FreshCaseName), runs every case as a
-// subtest of t (told what Configure reported) and stops the plugin when t
-// ends. path may be the test binary itself (os.Executable()) when its
+// subtest of t (told what Configure reported), then CheckMissingBucket
+// (subtest MissingBucketCaseName, skipped when settings have no "bucket"
+// field and opts no MissingBucket), and stops the plugin when t ends. path may be the test binary itself (os.Executable()) when its
 // TestMain calls sdk.ServeIfPlugin. Settings may hold secrets; they are
 // never logged.
 func RunPlugin(t *testing.T, path string, settings storage.Settings, opts ...Option) {
@@ -84,4 +85,15 @@ func RunPlugin(t *testing.T, path string, settings storage.Settings, opts ...Opt
 		}
 	}
 	Run(t, client, append([]Option{Configured(res)}, opts...)...)
+	t.Run(MissingBucketCaseName, func(t *testing.T) {
+		err := CheckMissingBucket(t.Context(), client, settings, opts...)
+		var skip *SkipError
+		switch {
+		case err == nil:
+		case errors.As(err, &skip):
+			t.Skip(skip.Reason)
+		default:
+			t.Error(err)
+		}
+	})
 }

@@ -5,7 +5,11 @@
 //
 // It keeps one set of objects per bucket name and stores each key under
 // its key prefix, as a bucket-backed provider does, so tests can change
-// the bucket or the prefix between calls (storage.Locator).
+// the bucket or the prefix between calls (storage.Locator). A store made
+// by New has every bucket (one named for the first time starts empty); a
+// store made by NewWithBuckets has only the buckets it was given, and
+// answers the calls on any other as the contract says for a bucket that
+// does not exist.
 package memstore
 
 import (
@@ -47,6 +51,8 @@ type Store struct {
 	buckets    map[string]map[string]object // bucket name -> stored key -> object
 	configured bool
 	cfg        config
+	// fixed: Configure does not make the bucket it names (NewWithBuckets).
+	fixed bool
 }
 
 // config is one applied configuration.
@@ -75,6 +81,28 @@ func New(publicBaseURL string) *Store {
 	}
 }
 
+// NewWithBuckets returns a store as New does, whose buckets are
+// DefaultBucket and the named ones (CreateBucket adds one). Configuring
+// another bucket name succeeds, but every call on its objects then fails
+// with FailedPrecondition naming the bucket, and TestConnection reports
+// it, as the contract says for a bucket that does not exist.
+func NewWithBuckets(publicBaseURL string, buckets ...string) *Store {
+	s := New(publicBaseURL)
+	s.fixed = true
+	for _, b := range buckets {
+		s.bucket(b)
+	}
+	return s
+}
+
+// CreateBucket makes the named bucket, empty, if the store does not have
+// it yet.
+func (s *Store) CreateBucket(name string) {
+	s.mu.Lock()
+	s.bucket(name)
+	s.mu.Unlock()
+}
+
 // bucket returns the objects of the named bucket, making the bucket when
 // it is new; the caller holds s.mu for writing.
 func (s *Store) bucket(name string) map[string]object {
@@ -87,10 +115,22 @@ func (s *Store) bucket(name string) map[string]object {
 	return s.buckets[name]
 }
 
-// current returns the applied configuration and its bucket's objects; the
-// caller holds s.mu.
-func (s *Store) current() (config, map[string]object) {
-	return s.cfg, s.buckets[s.cfg.bucket]
+// current returns the applied configuration and its bucket's objects,
+// or, when that bucket does not exist, a FailedPrecondition error naming
+// it (op names the call); the caller holds s.mu.
+func (s *Store) current(op string) (config, map[string]object, error) {
+	c := s.cfg
+	objects, ok := s.buckets[c.bucket]
+	if !ok {
+		return c, nil, missingBucket(op, c.bucket)
+	}
+	return c, objects, nil
+}
+
+// missingBucket is the error of op in the named bucket, which does not
+// exist.
+func missingBucket(op, bucket string) error {
+	return storage.Errorf(storage.FailedPrecondition, "%s: bucket %s does not exist in the memory store; create it or configure an existing bucket", op, bucket)
 }
 
 // Describe names the store.
@@ -147,8 +187,10 @@ func parseSettings(m storage.Settings) (config, []storage.FieldError) {
 }
 
 // Configure applies settings validated by ValidateSettings. A bucket
-// named for the first time starts empty; the objects of the previous
-// bucket stay, out of reach until it is configured again.
+// named for the first time starts empty (in a store made by
+// NewWithBuckets, it does not exist, and the calls on its objects fail);
+// the objects of the previous bucket stay, out of reach until it is
+// configured again.
 func (s *Store) Configure(_ context.Context, m storage.Settings) (storage.ConfigureResult, error) {
 	c, fe := parseSettings(m)
 	if len(fe) > 0 {
@@ -156,7 +198,9 @@ func (s *Store) Configure(_ context.Context, m storage.Settings) (storage.Config
 	}
 	s.mu.Lock()
 	s.cfg = c
-	s.bucket(c.bucket)
+	if !s.fixed {
+		s.bucket(c.bucket)
+	}
 	s.configured = true
 	s.mu.Unlock()
 	return storage.ConfigureResult{PublicBaseURL: c.publicURL, Bucket: c.bucketID(), KeyPrefix: c.prefix}, nil
@@ -229,8 +273,14 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 	sum := md5.Sum(buf.Bytes())
 	o := object{data: buf.Bytes(), contentType: ct, etag: hex.EncodeToString(sum[:]), modTime: time.Now().UTC()}
 	s.mu.Lock()
-	s.bucket(c.bucket)[stored] = o
+	objects, ok := s.buckets[c.bucket]
+	if ok {
+		objects[stored] = o
+	}
 	s.mu.Unlock()
+	if !ok {
+		return storage.ObjectInfo{}, missingBucket("put "+key, c.bucket)
+	}
 	return c.info(key, stored, o), nil
 }
 
@@ -269,7 +319,10 @@ func (c config) callerKey(stored string) string {
 func (s *Store) lookup(op, key string) (object, config, string, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	c, objects := s.current()
+	c, objects, err := s.current(op + " " + key)
+	if err != nil {
+		return object{}, c, "", err
+	}
 	stored, err := c.storedKey(key)
 	if err != nil {
 		return object{}, c, "", err
@@ -316,7 +369,10 @@ func (s *Store) Stat(_ context.Context, key string) (storage.ObjectInfo, error) 
 func (s *Store) Delete(_ context.Context, key string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, objects := s.current()
+	c, objects, err := s.current("delete " + key)
+	if err != nil {
+		return err
+	}
 	stored, err := c.storedKey(key)
 	if err != nil {
 		return err
@@ -342,8 +398,12 @@ func checkLocation(op string, c config, loc storage.Location) error {
 func (s *Store) locate(op string, loc storage.Location) (object, storage.ObjectInfo, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	c, objects := s.current()
+	c := s.cfg
 	if err := checkLocation(op, c, loc); err != nil {
+		return object{}, storage.ObjectInfo{}, err
+	}
+	_, objects, err := s.current(op + " " + loc.Key)
+	if err != nil {
 		return object{}, storage.ObjectInfo{}, err
 	}
 	o, ok := objects[loc.Key]
@@ -377,8 +437,11 @@ func (s *Store) StatAt(_ context.Context, loc storage.Location) (storage.ObjectI
 func (s *Store) DeleteAt(_ context.Context, loc storage.Location) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, objects := s.current()
-	if err := checkLocation("delete", c, loc); err != nil {
+	if err := checkLocation("delete", s.cfg, loc); err != nil {
+		return err
+	}
+	_, objects, err := s.current("delete " + loc.Key)
+	if err != nil {
 		return err
 	}
 	delete(objects, loc.Key)
@@ -387,9 +450,15 @@ func (s *Store) DeleteAt(_ context.Context, loc storage.Location) error {
 
 // AbortUploads checks the keys and returns 0: a memstore put is whole or
 // nothing in memory, so no incomplete upload ever exists. It shows the
-// shape of the optional storage.UploadAborter.
+// shape of the optional storage.UploadAborter. A bucket that does not
+// exist gives FailedPrecondition.
 func (s *Store) AbortUploads(_ context.Context, keys []string) (int, error) {
 	if err := storage.ValidateAbortKeys(keys); err != nil {
+		return 0, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if _, _, err := s.current("abort uploads"); err != nil {
 		return 0, err
 	}
 	return 0, nil
@@ -407,7 +476,7 @@ func (s *Store) Health(context.Context) (storage.Health, error) {
 func (s *Store) Keys() []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	_, objects := s.current()
+	_, objects, _ := s.current("keys")
 	keys := make([]string, 0, len(objects))
 	for k := range objects {
 		keys = append(keys, k)

@@ -191,3 +191,61 @@ func TestSettings(t *testing.T) {
 		t.Fatalf("put of a key too long with the prefix: %v, want InvalidArgument", err)
 	}
 }
+
+// TestMissingBucket: a store made by NewWithBuckets answers the calls on
+// a bucket it does not have as the contract says (conformance's
+// CheckMissingBucket), and reaches its objects again once configured back;
+// a store made by New has every bucket.
+func TestMissingBucket(t *testing.T) {
+	ctx := t.Context()
+	settings := storage.Settings{"bucket": "media", "key_prefix": "tenants/acme"}
+	s := memstore.NewWithBuckets("", "media")
+	if _, err := s.Configure(ctx, settings); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, "kept.png", strings.NewReader("x"), storage.PutOptions{Size: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := conformance.CheckMissingBucket(ctx, s, settings); err != nil {
+		t.Fatalf("NewWithBuckets: %v", err)
+	}
+	if _, err := s.Stat(ctx, "kept.png"); err != nil {
+		t.Fatalf("stat after configuring the bucket back: %v", err)
+	}
+	if _, err := s.Configure(ctx, storage.Settings{"bucket": "gone"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Stat(ctx, "kept.png")
+	if storage.Code(err) != storage.FailedPrecondition || !strings.Contains(err.Error(), "gone") {
+		t.Fatalf("stat in a missing bucket: %v, want FailedPrecondition naming it", err)
+	}
+	s.CreateBucket("gone")
+	if _, err := s.Stat(ctx, "kept.png"); !storage.IsNotFound(err) {
+		t.Fatalf("stat after CreateBucket: %v, want NotFound", err)
+	}
+	if err := conformance.CheckMissingBucket(ctx, memstore.New(""), settings); err == nil || !strings.Contains(err.Error(), "put") {
+		t.Fatalf("New makes every bucket, so the check fails: %v", err)
+	}
+}
+
+// TestReadAtEnd: a Get at Offset == size is an empty read with the
+// object's info; past it, InvalidArgument.
+func TestReadAtEnd(t *testing.T) {
+	ctx := t.Context()
+	s := memstore.New("")
+	if _, err := s.Put(ctx, "a", strings.NewReader("abc"), storage.PutOptions{Size: 3}); err != nil {
+		t.Fatal(err)
+	}
+	rc, info, err := s.Get(ctx, "a", storage.GetOptions{Offset: 3, Length: -1})
+	if err != nil || info.Size != 3 {
+		t.Fatalf("get at the end: %+v, %v", info, err)
+	}
+	if b, _ := io.ReadAll(rc); len(b) != 0 {
+		t.Fatalf("get at the end read %q", b)
+	}
+	for _, l := range []int64{-1, 0, 1} {
+		if _, _, err := s.Get(ctx, "a", storage.GetOptions{Offset: 4, Length: l}); storage.Code(err) != storage.InvalidArgument {
+			t.Fatalf("get past the end (Length %d): %v, want InvalidArgument", l, err)
+		}
+	}
+}

@@ -12,7 +12,21 @@
 //     context is cancelled leaves no object behind;
 //   - Delete of a missing key succeeds;
 //   - errors are *Error values with a Code (see Code and IsRetryable), so the
-//     host can decide between retry and give-up.
+//     host can decide between retry and give-up;
+//   - a Get at an Offset equal to the object's size is an empty read with
+//     the object's ObjectInfo; past it, InvalidArgument (GetOptions);
+//   - Describe and Health answer before Configure, without error; Health
+//     never touches the network (Provider.Health);
+//   - capabilities stay the same across Configure calls, except
+//     PublicURLs (Capabilities);
+//   - an object's public URL includes the key prefix:
+//     PublicURL(PublicBaseURL, KeyPrefix + key) (ObjectInfo.URL);
+//   - ETag is an opaque, never empty tag of the stored version, the same
+//     from Put, Stat and Get, that changes with the content
+//     (ObjectInfo.ETag);
+//   - a configured bucket that does not exist gives FailedPrecondition
+//     naming the bucket on every object call, never NotFound, and a
+//     failed TestConnection naming it (Provider.Configure).
 //
 // Beyond Provider, a provider may implement optional interfaces, each
 // declared in Capabilities: UploadAborter (Capabilities.AbortUploads) aborts

@@ -15,9 +15,11 @@ type ErrorCode int
 const (
 	// Unknown is an error that carries no code; treat it as permanent.
 	Unknown ErrorCode = iota
-	// NotFound: the object does not exist.
+	// NotFound: the object does not exist (in a bucket that does; a
+	// missing bucket is FailedPrecondition).
 	NotFound
-	// InvalidArgument: the request is malformed (a refused key, a bad range).
+	// InvalidArgument: the request is malformed (a refused key, a range
+	// starting past the object's end).
 	InvalidArgument
 	// InvalidSettings: the settings are wrong; Error.Fields says which.
 	InvalidSettings
@@ -26,7 +28,10 @@ const (
 	// Unavailable: a transient failure (network, throttling, 5xx, plugin
 	// restarting); retrying later may succeed.
 	Unavailable
-	// FailedPrecondition: the provider is not in a state to do this (not configured).
+	// FailedPrecondition: the provider is not in a state to do this: not
+	// configured, the configured bucket does not exist (the message names
+	// it), a Location in another bucket, the wrong region. Fixing the
+	// settings or the bucket, not retrying, helps.
 	FailedPrecondition
 	// Canceled: the caller cancelled or the deadline passed.
 	Canceled

@@ -34,7 +34,10 @@ type Guarded interface {
 //     io.EOF, writes nothing;
 //   - a Put that p reports as done before its reader reached io.EOF fails
 //     (with Unknown): a provider that trusts the declared size and stops
-//     reading there has skipped the checks above.
+//     reading there has skipped the checks above;
+//   - a Get or GetAt with a negative GetOptions.Offset gives
+//     InvalidArgument and p is not called (an Offset past the object's
+//     size needs the size, so p refuses that one itself).
 //
 // PutOptions reach p unchanged, SHA256 included, so a provider may also
 // hand the digest to its store. The wrapper implements UploadAborter and
@@ -127,12 +130,23 @@ func (g *guard) Put(ctx context.Context, key string, r io.Reader, opts PutOption
 	return info, nil
 }
 
-// Get checks the key, then asks p.
+// Get checks the key and the offset, then asks p.
 func (g *guard) Get(ctx context.Context, key string, opts GetOptions) (io.ReadCloser, ObjectInfo, error) {
 	if err := ValidateKey(key); err != nil {
 		return nil, ObjectInfo{}, err
 	}
+	if err := checkOffset(key, opts); err != nil {
+		return nil, ObjectInfo{}, err
+	}
 	return g.p.Get(ctx, key, opts)
+}
+
+// checkOffset refuses a negative GetOptions.Offset with InvalidArgument.
+func checkOffset(key string, opts GetOptions) error {
+	if opts.Offset < 0 {
+		return &Error{Code: InvalidArgument, Message: fmt.Sprintf("get %s: negative offset %d; an offset is 0 or more", quoteKey(key), opts.Offset)}
+	}
+	return nil
 }
 
 // Stat checks the key, then asks p.
@@ -165,9 +179,13 @@ func (a aborter) AbortUploads(ctx context.Context, keys []string) (int, error) {
 // locator checks the Location of each call.
 type locator struct{ l Locator }
 
-// GetAt checks loc (ValidateLocation), then asks the provider.
+// GetAt checks loc (ValidateLocation) and the offset, then asks the
+// provider.
 func (l locator) GetAt(ctx context.Context, loc Location, opts GetOptions) (io.ReadCloser, ObjectInfo, error) {
 	if err := ValidateLocation(loc); err != nil {
+		return nil, ObjectInfo{}, err
+	}
+	if err := checkOffset(loc.Key, opts); err != nil {
 		return nil, ObjectInfo{}, err
 	}
 	return l.l.GetAt(ctx, loc, opts)

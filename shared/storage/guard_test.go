@@ -217,3 +217,26 @@ func TestGuardKeepsOptionalCalls(t *testing.T) {
 		t.Errorf("Guard of a storage.Guarded provider wrapped it")
 	}
 }
+
+// TestGuardRefusesNegativeOffset: Get and GetAt with a negative Offset
+// give InvalidArgument and the provider is not called.
+func TestGuardRefusesNegativeOffset(t *testing.T) {
+	b := &bare{}
+	g := storage.Guard(bareLocator{b})
+	_, _, err := g.Get(t.Context(), "a/b", storage.GetOptions{Offset: -1, Length: -1})
+	if storage.Code(err) != storage.InvalidArgument || !strings.Contains(err.Error(), "negative offset -1") {
+		t.Errorf("get with Offset -1: %v, want InvalidArgument naming the offset", err)
+	}
+	_, _, err = g.(storage.Locator).GetAt(t.Context(), storage.Location{Bucket: "b", Key: "a/b"}, storage.GetOptions{Offset: -5, Length: 3})
+	if storage.Code(err) != storage.InvalidArgument || !strings.Contains(err.Error(), "negative offset -5") {
+		t.Errorf("get at with Offset -5: %v, want InvalidArgument naming the offset", err)
+	}
+	if b.calls != 0 {
+		t.Errorf("the provider was called %d times", b.calls)
+	}
+	rc, _, err := g.Get(t.Context(), "a/b", storage.GetOptions{Offset: 0, Length: -1})
+	if err != nil {
+		t.Fatalf("get with Offset 0: %v", err)
+	}
+	rc.Close()
+}

@@ -8,31 +8,51 @@ import (
 
 // Provider is the interface the host uses for every storage provider.
 type Provider interface {
-	// Describe returns the provider's identity and capabilities.
+	// Describe returns the provider's identity and capabilities. It
+	// answers before Configure too; see Capabilities for what may change
+	// with the settings.
 	Describe(ctx context.Context) (Info, error)
 	// ValidateSettings checks settings without applying them. It returns the
 	// field-level problems found, or an empty slice when the settings are valid.
 	ValidateSettings(ctx context.Context, s Settings) ([]FieldError, error)
 	// Configure applies settings and returns the public base URL objects are
 	// served from ("" when the provider has none). Invalid settings give an
-	// *Error with code InvalidSettings and its Fields set.
+	// *Error with code InvalidSettings and its Fields set. The host may
+	// call it again, with other settings, at any time.
+	//
+	// It need not touch the network. A provider that does check the
+	// bucket and finds it missing fails with FailedPrecondition, its
+	// message naming the bucket; one that does not accepts the settings,
+	// and then every call on objects (Put, Get, Stat, Delete, the Locator
+	// and UploadAborter calls) fails with FailedPrecondition naming the
+	// bucket, never NotFound (the objects are out of reach, not gone: a
+	// host must not forget them), and Delete does not succeed.
+	// TestConnection reports it with OK = false and a message naming the
+	// bucket.
 	Configure(ctx context.Context, s Settings) (ConfigureResult, error)
 	// TestConnection uploads a probe object, reads it back, compares it and
 	// deletes it, using the configured settings. A failed probe is reported in
 	// the result, not as an error; the error is for the call itself failing.
+	// A bucket that does not exist is such a failure: OK = false, and the
+	// Message names the bucket.
 	TestConnection(ctx context.Context) (TestResult, error)
 	// Put streams r into the object at key, whole or not at all. A failed
 	// Put leaves no new object (and an existing one unchanged); only when it
 	// fails with Canceled or Unavailable after the content was committed may
 	// the object exist.
 	Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (ObjectInfo, error)
-	// Get opens the object at key for reading. The caller closes the reader.
+	// Get opens the object at key for reading, or the part opts selects
+	// (see GetOptions for the range rules). The caller closes the reader.
 	Get(ctx context.Context, key string, opts GetOptions) (io.ReadCloser, ObjectInfo, error)
 	// Stat returns the attributes of the object at key.
 	Stat(ctx context.Context, key string) (ObjectInfo, error)
 	// Delete removes the object at key. Deleting a missing key succeeds.
 	Delete(ctx context.Context, key string) error
-	// Health reports whether the provider can serve, without touching the network.
+	// Health reports whether the provider can serve, without touching the
+	// network. It answers before Configure too, without error: Configured
+	// is false until a Configure succeeded (or true for a provider that
+	// works with its defaults), and OK says whether the provider itself is
+	// sound, not whether its bucket answers (TestConnection says that).
 	Health(ctx context.Context) (Health, error)
 }
 
@@ -110,6 +130,11 @@ type Info struct {
 }
 
 // Capabilities say what a provider can do beyond the required operations.
+//
+// They are fixed for the life of the provider (of the plugin process):
+// Describe reports the same ones before Configure, after it and after any
+// later Configure, except PublicURLs, which may follow the settings (a
+// public base URL set or cleared). A host may read them once.
 type Capabilities struct {
 	// PublicURLs is true when objects are served from a public base URL.
 	PublicURLs bool
@@ -127,7 +152,8 @@ type Capabilities struct {
 // ConfigureResult is what Configure reports back.
 type ConfigureResult struct {
 	// PublicBaseURL is the base URL objects are served from, or "". An
-	// object's public URL is PublicURL(PublicBaseURL, its StoredKey).
+	// object's public URL is PublicURL(PublicBaseURL, its StoredKey): the
+	// key prefix is part of it (see ObjectInfo.URL).
 	PublicBaseURL string
 	// Bucket is the identity of the bucket new objects go to: stable for
 	// one bucket, different for another (R2: "r2:<account>/<bucket>", or
@@ -176,11 +202,23 @@ type PutOptions struct {
 	SHA256 []byte
 }
 
-// GetOptions select the part of an object to read.
+// GetOptions select the part of an object to read. A provider without
+// Capabilities.RangeReads may ignore them and return the whole object; one
+// with it follows these rules, the same in every provider:
+//
+//   - Offset 0 and Length -1 read the whole object, also an empty one;
+//   - Offset equal to the object's size (the end) is an empty read that
+//     succeeds, with the object's ObjectInfo, whatever Length is;
+//   - Offset past the size, or negative, gives InvalidArgument (Guard
+//     refuses a negative one before the provider sees it);
+//   - a Length running past the end reads to the end.
+//
+// ObjectInfo.Size is always the full object's size, even for a part.
 type GetOptions struct {
-	// Offset is the first byte to read.
+	// Offset is the first byte to read, from 0 to the object's size.
 	Offset int64
-	// Length is the number of bytes to read from Offset; -1 reads to the end.
+	// Length is the number of bytes to read from Offset; -1 (or any
+	// negative) reads to the end, 0 reads nothing.
 	Length int64
 }
 
@@ -189,11 +227,23 @@ type ObjectInfo struct {
 	// Key is the key the caller used (without any provider prefix).
 	Key string
 	// Size is the object's full size in bytes.
-	Size        int64
+	Size int64
+	// ContentType is the stored content type; a Put without one stores
+	// a default such as application/octet-stream.
 	ContentType string
-	ETag        string
-	ModTime     time.Time
+	// ETag is an opaque, never empty tag of the stored version of the
+	// object: Put, Stat and Get (and StatAt, GetAt) report the same tag
+	// for the same version, and it changes when the content changes
+	// (rewriting the same content may or may not change it). Nothing
+	// else about its form (quotes, an MD5, a part count) is part of the
+	// contract, so compare tags only with each other.
+	ETag string
+	// ModTime is when the stored version was written.
+	ModTime time.Time
 	// URL is the object's public URL, or "" when the provider has none.
+	// It includes the key prefix: it is PublicURL(PublicBaseURL,
+	// StoredKey), with StoredKey = ConfigureResult.KeyPrefix + Key, so the
+	// host can rebuild it from what Configure and Put reported.
 	URL string
 	// StoredKey is the object's full key in its bucket, as stored (any
 	// prefix of the provider's included); "" when the provider does not

@@ -8,14 +8,26 @@
 // conformance.ConfigureFresh, whose checks of Describe and Health before
 // Configure are reported first, as case "before-configure", runs every
 // case of package conformance (telling it what Configure reported, which
-// the locations case checks Put's StoredKey, Bucket and URL against) and
-// prints one line per case:
+// the locations and public-url cases check Put's StoredKey, Bucket and URL
+// against), then conformance.CheckMissingBucket, reported last as case
+// "missing-bucket" (the settings with their "bucket" field pointing at a
+// bucket that does not exist; skipped when they have none), and prints
+// one line per case:
 //
 //	PASS name (1.2s)
 //	FAIL name: what was expected and what came back
 //
 // then a last line "N passed, N failed". Objects are written under
 // conformance/<random>/ in the configured bucket and deleted afterwards.
+//
+// With --bundle DIR, it first checks the plugin's bundle folder (its
+// manifest.json, the settings schema the manifest names, checked against
+// the console's vocabulary, and its migrations folder, with
+// manifest.CheckBundle, as the host does at install) and reports it as
+// case "bundle": each problem names the file, the field and what is
+// wrong, and the manifest's id must be the id the plugin describes itself
+// with. The cases still run after a failed bundle. --bundle alone (no
+// --plugin or --settings) checks only the bundle.
 //
 // Exit status: 0 when every case passed, 1 when any failed, 2 for a usage
 // error or when the plugin cannot be launched or configured.
@@ -29,6 +41,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -40,6 +53,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/magicads/r2storage/shared/conformance"
+	"github.com/magicads/r2storage/shared/manifest"
 	"github.com/magicads/r2storage/shared/sdk"
 	"github.com/magicads/r2storage/shared/storage"
 )
@@ -66,6 +80,7 @@ type options struct {
 	run        string
 	pluginLogs bool
 	list       bool
+	bundle     string
 }
 
 // usageError is a usage problem found after the flags were parsed; errors
@@ -91,9 +106,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.run, "run", "", "run only the cases whose name matches this regular expression")
 	fs.BoolVar(&o.pluginLogs, "plugin-logs", false, "copy the plugin's own logs to stderr")
 	fs.BoolVar(&o.list, "list", false, "list the cases and exit")
+	fs.StringVar(&o.bundle, "bundle", "", "plugin bundle folder (manifest.json, settings schema, migrations) to check first, as case \"bundle\"; alone, only the bundle is checked")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: conformance --plugin PATH_TO_PLUGIN_BINARY --settings SETTINGS.json [flags]\n\n"+
-			"Runs the storage-provider conformance suite against a plugin binary.\n"+
+		fmt.Fprintf(fs.Output(), "Usage: conformance --plugin PATH_TO_PLUGIN_BINARY --settings SETTINGS.json [--bundle DIR] [flags]\n"+
+			"       conformance --bundle DIR\n\n"+
+			"Runs the storage-provider conformance suite against a plugin binary, and checks its bundle folder.\n"+
 			"Exit status: 0 all passed, 1 a case failed, 2 usage error or the plugin could not be launched or configured.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
@@ -104,6 +121,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	case fs.NArg() > 0:
 		return o, usagef("unexpected argument %q (flags only)", fs.Arg(0))
 	case o.list:
+		return o, nil
+	case o.bundle != "" && o.plugin == "" && o.settings == "":
 		return o, nil
 	case o.plugin == "":
 		return o, usagef("--plugin is required: the path to the plugin binary")
@@ -197,21 +216,54 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		var ue *usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintf(stderr, "conformance: %v\n", err)
-			fmt.Fprintln(stderr, "usage: conformance --plugin PATH_TO_PLUGIN_BINARY --settings SETTINGS.json [--timeout 10m] [--run REGEXP]")
+			fmt.Fprintln(stderr, "usage: conformance --plugin PATH_TO_PLUGIN_BINARY --settings SETTINGS.json [--bundle DIR] [--timeout 10m] [--run REGEXP]")
 		}
 		return exitUsage
 	}
 	// The before-configure checks run first, when the plugin is configured;
 	// they are selected and listed like a case.
 	fresh := conformance.Case{Name: conformance.FreshCaseName, Run: func(context.Context, storage.Provider, string) error { return nil }}
-	cases, err := selectCases(append([]conformance.Case{fresh}, conformance.Cases()...), o.run)
+	missing := conformance.Case{Name: conformance.MissingBucketCaseName, Run: func(context.Context, storage.Provider, string) error { return nil }}
+	all := append(append([]conformance.Case{fresh}, conformance.Cases()...), missing)
+	cases, err := selectCases(all, o.run)
 	if err != nil {
 		return usage(err)
 	}
+	var bundle fs.FS
+	if o.bundle != "" {
+		if bundle, err = bundleDir(o.bundle); err != nil {
+			return usage(err)
+		}
+	}
 	if o.list {
+		if bundle != nil {
+			fmt.Fprintln(stdout, bundleCaseName)
+		}
 		for _, c := range cases {
 			fmt.Fprintln(stdout, c.Name)
 		}
+		return exitPass
+	}
+	report := func(name string, err error, d time.Duration) {
+		switch {
+		case err == nil:
+			fmt.Fprintf(stdout, "PASS %s (%.1fs)\n", name, d.Seconds())
+		case conformance.IsSkip(err):
+			fmt.Fprintf(stdout, "PASS %s (%.1fs) [%s]\n", name, d.Seconds(), oneLine(err.Error()))
+		default:
+			fmt.Fprintf(stdout, "FAIL %s: %s\n", name, oneLine(err.Error()))
+		}
+	}
+	if o.plugin == "" {
+		// --bundle alone.
+		start := time.Now()
+		_, err := checkBundle(bundle)
+		report(bundleCaseName, err, time.Since(start))
+		if err != nil {
+			fmt.Fprintln(stdout, "0 passed, 1 failed")
+			return exitFail
+		}
+		fmt.Fprintln(stdout, "1 passed, 0 failed")
 		return exitPass
 	}
 	path, err := pluginPath(o.plugin)
@@ -242,25 +294,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if reportFresh {
 		cases = cases[1:]
 	}
+	checkMissing := len(cases) > 0 && cases[len(cases)-1].Name == conformance.MissingBucketCaseName
+	if checkMissing {
+		cases = cases[:len(cases)-1]
+	}
 	start := time.Now()
 	configured, ok, freshErr := conformance.ConfigureFresh(ctx, client, settings)
 	if !ok {
 		return usage(fmt.Errorf("configuring the plugin with the settings in %s: %w", o.settings, freshErr))
 	}
-	if info, err := client.Describe(ctx); err == nil {
-		fmt.Fprintf(stderr, "conformance: testing %s (%s %s), %d cases\n", info.Name, info.ID, info.Version, len(cases)+map[bool]int{true: 1}[reportFresh])
-	}
-	report := func(name string, err error, d time.Duration) {
-		switch {
-		case err == nil:
-			fmt.Fprintf(stdout, "PASS %s (%.1fs)\n", name, d.Seconds())
-		case conformance.IsSkip(err):
-			fmt.Fprintf(stdout, "PASS %s (%.1fs) [%s]\n", name, d.Seconds(), oneLine(err.Error()))
-		default:
-			fmt.Fprintf(stdout, "FAIL %s: %s\n", name, oneLine(err.Error()))
-		}
+	info, infoErr := client.Describe(ctx)
+	if infoErr == nil {
+		n := len(cases) + map[bool]int{true: 1}[reportFresh] + map[bool]int{true: 1}[checkMissing] + map[bool]int{true: 1}[bundle != nil]
+		fmt.Fprintf(stderr, "conformance: testing %s (%s %s), %d cases\n", info.Name, info.ID, info.Version, n)
 	}
 	var passed, failed int
+	if bundle != nil {
+		bstart := time.Now()
+		m, err := checkBundle(bundle)
+		if err == nil && infoErr == nil && m.ID != info.ID {
+			err = fmt.Errorf("%s: id: %q, but the plugin describes itself as %q; the manifest's id is the plugin's", manifest.Path, m.ID, info.ID)
+		}
+		report(bundleCaseName, err, time.Since(bstart))
+		if err != nil {
+			failed++
+		} else {
+			passed++
+		}
+	}
 	if reportFresh {
 		report(conformance.FreshCaseName, freshErr, time.Since(start))
 		if freshErr != nil {
@@ -271,6 +332,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	p, f := conformance.RunCases(ctx, client, cases, report, conformance.Configured(configured))
 	passed, failed = passed+p, failed+f
+	if checkMissing {
+		start := time.Now()
+		err := conformance.CheckMissingBucket(ctx, client, settings)
+		report(conformance.MissingBucketCaseName, err, time.Since(start))
+		if err != nil && !conformance.IsSkip(err) {
+			failed++
+		} else {
+			passed++
+		}
+	}
 	fmt.Fprintf(stdout, "%d passed, %d failed\n", passed, failed)
 	if failed > 0 {
 		return exitFail

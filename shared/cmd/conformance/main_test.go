@@ -147,6 +147,7 @@ func TestEndToEndPass(t *testing.T) {
 	for _, c := range conformance.Cases() {
 		names = append(names, c.Name)
 	}
+	names = append(names, conformance.MissingBucketCaseName)
 	n := len(names)
 	if len(lines) != n+1 {
 		t.Fatalf("%d lines, want one per case (%d) and a summary:\n%s", len(lines), n, out)
@@ -191,5 +192,21 @@ func TestEndToEndFail(t *testing.T) {
 		!strings.HasPrefix(lines[1], `FAIL content-type: `) || !strings.Contains(lines[1], `want "image/png"`) ||
 		lines[2] != "1 passed, 1 failed" {
 		t.Errorf("output:\n%s", out)
+	}
+}
+
+// TestEndToEndMissingBucket: the command checks, last, a bucket that does
+// not exist, with the settings' "bucket" pointing at a made-up one; a
+// plugin that makes every bucket it is configured for fails it.
+func TestEndToEndMissingBucket(t *testing.T) {
+	settings := writeFile(t, "settings.json", `{"bucket":"b","secret_access_key":"`+secret+`"}`, 0o600)
+	code, out, errOut := runCmd(t, "--plugin", self(t), "--settings", settings, "--run", "^(not-found|missing-bucket)$")
+	if code != exitPass || !strings.Contains(out, "PASS not-found (") || !strings.Contains(out, "\nPASS missing-bucket (") {
+		t.Errorf("exit status %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitPass, out, errOut)
+	}
+	settings = writeFile(t, "settings.json", `{"bucket":"b","mode":"makes-every-bucket","secret_access_key":"`+secret+`"}`, 0o600)
+	code, out, errOut = runCmd(t, "--plugin", self(t), "--settings", settings, "--run", "^missing-bucket$")
+	if code != exitFail || !strings.HasPrefix(out, "FAIL missing-bucket: ") || !strings.Contains(out, `in bucket "conformance-missing-`) || !strings.Contains(out, "succeeded") {
+		t.Errorf("a plugin with every bucket: exit status %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitFail, out, errOut)
 	}
 }

@@ -11,13 +11,16 @@ import (
 )
 
 // testProvider is the reference memstore provider, served by the test binary
-// when go-plugin launches it. Its settings need a "bucket" and may have a
+// when go-plugin launches it, with the one bucket "b" (another is missing,
+// as the missing-bucket case needs). Its settings need a "bucket" and may have a
 // "key_prefix"; a "mode" of "ignore-content-type" or "misreport-bucket"
 // (Configure reports another bucket than the one Put goes to) breaks it on
 // purpose. A "mode" of "skip-upload-checks" stores whatever its reader
 // yields, checking neither the declared size nor the sha256 (as an author
 // who relies on storage.Guard writes it); "stop-at-declared-size" reads
-// exactly the declared size and stores it without reading to io.EOF.
+// exactly the declared size and stores it without reading to io.EOF;
+// "makes-every-bucket" makes the bucket it is configured for, so no
+// bucket is ever missing.
 type testProvider struct {
 	*memstore.Store
 	mu   sync.Mutex
@@ -25,7 +28,7 @@ type testProvider struct {
 }
 
 func newTestProvider() *testProvider {
-	return &testProvider{Store: memstore.New("https://cdn.example.test")}
+	return &testProvider{Store: memstore.NewWithBuckets("https://cdn.example.test", "b")}
 }
 
 // Describe names the test provider.
@@ -47,6 +50,9 @@ func (p *testProvider) ValidateSettings(_ context.Context, s storage.Settings) (
 func (p *testProvider) Configure(ctx context.Context, s storage.Settings) (storage.ConfigureResult, error) {
 	if fields, _ := p.ValidateSettings(ctx, s); len(fields) > 0 {
 		return storage.ConfigureResult{}, storage.SettingsError(fields)
+	}
+	if s["mode"] == "makes-every-bucket" {
+		p.Store.CreateBucket(s["bucket"].(string))
 	}
 	mem := storage.Settings{"bucket": s["bucket"], "public_url": "https://cdn.example.test"}
 	if prefix, ok := s["key_prefix"]; ok {
