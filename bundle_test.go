@@ -86,11 +86,9 @@ func TestValidSettingsPass(t *testing.T) {
 	s := compileSettings(t)
 	for name, v := range map[string]map[string]any{
 		"empty (nothing saved yet)": {},
-		"partial":                   {"enabled": false, "bucket": "my-magicads-media"},
+		"partial":                   {"bucket": "my-magicads-media"},
 		"blank strings":             {"access_key_id": "", "secret_access_key": "", "account_id": "", "bucket": "", "endpoint": "", "public_url": "", "key_prefix": ""},
 		"full": {
-			"enabled":           true,
-			"delete_local":      true,
 			"access_key_id":     "0123456789abcdef0123456789abcdef",
 			"secret_access_key": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 			"account_id":        "0123456789ABCDEF0123456789abcdef",
@@ -128,7 +126,8 @@ func TestBadSettingsFail(t *testing.T) {
 		{"endpoint with query", map[string]any{"endpoint": "https://x.example?a=1"}, "endpoint"},
 		{"endpoint with credentials", map[string]any{"endpoint": "https://u:p@x.example"}, "endpoint"},
 		{"public url without scheme", map[string]any{"public_url": "pub-x.r2.dev"}, "public_url"},
-		{"enabled as string", map[string]any{"enabled": "yes"}, "enabled"},
+		{"the host's enabled", map[string]any{"enabled": true}, "enabled"},
+		{"the host's delete_local", map[string]any{"delete_local": true}, "delete_local"},
 		{"use_path_style as number", map[string]any{"use_path_style": 1}, "use_path_style"},
 		{"account id too short", map[string]any{"account_id": "abc"}, "account_id"},
 		{"account id not hex", map[string]any{"account_id": strings.Repeat("z", 32)}, "account_id"},
@@ -192,7 +191,8 @@ func TestSettingsSchemaShape(t *testing.T) {
 	if len(doc.Required) != 0 {
 		t.Errorf("required = %v; partial saves must be allowed", doc.Required)
 	}
-	wantKeys := []string{"enabled", "delete_local", "access_key_id", "secret_access_key", "account_id", "bucket", "endpoint", "public_url", "key_prefix", "use_path_style", "jurisdiction"}
+	// enabled and delete_local are the host's settings, not the plugin's.
+	wantKeys := []string{"access_key_id", "secret_access_key", "account_id", "bucket", "endpoint", "public_url", "key_prefix", "use_path_style", "jurisdiction"}
 	if len(doc.Properties) != len(wantKeys) {
 		t.Errorf("properties = %d, want %d", len(doc.Properties), len(wantKeys))
 	}
@@ -239,7 +239,6 @@ func TestSettingsSchemaShape(t *testing.T) {
 		t.Errorf("x-fully-configured = %+v", doc.FullyConfigured)
 	}
 	titles := map[string]string{
-		"enabled": "Enable Cloudflare R2", "delete_local": "Delete local copy after upload",
 		"access_key_id": "Access Key ID", "secret_access_key": "Secret Access Key",
 		"account_id": "Account ID", "bucket": "Bucket", "endpoint": "Custom Endpoint",
 		"public_url": "Public / CDN URL", "key_prefix": "Key Prefix",

@@ -38,7 +38,7 @@ var (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	for _, b := range []*plugintest.Builder{&pluginBin, &marketBin, &publicBin} {
+	for _, b := range []*plugintest.Builder{&pluginBin, &s3PluginBin, &marketBin, &publicBin} {
 		b.Cleanup()
 	}
 	os.Exit(code)
@@ -88,8 +88,8 @@ func startProcess(t *testing.T, url string, name string, args ...string) {
 	}
 }
 
-// publishCatalog writes a signed catalog of the real plugin into dir and
-// returns the key dir.
+// publishCatalog writes a signed catalog of the real plugins (R2, then
+// S3-compatible) into dir and returns the key dir.
 func publishCatalog(t *testing.T, dir, checkoutBase string) string {
 	t.Helper()
 	keys := t.TempDir()
@@ -117,7 +117,7 @@ func publishCatalog(t *testing.T, dir, checkoutBase string) string {
 		Pricing:     catalog.Pricing{Model: "paid", Price: &catalog.Price{Amount: "29.00", Currency: "USD"}, FreeForExtendedLicense: true},
 		CheckoutURL: checkoutBase + "/checkout/" + man.ID,
 		Versions:    []catalog.Version{{Version: man.Version, MinHostVersion: "1.0.0", ProtocolVersions: []int{1}, Archives: map[string]catalog.Archive{platform: a}}},
-	}}}
+	}, s3CompatiblePlugin(t, dir, priv)}}
 	index, _ := json.MarshalIndent(idx, "", "  ")
 	os.WriteFile(filepath.Join(dir, "index.json"), index, 0o644)
 	sig, err := catalog.SignIndex(priv, index)

@@ -32,8 +32,7 @@ func (m *Manager) usable(ctx context.Context, id string) bool {
 	if err != nil {
 		return false
 	}
-	enabled, _ := values["enabled"].(bool)
-	return enabled
+	return enabledIn(values)
 }
 
 // Options returns the Default Storage choices: local, then every enabled,
@@ -175,7 +174,7 @@ func (m *Manager) route(ctx context.Context, id string) results.Route {
 	case err != nil:
 		return waiting("its settings cannot be read: " + err.Error())
 	}
-	if enabled, _ := values["enabled"].(bool); !enabled {
+	if !enabledIn(values) {
 		return off("the provider is disabled")
 	}
 	if !configured {
@@ -190,8 +189,7 @@ func (m *Manager) route(ctx context.Context, id string) results.Route {
 	case st.State != pluginrt.StateRunning:
 		return waiting(fmt.Sprintf("the plugin is %s", st.State))
 	}
-	deleteLocal, _ := values["delete_local"].(bool)
-	r.State, r.Target.Provider, r.Target.DeleteLocal = results.RouteReady, m.rt.Provider(id), deleteLocal
+	r.State, r.Target.Provider, r.Target.DeleteLocal = results.RouteReady, m.rt.Provider(id), deleteLocalIn(values)
 	return r
 }
 

@@ -53,6 +53,9 @@ const (
 	badArgBucket = "badarg-bucket"
 )
 
+// hostKeyReachedPlugin is the fake's refusal of a host setting it was given.
+const hostKeyReachedPlugin = "fake: the host's own setting reached the plugin"
+
 // noFieldsMessage is the fake's refusal of noFieldsBucket.
 const noFieldsMessage = "fake: the bucket and the endpoint disagree"
 
@@ -77,8 +80,15 @@ type fakeProvider struct {
 // "http://host:abc", which the schema's pattern lets through, is refused),
 // and an access key needs its secret (so a check of the incoming values
 // without the kept secret would fail).
+// The host's own settings (enabled, delete_local) are the host's: a plugin
+// is never given them, so the fake refuses them where they reach it.
 func fakeCheck(s storage.Settings) []storage.FieldError {
 	var fe []storage.FieldError
+	for _, k := range []string{"enabled", "delete_local"} {
+		if _, ok := s[k]; ok {
+			fe = append(fe, storage.FieldError{Field: k, Message: hostKeyReachedPlugin})
+		}
+	}
 	for _, k := range []string{"endpoint", "public_url"} {
 		v, _ := s[k].(string)
 		if v == "" {
@@ -205,6 +215,17 @@ const (
 // named otherName, with R2's settings schema and a migration that does nothing.
 func (e *env) installOther() {
 	e.t.Helper()
+	schema, err := os.ReadFile(filepath.Join(plugintest.ModuleRoot(e.t), "schema", "settings.schema.json"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.installWith(otherID, otherName, schema)
+}
+
+// installWith registers this test binary as provider id named name, with
+// the settings schema document schema and a migration that does nothing.
+func (e *env) installWith(id, name string, schema []byte) {
+	e.t.Helper()
 	root := plugintest.ModuleRoot(e.t)
 	data, err := os.ReadFile(filepath.Join(root, "manifest.json"))
 	if err != nil {
@@ -214,13 +235,9 @@ func (e *env) installOther() {
 	if err := json.Unmarshal(data, &man); err != nil {
 		e.t.Fatal(err)
 	}
-	man["id"], man["name"] = otherID, otherName
+	man["id"], man["name"] = id, name
 	dir := e.t.TempDir()
 	data, err = json.Marshal(man)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	schema, err := os.ReadFile(filepath.Join(root, "schema", "settings.schema.json"))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -241,8 +258,8 @@ func (e *env) installOther() {
 		}
 	}
 	exe, sum := e.binary()
-	if err := e.m.Register(context.Background(), providers.Installed{ID: otherID, Version: "1.0.0", Dir: dir, BinaryPath: exe, SHA256: sum}); err != nil {
-		e.t.Fatalf("installing the fake plugin as %s: %v", otherID, err)
+	if err := e.m.Register(context.Background(), providers.Installed{ID: id, Version: "1.0.0", Dir: dir, BinaryPath: exe, SHA256: sum}); err != nil {
+		e.t.Fatalf("installing the fake plugin as %s: %v", id, err)
 	}
 }
 

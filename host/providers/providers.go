@@ -214,6 +214,9 @@ func (m *Manager) Activate(ctx context.Context, inst Installed) error {
 	if err != nil {
 		return err
 	}
+	if err := ownSettings(p); err != nil {
+		return err
+	}
 	p.inst.SHA256 = append([]byte(nil), inst.SHA256...)
 	mac, err := m.recordMAC(p.inst)
 	if err != nil {
@@ -328,6 +331,9 @@ func (m *Manager) Load(ctx context.Context) error {
 	}
 	for _, r := range list {
 		p := m.verify(ctx, r)
+		if err := ownSettings(p); err != nil && p.refused == "" {
+			p.refused = fmt.Sprintf("%v; %s", err, reinstall)
+		}
 		m.mu.Lock()
 		m.plugins[r.id] = p
 		m.mu.Unlock()
@@ -430,7 +436,7 @@ func (m *Manager) configureTurn(ctx context.Context, id string, prov storage.Pro
 		problem = err.Error()
 		m.log.Error("provider settings cannot be read; the provider is treated as unconfigured", "plugin", id, "error", err)
 	case !p.schema.FullyConfigured(values):
-		problem = "credentials incomplete: fill in access key, secret, bucket and account id (or a custom endpoint)"
+		problem = incompleteMessage(p.schema, values)
 		secrets = p.schema.SecretValuesOf(values)
 	default:
 		secrets = p.schema.SecretValuesOf(values)
@@ -440,7 +446,9 @@ func (m *Manager) configureTurn(ctx context.Context, id string, prov storage.Pro
 		known := slices.Clone(p.secrets)
 		p.secrets = append(slices.Clone(known), secrets...)
 		m.mu.Unlock()
-		if res, err := prov.Configure(ctx, storage.Settings(values)); err != nil {
+		// The host's own settings (enabled, delete_local) are not the
+		// plugin's: it is never given them.
+		if res, err := prov.Configure(ctx, pluginSettings(values)); err != nil {
 			// A plugin may quote what it was given.
 			problem = "the plugin refused its settings: " + redact(err.Error(), append(known, secrets...))
 		} else {

@@ -61,7 +61,9 @@ func (m *Manager) Settings(ctx context.Context, id string) (SettingsView, error)
 	return SettingsView{Values: p.schema.Public(values), SecretsSet: p.schema.SecretsSet(values), Problem: problem}, nil
 }
 
-// SchemaJSON returns the provider's settings schema document.
+// SchemaJSON returns the settings schema document the host serves for the
+// provider: the plugin's own, with the host's settings (enabled,
+// delete_local) added (HostSchema).
 func (m *Manager) SchemaJSON(id string) ([]byte, error) {
 	p, err := m.plugin(id)
 	if err != nil {
@@ -249,7 +251,7 @@ func (m *Manager) check(ctx context.Context, p *plugin, prov storage.Provider, s
 	secrets := p.schema.SecretValuesOf(merged)
 	vctx, cancel := context.WithTimeout(ctx, validateTimeout)
 	defer cancel()
-	pluginFields, err := prov.ValidateSettings(vctx, storage.Settings(merged))
+	pluginFields, err := prov.ValidateSettings(vctx, pluginSettings(merged))
 	var se *storage.Error
 	switch {
 	case err == nil:

@@ -145,7 +145,7 @@ func TestConnectionTestSaysTheSettingsWereSaved(t *testing.T) {
 			}
 
 			res, _, err = e.m.Test(ctx, pluginID, with(complete(), "access_key_id", nil, "secret_access_key", ""))
-			want = "Settings saved, but the connection test failed at config: credentials incomplete"
+			want = "Settings saved, but the connection test failed at config: settings incomplete: fill in Access Key ID"
 			if err != nil || res.OK || res.Step != storage.StepConfig || !strings.HasPrefix(res.Message, want) {
 				t.Fatalf("incomplete: %+v, %v; want a message starting %q", res, err, want)
 			}

@@ -117,6 +117,9 @@ type Trouble struct {
 	OtherCause string
 	// OtherFix: see OtherCause.
 	OtherFix string
+	// OtherSymptom words Symptom for any provider other than Cloudflare
+	// R2, as OtherCause; "" where Symptom fits every provider.
+	OtherSymptom string
 	// When lists the conditions this row explains; a row without any is
 	// for README readers only.
 	When []Condition
@@ -143,16 +146,28 @@ func (t Trouble) For(id, name string) (cause, fix string) {
 	return cause, fix
 }
 
+// SymptomFor returns the row's symptom as worded for provider id named
+// name: Symptom for Cloudflare R2, else OtherSymptom (where set) with name
+// for "{provider}".
+func (t Trouble) SymptomFor(id, name string) string {
+	if id == r2ID || t.OtherSymptom == "" {
+		return t.Symptom
+	}
+	return strings.ReplaceAll(t.OtherSymptom, providerName, name)
+}
+
 // troubleshooting is the troubleshooting table. README.md's Troubleshooting
 // section lists exactly these rows, in this order (a test compares them).
 // Cells are plain text: no "|", no Markdown.
 var troubleshooting = [...]Trouble{
 	{
-		Symptom:  "R2 doesn't appear in the Default Storage list",
-		Cause:    "Provider not enabled, or credentials incomplete",
-		Fix:      "Enable it and fill in access key, secret, bucket and account id (or a custom endpoint).",
-		OtherFix: "Enable {provider} and fill in every setting its config page marks as required.",
-		When:     []Condition{CondNotEnabled, CondIncomplete}, Status: StatusFailing, FixPage: PageSettings,
+		Symptom:      "R2 doesn't appear in the Default Storage list",
+		Cause:        "Provider not enabled, or credentials incomplete",
+		Fix:          "Enable it and fill in access key, secret, bucket and account id (or a custom endpoint).",
+		OtherSymptom: "{provider} doesn't appear in the Default Storage list",
+		OtherCause:   "Provider not enabled, or settings incomplete",
+		OtherFix:     "Enable {provider} and fill in every setting its config page marks as required.",
+		When:         []Condition{CondNotEnabled, CondIncomplete}, Status: StatusFailing, FixPage: PageSettings,
 	},
 	{
 		Symptom:    `"Connection failed" on test`,
@@ -357,14 +372,13 @@ var rules = [...]rule{
 		return "settings cannot be read: " + f.loadErr.Error(), true
 	}},
 	{cond: CondNotEnabled, holds: func(f *facts) (string, bool) {
-		enabled, _ := f.values["enabled"].(bool)
-		return "not enabled", !enabled
+		return "not enabled", !enabledIn(f.values)
 	}},
 	{cond: CondIncomplete, holds: func(f *facts) (string, bool) {
 		if f.schema.FullyConfigured(f.values) {
 			return "", false
 		}
-		return "credentials incomplete: " + emptyRequired(f.schema, f.values), true
+		return incompleteMessage(f.schema, f.values), true
 	}},
 	{cond: CondNotRunning, holds: func(f *facts) (string, bool) {
 		switch {
@@ -724,54 +738,6 @@ func (m *Manager) facts(ctx context.Context, id string, jobs results.ProviderJob
 	f.rt, f.started = m.rt.Status(id)
 	f.values, f.loadErr = m.settings.Load(ctx, EntryName(id))
 	return f
-}
-
-// emptyRequired names the settings a connection needs that are empty, as
-// the schema's x-fully-configured annotation lists them, by their titles:
-// "Secret Access Key and Account ID (or Custom Endpoint) are empty".
-func emptyRequired(s *settingsschema.Schema, values map[string]any) string {
-	var doc struct {
-		Complete struct {
-			All []string `json:"all"`
-			Any []string `json:"any"`
-		} `json:"x-fully-configured"`
-		Properties map[string]struct {
-			Title string `json:"title"`
-		} `json:"properties"`
-	}
-	_ = json.Unmarshal(s.Document(), &doc) // a compiled schema is valid JSON
-	title := func(k string) string {
-		if t := doc.Properties[k].Title; t != "" {
-			return t
-		}
-		return k
-	}
-	var empty []string
-	for _, k := range doc.Complete.All {
-		if !isSetValue(values[k]) {
-			empty = append(empty, title(k))
-		}
-	}
-	anySet := len(doc.Complete.Any) == 0
-	var alts []string
-	for _, k := range doc.Complete.Any {
-		anySet = anySet || isSetValue(values[k])
-		alts = append(alts, title(k))
-	}
-	if !anySet {
-		one := alts[0]
-		if len(alts) > 1 {
-			one += " (or " + strings.Join(alts[1:], " or ") + ")"
-		}
-		empty = append(empty, one)
-	}
-	switch len(empty) {
-	case 0:
-		return "a required setting is empty"
-	case 1:
-		return empty[0] + " is empty"
-	}
-	return strings.Join(empty[:len(empty)-1], ", ") + " and " + empty[len(empty)-1] + " are empty"
 }
 
 // hasProperty reports whether the schema has a top-level property name.

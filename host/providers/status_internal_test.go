@@ -91,7 +91,7 @@ func TestRowsForOtherProviders(t *testing.T) {
 			continue
 		}
 		c, f := row.For("b2", "Backblaze B2")
-		for _, cell := range []string{c, f} {
+		for _, cell := range []string{row.SymptomFor("b2", "Backblaze B2"), c, f} {
 			for _, w := range []string{"R2", "r2.dev", "account id", "API token"} {
 				if strings.Contains(cell, w) {
 					t.Errorf("row %d, for another provider: %q names %q", i+1, cell, w)

@@ -99,7 +99,7 @@ func TestUnavailableProvidersSayWhy(t *testing.T) {
 			}
 
 			e.save(map[string]any{"enabled": true, "bucket": "results-bucket"})
-			want.Reason = "credentials incomplete: Access Key ID, Secret Access Key and Account ID (or Custom Endpoint) are empty"
+			want.Reason = "settings incomplete: fill in Access Key ID and Secret Access Key, and Account ID or Custom Endpoint"
 			if u := only(t, e.m.StorageStatus(ctx, nil, nil)); u != want {
 				t.Fatalf("incomplete: %+v, want %+v", u, want)
 			}
@@ -347,9 +347,9 @@ func TestReadmeTroubleshootingTableIsTheConsoles(t *testing.T) {
 	var own, other [][]string
 	for _, r := range providers.Troubleshooting() {
 		own = append(own, []string{r.Symptom, r.Cause, r.Fix})
-		if r.OtherCause != "" || r.OtherFix != "" {
+		if r.OtherCause != "" || r.OtherFix != "" || r.OtherSymptom != "" {
 			cause, fix := r.For("another-provider", "{provider}")
-			other = append(other, []string{r.Symptom, cause, fix})
+			other = append(other, []string{r.SymptomFor("another-provider", "{provider}"), cause, fix})
 		}
 	}
 	if len(other) == 0 {

@@ -8,8 +8,6 @@ import (
 	"testing"
 
 	"golang.org/x/net/html"
-
-	r2storage "github.com/magicads/r2storage"
 )
 
 // problemStorage is a storage API answer whose Default Storage is failing.
@@ -35,7 +33,7 @@ func problemStorage() map[string]any {
 // R2 settings and results.
 func consoleAPI(t *testing.T, storage map[string]any) *fakeAPI {
 	t.Helper()
-	schema, err := r2storage.SettingsSchema()
+	schema, err := r2Schema()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +377,7 @@ func TestResultCardsSayWhereAndWhatHappens(t *testing.T) {
 // domain; a custom domain gets none (the element stays, hidden, for the
 // script).
 func TestConfigPageWarnsAboutR2Dev(t *testing.T) {
-	schema, err := r2storage.SettingsSchema()
+	schema, err := r2Schema()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +410,7 @@ func TestConfigPageWarnsAboutR2Dev(t *testing.T) {
 // empty field x-fully-configured asks for is marked and the banner lists
 // them; a complete form marks none.
 func TestConfigPageMarksMissingFields(t *testing.T) {
-	schema, err := r2storage.SettingsSchema()
+	schema, err := r2Schema()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,14 +6,12 @@ import (
 	"testing"
 
 	"golang.org/x/net/html"
-
-	r2storage "github.com/magicads/r2storage"
 )
 
 // r2ConfigPage renders the R2 config screen over stored values.
 func r2ConfigPage(t *testing.T, values map[string]any, secretsSet []string) (string, *html.Node) {
 	t.Helper()
-	schema, err := r2storage.SettingsSchema()
+	schema, err := r2Schema()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,8 +12,6 @@ import (
 	"testing"
 
 	"golang.org/x/net/html"
-
-	r2storage "github.com/magicads/r2storage"
 )
 
 // fakeAPI answers the API paths with fixed JSON and records what it saw.
@@ -468,7 +466,7 @@ func labelFor(doc *html.Node, id string) string {
 }
 
 func TestConfigPageRendersTheR2Schema(t *testing.T) {
-	schema, err := r2storage.SettingsSchema()
+	schema, err := r2Schema()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -610,7 +608,7 @@ func TestConfigPageRendersTheR2Schema(t *testing.T) {
 // stored, so the secret's placeholder must not speak of a stored secret
 // (the R2 schema's own placeholder does: it is for later edits).
 func TestConfigPageUnsetSecretDoesNotSayStored(t *testing.T) {
-	schema, err := r2storage.SettingsSchema()
+	schema, err := r2Schema()
 	if err != nil {
 		t.Fatal(err)
 	}

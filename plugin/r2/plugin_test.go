@@ -42,7 +42,7 @@ func launchBinary(t *testing.T, path string) (*s3test.Server, *plugintest.Plugin
 	srv := s3test.StartVersity(t)
 	srv.CreateBucket(t, "conformance")
 	settings := storage.Settings{
-		"enabled": true, "access_key_id": srv.AccessKey, "secret_access_key": srv.SecretKey,
+		"access_key_id": srv.AccessKey, "secret_access_key": srv.SecretKey,
 		"bucket": "conformance", "endpoint": srv.Endpoint, "public_url": "https://pub-test.r2.dev",
 		"key_prefix": "magicads", "use_path_style": true,
 	}

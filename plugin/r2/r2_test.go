@@ -24,7 +24,7 @@ func newVersity(t *testing.T) (*s3test.Server, storage.Settings) {
 	srv := s3test.StartVersity(t)
 	srv.CreateBucket(t, bucket)
 	return srv, storage.Settings{
-		"enabled": true, "access_key_id": srv.AccessKey, "secret_access_key": srv.SecretKey,
+		"access_key_id": srv.AccessKey, "secret_access_key": srv.SecretKey,
 		"bucket": bucket, "endpoint": srv.Endpoint, "public_url": "https://pub-test.r2.dev",
 		"key_prefix": "magicads", "use_path_style": true,
 	}
@@ -332,7 +332,9 @@ func TestConfigureRefusesBadSettings(t *testing.T) {
 		{storage.Settings{"bucket": "Bad_Name"}, "bucket"},
 		{storage.Settings{"jurisdiction": "mars"}, "jurisdiction"},
 		{storage.Settings{"endpoint": "ftp://x"}, "endpoint"},
-		{storage.Settings{"enabled": "yes"}, "enabled"},
+		{storage.Settings{"use_path_style": "yes"}, "use_path_style"},
+		// The host's own settings are never the plugin's.
+		{storage.Settings{"enabled": true}, "enabled"},
 		{storage.Settings{"colour": "blue"}, "colour"},
 		{storage.Settings{"access_key_id": "a", "secret_access_key": "b", "bucket": "media"}, "account_id"},
 		{storage.Settings{}, "secret_access_key"},

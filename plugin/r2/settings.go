@@ -19,9 +19,9 @@ const (
 )
 
 // Settings are the plugin's settings, keyed exactly as schema/settings.schema.json.
+// Whether the provider is enabled and whether local copies are deleted after
+// upload are the host's settings: the host never passes them to the plugin.
 type Settings struct {
-	Enabled         bool   `json:"enabled"`
-	DeleteLocal     bool   `json:"delete_local"`
 	AccessKeyID     string `json:"access_key_id"`
 	SecretAccessKey string `json:"secret_access_key"`
 	AccountID       string `json:"account_id"`

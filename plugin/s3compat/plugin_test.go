@@ -39,7 +39,7 @@ func launchConfigured(t *testing.T) (*s3test.Server, *plugintest.Plugin, storage
 	srv := s3test.StartVersityIn(t, region)
 	srv.CreateBucket(t, "conformance")
 	settings := storage.Settings{
-		"enabled": true, "access_key_id": srv.AccessKey, "secret_access_key": srv.SecretKey,
+		"access_key_id": srv.AccessKey, "secret_access_key": srv.SecretKey,
 		"region": region, "endpoint": srv.Endpoint, "bucket": "conformance", "use_path_style": true,
 		"key_prefix": "magicads", "public_url": "https://cdn.example.com",
 	}

@@ -12,10 +12,10 @@ import (
 )
 
 // Settings are the plugin's settings, keyed exactly as
-// bundle/schema/settings.schema.json.
+// bundle/schema/settings.schema.json. Whether the provider is enabled and
+// whether local copies are deleted after upload are the host's settings: the
+// host never passes them to the plugin.
 type Settings struct {
-	Enabled         bool   `json:"enabled"`
-	DeleteLocal     bool   `json:"delete_local"`
 	AccessKeyID     string `json:"access_key_id"`
 	SecretAccessKey string `json:"secret_access_key"`
 	Region          string `json:"region"`

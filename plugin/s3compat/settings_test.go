@@ -136,7 +136,12 @@ func TestBundleIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, field := range []string{"enabled", "delete_local", "access_key_id", "secret_access_key", "region", "endpoint", "bucket", "use_path_style", "key_prefix", "public_url"} {
+	for _, hosts := range []string{"enabled", "delete_local"} {
+		if fe := schema.Validate(storage.Settings{hosts: false}); len(fe) == 0 {
+			t.Errorf("the schema declares the host's %s", hosts)
+		}
+	}
+	for _, field := range []string{"access_key_id", "secret_access_key", "region", "endpoint", "bucket", "use_path_style", "key_prefix", "public_url"} {
 		if !strings.Contains(string(doc), `"`+field+`": {`) {
 			t.Errorf("the schema does not declare %s", field)
 		}

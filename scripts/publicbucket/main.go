@@ -4,7 +4,7 @@
 // and without credentials.
 //
 //	go run ./scripts/publicbucket --endpoint http://127.0.0.1:9000 --bucket NAME \
-//	    --access KEY --secret SECRET [--addr 127.0.0.1:9001] [--create-bucket]
+//	    --access KEY --secret SECRET [--addr 127.0.0.1:9001] [--create-bucket] [--region auto]
 //
 // GET and HEAD /<key> answer with the object, streamed from the endpoint, and
 // its Content-Type, Content-Length, ETag, Cache-Control and Last-Modified
@@ -16,7 +16,9 @@
 //
 // At start it checks that the bucket exists and the credentials work
 // (waiting up to --wait for the endpoint to answer); with --create-bucket a
-// missing bucket is created. It listens on 127.0.0.1 by default and is for
+// missing bucket is created. It signs for --region: auto (R2's) by default,
+// the bucket's region (e.g. us-east-1) for a server of another S3-compatible
+// provider that checks it. It listens on 127.0.0.1 by default and is for
 // development only: anyone who can reach it can read the whole bucket.
 package main
 
@@ -46,7 +48,7 @@ import (
 // defaultAddr is where the demo's Public / CDN URL points.
 const defaultAddr = "127.0.0.1:9001"
 
-// region is R2's only region; S3-compatible test servers accept it too.
+// region is R2's only region, the default of --region.
 const region = "auto"
 
 func main() {
@@ -64,9 +66,9 @@ func main() {
 
 // config is the command line.
 type config struct {
-	addr, endpoint, bucket, access, secret string
-	createBucket                           bool
-	wait                                   time.Duration
+	addr, endpoint, bucket, access, secret, region string
+	createBucket                                   bool
+	wait                                           time.Duration
 }
 
 func parse(args []string, stderr io.Writer) (config, error) {
@@ -78,6 +80,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.bucket, "bucket", "", "bucket to serve (required)")
 	fs.StringVar(&c.access, "access", "", "S3 access key ID (required)")
 	fs.StringVar(&c.secret, "secret", "", "S3 secret access key (required)")
+	fs.StringVar(&c.region, "region", region, "region to sign for: auto for R2, the bucket's region (e.g. us-east-1) for an S3-compatible server")
 	fs.BoolVar(&c.createBucket, "create-bucket", false, "create the bucket at start if it does not exist")
 	fs.DurationVar(&c.wait, "wait", 30*time.Second, "how long to wait at start for the endpoint to answer")
 	if err := fs.Parse(args); err != nil {
@@ -106,7 +109,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	client := newClient(c.endpoint, c.access, c.secret, nil)
+	client := newClientIn(c.region, c.endpoint, c.access, c.secret, nil)
 	created, err := prepareBucket(ctx, client, c.bucket, c.endpoint, c.createBucket, c.wait)
 	if err != nil {
 		return err
@@ -144,8 +147,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 // R2: static credentials, region auto, checksums only when required and
 // path-style addressing. It reads no environment variables or config files.
 func newClient(endpoint, access, secret string, hc *http.Client) *s3.Client {
+	return newClientIn(region, endpoint, access, secret, hc)
+}
+
+// newClientIn is newClient signing for signingRegion.
+func newClientIn(signingRegion, endpoint, access, secret string, hc *http.Client) *s3.Client {
 	cfg := aws.Config{
-		Region:                     region,
+		Region:                     signingRegion,
 		Credentials:                credentials.NewStaticCredentialsProvider(access, secret, ""),
 		BaseEndpoint:               aws.String(endpoint),
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,

@@ -372,3 +372,56 @@ func freeAddr(t *testing.T) string {
 	l.Close()
 	return addr
 }
+
+// TestRunInRegion: --region signs for a bucket's real region (an
+// S3-compatible provider's, e.g. us-east-1) instead of R2's auto, so the
+// stand-in also serves a bucket of a server that refuses other regions.
+func TestRunInRegion(t *testing.T) {
+	vgw := s3test.StartVersityIn(t, "us-east-1")
+	vgw.CreateBucket(t, testBucket)
+	if _, err := vgw.Client().PutObject(t.Context(), &s3.PutObjectInput{
+		Bucket: aws.String(testBucket), Key: aws.String("images/a.png"),
+		Body: strings.NewReader("img"), ContentType: aws.String(pngType),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var logs plugintest.Logs
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(ctx, []string{"--addr", addr, "--endpoint", vgw.Endpoint, "--bucket", testBucket,
+			"--access", vgw.AccessKey, "--secret", vgw.SecretKey, "--region", "us-east-1"}, &logs)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/images/a.png")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || string(body) != "img" {
+				t.Fatalf("status %d body %q", resp.StatusCode, body)
+			}
+			break
+		}
+		select {
+		case err := <-errc:
+			t.Fatalf("run returned early: %v; log:\n%s", err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("publicbucket did not answer on %s; log:\n%s", addr, logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not stop after cancel")
+	}
+}

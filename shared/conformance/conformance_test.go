@@ -199,8 +199,8 @@ func TestBrokenProvidersFail(t *testing.T) {
 		{bugEmptyETag, []string{"etag"}, []string{"ObjectInfo.ETag is empty"}},
 		{bugFixedETag, []string{"etag"}, []string{"did not change"}},
 		{bugPutETagDiffers, []string{"etag", "object-5mib-plus-1", "unknown-size"}, []string{"but put reported", "same tag from Put, Stat and Get"}},
-		{bugEndIsInvalid, []string{"read-at-end"}, []string{"with Offset 10 (its size)", `want an empty read`}},
-		{bugZeroLengthAnyOffset, []string{"read-at-end"}, []string{"with Offset 11 (past its size), Length 0", `want an error with code "invalid argument"`}},
+		{bugEndIsUnknown, []string{"read-at-end"}, []string{"with Offset 10 (its size)", `want an empty read`}},
+		{bugPastEndIsEmpty, []string{"read-at-end", "range-read"}, []string{"with Offset 11 (past its size)", `want an error with code "invalid argument"`}},
 		// Every put of a declared size fails (storage.Guard refuses a
 		// success reported before io.EOF), and where the content was wrong
 		// the object the provider committed anyway is found.

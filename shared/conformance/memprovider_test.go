@@ -69,12 +69,14 @@ const (
 	// bugPutETagDiffers reports from Put another tag than Stat and Get
 	// give for the same version.
 	bugPutETagDiffers bug = "put-etag-differs"
-	// bugEndIsInvalid refuses a Get at Offset == size (as S3's 416 did
-	// through R2) instead of answering an empty read.
-	bugEndIsInvalid bug = "offset-at-size-invalid"
-	// bugZeroLengthAnyOffset answers any Get with Length 0 with an empty
-	// read, even at an Offset past the object's size.
-	bugZeroLengthAnyOffset bug = "zero-length-ignores-offset"
+	// bugEndIsUnknown fails a Get at Offset == size with an error
+	// without a code instead of answering an empty read. (Refusing it
+	// with InvalidArgument, as S3's 416, is mended by storage.Guard.)
+	bugEndIsUnknown bug = "offset-at-size-fails"
+	// bugPastEndIsEmpty answers a Get at an Offset past the object's size
+	// with an empty read instead of InvalidArgument. (Doing so only for
+	// Length 0 is mended by storage.Guard.)
+	bugPastEndIsEmpty bug = "past-end-reads-empty"
 	// featPrefix is not a bug: keys are stored under a prefix that counts
 	// toward the 1024-byte limit, as the contract allows.
 	featPrefix bug = "stores-under-a-prefix"
@@ -411,10 +413,10 @@ func (m *memProvider) read(key string, o memObject, info storage.ObjectInfo, opt
 	size := int64(len(o.data))
 	start, end := int64(0), size
 	if !m.has(bugNoCapabilities) && !m.has(bugIgnoreRange) {
-		if m.has(bugEndIsInvalid) && opts.Offset == size && size > 0 {
-			return nil, storage.ObjectInfo{}, storage.Errorf(storage.InvalidArgument, "get %q: range not satisfiable", key)
+		if m.has(bugEndIsUnknown) && opts.Offset == size && size > 0 {
+			return nil, storage.ObjectInfo{}, fmt.Errorf("get %q: range not satisfiable", key)
 		}
-		if m.has(bugZeroLengthAnyOffset) && opts.Length == 0 {
+		if m.has(bugPastEndIsEmpty) && opts.Offset > size {
 			return io.NopCloser(bytes.NewReader(nil)), info, nil
 		}
 		if opts.Offset < 0 || opts.Offset > size {

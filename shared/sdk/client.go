@@ -253,7 +253,10 @@ func (c *rpcClient) Get(ctx context.Context, key string, opts storage.GetOptions
 		length = -1
 	}
 	stream, err := c.c.Get(streamCtx, &storagepb.GetRequest{Key: key, Offset: opts.Offset, Length: length})
-	return openGet(ctx, "get "+key, stream, err, cancel)
+	rc, info, err := openGet(ctx, "get "+key, stream, err, cancel)
+	// A plugin built before the end-of-object rule (whose server does not
+	// apply it) may refuse a read at the end; give the contract's answer.
+	return storage.ReadAtEnd(ctx, opts, rc, info, err, func(ctx context.Context) (storage.ObjectInfo, error) { return c.Stat(ctx, key) })
 }
 
 // openGet reads the object info that starts a Get or GetAt stream and
@@ -375,7 +378,8 @@ func (c *rpcClient) GetAt(ctx context.Context, loc storage.Location, opts storag
 		length = -1
 	}
 	stream, err := c.c.GetAt(streamCtx, &storagepb.GetAtRequest{Location: locationToPB(loc), Offset: opts.Offset, Length: length})
-	return openGet(ctx, op, stream, err, cancel)
+	rc, info, err := openGet(ctx, op, stream, err, cancel)
+	return storage.ReadAtEnd(ctx, opts, rc, info, err, func(ctx context.Context) (storage.ObjectInfo, error) { return c.StatAt(ctx, loc) })
 }
 
 // StatAt returns the attributes of the object at loc (storage.Locator);

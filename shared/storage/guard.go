@@ -37,7 +37,9 @@ type Guarded interface {
 //     reading there has skipped the checks above;
 //   - a Get or GetAt with a negative GetOptions.Offset gives
 //     InvalidArgument and p is not called (an Offset past the object's
-//     size needs the size, so p refuses that one itself).
+//     size needs the size, so p refuses that one itself); one at exactly
+//     the object's size that p refuses with InvalidArgument (as S3 does)
+//     becomes the empty read the contract specifies (ReadAtEnd).
 //
 // PutOptions reach p unchanged, SHA256 included, so a provider may also
 // hand the digest to its store. The wrapper implements UploadAborter and
@@ -138,7 +140,8 @@ func (g *guard) Get(ctx context.Context, key string, opts GetOptions) (io.ReadCl
 	if err := checkOffset(key, opts); err != nil {
 		return nil, ObjectInfo{}, err
 	}
-	return g.p.Get(ctx, key, opts)
+	rc, info, err := g.p.Get(ctx, key, opts)
+	return ReadAtEnd(ctx, opts, rc, info, err, func(ctx context.Context) (ObjectInfo, error) { return g.p.Stat(ctx, key) })
 }
 
 // checkOffset refuses a negative GetOptions.Offset with InvalidArgument.
@@ -188,7 +191,8 @@ func (l locator) GetAt(ctx context.Context, loc Location, opts GetOptions) (io.R
 	if err := checkOffset(loc.Key, opts); err != nil {
 		return nil, ObjectInfo{}, err
 	}
-	return l.l.GetAt(ctx, loc, opts)
+	rc, info, err := l.l.GetAt(ctx, loc, opts)
+	return ReadAtEnd(ctx, opts, rc, info, err, func(ctx context.Context) (ObjectInfo, error) { return l.l.StatAt(ctx, loc) })
 }
 
 // StatAt checks loc (ValidateLocation), then asks the provider.
