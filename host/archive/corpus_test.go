@@ -15,7 +15,7 @@ import (
 )
 
 // This file generates the test archives: a good one built the way
-// scripts/internal/bundletool builds plugin archives, and a corpus of hostile
+// shared/publish (magicads-plugin pack) builds plugin archives, and a corpus of hostile
 // and broken ones. Nothing binary is committed.
 
 // rawTar writes tar streams block by block, so tests can express anything a
@@ -117,8 +117,8 @@ func gz(tb testing.TB, p []byte) []byte {
 	return b.Bytes()
 }
 
-// goodArchive builds a plugin archive exactly like bundletool's archive
-// command: the embedded bundle at 0644, bin/cloudflare-r2 at 0755, folders at
+// goodArchive builds a plugin archive exactly like shared/publish.Pack
+// does: the embedded bundle at 0644, bin/cloudflare-r2 at 0755, folders at
 // 0755, sorted, USTAR, uid/gid 0, fixed mtime, best compression. It returns
 // the gzip stream and the expected files with their contents.
 func goodArchive(tb testing.TB) ([]byte, map[string]string) {

@@ -54,7 +54,7 @@ type API struct {
 	providers  *providers.Manager
 	market     *marketplace.Marketplace
 	opts       Options
-	mux        *http.ServeMux
+	mux        *routeMux
 	adminPats  []string
 	resultPats []string
 	limits     Limits
@@ -72,7 +72,7 @@ func New(res *results.Service, prov *providers.Manager, market *marketplace.Mark
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &API{results: res, providers: prov, market: market, opts: opts, mux: http.NewServeMux(), limits: opts.Limits.WithDefaults()}
+	a := &API{results: res, providers: prov, market: market, opts: opts, mux: newRouteMux(), limits: opts.Limits.WithDefaults()}
 	a.uploads = make(chan struct{}, a.limits.MaxUploads)
 	if res != nil {
 		a.jobs = res
@@ -84,6 +84,7 @@ func New(res *results.Service, prov *providers.Manager, market *marketplace.Mark
 		a.opts.Auth = auth.New(auth.Options{Token: opts.AdminToken, Logger: opts.Logger})
 	}
 	a.mux.HandleFunc("GET /healthz", a.healthz)
+	a.mux.HandleFunc("GET "+OpenAPIPath, a.openAPI)
 	a.handleResults("POST /api/v1/results", a.createResult)
 	a.handleResults("GET /api/v1/results", a.listResults)
 	a.handleResults("GET /api/v1/results/{id}", a.getResult)

@@ -1,5 +1,5 @@
 // Command devmarket is the development marketplace: it serves a catalog
-// written by scripts/catalog and a minimal checkout that issues purchase
+// written by scripts/catalog (any number of plugins) and a minimal checkout that issues purchase
 // receipts signed with the dev marketplace key.
 //
 //	go run ./scripts/devmarket --dir OUT_DIR [--addr 127.0.0.1:8090] [--keys DIR]
@@ -11,12 +11,14 @@
 //	                                      expiry (and a warning once expired)
 //	GET  /index.json, /index.json.sig, /marketplace.pub, /SHA256SUMS,
 //	     /<archive>.tar.gz[.sha256]        files of OUT_DIR (nothing else is served)
-//	GET  /checkout/{id}?return=URL         checkout page: name, price, "Complete purchase"
+//	GET  /checkout/{id}?return=URL         checkout page: name, price, "Complete purchase";
+//	                                      for a free plugin, a page saying no purchase is needed
 //	POST /checkout/{id} (form: return, buyer)
 //	                                      signs a receipt and shows it with a link back
 //	                                      to return?receipt=…; with Accept:
 //	                                      application/json it answers
-//	                                      {"plugin_id","receipt","return_url"}
+//	                                      {"plugin_id","receipt","return_url"};
+//	                                      409 and no receipt for a free plugin
 //
 // return must be an absolute http(s) URL. --keys defaults to
 // $MAGICADS_DEV_KEYS, else $HOME/.config/magicads/dev-marketplace, the key
@@ -391,6 +393,10 @@ func (s *server) checkoutPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if p.Pricing.Model == catalog.PricingFree {
+		s.render(w, http.StatusOK, "free", map[string]any{"Plugin": viewOf(p), "Return": ret})
+		return
+	}
 	s.render(w, http.StatusOK, "checkout", map[string]any{
 		"Plugin": viewOf(p), "Return": ret, "Action": "/checkout/" + p.ID, "Buyer": defaultBuyer,
 	})
@@ -428,6 +434,10 @@ func (s *server) checkoutComplete(w http.ResponseWriter, r *http.Request) {
 	}
 	p, ok := s.plugin(w, r)
 	if !ok {
+		return
+	}
+	if p.Pricing.Model == catalog.PricingFree {
+		s.fail(w, http.StatusConflict, fmt.Sprintf("%s is free: no purchase is needed, so no receipt is issued. Install it from the MagicAds plugins page.", p.Name))
 		return
 	}
 	var nonce [16]byte
@@ -496,7 +506,7 @@ input{width:100%;padding:.4rem;font-size:1rem;box-sizing:border-box}
 <p class="note" id="freshness">Serial {{.Serial}}, expires {{.Expires}}.</p>
 {{if .Expired}}<p class="warning" id="expired"><strong>This catalog has expired: hosts refuse it. Rerun scripts/catalog to re-sign it.</strong></p>{{end}}
 {{range .Plugins}}<div class="card"><h2>{{.Name}} <small class="note">{{.Version}}</small></h2><p>{{.Description}}</p>
-<p class="price">{{.Price}}</p><a class="button" href="/checkout/{{.ID}}">Checkout</a></div>
+<p class="price">{{.Price}}</p>{{if .Free}}<p class="note">No purchase needed: install it from MagicAds.</p>{{else}}<a class="button" href="/checkout/{{.ID}}">Checkout</a>{{end}}</div>
 {{else}}<p>The catalog is empty.</p>{{end}}
 {{template "foot"}}{{end}}
 
@@ -512,6 +522,16 @@ input{width:100%;padding:.4rem;font-size:1rem;box-sizing:border-box}
 <input id="buyer" name="buyer" type="email" value="{{.Buyer}}" maxlength="256">
 <p><button type="submit">Complete purchase</button></p>
 </form>
+</div>
+{{template "foot"}}{{end}}
+
+{{define "free"}}{{template "head" "Free plugin"}}
+<div class="card">
+<h1>{{.Plugin.Name}}</h1>
+<p>{{.Plugin.Description}}</p>
+<p class="price" id="price">{{.Plugin.Price}}</p>
+<p id="free">This plugin is free: no purchase is needed. Install it from the MagicAds plugins page.</p>
+{{if .Return}}<p><a class="button" id="return" href="{{.Return}}">Return to MagicAds</a></p>{{end}}
 </div>
 {{template "foot"}}{{end}}
 
