@@ -182,3 +182,41 @@ func TestCheckMissingBucket(t *testing.T) {
 		t.Errorf("with MissingBucket: %v", err)
 	}
 }
+
+// revision0 reports Contract 1, as a plugin built before the rules of
+// storage.ContractRevision 2 does through the plugin client (0 there).
+type revision0 struct{ storage.Provider }
+
+func (r revision0) Describe(ctx context.Context) (storage.Info, error) {
+	info, err := r.Provider.Describe(ctx)
+	info.Contract = 1
+	return info, err
+}
+
+// TestCheckMissingBucketHoldsOldPluginsToTheirRules: a provider of an
+// older contract revision that answers a missing bucket's Stat with
+// NotFound and names no bucket passes (every call still fails), one of
+// the current revision does not, and an older one whose Put succeeds
+// fails whatever its revision.
+func TestCheckMissingBucketHoldsOldPluginsToTheirRules(t *testing.T) {
+	ctx := t.Context()
+	settings := storage.Settings{"bucket": "media"}
+	configured := func(p storage.Provider) storage.Provider {
+		if _, err := p.Configure(ctx, settings); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if err := conformance.CheckMissingBucket(ctx, configured(revision0{statNotFound{memstore.NewWithBuckets("", "media")}}), settings); err != nil {
+		t.Errorf("revision 1 with NotFound from Stat: %v, want a pass", err)
+	}
+	if err := conformance.CheckMissingBucket(ctx, configured(revision0{unnamedBucket{memstore.NewWithBuckets("", "media")}}), settings); err != nil {
+		t.Errorf("revision 1 naming no bucket: %v, want a pass", err)
+	}
+	if err := conformance.CheckMissingBucket(ctx, configured(statNotFound{memstore.NewWithBuckets("", "media")}), settings); err == nil {
+		t.Error("the current revision with NotFound from Stat passed")
+	}
+	if err := conformance.CheckMissingBucket(ctx, configured(revision0{memstore.New("")}), settings); err == nil || !strings.Contains(err.Error(), "succeeded") {
+		t.Errorf("revision 1 whose calls succeed in a missing bucket: %v, want a failure", err)
+	}
+}

@@ -44,7 +44,7 @@ func (c *rpcClient) Describe(ctx context.Context) (storage.Info, error) {
 	}
 	caps := r.GetCapabilities()
 	return storage.Info{
-		ID: r.GetId(), Name: r.GetName(), Version: r.GetVersion(),
+		ID: r.GetId(), Name: r.GetName(), Version: r.GetVersion(), Contract: int(r.GetContractRevision()),
 		Capabilities: storage.Capabilities{
 			PublicURLs:    caps.GetPublicUrls(),
 			RangeReads:    caps.GetRangeReads(),

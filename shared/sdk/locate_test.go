@@ -296,3 +296,16 @@ func TestLocatorThroughLaunchClient(t *testing.T) {
 		t.Fatalf("delete at through the client: %v", err)
 	}
 }
+
+// TestDescribeReportsTheContractRevision: over the plugin, Describe
+// reports the revision of the plugin-side SDK, whatever the provider says.
+func TestDescribeReportsTheContractRevision(t *testing.T) {
+	c, _ := serveOver(t, memstore.New(""), &storagepb.StorageProvider_ServiceDesc)
+	info, err := c.Describe(context.Background())
+	if err != nil || info.Contract != storage.ContractRevision {
+		t.Fatalf("describe = %+v, %v; want Contract %d", info, err, storage.ContractRevision)
+	}
+	if g, err := storage.Guard(memstore.New("")).Describe(context.Background()); err != nil || g.Contract != storage.ContractRevision {
+		t.Fatalf("guarded describe = %+v, %v; want Contract %d", g, err, storage.ContractRevision)
+	}
+}

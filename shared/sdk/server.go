@@ -45,6 +45,7 @@ func (s *server) Describe(ctx context.Context, _ *storagepb.DescribeRequest) (*s
 	_, lists := s.impl.(storage.Lister)
 	return &storagepb.DescribeResponse{
 		Id: info.ID, Name: info.Name, Version: info.Version, SdkLocalFilePuts: true,
+		ContractRevision: storage.ContractRevision,
 		Capabilities: &storagepb.Capabilities{
 			PublicUrls:    info.Capabilities.PublicURLs,
 			RangeReads:    info.Capabilities.RangeReads,

@@ -127,8 +127,15 @@ type guardAll struct {
 	lister
 }
 
-// Describe asks p.
-func (g *guard) Describe(ctx context.Context) (Info, error) { return g.p.Describe(ctx) }
+// Describe asks p, and reports ContractRevision when p leaves Contract 0:
+// a provider guarded by this package is built against its rules.
+func (g *guard) Describe(ctx context.Context) (Info, error) {
+	info, err := g.p.Describe(ctx)
+	if err == nil && info.Contract == 0 {
+		info.Contract = ContractRevision
+	}
+	return info, err
+}
 
 // ValidateSettings asks p.
 func (g *guard) ValidateSettings(ctx context.Context, s Settings) ([]FieldError, error) {

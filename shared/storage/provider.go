@@ -127,7 +127,27 @@ type Info struct {
 	Name         string
 	Version      string
 	Capabilities Capabilities
+	// Contract is the revision of the contract's rules the provider was
+	// built against (ContractRevision when built with this package). A
+	// provider leaves it 0: Guard fills it in, and over the plugin the
+	// plugin-side SDK reports its own, so a host and the conformance suite
+	// can hold a plugin built with an older SDK to the rules of its time.
+	Contract int
 }
+
+// ContractRevision is the revision of the contract's rules this package
+// states. Revisions:
+//
+//   - 0: plugins built before revisions were numbered (before the rules
+//     below were settled);
+//   - 2: the end-of-object read rules of GetOptions, a missing bucket
+//     answered with FailedPrecondition naming it (never NotFound, Delete
+//     never succeeding), and the public URL including the key prefix.
+//
+// The conformance suite checks a provider against the rules of the
+// revision it reports. (The read rules are applied for every revision by
+// ReadAtEnd, so even a revision-0 plugin passes them.)
+const ContractRevision = 2
 
 // Capabilities say what a provider can do beyond the required operations.
 //

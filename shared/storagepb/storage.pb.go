@@ -357,6 +357,11 @@ type DescribeResponse struct {
 	// sdk_local_file_puts is set by the plugin-side SDK, not the provider: the
 	// server accepts PutHeader.source.
 	SdkLocalFilePuts bool `protobuf:"varint,5,opt,name=sdk_local_file_puts,json=sdkLocalFilePuts,proto3" json:"sdk_local_file_puts,omitempty"`
+	// contract_revision is set by the plugin-side SDK, not the provider: the
+	// revision of the contract's rules the plugin was built against
+	// (storage.ContractRevision); 0 from an SDK built before revisions were
+	// numbered.
+	ContractRevision int32 `protobuf:"varint,6,opt,name=contract_revision,json=contractRevision,proto3" json:"contract_revision,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -424,6 +429,13 @@ func (x *DescribeResponse) GetSdkLocalFilePuts() bool {
 		return x.SdkLocalFilePuts
 	}
 	return false
+}
+
+func (x *DescribeResponse) GetContractRevision() int32 {
+	if x != nil {
+		return x.ContractRevision
+	}
+	return 0
 }
 
 // SettingsRequest carries settings as a JSON object, exactly as the
@@ -2112,13 +2124,14 @@ const file_storage_proto_rawDesc = "" +
 	"\rabort_uploads\x18\x04 \x01(\bR\fabortUploads\x12\x1c\n" +
 	"\tlocations\x18\x05 \x01(\bR\tlocations\x12\x18\n" +
 	"\alisting\x18\x06 \x01(\bR\alisting\"\x11\n" +
-	"\x0fDescribeRequest\"\xc6\x01\n" +
+	"\x0fDescribeRequest\"\xf3\x01\n" +
 	"\x10DescribeResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12E\n" +
 	"\fcapabilities\x18\x04 \x01(\v2!.magicads.storage.v1.CapabilitiesR\fcapabilities\x12-\n" +
-	"\x13sdk_local_file_puts\x18\x05 \x01(\bR\x10sdkLocalFilePuts\"6\n" +
+	"\x13sdk_local_file_puts\x18\x05 \x01(\bR\x10sdkLocalFilePuts\x12+\n" +
+	"\x11contract_revision\x18\x06 \x01(\x05R\x10contractRevision\"6\n" +
 	"\x0fSettingsRequest\x12#\n" +
 	"\rsettings_json\x18\x01 \x01(\fR\fsettingsJson\"S\n" +
 	"\x18ValidateSettingsResponse\x127\n" +
