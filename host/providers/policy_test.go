@@ -267,9 +267,6 @@ const beforeHostPolicy = "696bc3867425dc4f692b06dec85538f9c2c8620c"
 // delete_local) is installed, checks and takes settings saved with both,
 // and is an option whose uploads honour delete_local.
 func TestRealPluginBuiltBeforeTheHostOwnedThem(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the plugin at an earlier commit")
-	}
 	bin := plugintest.BuildAt(t, beforeHostPolicy, "./plugin/cmd/cloudflare-r2")
 	bundle := filepath.Join(filepath.Dir(bin), "src") // the commit's tree, as BuildAt extracted it
 	data, err := os.ReadFile(bin)
