@@ -120,6 +120,25 @@ func toast(t *testing.T, ctx context.Context, sh *shots, kind string) string {
 	return text
 }
 
+// toastSaying waits for a toast of kind whose text is want (other toasts,
+// such as a late one of an earlier step, do not count), then clears the
+// toasts. It fails the test with the toasts seen when none says want.
+func toastSaying(t *testing.T, ctx context.Context, sh *shots, kind, want string) {
+	t.Helper()
+	js := fmt.Sprintf(`[...document.querySelectorAll('.toast.toast-%s .toast-text')].some(e => e.textContent.trim() === %q)`, kind, want)
+	deadline := time.Now().Add(30 * time.Second)
+	for !evalBool(t, ctx, js) {
+		if time.Now().After(deadline) {
+			seen, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll('.toast .toast-text')].map(e => e.textContent.trim()).join(" | ")`))
+			sh.take(ctx, "toast-missing")
+			t.Fatalf("no %s toast %q; toasts: %q", kind, want, seen)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	sh.take(ctx, "toast-"+kind)
+	chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { document.querySelectorAll('.toast').forEach(e => e.remove()); return true })()`))
+}
+
 // evalBool runs a JS expression returning a bool.
 func evalBool(t *testing.T, ctx context.Context, js string) bool {
 	t.Helper()
@@ -277,9 +296,7 @@ func TestGoLiveChecklist(t *testing.T) {
 	}
 	must(t, ctx, sh, "delete: confirm", chromedp.Click(chromedp.CSS("li.result button.result-delete")), chromedp.WaitVisible(chromedp.ID("confirm-dialog")),
 		chromedp.Click(chromedp.ID("confirm-ok")))
-	if msg := toast(t, ctx, sh, "ok"); msg != "Result deleted" {
-		t.Errorf("delete toast %q", msg)
-	}
+	toastSaying(t, ctx, sh, "ok", "Result deleted")
 	waitTrue(t, ctx, sh, "the deleted result's object to go", fmt.Sprintf(`document.querySelectorAll('li.result').length === %d`, 2))
 	if n := len(s.s3.Keys(t, bucketName)); n != 1 {
 		t.Errorf("after deleting one of two offloaded results the bucket has %d objects", n)

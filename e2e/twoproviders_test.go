@@ -279,9 +279,7 @@ func TestTwoProvidersSwitchDefault(t *testing.T) {
 		t.Errorf("delete confirmation of the R2 result: %q", msg)
 	}
 	must(t, ctx, sh, "delete the R2 result: confirm", chromedp.Click(chromedp.ID("confirm-ok")))
-	if msg := toast(t, ctx, sh, "ok"); msg != "Result deleted" {
-		t.Errorf("delete toast %q", msg)
-	}
+	toastSaying(t, ctx, sh, "ok", "Result deleted")
 	waitTrue(t, ctx, sh, "the deleted result to leave the list", fmt.Sprintf(`!document.getElementById('result-%s')`, first))
 	deadline := time.Now().Add(30 * time.Second)
 	for len(s.s3.Keys(t, bucketName)) != 0 {
