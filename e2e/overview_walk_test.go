@@ -15,7 +15,9 @@ import (
 // overview (linked from Default Storage), Offload existing results shows
 // its dry run (how many, bytes, estimated time), then Start runs it with a
 // progress bar that reaches 100 %; the overview then counts no local-only
-// result and the three in R2, and the bucket holds them. The console
+// result and the three in R2, and the bucket holds them. Bring back to
+// local then runs the same way and the overview counts them local only
+// again. The console
 // logs no error and no CSP violation.
 func TestStorageOverviewOffloadWalk(t *testing.T) {
 	s := newStack(t, "extended")
@@ -85,5 +87,17 @@ func TestStorageOverviewOffloadWalk(t *testing.T) {
 	if n := len(s.s3.Keys(t, bucketName)); n != made {
 		t.Errorf("the bucket holds %d objects after the offload, want %d", n, made)
 	}
+
+	// Bring back to local, the same way: dry run, Start, 100 %.
+	must(t, ctx, sh, "bring back dry run", chromedp.Click(chromedp.ID("bring-back-cloudflare-r2")))
+	waitTrue(t, ctx, sh, "the bring back's dry run", fmt.Sprintf(`(() => { const p = document.getElementById('bulk-plan');
+		return !!p && !p.hidden && document.getElementById('bulk-plan-text').textContent.includes('Bring back %d results') })()`, made))
+	must(t, ctx, sh, "start bring back", chromedp.Click(chromedp.ID("bulk-start")))
+	waitTrue(t, ctx, sh, "the bring back's progress bar to reach 100 % and the run to be done",
+		`(() => { const p = document.getElementById('bulk-progress'); const st = document.getElementById('bulk-state'); const t = document.getElementById('bulk-title');
+			return !!p && p.value === 100 && !!st && st.textContent === 'done' && !!t && t.textContent.startsWith('Bringing back') })()`)
+	waitTrue(t, ctx, sh, "the overview's counts to show every result local only",
+		fmt.Sprintf(`(() => { const e = document.getElementById('count-local-only'); return !!e && Number(e.dataset.results) === %d })()`, made))
+	sh.take(ctx, "overview-brought-back")
 	noConsoleErrors(t, logs, fmt.Sprintf("during the walk (%s)", t.Name()))
 }
