@@ -65,6 +65,8 @@ type bulkRunJSON struct {
 	State     string    `json:"state"`
 	Total     countJSON `json:"total"`
 	Remaining countJSON `json:"remaining"`
+	// Name is the provider's display name (the page sets it).
+	Name string `json:"-"`
 }
 
 // barView is one bar of the location chart.
@@ -191,6 +193,7 @@ func newOverviewView(o overviewJSON) overviewView {
 	if len(o.ActiveBulk) > 0 && string(o.ActiveBulk) != "null" {
 		var run bulkRunJSON
 		if json.Unmarshal(o.ActiveBulk, &run) == nil && run.ID > 0 {
+			run.Name = name(run.Provider)
 			v.Run = &run
 		}
 	}

@@ -82,6 +82,9 @@ func TestOverviewPage(t *testing.T) {
 	if v, _ := attr(mustID(t, doc, "bulk-panel"), "data-run"); v != "3" {
 		t.Errorf("bulk panel data-run %q, want the active run 3", v)
 	}
+	if got := textOf(mustID(t, doc, "bulk-title")); got != "Offloading to Cloudflare R2 Storage" {
+		t.Errorf("run title %q", got)
+	}
 	if v, _ := attr(mustID(t, doc, "bulk-progress"), "value"); v != "75" {
 		t.Errorf("progress value %q, want 75", v)
 	}

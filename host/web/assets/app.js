@@ -729,7 +729,9 @@
     box.hidden = false;
     document.getElementById('bulk-panel').dataset.run = String(run.id);
     document.getElementById('bulk-panel').dataset.state = run.state;
-    document.getElementById('bulk-title').textContent = (run.direction === 'offload' ? 'Offloading to ' : 'Bringing back from ') + run.provider;
+    var named = document.querySelector('button[data-action="bulk-plan"][data-provider="' + CSS.escape(run.provider) + '"]');
+    var name = named ? named.dataset.name : run.provider;
+    document.getElementById('bulk-title').textContent = (run.direction === 'offload' ? 'Offloading to ' : 'Bringing back from ') + name;
     var bar = document.getElementById('bulk-progress');
     bar.value = pct;
     bar.textContent = pct + ' %';
