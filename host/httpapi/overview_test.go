@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/magicads/r2storage/host/localstore"
@@ -104,6 +105,10 @@ func TestStorageOpsOverview(t *testing.T) {
 			var out map[string]any
 			if code := overviewCall(t, a, "POST", path, retryOp, &out); code != http.StatusOK || out["retried"] != 1.0 {
 				t.Fatalf("retry: %d %v", code, out)
+			}
+			var why string
+			if err := a.db.DB.QueryRowContext(ctx, `SELECT local_reason FROM results WHERE id = 'r1'`).Scan(&why); err != nil || !strings.Contains(why, "trying again") {
+				t.Errorf("the retried result's local reason %q (%v), want it to say the upload is tried again", why, err)
 			}
 			if j := get()["jobs"].(map[string]any); j["pending"] != 2.0 || j["failed"] != 0.0 {
 				t.Errorf("after the retry: jobs %v, want 2 pending, 0 failed", j)

@@ -201,8 +201,12 @@ func (s *Service) RetryJob(ctx context.Context, id int64) error {
 		return fail(err)
 	}
 	if kind == kindOffload {
+		target := provider
+		if target == "" {
+			target = "the Default Storage"
+		}
 		if _, err := tx.ExecContext(ctx, `UPDATE results SET local_reason = $1 WHERE storage = $2 AND id = $3`,
-			short(fmt.Errorf("queued for %s: trying again after its upload failed", provider)), Local, resultID); err != nil {
+			short(fmt.Errorf("queued for %s: trying again after its upload failed", target)), Local, resultID); err != nil {
 			return fail(err)
 		}
 	}
