@@ -46,6 +46,12 @@ func (c *changeLog) changed(msg string) bool {
 // stats_error; the page never fails for them. Their error is logged when
 // it first shows and each time its text changes, not on every request.
 func (a *API) getStorage(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.storageView(r))
+}
+
+// storageView computes the answer of GET /api/v1/admin/storage (see
+// getStorage); the storage overview embeds it.
+func (a *API) storageView(r *http.Request) providers.StorageView {
 	var stats map[string]results.ProviderJobs
 	statsErr := errors.New("this host has no results service")
 	if a.jobs != nil {
@@ -69,7 +75,7 @@ func (a *API) getStorage(w http.ResponseWriter, r *http.Request) {
 		a.opts.Logger.Error("Default Storage cannot be read; using local", "error", err)
 		view.Warning = "Default Storage cannot be read, so new results stay local: " + err.Error()
 	}
-	writeJSON(w, http.StatusOK, view)
+	return view
 }
 
 // retryFailed makes the failed jobs of a provider (or local) due now:

@@ -106,6 +106,8 @@ func New(res *results.Service, prov *providers.Manager, market *marketplace.Mark
 	a.handleAdmin("GET /api/v1/admin/storage", a.getStorage)
 	a.handleAdmin("PUT /api/v1/admin/storage", a.putStorage)
 	a.handleAdmin("POST /api/v1/admin/storage/{id}/retry", a.retryFailed)
+	a.handleAdmin("GET /api/v1/admin/storage/overview", a.getOverview)
+	a.handleAdmin("POST /api/v1/admin/storage/jobs/{job}/retry", a.retryJob)
 	a.handleAdmin("POST /api/v1/admin/storage/{id}/orphans/scan", a.scanOrphans)
 	a.handleAdmin("POST /api/v1/admin/storage/{id}/orphans/delete", a.deleteOrphans)
 	a.handleAdmin("GET /api/v1/admin/plugins/{id}/settings", a.getSettings)

@@ -286,6 +286,11 @@ type cardView struct {
 	Health *cardHealth
 	// UninstallConfirm is what the Uninstall confirmation says.
 	UninstallConfirm string
+	// OnlyThere counts the results that live only in the provider.
+	OnlyThere int64
+	// BringBack is the Storage overview's bring back of the provider, ""
+	// when nothing lives only there.
+	BringBack string
 }
 
 // cardHealth is what a plugin card says about its provider's storage

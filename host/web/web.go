@@ -6,6 +6,7 @@
 // Pages (all GET):
 //
 //	/app/admin/general                  Default Storage
+//	/app/admin/general/storage          Storage overview: where results are, failed jobs, bulk offload and bring back
 //	/app/admin/general/plugins          marketplace cards
 //	/app/admin/general/plugins/{id}     a plugin's config screen, rendered from its settings schema
 //	/app/results                        generate, upload, list and delete results
@@ -27,12 +28,14 @@ import (
 	"crypto/rand"
 	"embed"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"html/template"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -112,7 +115,7 @@ func New(opts Options) http.Handler {
 	// Both are this package's own embedded files, never user data.
 	h.css, h.js, h.icon = template.CSS(css), template.JS(js), icon
 	layout := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html"))
-	for _, name := range []string{"storage", "plugins", "config", "results", "error"} {
+	for _, name := range []string{"storage", "overview", "plugins", "config", "results", "error"} {
 		h.pages[name] = template.Must(template.Must(layout.Clone()).ParseFS(files, "templates/"+name+".html"))
 	}
 
@@ -122,6 +125,7 @@ func New(opts Options) http.Handler {
 	h.mux.HandleFunc("GET /app/admin/general/plugins/{$}", redirect(PluginsPath))
 	h.mux.HandleFunc("GET /app/results/{$}", redirect(ResultsPath))
 	h.mux.HandleFunc("GET "+StoragePath, h.storagePage)
+	h.mux.HandleFunc("GET "+OverviewPath, h.overviewPage)
 	h.mux.HandleFunc("GET "+PluginsPath, h.pluginsPage)
 	h.mux.HandleFunc("GET "+PluginsPath+"/{id}", h.configPage)
 	h.mux.HandleFunc("GET "+ResultsPath, h.resultsPage)
@@ -185,6 +189,9 @@ var funcs = template.FuncMap{
 	},
 	"isVideo":           func(p string) bool { return strings.HasPrefix(p, "videos/") },
 	"humanSize":         humanSize,
+	"add":               func(a, b int) int { return a + b },
+	"add64":             func(a, b int64) int64 { return a + b },
+	"bytes":             func(n int64) string { return humanSize(json.Number(strconv.FormatInt(n, 10))) },
 	"storedPlaceholder": func() string { return StoredSecretPlaceholder },
 	"sentence":          sentence,
 	"statusLabel":       statusLabel,
@@ -378,9 +385,10 @@ func (h *handler) pluginsPage(w http.ResponseWriter, r *http.Request) {
 	}
 	health := h.storageHealth(w, r)
 	p.Problem = problemOf(health)
+	only := h.onlyThere(w, r)
 	cards := make([]cardView, 0, len(body.Plugins))
 	for _, c := range body.Plugins {
-		cards = append(cards, newCardView(c).withHealth(health))
+		cards = append(cards, newCardView(c).withHealth(health).withOnlyThere(only[c.ID], only != nil))
 	}
 	p.Data = pluginsView{Cards: cards, CatalogError: body.CatalogError}
 	h.render(w, r, http.StatusOK, "plugins", p)

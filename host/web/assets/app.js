@@ -106,7 +106,7 @@
 
   // confirmAction asks in the page's dialog and resolves to true when the
   // admin confirms; the dialog says what will happen.
-  function confirmAction(title, message, okLabel) {
+  function confirmAction(title, message, okLabel, alt) {
     var dlg = document.getElementById('confirm-dialog');
     if (!dlg || typeof dlg.showModal !== 'function') {
       return Promise.resolve(window.confirm(title + '\n\n' + message));
@@ -114,6 +114,12 @@
     document.getElementById('confirm-title').textContent = title;
     document.getElementById('confirm-message').textContent = message;
     document.getElementById('confirm-ok').textContent = okLabel;
+    // alt, when given, is a link offered instead ({href, label}).
+    var altLink = document.getElementById('confirm-alt');
+    if (altLink) {
+      altLink.hidden = !alt;
+      if (alt) { altLink.href = alt.href; altLink.textContent = alt.label; }
+    }
     dlg.returnValue = '';
     return new Promise(function (resolve) {
       dlg.addEventListener('close', function () { resolve(dlg.returnValue === 'confirm'); }, { once: true });
@@ -252,7 +258,8 @@
     var id = b.dataset.id;
     var name = pluginName(id);
     var msg = b.dataset.confirm || ('Uninstall ' + name + '? If it is the Default Storage, new results go back to the local server. Results already stored there keep serving, and nothing in the bucket is deleted.');
-    if (!(await confirmAction('Uninstall ' + name + '?', msg, 'Uninstall'))) { return; }
+    var alt = b.dataset.bringBack ? { href: b.dataset.bringBack, label: 'Bring back to local first' } : null;
+    if (!(await confirmAction('Uninstall ' + name + '?', msg, 'Uninstall', alt))) { return; }
     clearToasts();
     var done = busy(b, 'Uninstalling…');
     progress(id, 'Uninstalling…');
@@ -641,6 +648,166 @@
     toast(false, r.data.error);
   }
 
+
+  // ---- Storage overview: failed jobs and bulk offload / bring back ----
+
+  async function retryJob(b) {
+    clearToasts();
+    var done = busy(b, 'Retrying…');
+    var r = await api('POST', '/api/v1/admin/storage/jobs/' + encodeURIComponent(b.dataset.job) + '/retry');
+    if (r.ok) { await refresh(true, 'The failed job is queued again.'); return; }
+    done();
+    toast(false, r.data.error);
+  }
+
+  // humanBytes formats a byte count as the server does.
+  function humanBytes(n) {
+    n = Number(n) || 0;
+    if (n < 1024) { return n + ' B'; }
+    var units = 'KMGTPE';
+    var i = -1;
+    do { n /= 1024; i++; } while (n >= 1024 && i < units.length - 1);
+    return n.toFixed(1) + ' ' + units.charAt(i) + 'iB';
+  }
+
+  // humanSeconds formats a duration.
+  function humanSeconds(s) {
+    s = Math.max(0, Math.round(Number(s) || 0));
+    if (s < 60) { return s + ' s'; }
+    if (s < 3600) { return Math.floor(s / 60) + ' min ' + (s % 60) + ' s'; }
+    return Math.floor(s / 3600) + ' h ' + Math.floor((s % 3600) / 60) + ' min';
+  }
+
+  // bulkRequest is the dry run shown, ready to start.
+  var bulkRequest = null;
+  // bulkRun is the latest state of the run being watched.
+  var bulkRun = null;
+  var bulkTimer = null;
+  var POLL_MS = 1000;
+
+  async function bulkPlan(b) {
+    clearToasts();
+    var req = { direction: b.dataset.direction, provider: b.dataset.provider };
+    var done = busy(b, 'Checking…');
+    var r = await api('POST', '/api/v1/admin/storage/bulk', { direction: req.direction, provider: req.provider, dry_run: true });
+    done();
+    if (!r.ok) { toast(false, r.data.error); return; }
+    var plan = r.data;
+    bulkRequest = req;
+    var moved = req.direction === 'offload' ? plan.total : plan.download;
+    var what = req.direction === 'offload'
+      ? 'Offload ' + plan.total.results + ' results (' + humanBytes(plan.total.bytes) + ') to ' + b.dataset.name + '.'
+      : 'Bring back ' + plan.total.results + ' results from ' + b.dataset.name + ', downloading ' + moved.results + ' (' + humanBytes(moved.bytes) + ').';
+    var eta = plan.estimated_seconds == null ? ' Estimated time: unknown until something was moved (' + plan.note + ').' : ' Estimated time: about ' + humanSeconds(plan.estimated_seconds) + '.';
+    document.getElementById('bulk-plan-text').textContent = 'Dry run: ' + what + eta;
+    var start = document.getElementById('bulk-start');
+    start.textContent = req.direction === 'offload' ? 'Start offload' : 'Start bring back';
+    start.disabled = plan.total.results === 0;
+    document.getElementById('bulk-plan').hidden = false;
+    document.getElementById('bulk-panel').scrollIntoView({ block: 'nearest' });
+  }
+
+  async function bulkStart(b) {
+    if (!bulkRequest) { return; }
+    clearToasts();
+    var done = busy(b, 'Starting…');
+    var r = await api('POST', '/api/v1/admin/storage/bulk', bulkRequest);
+    done();
+    if (!r.ok) { toast(false, r.data.error); return; }
+    bulkRequest = null;
+    document.getElementById('bulk-plan').hidden = true;
+    watchRun(r.data);
+  }
+
+  // renderRun shows run in the progress panel.
+  function renderRun(run) {
+    var box = document.getElementById('bulk-run');
+    if (!box || !run) { return; }
+    var total = run.total.results;
+    var handled = total - run.remaining.results;
+    var pct = total > 0 ? Math.floor(handled * 100 / total) : 100;
+    box.hidden = false;
+    document.getElementById('bulk-panel').dataset.run = String(run.id);
+    document.getElementById('bulk-panel').dataset.state = run.state;
+    var named = document.querySelector('button[data-action="bulk-plan"][data-provider="' + CSS.escape(run.provider) + '"]');
+    var name = named ? named.dataset.name : run.provider;
+    document.getElementById('bulk-title').textContent = (run.direction === 'offload' ? 'Offloading to ' : 'Bringing back from ') + name;
+    var bar = document.getElementById('bulk-progress');
+    bar.value = pct;
+    bar.textContent = pct + ' %';
+    document.getElementById('bulk-percent').textContent = pct + ' %';
+    document.getElementById('bulk-count').textContent = handled + ' of ' + total + ' results (' + run.done.results + ' done, ' + run.failed.results + ' failed, ' + run.skipped.results + ' skipped)';
+    document.getElementById('bulk-state').textContent = run.state;
+    document.getElementById('bulk-rate').textContent = run.rate ? humanBytes(run.rate.bytes_per_second) + '/s, ' + run.rate.results_per_second.toFixed(1) + ' results/s' : 'rate unknown yet';
+    document.getElementById('bulk-eta').textContent = run.eta_seconds != null ? 'ETA ' + humanSeconds(run.eta_seconds) : (run.state === 'done' ? 'finished' : 'ETA unknown');
+    var waiting = document.getElementById('bulk-waiting');
+    waiting.textContent = run.waiting ? sentence(run.waiting) : '';
+    waiting.hidden = !run.waiting;
+    var active = run.state === 'running' || run.state === 'paused';
+    document.getElementById('bulk-pause').hidden = run.state !== 'running';
+    document.getElementById('bulk-resume').hidden = run.state !== 'paused';
+    document.getElementById('bulk-cancel').hidden = !active;
+  }
+
+  // watchRun shows run and polls it until it is done or cancelled, then
+  // re-renders the page's numbers.
+  function watchRun(run) {
+    bulkRun = run;
+    renderRun(run);
+    if (bulkTimer) { clearTimeout(bulkTimer); bulkTimer = null; }
+    if (run.state === 'done' || run.state === 'cancelled') {
+      refresh(true, function () {
+        renderRun(bulkRun);
+        return (run.direction === 'offload' ? 'Offload ' : 'Bring back ') + run.state + ': ' + run.done.results + ' moved, ' + run.failed.results + ' failed.';
+      });
+      return;
+    }
+    bulkTimer = setTimeout(pollRun, POLL_MS);
+  }
+
+  async function pollRun() {
+    bulkTimer = null;
+    if (!bulkRun) { return; }
+    var r = await api('GET', '/api/v1/admin/storage/bulk/' + encodeURIComponent(bulkRun.id));
+    if (!r.ok) {
+      toast(false, r.data.error);
+      bulkTimer = setTimeout(pollRun, POLL_MS * 5);
+      return;
+    }
+    watchRun(r.data);
+  }
+
+  async function bulkControl(b) {
+    var panel = document.getElementById('bulk-panel');
+    var id = panel && panel.dataset.run;
+    if (!id) { return; }
+    var op = b.dataset.op;
+    if (op === 'cancel' && !(await confirmAction('Cancel this operation?', 'Results already moved stay where they are now; the rest stay where they were. Jobs running now finish.', 'Cancel operation'))) { return; }
+    clearToasts();
+    var done = busy(b, op === 'pause' ? 'Pausing…' : op === 'resume' ? 'Resuming…' : 'Cancelling…');
+    var r = await api('POST', '/api/v1/admin/storage/bulk/' + encodeURIComponent(id) + '/' + op);
+    done();
+    if (!r.ok) { toast(false, r.data.error); return; }
+    watchRun(r.data);
+  }
+
+  // startOverview watches the active run the page was rendered with, and
+  // points at the bring back the URL's fragment names.
+  function startOverview() {
+    var panel = document.getElementById('bulk-panel');
+    if (panel && panel.dataset.run) {
+      bulkRun = { id: panel.dataset.run };
+      pollRun();
+    } else {
+      var box = document.getElementById('bulk-run');
+      if (box) { box.hidden = true; }
+    }
+    if (location.hash.indexOf('#bring-back-') === 0) {
+      var b = document.getElementById(location.hash.slice(1));
+      if (b) { b.scrollIntoView({ block: 'center' }); b.focus(); }
+    }
+  }
+
   // ---- Wiring (delegated, so re-rendered content needs no re-binding) ----
 
   document.addEventListener('click', function (ev) {
@@ -654,6 +821,10 @@
     if ((el = t.closest('#test-connection'))) { testConnection(el); return; }
     if ((el = t.closest('#generate'))) { generate(el); return; }
     if ((el = t.closest('button.result-delete'))) { deleteResult(el); return; }
+    if ((el = t.closest('button[data-action="retry-job"]'))) { retryJob(el); return; }
+    if ((el = t.closest('button[data-action="bulk-plan"]'))) { bulkPlan(el); return; }
+    if ((el = t.closest('button[data-action="bulk-start"]'))) { bulkStart(el); return; }
+    if ((el = t.closest('button[data-action="bulk-control"]'))) { bulkControl(el); return; }
     if ((el = t.closest('button[data-action="retry"]'))) { retry(el); }
   });
 
@@ -683,6 +854,7 @@
   showFlash();
   decorate();
   if (page === 'plugins') { recordReceipt(); }
+  if (page === 'overview') { startOverview(); }
   if (page === 'config') {
     secretWarnings(document.getElementById('settings-form'));
     r2devWarnings(document.getElementById('settings-form'));
