@@ -55,6 +55,8 @@ type remote struct {
 	fileReaders int
 	// unhang is closed when the test ends, releasing hung calls.
 	unhang chan struct{}
+	// slowFor is how long a slow put takes; 0 is one second.
+	slowFor time.Duration
 }
 
 func newRemote() *remote {
@@ -101,6 +103,10 @@ func (r *remote) Put(ctx context.Context, key string, rd io.Reader, opts storage
 		r.nonFile++
 	}
 	m := healthy
+	slowFor := r.slowFor
+	if slowFor == 0 {
+		slowFor = time.Second
+	}
 	if r.mode != nil {
 		m = r.mode(key)
 	}
@@ -116,7 +122,7 @@ func (r *remote) Put(ctx context.Context, key string, rd io.Reader, opts storage
 		return storage.ObjectInfo{}, storage.Errorf(storage.Unavailable, "put %s: hung", key)
 	case slow:
 		select {
-		case <-time.After(time.Second):
+		case <-time.After(slowFor):
 		case <-ctx.Done():
 			return storage.ObjectInfo{}, &storage.Error{Code: storage.Canceled, Message: ctx.Err().Error(), Err: ctx.Err()}
 		}
@@ -775,8 +781,11 @@ func TestTwoNodesNeverRunAJobTwice(t *testing.T) {
 
 func TestLeaseRenewedDuringLongJobs(t *testing.T) {
 	forDialects(t, func(t *testing.T, d dbmigrate.Dialect) {
+		// A lease long enough that a renewal delayed by a loaded machine
+		// still lands in time (renewals come every third of it), and
+		// uploads that take three of them.
 		opts := testOptions()
-		opts.LeaseDuration = 300 * time.Millisecond
+		opts.LeaseDuration = time.Second
 		opts.PollInterval = 10 * time.Millisecond
 		e := newEnv(t, d, true, false, opts)
 		db2, _, err := dbmigrate.Open(context.Background(), e.db.DSN)
@@ -792,7 +801,10 @@ func TestLeaseRenewedDuringLongJobs(t *testing.T) {
 			paths = append(paths, e.finalize(t, payload(i)).Path)
 		}
 		e.remote.resetCounts()
-		// Each upload now takes about three lease durations.
+		// Each upload now takes three lease durations.
+		e.remote.mu.Lock()
+		e.remote.slowFor = 3 * opts.LeaseDuration
+		e.remote.mu.Unlock()
 		e.remote.setMode(func(string) mode { return slow })
 		worker(t, e.svc)
 		worker(t, node2)
