@@ -16,6 +16,7 @@ import (
 
 	r2storage "github.com/magicads/r2storage"
 	"github.com/magicads/r2storage/host/dbmigrate"
+	"github.com/magicads/r2storage/host/providers"
 	"github.com/magicads/r2storage/host/settingsstore"
 	"github.com/magicads/r2storage/internal/testdb"
 	"github.com/magicads/r2storage/shared/settingsschema"
@@ -37,10 +38,15 @@ func randomHex(t testing.TB, n int) string {
 	return hex.EncodeToString(b)
 }
 
+// r2Schema is the schema the host stores R2's settings under: R2's own
+// with the host's enabled and delete_local added.
 func r2Schema(t testing.TB) *settingsschema.Schema {
 	t.Helper()
 	doc, err := r2storage.SettingsSchema()
 	if err != nil {
+		t.Fatal(err)
+	}
+	if doc, err = providers.HostSchema(doc, "Cloudflare R2 Storage"); err != nil {
 		t.Fatal(err)
 	}
 	s, err := settingsschema.Compile(doc)
