@@ -3,7 +3,6 @@ package app_test
 import (
 	"context"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -31,9 +30,7 @@ func TestIncompleteUploadsAbortedAfterCrash(t *testing.T) {
 			// the plugin gets no chance to abort its upload.
 			pid := h.pluginPid()
 			crashed.DB.Close()
-			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
+			killPid(t, pid)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			crashed.Runtime.Close(ctx)
 			cancel()

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -145,9 +144,7 @@ func TestMetrics(t *testing.T) {
 
 			// A plugin that crashes and is relaunched is counted.
 			st, _ := h.app.Runtime.Status(pluginID)
-			if err := syscall.Kill(st.Pid, syscall.SIGKILL); err != nil {
-				t.Fatalf("killing the plugin: %v", err)
-			}
+			killPid(t, st.Pid)
 			// The metrics hear of the relaunch just after the runtime's
 			// status shows it: wait on the scrape itself.
 			waitFor(t, 20*time.Second, "the relaunch in /metrics", func() bool {

@@ -141,6 +141,9 @@ func TestKilledPluginRestarts(t *testing.T) {
 		}()
 	}
 
+	if st1.Pid <= 0 {
+		t.Fatalf("no plugin process to kill (pid %d)", st1.Pid)
+	}
 	if err := syscall.Kill(st1.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -515,7 +518,11 @@ func killHostAndWatchPlugin(t *testing.T, mode, marker string) {
 		host.Process.Kill()
 		t.Fatal("the host did not launch its plugin")
 	}
-	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	t.Cleanup(func() {
+		if pid > 0 {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
 	if !processLive(pid) {
 		t.Fatalf("plugin %d is not running", pid)
 	}
