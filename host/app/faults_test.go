@@ -16,9 +16,21 @@ import (
 	"github.com/magicads/r2storage/internal/testdb"
 )
 
+// pluginPid returns the running plugin's pid, waiting up to 30 s for the
+// plugin to run (between launches it has none).
 func (h *host) pluginPid() int {
-	st, _ := h.app.Runtime.Status(pluginID)
-	return st.Pid
+	h.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, _ := h.app.Runtime.Status(pluginID)
+		if st.State == pluginrt.StateRunning && st.Pid > 0 {
+			return st.Pid
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("the plugin is not running after 30 s: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // killPid SIGKILLs process pid. It refuses pid 0 or below, which kill(2)
