@@ -5,11 +5,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,7 +15,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,7 +28,6 @@ import (
 	"github.com/magicads/r2storage/internal/plugintest"
 	"github.com/magicads/r2storage/internal/s3test"
 	"github.com/magicads/r2storage/internal/testdb"
-	"github.com/magicads/r2storage/shared/catalog"
 )
 
 // The settings of BenchmarkConcurrentUploads, read from the environment so
@@ -237,46 +232,7 @@ func benchCatalog(b *testing.B) (indexURL, pubKeyFile string) {
 	if err != nil {
 		b.Fatalf("reading the plugin binary: %v", err)
 	}
-	archive := markettest.TarGz(markettest.Bundle(b, benchVersion, binary, nil))
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	dir := b.TempDir()
-	sum := sha256.Sum256(archive)
-	a := catalog.Archive{URL: "cloudflare-r2.tar.gz", Size: int64(len(archive)), SHA256: hex.EncodeToString(sum[:])}
-	if a.Signature, err = catalog.SignArchive(priv, benchPluginID, benchVersion, markettest.Platform, a.SHA256); err != nil {
-		b.Fatal(err)
-	}
-	idx := catalog.Index{
-		SchemaVersion: catalog.SchemaVersion, Serial: 1, Expires: time.Now().Add(24 * time.Hour).UTC().Truncate(time.Second),
-		Plugins: []catalog.Plugin{{
-			ID: benchPluginID, Name: "Cloudflare R2 Storage", Description: "Offload results to R2.", Kind: "storage-provider",
-			Pricing: catalog.Pricing{Model: catalog.PricingFree},
-			Versions: []catalog.Version{{Version: benchVersion, MinHostVersion: "1.0.0", ProtocolVersions: []int{1},
-				Archives: map[string]catalog.Archive{markettest.Platform: a}}},
-		}},
-	}
-	index, err := json.MarshalIndent(idx, "", "  ")
-	if err != nil {
-		b.Fatal(err)
-	}
-	sig, err := catalog.SignIndex(priv, index)
-	if err != nil {
-		b.Fatal(err)
-	}
-	pubPEM, err := catalog.MarshalPublicKey(pub)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for name, data := range map[string][]byte{
-		a.URL: archive, catalog.IndexFile: index, catalog.IndexSignatureFile: sig, catalog.PublicKeyFile: pubPEM,
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			b.Fatal(err)
-		}
-	}
-	return "file://" + filepath.Join(dir, catalog.IndexFile), filepath.Join(dir, catalog.PublicKeyFile)
+	return markettest.FreeR2Catalog(b, benchVersion, binary)
 }
 
 // call sends a JSON request (body may be nil) with the bearer token (none
