@@ -4,7 +4,8 @@
 // It talks to R2's S3 API with aws-sdk-go-v2, configured for what R2 accepts:
 // region "auto", request checksums and response validation only when
 // required (R2 rejects the SDK's default CRC32 trailers), and no ACL,
-// tagging, SSE-KMS or object-lock headers (R2 answers 501). Uploads go
+// tagging, SSE-KMS or object-lock headers (R2 answers 501). Uploads under
+// a part go in one request signed with the declared sha256; larger ones go
 // through the transfer manager with a pinned part size and small
 // concurrency, so memory stays bounded whatever the object size.
 package r2
@@ -27,9 +28,10 @@ const ID = "cloudflare-r2"
 // Name is the provider's display name.
 const Name = "Cloudflare R2 Storage"
 
-// Upload tuning. Memory held by one upload is about
-// (UploadConcurrency+2) × PartSize, whatever the object size: the transfer
-// manager's first part plus a pool of UploadConcurrency+1 part buffers.
+// Upload tuning. An object under PartSize goes in one request and holds at
+// most its own size; a larger one holds about (UploadConcurrency+2) ×
+// PartSize, whatever its size: the transfer manager's first part plus a
+// pool of UploadConcurrency+1 part buffers.
 const (
 	// PartSize is the multipart part size; R2 needs equal parts of at least 5 MiB.
 	PartSize = s3kit.PartSize

@@ -5,7 +5,8 @@
 // It talks S3 with aws-sdk-go-v2, signing for the configured region (never
 // R2's "auto"), with request checksums and response validation only when
 // required (many S3-compatible services reject the SDK's default CRC32
-// trailers), and no ACL, tagging, SSE-KMS or object-lock headers. Uploads go
+// trailers), and no ACL, tagging, SSE-KMS or object-lock headers. Uploads under
+// a part go in one request signed with the declared sha256; larger ones go
 // through the transfer manager with a pinned part size and small
 // concurrency, so memory stays bounded whatever the object size.
 package s3compat

@@ -10,8 +10,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
-// Upload tuning. Memory held by one upload is about
-// (UploadConcurrency+2) × PartSize, whatever the object size: the transfer
+// Upload tuning. An object under PartSize goes in one request and holds at
+// most its own size (nothing when its body is a file); a larger one holds
+// about (UploadConcurrency+2) × PartSize, whatever its size: the transfer
 // manager's first part plus a pool of UploadConcurrency+1 part buffers.
 const (
 	// PartSize is the multipart part size: S3 needs parts of at least

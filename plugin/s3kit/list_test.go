@@ -22,7 +22,7 @@ func TestListing(t *testing.T) {
 	ctx := context.Background()
 	o := &Objects{Bucket: b, KeyPrefix: "tenant", BucketID: "test:media", ProviderID: "test", PublicURL: "https://cdn.example.com"}
 	for _, k := range []string{"outside.png", "tenantx/a.png"} {
-		if _, err := b.Put(ctx, k, k, strings.NewReader("x"), 1, "image/png", ""); err != nil {
+		if _, err := b.Put(ctx, k, k, Upload{Body: strings.NewReader("x"), Size: 1, ContentType: "image/png"}); err != nil {
 			t.Fatal(err)
 		}
 	}

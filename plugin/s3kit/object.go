@@ -1,7 +1,10 @@
 package s3kit
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -11,10 +14,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/magicads/r2storage/shared/storage"
 )
@@ -77,11 +82,32 @@ type PutResult struct {
 	MayHaveUpload bool
 }
 
-// Put streams r to objectKey with contentType and cacheControl; size is
-// the declared length, or negative when unknown. The transfer manager uses
-// equal PartSize parts and aborts a failed multipart upload itself; when
-// the failure leaves MayHaveUpload, the caller should look for one by key.
-func (b Bucket) Put(ctx context.Context, key, objectKey string, r io.Reader, size int64, contentType, cacheControl string) (PutResult, error) {
+// Upload is what Bucket.Put stores.
+type Upload struct {
+	// Body is the object's content.
+	Body io.Reader
+	// Size is the declared length, or negative when unknown.
+	Size int64
+	// SHA256 is the content's declared sha256, or nil when unknown.
+	SHA256 []byte
+	// ContentType and CacheControl are stored with the object.
+	ContentType, CacheControl string
+}
+
+// Put stores up.Body at objectKey. An object of known size under PartSize
+// goes in one PutObject request that sends the body as it is read (a
+// seekable body of exactly Size bytes without a copy, any other into one
+// buffer of Size bytes); when its sha256 is declared, that is the signed
+// payload hash, so the service itself refuses bytes that do not match
+// and the plugin does not hash them again. Anything else streams through
+// the transfer manager in equal PartSize parts, which aborts a failed
+// multipart upload itself; when the failure leaves MayHaveUpload, the
+// caller should look for one by key.
+func (b Bucket) Put(ctx context.Context, key, objectKey string, up Upload) (PutResult, error) {
+	if up.Size >= 0 && up.Size < PartSize {
+		return b.putSingle(ctx, key, objectKey, up)
+	}
+	r, size, contentType, cacheControl := up.Body, up.Size, up.ContentType, up.CacheControl
 	counted := &countingReader{r: r}
 	in := &transfermanager.UploadObjectInput{
 		Bucket:       aws.String(b.Name),
@@ -107,6 +133,114 @@ func (b Bucket) Put(ctx context.Context, key, objectKey string, r io.Reader, siz
 		return PutResult{}, storage.Errorf(storage.InvalidArgument, "put %s: over the size limit", key)
 	}
 	return PutResult{Object: Object{Size: counted.n, ContentType: contentType, ETag: strings.Trim(aws.ToString(out.ETag), `"`)}}, nil
+}
+
+// putSingle stores an object of known size under PartSize in one
+// PutObject request (see Put).
+func (b Bucket) putSingle(ctx context.Context, key, objectKey string, up Upload) (PutResult, error) {
+	body, err := singleBody(up.Body, up.Size)
+	if err != nil {
+		return PutResult{}, fmt.Errorf("put %s: %w", key, err)
+	}
+	in := &s3.PutObjectInput{
+		Bucket:        aws.String(b.Name),
+		Key:           aws.String(objectKey),
+		Body:          body,
+		ContentLength: aws.Int64(up.Size),
+		ContentType:   aws.String(up.ContentType),
+		CacheControl:  aws.String(up.CacheControl),
+	}
+	var opts []func(*s3.Options)
+	if len(up.SHA256) == sha256.Size {
+		opts = append(opts, signedWith(hex.EncodeToString(up.SHA256)))
+	}
+	out, err := b.Client.PutObject(ctx, in, opts...)
+	if err != nil {
+		if contentMismatch(err) {
+			return PutResult{}, &storage.Error{Code: storage.InvalidArgument, Message: fmt.Sprintf("put %s: the bytes sent do not have the declared sha256; the bucket refused them and nothing was stored", key), Err: err}
+		}
+		return PutResult{}, b.toErr("put", key, err)
+	}
+	return PutResult{Object: Object{Size: up.Size, ContentType: up.ContentType, ETag: strings.Trim(aws.ToString(out.ETag), `"`)}}, nil
+}
+
+// singleBody returns r as the body of a single request of exactly size
+// bytes: r itself when it is seekable with exactly size bytes left,
+// otherwise its bytes read into one buffer, after checking it ends there.
+func singleBody(r io.Reader, size int64) (io.Reader, error) {
+	if rs, ok := r.(io.ReadSeeker); ok {
+		if cur, err := rs.Seek(0, io.SeekCurrent); err == nil {
+			if end, err := rs.Seek(0, io.SeekEnd); err == nil {
+				if _, err := rs.Seek(cur, io.SeekStart); err != nil {
+					return nil, err
+				}
+				if end-cur == size {
+					return rs, nil
+				}
+			}
+		}
+	}
+	buf := make([]byte, size)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, storage.Errorf(storage.InvalidArgument, "the body ended before the declared %d bytes", size)
+		}
+		return nil, err
+	}
+	// Read to the end, so a checking reader sees it and a longer body is
+	// refused.
+	var extra [1]byte
+	for {
+		n, err := r.Read(extra[:])
+		if n > 0 {
+			return nil, storage.Errorf(storage.InvalidArgument, "the body is longer than the declared %d bytes", size)
+		}
+		if errors.Is(err, io.EOF) {
+			return bytes.NewReader(buf), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// signedWith makes a request sign hash as its payload hash instead of
+// hashing the body.
+func signedWith(hash string) func(*s3.Options) {
+	return func(o *s3.Options) {
+		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+			if _, ok := st.Finalize.Get(payloadHashID); !ok {
+				return nil
+			}
+			return st.Finalize.Insert(knownPayloadHash(hash), payloadHashID, middleware.Before)
+		})
+	}
+}
+
+// payloadHashID is the SigV4 signer's payload hash step.
+const payloadHashID = "ComputePayloadHash"
+
+// knownPayloadHash sets the payload hash before the signer's own step,
+// which then keeps it.
+type knownPayloadHash string
+
+func (knownPayloadHash) ID() string { return "MagicadsKnownPayloadHash" }
+
+func (h knownPayloadHash) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+	return next.HandleFinalize(v4.SetPayloadHash(ctx, string(h)), in)
+}
+
+// contentMismatch reports whether the service refused a body that does
+// not have the signed payload hash.
+func contentMismatch(err error) bool {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode() {
+		case "XAmzContentSHA256Mismatch", "BadDigest":
+			return true
+		}
+	}
+	return false
 }
 
 // countingReader counts bytes and remembers the reader's error.

@@ -145,7 +145,7 @@ func (o *Objects) Put(ctx context.Context, key string, r io.Reader, opts storage
 	if contentType == "" {
 		contentType = "application/octet-stream"
 	}
-	res, err := o.Bucket.Put(ctx, key, objectKey, r, opts.Size, contentType, o.CacheControl)
+	res, err := o.Bucket.Put(ctx, key, objectKey, Upload{Body: r, Size: opts.Size, SHA256: opts.SHA256, ContentType: contentType, CacheControl: o.CacheControl})
 	if err != nil {
 		o.log().Warn("put failed", "key", objectKey, "error", err)
 		if res.MayHaveUpload {

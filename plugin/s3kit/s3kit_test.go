@@ -80,7 +80,7 @@ func TestBucketUsesItsErrorMapper(t *testing.T) {
 	if err := b.Delete(ctx, "a.png", "p/a.png"); err != mapped {
 		t.Fatalf("delete: %v, want the mapper's error", err)
 	}
-	if _, err := b.Put(ctx, "a.png", "p/a.png", strings.NewReader("x"), 1, "image/png", "no-cache"); err != mapped {
+	if _, err := b.Put(ctx, "a.png", "p/a.png", Upload{Body: strings.NewReader("x"), Size: 1, ContentType: "image/png", CacheControl: "no-cache"}); err != mapped {
 		t.Fatalf("put: %v, want the mapper's error", err)
 	}
 	if strings.Join(ops, ",") != "stat a.png,delete a.png,put a.png" {

@@ -26,7 +26,7 @@ func versityBucket(t *testing.T, name string) Bucket {
 func TestBucketReadAtEnd(t *testing.T) {
 	b := versityBucket(t, "media")
 	ctx := context.Background()
-	if _, err := b.Put(ctx, "a", "a", strings.NewReader("abcdef"), 6, "text/plain", ""); err != nil {
+	if _, err := b.Put(ctx, "a", "a", Upload{Body: strings.NewReader("abcdef"), Size: 6, ContentType: "text/plain"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, length := range []int64{-1, 0, 3} {
@@ -58,7 +58,7 @@ func TestBucketMissing(t *testing.T) {
 			t.Errorf("%s: %v (code %v), want FailedPrecondition naming the bucket", op, err, storage.Code(err))
 		}
 	}
-	_, err := b.Put(ctx, "a", "a", strings.NewReader("x"), 1, "text/plain", "")
+	_, err := b.Put(ctx, "a", "a", Upload{Body: strings.NewReader("x"), Size: 1, ContentType: "text/plain"})
 	check("put", err)
 	_, err = b.Stat(ctx, "a", "a")
 	check("stat", err)
