@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/magicads/r2storage/shared/storage"
@@ -65,8 +67,14 @@ var ErrBulkConflict = errors.New("bulk operation conflict")
 
 const (
 	// bulkWindowPerWorker times Options.Workers is how many jobs of a
-	// running operation each feeder keeps queued.
-	bulkWindowPerWorker = 4
+	// running operation each feeder keeps queued: enough for the workers
+	// to run through between two feeder steps.
+	bulkWindowPerWorker = 32
+	// bulkStepGap is the least time between two feeder steps: the jobs
+	// settle their own items (settleBulkItem), so the feeder only tops up
+	// the window and settles what ended otherwise, a few times a second
+	// however fast the jobs end.
+	bulkStepGap = 100 * time.Millisecond
 	// bulkBatch bounds the rows one feeder step reads.
 	bulkBatch = 500
 	// maxBulkFailures is how many failures BulkRun lists.
@@ -544,7 +552,7 @@ func (s *Service) BulkRuns(ctx context.Context, limit int) ([]BulkRun, error) {
 	if limit <= 0 || limit > 100 {
 		limit = 20
 	}
-	rows, err := s.db.QueryContext(ctx, fmt.Sprintf("SELECT id FROM bulk_runs ORDER BY id DESC LIMIT %d", limit))
+	rows, err := s.db.direct().QueryContext(ctx, fmt.Sprintf("SELECT id FROM bulk_runs ORDER BY id DESC LIMIT %d", limit))
 	if err != nil {
 		return nil, fmt.Errorf("results: listing bulk runs: %w", err)
 	}
@@ -716,11 +724,37 @@ func (s *Service) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return tx.Commit()
 }
 
+// sqlSettleBulkItem is the statement of settleBulkItem.
+const sqlSettleBulkItem = "UPDATE bulk_items SET state = $1, updated_at = $2 WHERE run_id = $3 AND result_id = $4 AND state = $5"
+
+// settleBulkItem marks done, in tx, the queued item of bulk run run (0 is
+// none) for result id: its job just recorded the result where the run
+// takes it.
+func (s *Service) settleBulkItem(ctx context.Context, tx *sql.Tx, run int64, id string) error {
+	if run == 0 {
+		return nil
+	}
+	_, err := s.db.txExec(ctx, tx, sqlSettleBulkItem, itemDone, dbTime(s.now()), run, id, itemQueued)
+	return err
+}
+
 // runBulk is this node's bulk feeder: until ctx ends it carries the
-// unfinished runs forward (bulkStep), after each bulk job and at least
-// every Options.PollInterval.
+// unfinished runs forward (bulkStep) when woken (a bulk job ended, a run
+// started, paused, resumed or was cancelled), at most every bulkStepGap,
+// and at least every Options.PollInterval.
 func (s *Service) runBulk(ctx context.Context) {
+	var last time.Time
 	for {
+		if wait := bulkStepGap - time.Since(last); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		last = time.Now()
 		if err := s.bulkStep(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("results: carrying bulk operations forward; trying again shortly", "err", err)
 		}
@@ -780,11 +814,13 @@ func (r bulkRunRow) jobKind() string {
 	return kindOffload
 }
 
-// reconcileBulk settles the queued items of r whose job ended: done when
-// the result is where the run takes it, skipped when it was deleted or
-// moved elsewhere meanwhile, failed (with the reason) otherwise. Each
-// decision reads the result and its job in one statement, and the item
-// changes only if still queued, so nodes doing this at once agree.
+// reconcileBulk settles the queued items of r whose job ended without
+// settling them (a job that moved its result marks the item done itself,
+// settleBulkItem): done when the result is where the run takes it anyway,
+// skipped when it was deleted or moved elsewhere meanwhile, failed (with
+// the reason) when its job failed or ended otherwise. Each decision reads
+// the result and its job in one statement, and the item changes only if
+// still queued, so nodes doing this at once agree.
 func (s *Service) reconcileBulk(ctx context.Context, r bulkRunRow) error {
 	target := r.provider
 	if r.direction == BulkLocal {
@@ -794,7 +830,7 @@ func (s *Service) reconcileBulk(ctx context.Context, r bulkRunRow) error {
 	for {
 		rows, err := s.db.QueryContext(ctx, fmt.Sprintf(`SELECT i.result_id, i.error, rr.id, COALESCE(rr.storage, ''), rr.deleted, COALESCE(rr.local_reason, ''), j.state, COALESCE(j.last_error, '')
 			FROM bulk_items i LEFT JOIN results rr ON rr.id = i.result_id LEFT JOIN jobs j ON j.kind = $1 AND j.result_id = i.result_id
-			WHERE i.run_id = $2 AND i.state = $3 AND i.result_id > $4 ORDER BY i.result_id LIMIT %d`, bulkBatch), r.jobKind(), r.id, itemQueued, after)
+			WHERE i.run_id = $2 AND i.state = $3 AND i.result_id > $4 AND (j.id IS NULL OR j.state = $5) ORDER BY i.result_id LIMIT %d`, bulkBatch), r.jobKind(), r.id, itemQueued, after, jobFailed)
 		if err != nil {
 			return err
 		}
@@ -867,7 +903,7 @@ func (s *Service) feedBulk(ctx context.Context, r bulkRunRow) error {
 	if r.direction == BulkOffload && s.offloadBlocked(ctx, r.provider) != "" {
 		return nil
 	}
-	rows, err := s.db.QueryContext(ctx, fmt.Sprintf("SELECT result_id FROM bulk_items WHERE run_id = $1 AND state = $2 ORDER BY result_id LIMIT %d", need), r.id, itemPending)
+	rows, err := s.db.direct().QueryContext(ctx, fmt.Sprintf("SELECT result_id FROM bulk_items WHERE run_id = $1 AND state = $2 ORDER BY result_id LIMIT %d", need), r.id, itemPending)
 	if err != nil {
 		return err
 	}
@@ -888,6 +924,10 @@ func (s *Service) feedBulk(ctx context.Context, r bulkRunRow) error {
 		return nil
 	}
 	now := dbTime(s.now())
+	from, keyColumns := Local, "path, ''"
+	if r.direction == BulkLocal {
+		from, keyColumns = r.provider, "object_key, bucket"
+	}
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, "UPDATE bulk_runs SET updated_at = $1 WHERE id = $2 AND state = $3", now, r.id, BulkRunning)
 		if err != nil {
@@ -896,36 +936,40 @@ func (s *Service) feedBulk(ctx context.Context, r bulkRunRow) error {
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return err // paused or cancelled meanwhile: queue nothing
 		}
-		for _, id := range ids {
-			var q string
-			if r.direction == BulkOffload {
-				q = `INSERT INTO jobs (kind, result_id, provider, object_key, bucket, attempts, next_attempt_at, locked_until, locked_by, last_error, created_at, bulk_run)
-					SELECT $1, id, $2, path, '', 0, $3, NULL, '', '', $3, $4 FROM results WHERE id = $5 AND storage = $6 AND deleted = $7
-					ON CONFLICT (kind, result_id) DO NOTHING`
-			} else {
-				q = `INSERT INTO jobs (kind, result_id, provider, object_key, bucket, attempts, next_attempt_at, locked_until, locked_by, last_error, created_at, bulk_run)
-					SELECT $1, id, $2, object_key, bucket, 0, $3, NULL, '', '', $3, $4 FROM results WHERE id = $5 AND storage = $6 AND deleted = $7
-					ON CONFLICT (kind, result_id) DO NOTHING`
-			}
-			from := Local
-			if r.direction == BulkLocal {
-				from = r.provider
-			}
-			if _, err := tx.ExecContext(ctx, q, r.jobKind(), r.provider, now, r.id, id, from, false); err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, "UPDATE bulk_items SET state = $1, updated_at = $2 WHERE run_id = $3 AND result_id = $4 AND state = $5",
-				itemQueued, now, r.id, id, itemPending); err != nil {
-				return err
-			}
+		// One statement each for the whole batch: the jobs of the results
+		// still where the run takes them from, and the items queued.
+		in, args := inList(6, ids)
+		q := `INSERT INTO jobs (kind, result_id, provider, object_key, bucket, attempts, next_attempt_at, locked_until, locked_by, last_error, created_at, bulk_run)
+			SELECT $1, id, $2, ` + keyColumns + `, 0, $3, NULL, '', '', $3, $4 FROM results WHERE storage = $5 AND deleted = $6 AND id IN (` + in + `)
+			ON CONFLICT (kind, result_id) DO NOTHING`
+		if _, err := tx.ExecContext(ctx, q, append([]any{r.jobKind(), r.provider, now, r.id, from, false}, args...)...); err != nil {
+			return err
 		}
-		return nil
+		in, args = inList(4, ids)
+		_, err = tx.ExecContext(ctx, "UPDATE bulk_items SET state = $1, updated_at = $2 WHERE run_id = $3 AND state = $4 AND result_id IN ("+in+")",
+			append([]any{itemQueued, now, r.id, itemPending}, args...)...)
+		return err
 	})
 	if err != nil {
 		return err
 	}
 	s.nudge()
 	return nil
+}
+
+// inList is the placeholders $after+1, $after+2, … for ids, and ids as
+// arguments.
+func inList(after int, ids []string) (string, []any) {
+	var b strings.Builder
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("$" + strconv.Itoa(after+i+1))
+		args[i] = id
+	}
+	return b.String(), args
 }
 
 // offloadBlocked says why an offload run to provider queues nothing right
@@ -1086,6 +1130,7 @@ func (s *Service) restoreJob(ctx context.Context, j *job) outcome {
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
 	var n int64
+	s.db.warm(bctx, sqlSettleBulkItem)
 	err = s.inTx(bctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(bctx, `UPDATE results SET storage = $1, object_key = '', bucket = '', url = '', local_present = $2, local_reason = '', updated_at = $3
 			WHERE id = $4 AND storage = $5 AND object_key = $6 AND bucket = $7 AND deleted = $8`,
@@ -1096,8 +1141,10 @@ func (s *Service) restoreJob(ctx context.Context, j *job) outcome {
 		if n, err = res.RowsAffected(); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(bctx, "DELETE FROM jobs WHERE kind = $1 AND result_id = $2", kindRestore, rw.id)
-		return err
+		if _, err = tx.ExecContext(bctx, "DELETE FROM jobs WHERE kind = $1 AND result_id = $2", kindRestore, rw.id); err != nil || n != 1 {
+			return err
+		}
+		return s.settleBulkItem(bctx, tx, j.bulkRun, rw.id)
 	})
 	if err != nil {
 		return retry(fmt.Errorf("recording the result local: %w", err))

@@ -16,7 +16,7 @@ import (
 // bulkEnv is a bucket env whose results were finalized while Default
 // Storage was local; Default Storage is then set to the bucket provider
 // (with Delete local copy after upload as deleteLocal says).
-func bulkEnv(t *testing.T, d dbmigrate.Dialect, opts Options, n int, deleteLocal bool) (*env, *bucketStore, map[string][]byte) {
+func bulkEnv(t testing.TB, d dbmigrate.Dialect, opts Options, n int, deleteLocal bool) (*env, *bucketStore, map[string][]byte) {
 	t.Helper()
 	st := newBucketStore(bucketA, "p/", baseA)
 	e := newBucketEnv(t, d, opts, st)
@@ -336,9 +336,10 @@ func TestBulkBringBackVerifiesAndDeletesRemote(t *testing.T) {
 // result in one recorded place.
 func TestBulkPauseResumeCancel(t *testing.T) {
 	forDialects(t, func(t *testing.T, d dbmigrate.Dialect) {
-		const n = 60
 		opts := testOptions()
 		opts.Workers = 2
+		// More results than the feeder's window, so some are still pending.
+		n := bulkWindowPerWorker*opts.Workers + 20
 		e, st, data := bulkEnv(t, d, opts, n, false)
 		ctx := context.Background()
 		var mu sync.Mutex

@@ -486,7 +486,7 @@ func (s *Service) Configured(ctx context.Context, provider string, pl Placement)
 // Storage the admin just moved away from (to to): no retry would send
 // them there. Their results say they are kept local and why.
 func (s *Service) DefaultChanged(ctx context.Context, from, to string) error {
-	n, err := DropParkedAfterDefaultChange(ctx, s.db, from, to)
+	n, err := DropParkedAfterDefaultChange(ctx, s.db.DB, from, to)
 	if n > 0 {
 		s.log.Info("results: dropped the failed uploads to a provider no longer the Default Storage; their results stay local", "provider", from, "default", to, "results", n)
 	}
@@ -509,7 +509,7 @@ func DropParkedAfterDefaultChange(ctx context.Context, db *sql.DB, from, to stri
 // error parked, and records on their results (still local) "kept local: "
 // and reason; it returns how many it dropped.
 func (s *Service) DropParkedOffloads(ctx context.Context, provider, reason string) (int64, error) {
-	n, err := dropParked(ctx, s.db, provider, reason)
+	n, err := dropParked(ctx, s.db.DB, provider, reason)
 	if n > 0 {
 		s.log.Info("results: dropped the failed uploads to a provider; their results stay local", "provider", provider, "reason", reason, "results", n)
 	}

@@ -28,7 +28,7 @@ const parkedHint = "; it runs again when the provider's settings change or an ad
 
 // newBucketEnv is an env whose Default Storage is p (a bucketStore, or one
 // behind oldPlugin) under remoteID.
-func newBucketEnv(t *testing.T, d dbmigrate.Dialect, opts Options, p storage.Provider) *env {
+func newBucketEnv(t testing.TB, d dbmigrate.Dialect, opts Options, p storage.Provider) *env {
 	t.Helper()
 	e := &env{db: testdb.Open(t, d), remote: newRemote()}
 	e.db.SetMaxOpenConns(10)

@@ -519,7 +519,7 @@ func (s *Service) offloadJob(ctx context.Context, j *job, target *Target) outcom
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
 	locs := s.locates(ctx, target.ID, target.Provider)
-	n, err := s.recordOffload(bctx, rw, target.ID, info, locs, !removeLocal)
+	n, err := s.recordOffload(bctx, rw, target.ID, info, locs, !removeLocal, j.bulkRun)
 	if err != nil {
 		// The object is stored but not recorded: the result stays local and
 		// the retry overwrites the same key.
@@ -570,19 +570,26 @@ func (s *Service) routeJob(ctx context.Context, j *job) (*Target, outcome) {
 	return nil, out
 }
 
+// Statements recordOffload runs in its transaction.
+const (
+	sqlRecordOffload = `UPDATE results SET storage = $1, object_key = $2, bucket = $3, url = $4, local_present = $5, updated_at = $6, local_reason = ''
+		WHERE id = $7 AND storage = $8 AND deleted = $9`
+	sqlDeleteJobOf = "DELETE FROM jobs WHERE kind = $1 AND result_id = $2"
+)
+
 // recordOffload marks a local, live result as living in provider, where
-// Put's answer info says (see location), and removes its offload job; it
+// Put's answer info says (see location), removes its offload job and, for
+// a job of bulk run bulkRun (0 for none), marks its bulk item done; it
 // returns how many results rows changed.
-func (s *Service) recordOffload(ctx context.Context, rw row, provider string, info storage.ObjectInfo, locs, localPresent bool) (int64, error) {
+func (s *Service) recordOffload(ctx context.Context, rw row, provider string, info storage.ObjectInfo, locs, localPresent bool, bulkRun int64) (int64, error) {
 	bucket, key := location(rw, info, locs)
+	s.db.warm(ctx, sqlRecordOffload, sqlDeleteJobOf, sqlSettleBulkItem)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, err
 	}
 	defer rollback(tx)
-	res, err := tx.ExecContext(ctx, `UPDATE results SET storage = $1, object_key = $2, bucket = $3, url = $4, local_present = $5, updated_at = $6, local_reason = ''
-		WHERE id = $7 AND storage = $8 AND deleted = $9`,
-		provider, key, bucket, info.URL, localPresent, dbTime(s.now()), rw.id, Local, false)
+	res, err := s.db.txExec(ctx, tx, sqlRecordOffload, provider, key, bucket, info.URL, localPresent, dbTime(s.now()), rw.id, Local, false)
 	if err != nil {
 		return 0, err
 	}
@@ -590,8 +597,13 @@ func (s *Service) recordOffload(ctx context.Context, rw row, provider string, in
 	if err != nil {
 		return 0, err
 	}
-	if _, err := tx.ExecContext(ctx, "DELETE FROM jobs WHERE kind = $1 AND result_id = $2", kindOffload, rw.id); err != nil {
+	if _, err := s.db.txExec(ctx, tx, sqlDeleteJobOf, kindOffload, rw.id); err != nil {
 		return 0, err
+	}
+	if n == 1 {
+		if err := s.settleBulkItem(ctx, tx, bulkRun, rw.id); err != nil {
+			return 0, err
+		}
 	}
 	return n, tx.Commit()
 }

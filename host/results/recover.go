@@ -336,7 +336,7 @@ func (r *recovery) rows(ctx context.Context) (map[string]recoverRow, error) {
 	for i, f := range r.batch {
 		args[i], marks[i] = f.id, "$"+strconv.Itoa(i+1)
 	}
-	rows, err := r.s.db.QueryContext(qctx, "SELECT id, path, storage, size, local_present, deleted FROM results WHERE id IN ("+strings.Join(marks, ", ")+")", args...)
+	rows, err := r.s.db.direct().QueryContext(qctx, "SELECT id, path, storage, size, local_present, deleted FROM results WHERE id IN ("+strings.Join(marks, ", ")+")", args...)
 	if err != nil {
 		return nil, err
 	}

@@ -352,7 +352,7 @@ func (o Options) withDefaults() Options {
 // Service finalizes, serves, deletes and offloads results. It is safe for
 // concurrent use.
 type Service struct {
-	db     *sql.DB
+	db     *stmtDB
 	local  *localstore.Store
 	router Router
 	opts   Options
@@ -411,7 +411,7 @@ func New(db *sql.DB, local *localstore.Store, router Router, opts Options) *Serv
 	if router == nil {
 		router = localOnly{}
 	}
-	return &Service{db: db, local: local, router: router, opts: opts, log: opts.Logger,
+	return &Service{db: newStmtDB(db), local: local, router: router, opts: opts, log: opts.Logger,
 		owner: opts.NodeID + "/" + rand.Text(), wake: make(chan struct{}, 1), bulkWake: make(chan struct{}, 1), staged: map[string]struct{}{}, seen: map[string]*seenStats{}, passed: map[string]Placement{}}
 }
 
@@ -779,7 +779,7 @@ func (s *Service) List(ctx context.Context, opts ListOptions) ([]Result, string,
 		query += fmt.Sprintf(" AND (r.created_at < $%d OR (r.created_at = $%d AND r.id < $%d))", len(args)-1, len(args)-1, len(args))
 	}
 	query += fmt.Sprintf(" ORDER BY r.created_at DESC, r.id DESC LIMIT %d", limit+1)
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	rows, err := s.db.direct().QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("results: listing: %w", err)
 	}

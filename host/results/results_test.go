@@ -355,7 +355,7 @@ func hexSum(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-func (e *env) finalize(t *testing.T, data []byte) Result {
+func (e *env) finalize(t testing.TB, data []byte) Result {
 	t.Helper()
 	res, err := e.svc.Finalize(context.Background(), Upload{Kind: KindImages, Generator: "gemini", ContentType: "image/png"}, bytes.NewReader(data))
 	if err != nil {
