@@ -140,6 +140,11 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	// Bound the pool: a burst of finalizations must not exhaust PostgreSQL's
 	// connection limit (SQLite serialises writers anyway).
 	db.SetMaxOpenConns(16)
+	// Keep them open: with database/sql's default of 2 idle connections,
+	// the workers' connections were closed and opened again all the time,
+	// each open paying the connection setup and its prepared statements
+	// again.
+	db.SetMaxIdleConns(16)
 	a := &App{DB: db, Dialect: dialect, log: log}
 	a.custodyCtx, a.stopCustody = context.WithCancel(context.Background())
 	if err := a.init(ctx, cfg); err != nil {

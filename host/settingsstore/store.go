@@ -24,6 +24,7 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"sync"
 
 	"github.com/magicads/r2storage/shared/settingsschema"
 	"github.com/magicads/r2storage/shared/storage"
@@ -62,6 +63,35 @@ func (e *CorruptError) Error() string {
 type Store struct {
 	db   *sql.DB
 	keys *Keyring
+	// read is readQuery prepared, once it could be (Load runs on every
+	// routing decision).
+	mu       sync.Mutex
+	readStmt *sql.Stmt
+}
+
+// readQuery reads one entry.
+const readQuery = `SELECT value, value IS NULL, key_id FROM settings WHERE name = $1`
+
+// loader returns what Load reads with: readQuery prepared, or the
+// database when it cannot be prepared now.
+func (s *Store) loader(ctx context.Context) queryer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.readStmt == nil {
+		st, err := s.db.PrepareContext(ctx, readQuery)
+		if err != nil {
+			return s.db
+		}
+		s.readStmt = st
+	}
+	return stmtQueryer{s.readStmt}
+}
+
+// stmtQueryer runs readQuery through its prepared statement.
+type stmtQueryer struct{ st *sql.Stmt }
+
+func (q stmtQueryer) QueryRowContext(ctx context.Context, _ string, args ...any) *sql.Row {
+	return q.st.QueryRowContext(ctx, args...)
 }
 
 // New returns a Store over a host database (with the settings table
@@ -98,7 +128,7 @@ func (s *Store) Load(ctx context.Context, name string) (map[string]any, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	values, _, err := s.read(ctx, s.db, name)
+	values, _, err := s.read(ctx, s.loader(ctx), name)
 	return values, err
 }
 
@@ -114,7 +144,7 @@ func (s *Store) read(ctx context.Context, q queryer, name string) (values map[st
 	var isNull bool
 	// "value IS NULL" tells NULL from an empty blob, which the SQLite
 	// driver scans as nil too.
-	err = q.QueryRowContext(ctx, `SELECT value, value IS NULL, key_id FROM settings WHERE name = $1`, name).Scan(&blob, &isNull, &keyID)
+	err = q.QueryRowContext(ctx, readQuery, name).Scan(&blob, &isNull, &keyID)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, false, fmt.Errorf("settingsstore: entry %s: %w", name, ErrNotFound)

@@ -184,6 +184,11 @@ func runOnce(b *testing.B, n int, rclone string) {
 	})
 	hostSecs := time.Since(start).Seconds()
 	b.StopTimer()
+	for _, pid := range plugins {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+			b.Fatalf("the plugin process %d ended during the offload, so its CPU and memory cannot be read\n%s", pid, h.logs)
+		}
+	}
 	cpu, plugCPU, hostVgw := processCPU(b, h.pid)-cpu0, pluginCPU(b, plugins)-plugin0, processCPU(b, s3.Pid())-vgw0
 	if p.State != "done" || p.Done.Results != int64(n) || p.Failed.Results != 0 {
 		b.Fatalf("the bulk offload ended %s with %d done and %d failed, want %d done\n%s", p.State, p.Done.Results, p.Failed.Results, n, h.logs)
