@@ -937,12 +937,15 @@ func (s *Service) feedBulk(ctx context.Context, r bulkRunRow) error {
 			return err // paused or cancelled meanwhile: queue nothing
 		}
 		// One statement each for the whole batch: the jobs of the results
-		// still where the run takes them from, and the items queued.
-		in, args := inList(6, ids)
+		// still where the run takes them from, and the items queued. "NOT
+		// deleted" rather than "deleted = false": SQLite would otherwise
+		// walk its (deleted, …) index over every result instead of looking
+		// the ids up.
+		in, args := inList(5, ids)
 		q := `INSERT INTO jobs (kind, result_id, provider, object_key, bucket, attempts, next_attempt_at, locked_until, locked_by, last_error, created_at, bulk_run)
-			SELECT $1, id, $2, ` + keyColumns + `, 0, $3, NULL, '', '', $3, $4 FROM results WHERE storage = $5 AND deleted = $6 AND id IN (` + in + `)
+			SELECT $1, id, $2, ` + keyColumns + `, 0, $3, NULL, '', '', $3, $4 FROM results WHERE id IN (` + in + `) AND storage = $5 AND NOT deleted
 			ON CONFLICT (kind, result_id) DO NOTHING`
-		if _, err := tx.ExecContext(ctx, q, append([]any{r.jobKind(), r.provider, now, r.id, from, false}, args...)...); err != nil {
+		if _, err := tx.ExecContext(ctx, q, append([]any{r.jobKind(), r.provider, now, r.id, from}, args...)...); err != nil {
 			return err
 		}
 		in, args = inList(4, ids)
@@ -1160,7 +1163,7 @@ func (s *Service) restoreJob(ctx context.Context, j *job) outcome {
 		}
 		return s.restoreDrop(ctx, j, "the result changed during the download (deleted or moved)", nil)
 	}
-	s.log.Info("results: brought back to local", "result", rw.id, "path", rw.path, "provider", j.provider, "downloaded", wrote || !rw.localPresent)
+	s.log.Debug("results: brought back to local", "bulk_run", j.bulkRun, "result", rw.id, "path", rw.path, "provider", j.provider, "downloaded", wrote || !rw.localPresent)
 	if s.bulkDeletesRemote(bctx, j) {
 		key := rw.objectKey
 		if key == "" {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"sync"
@@ -70,6 +71,9 @@ type outcome struct {
 	// handoff marks a retry cut by an inline attempt's bound: the job is
 	// due again at once, for the workers.
 	handoff bool
+	// gone marks a done job whose row the attempt already removed, in the
+	// transaction that recorded its work.
+	gone bool
 }
 
 const (
@@ -229,7 +233,9 @@ func (s *Service) finish(ctx context.Context, j *job, out outcome) {
 			// Before the job goes, so a result without a job always says why.
 			s.noteLocal(bctx, j, "kept local: "+out.reason)
 		}
-		_, err = s.db.ExecContext(bctx, "DELETE FROM jobs WHERE id = $1 AND locked_by = $2", j.id, j.claim)
+		if !out.gone {
+			_, err = s.db.ExecContext(bctx, "DELETE FROM jobs WHERE id = $1 AND locked_by = $2", j.id, j.claim)
+		}
 	case stateFail:
 		attempts := j.attempts + 1
 		if to == "" {
@@ -427,21 +433,13 @@ func (s *Service) claim(ctx context.Context) (*job, error) {
 	}
 	for _, id := range ids {
 		until, claim := now.Add(s.opts.LeaseDuration), s.newClaim()
-		res, err := s.db.ExecContext(ctx, `UPDATE jobs SET locked_until = $1, locked_by = $4
-			WHERE id = $2 AND next_attempt_at <= $3 AND (locked_until IS NULL OR locked_until < $3) AND state = $5`, dbTime(until), id, dbTime(now), claim, jobQueued)
-		if err != nil {
-			return nil, err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return nil, err
-		} else if n != 1 {
-			continue // another worker took it
-		}
 		j := &job{id: id, claim: claim, until: until}
-		err = s.db.QueryRowContext(ctx, "SELECT kind, result_id, provider, object_key, bucket, attempts, bulk_run FROM jobs WHERE id = $1", id).
+		err := s.db.QueryRowContext(ctx, `UPDATE jobs SET locked_until = $1, locked_by = $4
+			WHERE id = $2 AND next_attempt_at <= $3 AND (locked_until IS NULL OR locked_until < $3) AND state = $5
+			RETURNING kind, result_id, provider, object_key, bucket, attempts, bulk_run`, dbTime(until), id, dbTime(now), claim, jobQueued).
 			Scan(&j.kind, &j.resultID, &j.provider, &j.objectKey, &j.bucket, &j.attempts, &j.bulkRun)
 		if isNoRows(err) {
-			continue
+			continue // another worker took it, or it is gone
 		}
 		if err != nil {
 			return nil, err
@@ -525,9 +523,12 @@ func (s *Service) offloadJob(ctx context.Context, j *job, target *Target) outcom
 		// the retry overwrites the same key.
 		return retry(fmt.Errorf("recording the offload: %w", err))
 	}
+	// recordOffload removed the job in its transaction.
+	recorded := doneWith(target.ID)
+	recorded.gone = true
 	if n == 0 {
 		s.reconcileOffload(bctx, rw, target, info, locs)
-		return doneWith(target.ID)
+		return recorded
 	}
 	if removeLocal {
 		if err := s.local.Delete(bctx, rw.path); err != nil {
@@ -535,8 +536,14 @@ func (s *Service) offloadJob(ctx context.Context, j *job, target *Target) outcom
 		}
 	}
 	bucket, key := location(rw, info, locs)
-	s.log.Info("results: offloaded", "result", rw.id, "path", rw.path, "provider", target.ID, "bucket", bucket, "key", key, "local_copy", !removeLocal)
-	return doneWith(target.ID)
+	level := slog.LevelInfo
+	if j.bulkRun != 0 {
+		// A bulk run's progress and outcome are its own (BulkRun); one
+		// line per result would be 10,000 lines for 10,000 results.
+		level = slog.LevelDebug
+	}
+	s.log.Log(bctx, level, "results: offloaded", "result", rw.id, "path", rw.path, "provider", target.ID, "bucket", bucket, "key", key, "local_copy", !removeLocal, "bulk_run", j.bulkRun)
+	return recorded
 }
 
 // routeJob asks the router where a queued offload job goes now: its
