@@ -187,8 +187,8 @@ func TestBulkOffloadHostKilled(t *testing.T) {
 			}
 
 			// The throttle makes the whole offload last bulkThrottledRun at
-			// least, so the kill at half leaves work and leased jobs at any
-			// size; from a few thousand results on the host's own speed does.
+			// least, so the kill at half leaves work at any size, and each
+			// upload bulkMinUpload, so that the kill finds jobs leased.
 			rate := bulkThrottle(n, total/int64(n))
 			r.bh.SetRate(rate)
 			start = time.Now()
@@ -200,19 +200,16 @@ func TestBulkOffloadHostKilled(t *testing.T) {
 			if code := r.admin("POST", "/api/v1/admin/storage/bulk", map[string]any{"direction": "offload"}, &conflict); code != 409 || conflict["error"] == "" {
 				t.Fatalf("a second offload while one runs: %d %v", code, conflict)
 			}
-			waitFor(t, bulkTimeout(90*time.Second, n/2), "half the results offloaded", func() bool { return r.storedIn(pluginID) >= n/2 })
+			waitFor(t, bulkTimeout(90*time.Second, n/2), "half the results offloaded and offload jobs leased", func() bool {
+				return r.storedIn(pluginID) >= n/2 && r.offloadsLeased() > 0
+			})
 			killedAt := time.Now()
 			if err := syscall.Kill(r.proc.pid(), syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
 			<-r.proc.exited
 			firstHalf := killedAt.Sub(start)
-			leased := 0
-			for _, j := range r.leasedJobs() {
-				if j.kind == "offload" {
-					leased++
-				}
-			}
+			leased := r.offloadsLeased()
 			before := map[string]string{}
 			rows, err := r.db.Query("SELECT id, object_key FROM results WHERE storage = $1", pluginID)
 			if err != nil {
@@ -226,7 +223,7 @@ func TestBulkOffloadHostKilled(t *testing.T) {
 				before[id] = key
 			}
 			rows.Close()
-			t.Logf("at the kill: %d of %d offloaded after %v (throttle %d bytes/s a connection, 0 is none), %d offload jobs leased",
+			t.Logf("at the kill: %d of %d offloaded after %v (throttle %d bytes/s a connection), %d offload jobs leased",
 				len(before), n, firstHalf.Round(time.Millisecond), rate, leased)
 			if len(before) == n || leased == 0 {
 				t.Fatalf("the kill came too late: %d of %d offloaded, %d offload jobs leased", len(before), n, leased)

@@ -49,10 +49,12 @@ const (
 	// bulkThrottledRun is how long the throttled offload of every result
 	// should take at least, so that the kill at half leaves seconds of work.
 	bulkThrottledRun = 8 * time.Second
-	// bulkNoThrottle is the per-connection rate above which the throttle
-	// is not set: the host's own speed then keeps the second half longer
-	// than the throttle would.
-	bulkNoThrottle = 8 << 20
+	// bulkMinUpload is how long the throttle makes each upload last at
+	// least: uploads then take most of a job's time, so that jobs are
+	// leased when the host is killed even when the host's own speed, not
+	// the throttle, sets the pace (unthrottled at 10,000 results, SQLite
+	// writes took most of it and the kill found a single leased job).
+	bulkMinUpload = 25 * time.Millisecond
 )
 
 // bulkResults is how many results TestBulkOffloadHostKilled makes.
@@ -76,13 +78,21 @@ func bulkTimeout(base time.Duration, n int) time.Duration {
 
 // bulkThrottle is the per-connection rate that makes the offload of n
 // results of size bytes take bulkThrottledRun with bulkHostWorkers uploads
-// at once, or 0 (no throttle) when the host cannot go that fast anyway.
+// at once, and each upload bulkMinUpload at least.
 func bulkThrottle(n int, size int64) int {
 	rate := int64(n) * size * int64(time.Second) / (bulkHostWorkers * int64(bulkThrottledRun))
-	if rate >= bulkNoThrottle {
-		return 0
+	return int(min(rate, size*int64(time.Second)/int64(bulkMinUpload)))
+}
+
+// offloadsLeased counts the offload jobs whose lease is held.
+func (r *crashRig) offloadsLeased() int {
+	n := 0
+	for _, j := range r.leasedJobs() {
+		if j.kind == "offload" {
+			n++
+		}
 	}
-	return int(rate)
+	return n
 }
 
 // bulkClient is the test's own HTTP client for the many requests: it keeps
