@@ -152,7 +152,7 @@ func TestBulkOffloadHostKilled(t *testing.T) {
 			url := r.proc.url
 			if err := forEach(n, bulkClients, func(i int) error {
 				b := pngBytes(bulkResultSize + i)
-				id, err := r.postLocalPNG(url, b)
+				id, err := postLocalPNG(url, b)
 				ids[i], made[i] = id, bulkResult{int64(len(b)), hexSHA256(b)}
 				return err
 			}); err != nil {

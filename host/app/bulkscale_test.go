@@ -156,10 +156,10 @@ func readSHA256(rd io.Reader) (int64, string, error) {
 	return n, hex.EncodeToString(h.Sum(nil)), err
 }
 
-// postLocalPNG finalizes data as a result through the running host process,
-// like uploadPNG, and checks it is stored locally; it returns an error
+// postLocalPNG finalizes data as a result through the host process at url,
+// and checks it is stored locally; it returns an error
 // instead of failing the test, so that many may run at once.
-func (r *crashRig) postLocalPNG(url string, data []byte) (string, error) {
+func postLocalPNG(url string, data []byte) (string, error) {
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)
 	mw.WriteField("kind", "images")
