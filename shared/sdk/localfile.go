@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/magicads/r2storage/shared/storage"
 	"github.com/magicads/r2storage/shared/storagepb"
@@ -48,10 +50,19 @@ func localSource(r io.Reader, size int64) (*storagepb.LocalFile, int64) {
 	return &storagepb.LocalFile{Path: path, Offset: off}, size
 }
 
+// smallFile is the largest local file range openSource reads into memory
+// once (hashing it there), instead of reading the file twice.
+const smallFile = 1 << 20
+
+// smallBufs holds the buffers of small local file ranges between puts.
+var smallBufs = sync.Pool{New: func() any { return new([]byte) }}
+
 // openSource opens a local file range for a provider's Put: a seekable
 // reader of exactly size bytes, failing (never a short EOF) if the file
 // holds fewer. With want set, the range is hashed first and refused on a
-// mismatch, before anything is written.
+// mismatch, before anything is written. A range of at most smallFile
+// bytes is read once into a buffer, hashed there, and served from it;
+// release returns the buffer and closes the file.
 func openSource(src *storagepb.LocalFile, size int64, want []byte) (*exactReader, func(), error) {
 	if size < 0 {
 		return nil, nil, &storage.Error{Code: storage.InvalidArgument, Message: "put: a local-file put must declare its size"}
@@ -65,6 +76,27 @@ func openSource(src *storagepb.LocalFile, size int64, want []byte) (*exactReader
 		f.Close()
 		return nil, nil, &storage.Error{Code: storage.InvalidArgument, Message: fmt.Sprintf("put: %s is not a regular file holding bytes %d..%d", src.GetPath(), src.GetOffset(), src.GetOffset()+size)}
 	}
+	mismatch := &storage.Error{Code: storage.InvalidArgument, Message: "put: the sha256 of the local file does not match the one declared; nothing was written"}
+	if size <= smallFile {
+		defer f.Close()
+		bp := smallBufs.Get().(*[]byte)
+		if int64(cap(*bp)) < size {
+			*bp = make([]byte, size)
+		}
+		buf := (*bp)[:size]
+		release := func() { smallBufs.Put(bp) }
+		if n, err := f.ReadAt(buf, src.GetOffset()); int64(n) < size {
+			release()
+			return nil, nil, &storage.Error{Code: storage.Unavailable, Message: fmt.Sprintf("put: the local file ended after %d of %d bytes", n, size), Err: err}
+		}
+		if len(want) > 0 {
+			if sum := sha256.Sum256(buf); string(sum[:]) != string(want) {
+				release()
+				return nil, nil, mismatch
+			}
+		}
+		return &exactReader{sec: io.NewSectionReader(bytes.NewReader(buf), 0, size), size: size}, release, nil
+	}
 	sec := io.NewSectionReader(f, src.GetOffset(), size)
 	if len(want) > 0 {
 		h := sha256.New()
@@ -74,7 +106,7 @@ func openSource(src *storagepb.LocalFile, size int64, want []byte) (*exactReader
 		}
 		if string(h.Sum(nil)) != string(want) {
 			f.Close()
-			return nil, nil, &storage.Error{Code: storage.InvalidArgument, Message: "put: the sha256 of the local file does not match the one declared; nothing was written"}
+			return nil, nil, mismatch
 		}
 		if _, err := sec.Seek(0, io.SeekStart); err != nil {
 			f.Close()

@@ -147,9 +147,11 @@ func TestServerChecksLocalFileHeaders(t *testing.T) {
 }
 
 func TestExactReaderRefusesAShrunkFile(t *testing.T) {
+	// Past smallFile the range is streamed from the file.
 	path := filepath.Join(t.TempDir(), "f")
-	os.WriteFile(path, []byte("0123456789"), 0o600)
-	r, closeFile, err := openSource(&storagepb.LocalFile{Path: path}, 10, nil)
+	size := int64(smallFile + 10)
+	os.WriteFile(path, bytes.Repeat([]byte("x"), int(size)), 0o600)
+	r, closeFile, err := openSource(&storagepb.LocalFile{Path: path}, size, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,5 +159,33 @@ func TestExactReaderRefusesAShrunkFile(t *testing.T) {
 	os.Truncate(path, 4)
 	if _, err := io.ReadAll(r); err == nil || storage.Code(err) != storage.Unavailable {
 		t.Fatalf("reading a file that shrank: %v, want an error, not a short object", err)
+	}
+}
+
+// TestSmallLocalFileIsReadOnce: a range of at most smallFile bytes is
+// read and checked when opened, so a change to the file afterwards cannot
+// reach the object, and a wrong sha256 is refused before anything is read
+// by the provider.
+func TestSmallLocalFileIsReadOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	data := []byte("0123456789")
+	os.WriteFile(path, data, 0o600)
+	sum := sha256.Sum256(data)
+	r, release, err := openSource(&storagepb.LocalFile{Path: path}, 10, sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(path, []byte("abcdefghij"), 0o600)
+	got, err := io.ReadAll(r)
+	release()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read %q, %v; want the bytes checked when opened", got, err)
+	}
+	if _, _, err := openSource(&storagepb.LocalFile{Path: path}, 10, sum[:]); storage.Code(err) != storage.InvalidArgument {
+		t.Fatalf("a range whose sha256 differs: %v, want InvalidArgument", err)
+	}
+	os.Truncate(path, 4)
+	if _, _, err := openSource(&storagepb.LocalFile{Path: path}, 10, nil); storage.Code(err) != storage.InvalidArgument {
+		t.Fatalf("a range past the end: %v, want InvalidArgument", err)
 	}
 }
