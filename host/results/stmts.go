@@ -3,6 +3,8 @@ package results
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"strings"
 	"sync"
 )
 
@@ -17,12 +19,29 @@ const maxCachedStatements = 128
 // direct), and past maxCachedStatements everything does.
 type stmtDB struct {
 	*sql.DB
-	mu    sync.Mutex
-	stmts map[string]*sql.Stmt
+	// detach runs the statements without their context's cancellation
+	// (SQLite: see newStmtDB).
+	detach bool
+	mu     sync.Mutex
+	stmts  map[string]*sql.Stmt
 }
 
-// newStmtDB wraps db.
-func newStmtDB(db *sql.DB) *stmtDB { return &stmtDB{DB: db, stmts: map[string]*sql.Stmt{}} }
+// newStmtDB wraps db. On SQLite, statements outside transactions run
+// detached from their context's cancellation: the driver starts a
+// goroutine to watch a cancellable context for every statement, a large
+// share of a queued upload's scheduling work, while a SQLite statement
+// here takes milliseconds and a wait for its lock ends at busy_timeout.
+func newStmtDB(db *sql.DB) *stmtDB {
+	return &stmtDB{DB: db, detach: strings.Contains(strings.ToLower(fmt.Sprintf("%T", db.Driver())), "sqlite"), stmts: map[string]*sql.Stmt{}}
+}
+
+// ctx is the context a statement runs with.
+func (d *stmtDB) ctx(ctx context.Context) context.Context {
+	if d.detach {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
+}
 
 // stmt returns query prepared, or nil when the cache is full or the
 // statement cannot be prepared now (the caller then runs it unprepared,
@@ -51,6 +70,7 @@ func (d *stmtDB) stmt(ctx context.Context, query string) *sql.Stmt {
 
 // ExecContext runs query prepared.
 func (d *stmtDB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = d.ctx(ctx)
 	if st := d.stmt(ctx, query); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
@@ -59,6 +79,7 @@ func (d *stmtDB) ExecContext(ctx context.Context, query string, args ...any) (sq
 
 // QueryContext runs query prepared.
 func (d *stmtDB) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	ctx = d.ctx(ctx)
 	if st := d.stmt(ctx, query); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
@@ -67,6 +88,7 @@ func (d *stmtDB) QueryContext(ctx context.Context, query string, args ...any) (*
 
 // QueryRowContext runs query prepared.
 func (d *stmtDB) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	ctx = d.ctx(ctx)
 	if st := d.stmt(ctx, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
