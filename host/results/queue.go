@@ -29,8 +29,6 @@ const (
 	bookkeepingTimeout = 30 * time.Second
 	// cleanupTimeout bounds a best-effort delete of an orphaned object.
 	cleanupTimeout = 15 * time.Second
-	// claimBatch is how many due jobs one claim looks at.
-	claimBatch = 20
 	// minWait is the shortest sleep of an idle worker.
 	minWait = 10 * time.Millisecond
 )
@@ -408,13 +406,16 @@ func (s *Service) nextDue(ctx context.Context) (time.Duration, bool) {
 	return time.Time(t).Sub(s.now()), true
 }
 
+// claimQuery lists the due jobs claim picks from: the first 20.
+const claimQuery = `SELECT id FROM jobs WHERE next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1) AND state = $2
+		ORDER BY next_attempt_at, id LIMIT 20`
+
 // claim leases one due job, or returns nil when none is due. The lease is a
 // conditional update, so two nodes never hold one job at once. Failed jobs
 // are never claimed.
 func (s *Service) claim(ctx context.Context) (*job, error) {
 	now := s.now()
-	rows, err := s.db.QueryContext(ctx, fmt.Sprintf(`SELECT id FROM jobs WHERE next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1) AND state = $2
-		ORDER BY next_attempt_at, id LIMIT %d`, claimBatch), dbTime(now), jobQueued)
+	rows, err := s.db.QueryContext(ctx, claimQuery, dbTime(now), jobQueued)
 	if err != nil {
 		return nil, err
 	}
@@ -431,7 +432,14 @@ func (s *Service) claim(ctx context.Context) (*job, error) {
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	for _, id := range ids {
+	// Workers read the same due jobs at once: each starts at a random one
+	// of them, so they rarely race for the same row.
+	start := 0
+	if len(ids) > 1 {
+		start = rand.IntN(len(ids))
+	}
+	for i := range ids {
+		id := ids[(start+i)%len(ids)]
 		until, claim := now.Add(s.opts.LeaseDuration), s.newClaim()
 		j := &job{id: id, claim: claim, until: until}
 		err := s.db.QueryRowContext(ctx, `UPDATE jobs SET locked_until = $1, locked_by = $4
