@@ -3,14 +3,12 @@
 package app_test
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"mime/multipart"
 	"net/http"
 	"os"
 	"strconv"
@@ -160,18 +158,12 @@ func readSHA256(rd io.Reader) (int64, string, error) {
 // and checks it is stored locally; it returns an error
 // instead of failing the test, so that many may run at once.
 func postLocalPNG(url string, data []byte) (string, error) {
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	mw.WriteField("kind", "images")
-	mw.WriteField("generator", "gemini")
-	fw, _ := mw.CreateFormFile("file", "a.png")
-	fw.Write(data)
-	mw.Close()
-	req, err := http.NewRequest("POST", url+"/api/v1/results", &buf)
+	form, contentType := resultForm(data, "a.png")
+	req, err := http.NewRequest("POST", url+"/api/v1/results", form)
 	if err != nil {
 		return "", err
 	}
-	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("Authorization", "Bearer "+serviceToken)
 	resp, err := bulkClient.Do(req)
 	if err != nil {

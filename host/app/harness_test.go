@@ -217,9 +217,9 @@ func (h *host) postForm(contentType string, body io.Reader) (*http.Response, err
 	return http.DefaultClient.Do(req)
 }
 
-// upload finalizes a result through the API.
-func (h *host) upload(data []byte, name string) resultBody {
-	h.t.Helper()
+// resultForm is the multipart body of a result upload of data (images by
+// gemini, in a file called name) and its Content-Type.
+func resultForm(data []byte, name string) (*bytes.Buffer, string) {
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)
 	mw.WriteField("kind", "images")
@@ -227,7 +227,14 @@ func (h *host) upload(data []byte, name string) resultBody {
 	fw, _ := mw.CreateFormFile("file", name)
 	fw.Write(data)
 	mw.Close()
-	resp, err := h.postForm(mw.FormDataContentType(), &buf)
+	return &buf, mw.FormDataContentType()
+}
+
+// upload finalizes a result through the API.
+func (h *host) upload(data []byte, name string) resultBody {
+	h.t.Helper()
+	form, contentType := resultForm(data, name)
+	resp, err := h.postForm(contentType, form)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -1,12 +1,10 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"mime/multipart"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -38,15 +36,9 @@ type posted struct {
 // tryUpload finalizes a result through the API without failing the test,
 // so it can run off the test's goroutine.
 func (h *host) tryUpload(data []byte) posted {
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	mw.WriteField("kind", "images")
-	mw.WriteField("generator", "gemini")
-	fw, _ := mw.CreateFormFile("file", "r.png")
-	fw.Write(data)
-	mw.Close()
-	req, _ := http.NewRequest("POST", h.srv.URL+"/api/v1/results", &buf)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
+	form, contentType := resultForm(data, "r.png")
+	req, _ := http.NewRequest("POST", h.srv.URL+"/api/v1/results", form)
+	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("Authorization", "Bearer "+adminToken)
 	client := &http.Client{Timeout: 3 * time.Minute}
 	start := time.Now()
