@@ -316,9 +316,9 @@ func (o Options) withDefaults() Options {
 	def(&o.DeleteTimeout, 5*time.Second)
 	def(&o.DBTimeout, 5*time.Second)
 	if o.Workers <= 0 {
-		o.Workers = 4
+		o.Workers = DefaultWorkers
 	}
-	o.Workers = min(o.Workers, maxWorkers)
+	o.Workers = min(o.Workers, MaxWorkers)
 	if o.NodeID == "" {
 		o.NodeID = rand.Text()
 	}
@@ -401,8 +401,12 @@ func (s *Service) isStaged(id string) bool {
 	return ok
 }
 
-// maxWorkers caps Options.Workers.
-const maxWorkers = 64
+const (
+	// DefaultWorkers is Options.Workers when it is not set.
+	DefaultWorkers = 4
+	// MaxWorkers caps Options.Workers.
+	MaxWorkers = 64
+)
 
 // New returns a Service over a migrated host database and the local results
 // store (both required). A nil router keeps every result local.

@@ -1,6 +1,6 @@
 // Command magicads is the MagicAds host.
 //
-//	magicads serve [--addr 127.0.0.1:8080] [--data-dir ./data] [--db postgres://…] [--trusted-proxies CIDR,…] [--max-result-bytes N] [--metrics-addr 127.0.0.1:9090]
+//	magicads serve [--addr 127.0.0.1:8080] [--data-dir ./data] [--db postgres://…] [--trusted-proxies CIDR,…] [--max-result-bytes N] [--metrics-addr 127.0.0.1:9090] [--upload-workers 4]
 //
 // Every flag has an environment variable (../shared/api.md). SIGINT and
 // SIGTERM shut it down cleanly and stop every plugin process.
@@ -26,6 +26,7 @@ import (
 	"github.com/magicads/r2storage/host/app"
 	"github.com/magicads/r2storage/host/auth"
 	"github.com/magicads/r2storage/host/httpapi"
+	"github.com/magicads/r2storage/host/results"
 )
 
 func main() {
@@ -42,6 +43,8 @@ type flags struct {
 	metricsAddr    string
 	maxResultBytes int64
 	trustedProxies []netip.Prefix
+	// uploadWorkers is how many queued jobs this node runs at once.
+	uploadWorkers int
 }
 
 func env(getenv func(string) string, key, def string) string {
@@ -64,6 +67,8 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (flags, 
 	maxResult := env(getenv, "MAGICADS_MAX_RESULT_BYTES", strconv.FormatInt(httpapi.DefaultMaxResultBytes, 10))
 	fs.StringVar(&maxResult, "max-result-bytes", maxResult, "largest result accepted, in bytes (MAGICADS_MAX_RESULT_BYTES)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", env(getenv, "MAGICADS_METRICS_ADDR", ""), "listen address of a separate HTTP listener serving /metrics without credentials; default off (the API's /metrics needs admin credentials) (MAGICADS_METRICS_ADDR)")
+	workers := env(getenv, "MAGICADS_UPLOAD_WORKERS", strconv.Itoa(results.DefaultWorkers))
+	fs.StringVar(&workers, "upload-workers", workers, "queued uploads, deletes and bring-backs this node runs at once; raise it when the storage provider is far away (MAGICADS_UPLOAD_WORKERS)")
 	proxies := fs.String("trusted-proxies", env(getenv, "MAGICADS_TRUSTED_PROXIES", ""), "CIDRs or addresses of TLS-terminating reverse proxies, comma-separated: their X-Forwarded-For names the client, and cookies are Secure (MAGICADS_TRUSTED_PROXIES)")
 	if err := fs.Parse(args); err != nil {
 		return f, err
@@ -76,6 +81,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (flags, 
 		return f, fmt.Errorf("--max-result-bytes must be a number of bytes from 1 to %d, got %q", httpapi.MaxMaxResultBytes, maxResult)
 	}
 	f.maxResultBytes = n
+	if f.uploadWorkers, err = strconv.Atoi(workers); err != nil || f.uploadWorkers < 1 || f.uploadWorkers > results.MaxWorkers {
+		return f, fmt.Errorf("--upload-workers must be a number from 1 to %d, got %q", results.MaxWorkers, workers)
+	}
 	if f.license != "regular" && f.license != "extended" {
 		return f, fmt.Errorf("--license must be regular or extended, got %q", f.license)
 	}
@@ -115,6 +123,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		AdminToken: getenv("MAGICADS_ADMIN_TOKEN"), ServiceToken: getenv("MAGICADS_SERVICE_TOKEN"), HTTP: httpapi.Limits{MaxResultBytes: f.maxResultBytes},
 		AdminPassword: getenv("MAGICADS_ADMIN_PASSWORD"), AdminPasswordOut: stderr, Logger: log,
 		CatalogURL: f.catalog, TrustedKeyFiles: splitList(f.trustedKey), License: f.license, TrustedProxies: f.trustedProxies,
+		Results: results.Options{Workers: f.uploadWorkers},
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "magicads:", err)

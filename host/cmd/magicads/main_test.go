@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"github.com/magicads/r2storage/internal/plugintest"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -32,6 +33,8 @@ func TestRunRefusesBadInput(t *testing.T) {
 		{"bad max result", []string{"serve", "--max-result-bytes", "1GB"}, nil, 2, "--max-result-bytes must be a number of bytes from 1 to"},
 		{"huge max result", []string{"serve", "--max-result-bytes", "9223372036854775807"}, nil, 2, "--max-result-bytes must be a number of bytes from 1 to 1099511627776"},
 		{"bad max result env", []string{"serve"}, map[string]string{"MAGICADS_MAX_RESULT_BYTES": "0"}, 2, "--max-result-bytes"},
+		{"bad upload workers", []string{"serve", "--upload-workers", "0"}, nil, 2, "--upload-workers must be a number from 1 to 64, got \"0\""},
+		{"too many upload workers env", []string{"serve"}, map[string]string{"MAGICADS_UPLOAD_WORKERS": "65"}, 2, "--upload-workers must be a number from 1 to 64"},
 		{"bad APP_KEY", []string{"serve", "--data-dir", dir}, map[string]string{"APP_KEY": "base64:c2hvcnQ="}, 1, "APP_KEY"},
 		{"unreachable db", []string{"serve", "--data-dir", dir, "--db", "postgres://postgres@127.0.0.1:1/none?connect_timeout=2"}, nil, 1, "database unreachable"},
 	}
@@ -81,6 +84,27 @@ func TestServeAndShutdown(t *testing.T) {
 	for _, want := range []string{"listening", "APP_KEY was not set", "shutting down"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+}
+
+// TestUploadWorkersFlag: --upload-workers (or MAGICADS_UPLOAD_WORKERS)
+// sets how many queued uploads, deletes and bring-backs a node runs at
+// once; the default stays 4.
+func TestUploadWorkersFlag(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want int
+	}{
+		{nil, nil, 4},
+		{[]string{"--upload-workers", "16"}, nil, 16},
+		{nil, map[string]string{"MAGICADS_UPLOAD_WORKERS": "32"}, 32},
+		{[]string{"--upload-workers", "8"}, map[string]string{"MAGICADS_UPLOAD_WORKERS": "32"}, 8},
+	} {
+		f, err := parse(c.args, getenvFrom(c.env), io.Discard)
+		if err != nil || f.uploadWorkers != c.want {
+			t.Fatalf("parse(%v, %v) = %d workers, %v; want %d", c.args, c.env, f.uploadWorkers, err, c.want)
 		}
 	}
 }
