@@ -738,6 +738,42 @@ func (s *Service) settleBulkItem(ctx context.Context, tx *sql.Tx, run int64, id 
 	return err
 }
 
+// bulkClockEvery is how often a running run's clock is written.
+const bulkClockEvery = time.Second
+
+// bulkClockGap is the longest time between two clock writes that counts
+// as running time: a node's feeder steps at least every PollInterval.
+func bulkClockGap(o Options) time.Duration {
+	return max(2*o.PollInterval+bulkStepGap, 2*bulkClockEvery)
+}
+
+// clockRun moves running run r's clock forward: the time since resumed_at,
+// at most bulkClockGap, is added to active_ms and resumed_at becomes now.
+// A longer gap means no node carried the run (every node was down), and
+// is not running time. It writes at most every bulkClockEvery; the update is
+// conditional on active_ms, so nodes doing this at once add it once.
+func (s *Service) clockRun(ctx context.Context, r *bulkRunRow) error {
+	if r.state != BulkRunning || r.resumedAt == nil {
+		return nil
+	}
+	now := s.now()
+	d := now.Sub(*r.resumedAt)
+	if d < bulkClockEvery {
+		return nil
+	}
+	d = min(d, bulkClockGap(s.opts))
+	active := r.activeMS + d.Milliseconds()
+	res, err := s.db.ExecContext(ctx, "UPDATE bulk_runs SET active_ms = $1, resumed_at = $2 WHERE id = $3 AND state = $4 AND active_ms = $5",
+		active, dbTime(now), r.id, BulkRunning, r.activeMS)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 1 {
+		r.activeMS, r.resumedAt = active, &now
+	}
+	return nil
+}
+
 // runBulk is this node's bulk feeder: until ctx ends it carries the
 // unfinished runs forward (bulkStep) when woken (a bulk job ended, a run
 // started, paused, resumed or was cancelled), at most every bulkStepGap,
@@ -791,6 +827,9 @@ func (s *Service) bulkStep(ctx context.Context) error {
 		return err
 	}
 	for _, r := range runs {
+		if err := s.clockRun(ctx, &r); err != nil {
+			return fmt.Errorf("bulk run %d: %w", r.id, err)
+		}
 		if err := s.reconcileBulk(ctx, r); err != nil {
 			return fmt.Errorf("bulk run %d: %w", r.id, err)
 		}

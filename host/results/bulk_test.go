@@ -8,8 +8,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/magicads/r2storage/host/dbmigrate"
+	"github.com/magicads/r2storage/internal/plugintest"
 	"github.com/magicads/r2storage/shared/storage"
 )
 
@@ -520,5 +522,40 @@ func TestBulkOffloadWaitsWhenDefaultChanges(t *testing.T) {
 			t.Fatalf("storage %v does not match the run %+v", c, r)
 		}
 		checkOnePlace(t, e, st, data)
+	})
+}
+
+// TestBulkRunningTimeExcludesDowntime: while no node runs the feeder (the
+// host was down), a running run's clock does not run: its running time,
+// and so its rate and ETA, count only the time some node carried it.
+func TestBulkRunningTimeExcludesDowntime(t *testing.T) {
+	forDialects(t, func(t *testing.T, d dbmigrate.Dialect) {
+		clk := plugintest.NewClock(time.Now())
+		opts := testOptions()
+		opts.Now = clk.Now
+		e, _, _ := bulkEnv(t, d, opts, 3, false)
+		ctx := context.Background()
+		run, err := e.svc.StartBulk(ctx, BulkRequest{Direction: BulkOffload})
+		if err != nil {
+			t.Fatal(err)
+		}
+		step := func() {
+			t.Helper()
+			if err := e.svc.bulkStep(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		step()
+		for range 6 { // 3 s of running, the feeder stepping
+			clk.Advance(500 * time.Millisecond)
+			step()
+		}
+		clk.Advance(time.Hour) // every node down
+		step()
+		got := e.bulkRun(t, run.ID).RunningSeconds
+		limit := 3 + bulkClockGap(e.svc.opts).Seconds() + 1
+		if got < 3 || got > limit {
+			t.Fatalf("running time %.1f s after 3 s of running and an hour down; want between 3 and %.1f s", got, limit)
+		}
 	})
 }
