@@ -110,17 +110,44 @@ type App struct {
 	closeOnce   sync.Once
 	httpLimits  httpapi.Limits
 	spool       string // DATA_DIR/tmp/uploads
+	// releaseDataDir releases the data dir's lock (Close).
+	releaseDataDir func()
+}
+
+// lockFileName is the data dir's lock file (lockDataDir).
+const lockFileName = "magicads.lock"
+
+// errDataDirInUse is the error of a host started on the data dir of a
+// running one; holder names it (" (pid N)") when known.
+func errDataDirInUse(dir, holder string) error {
+	return fmt.Errorf("data dir %s is already used by another magicads process%s: stop that one first, or give this host its own --data-dir (a data dir holds one host's SQLite database and local results; several hosts on one PostgreSQL database each need their own)", dir, holder)
 }
 
 // New opens and migrates the database, loads APP_KEY, starts the installed
-// plugins and the retry worker. Errors name what to fix.
+// plugins and the retry worker. Errors name what to fix. The data dir is
+// this process's until Close: a second host started on it refuses.
 func New(ctx context.Context, cfg Config) (*App, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+	}
+	release, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	a, err := open(ctx, cfg)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	a.releaseDataDir = release
+	return a, nil
+}
+
+// open is New once the data dir is locked.
+func open(ctx context.Context, cfg Config) (*App, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
 	dsn, sqlitePath := cfg.DB, ""
 	if dsn == "" {
@@ -350,6 +377,9 @@ func (a *App) Close(ctx context.Context) error {
 			err = a.Runtime.Close(ctx)
 		}
 		err = errors.Join(err, a.DB.Close())
+		if a.releaseDataDir != nil {
+			a.releaseDataDir()
+		}
 	})
 	return err
 }

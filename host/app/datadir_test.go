@@ -96,3 +96,42 @@ func TestDataDirSecretsArePrivate(t *testing.T) {
 		})
 	}
 }
+
+// TestSecondHostOnTheSameDataDirRefuses: a data dir belongs to one host
+// process: a second one started on it (same SQLite file, or the same
+// local results with PostgreSQL) refuses to start, naming the data dir,
+// the process holding it and the fix; once the first stops, it starts.
+func TestSecondHostOnTheSameDataDirRefuses(t *testing.T) {
+	for _, dialect := range testdb.Dialects() {
+		t.Run(string(dialect), func(t *testing.T) {
+			dir := t.TempDir()
+			dsn := ""
+			if dialect == dbmigrate.Postgres {
+				dsn = testdb.Open(t, dialect).DSN
+			}
+			cfg := app.Config{DataDir: dir, DB: dsn, AdminPasswordOut: io.Discard}
+			first, err := app.New(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			second, err := app.New(context.Background(), cfg)
+			if err == nil {
+				second.Close(context.Background())
+				t.Fatal("a second host started on the data dir of a running one")
+			}
+			for _, want := range []string{dir, "already used by another magicads process", "its own --data-dir"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Fatalf("second host: %v; want it to say %q", err, want)
+				}
+			}
+			if err := first.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			again, err := app.New(context.Background(), cfg)
+			if err != nil {
+				t.Fatalf("starting again once the first host stopped: %v", err)
+			}
+			again.Close(context.Background())
+		})
+	}
+}

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"github.com/magicads/r2storage/host/app"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,7 @@ func TestIncompleteUploadsAbortedAfterCrash(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			crashed.Runtime.Close(ctx)
 			cancel()
+			app.LoseDataDirLock(crashed) // the process is gone
 			p := <-done
 			if p.err != nil {
 				t.Fatalf("the POST in flight: %v", p.err)

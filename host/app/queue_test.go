@@ -305,6 +305,7 @@ func TestLeasesReleasedOnRestart(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			crashed.Runtime.Close(ctx)
 			cancel()
+			app.LoseDataDirLock(crashed) // the process is gone
 			p := <-done
 			if p.err != nil {
 				t.Fatalf("the POST in flight: %v", p.err)
