@@ -963,9 +963,9 @@ func (s *Service) feedBulk(ctx context.Context, r bulkRunRow) error {
 		return nil
 	}
 	now := dbTime(s.now())
-	from, keyColumns := Local, "path, ''"
+	from := Local
 	if r.direction == BulkLocal {
-		from, keyColumns = r.provider, "object_key, bucket"
+		from = r.provider
 	}
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, "UPDATE bulk_runs SET updated_at = $1 WHERE id = $2 AND state = $3", now, r.id, BulkRunning)
@@ -976,18 +976,12 @@ func (s *Service) feedBulk(ctx context.Context, r bulkRunRow) error {
 			return err // paused or cancelled meanwhile: queue nothing
 		}
 		// One statement each for the whole batch: the jobs of the results
-		// still where the run takes them from, and the items queued. "NOT
-		// deleted" rather than "deleted = false": SQLite would otherwise
-		// walk its (deleted, …) index over every result instead of looking
-		// the ids up.
-		in, args := inList(5, ids)
-		q := `INSERT INTO jobs (kind, result_id, provider, object_key, bucket, attempts, next_attempt_at, locked_until, locked_by, last_error, created_at, bulk_run)
-			SELECT $1, id, $2, ` + keyColumns + `, 0, $3, NULL, '', '', $3, $4 FROM results WHERE id IN (` + in + `) AND storage = $5 AND NOT deleted
-			ON CONFLICT (kind, result_id) DO NOTHING`
+		// still where the run takes them from, and the items queued.
+		q, args := feedJobsQuery(r.direction, ids)
 		if _, err := tx.ExecContext(ctx, q, append([]any{r.jobKind(), r.provider, now, r.id, from}, args...)...); err != nil {
 			return err
 		}
-		in, args = inList(4, ids)
+		in, args := inList(4, ids)
 		_, err = tx.ExecContext(ctx, "UPDATE bulk_items SET state = $1, updated_at = $2 WHERE run_id = $3 AND state = $4 AND result_id IN ("+in+")",
 			append([]any{itemQueued, now, r.id, itemPending}, args...)...)
 		return err
@@ -997,6 +991,23 @@ func (s *Service) feedBulk(ctx context.Context, r bulkRunRow) error {
 	}
 	s.nudge()
 	return nil
+}
+
+// feedJobsQuery is the statement that queues the jobs of a batch of a
+// run's items (ids): $1 kind, $2 provider, $3 now, $4 run, $5 where the
+// results must still be, then the ids. "NOT deleted" rather than
+// "deleted = false": SQLite's planner would otherwise walk its
+// (deleted, …) index over every result instead of looking the ids up
+// (TestFeedLooksResultsUpByID).
+func feedJobsQuery(direction string, ids []string) (string, []any) {
+	keyColumns := "path, ''"
+	if direction == BulkLocal {
+		keyColumns = "object_key, bucket"
+	}
+	in, args := inList(5, ids)
+	return `INSERT INTO jobs (kind, result_id, provider, object_key, bucket, attempts, next_attempt_at, locked_until, locked_by, last_error, created_at, bulk_run)
+			SELECT $1, id, $2, ` + keyColumns + `, 0, $3, NULL, '', '', $3, $4 FROM results WHERE id IN (` + in + `) AND storage = $5 AND NOT deleted
+			ON CONFLICT (kind, result_id) DO NOTHING`, args
 }
 
 // inList is the placeholders $after+1, $after+2, … for ids, and ids as

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/magicads/r2storage/host/dbmigrate"
 	"github.com/magicads/r2storage/internal/plugintest"
+	"github.com/magicads/r2storage/internal/testdb"
 	"github.com/magicads/r2storage/shared/storage"
 )
 
@@ -558,4 +560,40 @@ func TestBulkRunningTimeExcludesDowntime(t *testing.T) {
 			t.Fatalf("running time %.1f s after 3 s of running and an hour down; want between 3 and %.1f s", got, limit)
 		}
 	})
+}
+
+// TestFeedLooksResultsUpByID: SQLite queues a feeder batch by looking its
+// results up by id, not by walking an index over every result (which made
+// each step of a 10,000-result run read all 10,000).
+func TestFeedLooksResultsUpByID(t *testing.T) {
+	db := testdb.Open(t, dbmigrate.SQLite)
+	for _, direction := range []string{BulkOffload, BulkLocal} {
+		q, args := feedJobsQuery(direction, []string{"a", "b", "c"})
+		rows, err := db.Query("EXPLAIN QUERY PLAN "+q, append([]any{kindOffload, "p", "2026-01-01", 1, Local}, args...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		found := false
+		for _, step := range plan {
+			if strings.Contains(step, "results") {
+				found = true
+				if !strings.Contains(step, "(id=?)") {
+					t.Fatalf("%s: the feed reads results with %q; want a lookup by id (plan %q)", direction, step, plan)
+				}
+			}
+		}
+		if !found {
+			t.Fatalf("%s: no step on results in the plan %q", direction, plan)
+		}
+	}
 }
