@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/magicads/r2storage/host/providers"
 	"github.com/magicads/r2storage/host/results"
 	"github.com/magicads/r2storage/internal/plugintest"
 	"github.com/magicads/r2storage/plugin/r2"
@@ -70,7 +71,12 @@ func BenchmarkPluginOverheadPerResult(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := inProcess.Configure(context.Background(), h.settings()); err != nil {
+	// The plugin gets the settings without the host's own keys; so does
+	// the in-process provider.
+	settings := h.settings()
+	delete(settings, providers.KeyEnabled)
+	delete(settings, providers.KeyDeleteLocal)
+	if _, err := inProcess.Configure(context.Background(), settings); err != nil {
 		b.Fatal(err)
 	}
 	plugin := h.app.Runtime.Provider(pluginID)
