@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -231,8 +232,11 @@ func (h *host) open() {
 	a, err := app.New(context.Background(), app.Config{
 		DataDir: h.dataDir, DB: h.db.DSN, AppKey: h.key, PreviousAppKeys: h.prevKeys,
 		Logger: slog.New(slog.DiscardHandler), CatalogURL: h.m.indexURL(), License: h.license, AdminToken: adminToken,
-		Marketplace: marketplace.Config{TrustedKeys: []ed25519.PublicKey{h.m.pub}, CanaryTimeout: 3 * time.Second},
-		Runtime:     pluginrt.Options{HealthInterval: 500 * time.Millisecond},
+		// Not stdout: a generated password printed there broke the
+		// benchmark lines scripts/bench parses.
+		AdminPasswordOut: io.Discard,
+		Marketplace:      marketplace.Config{TrustedKeys: []ed25519.PublicKey{h.m.pub}, CanaryTimeout: 3 * time.Second},
+		Runtime:          pluginrt.Options{HealthInterval: 500 * time.Millisecond},
 	})
 	if err != nil {
 		h.t.Fatal(err)

@@ -20,8 +20,14 @@ import (
 // the public key file the host must trust.
 func FreeR2Catalog(t testing.TB, version string, binary []byte) (indexURL, pubKeyFile string) {
 	t.Helper()
+	return FreeR2CatalogOf(t, Bundle(t, version, binary, nil), version)
+}
+
+// FreeR2CatalogOf is FreeR2Catalog offering the bundle files (BundleOf).
+func FreeR2CatalogOf(t testing.TB, files []File, version string) (indexURL, pubKeyFile string) {
+	t.Helper()
 	const id = "cloudflare-r2"
-	archive := TarGz(Bundle(t, version, binary, nil))
+	archive := TarGz(files)
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)

@@ -35,10 +35,18 @@ type File struct {
 // manifest's executable path for this platform.
 func Bundle(t testing.TB, version string, binary []byte, edit func(man map[string]any)) []File {
 	t.Helper()
+	return BundleOf(t, r2storage.Files(), version, binary, edit)
+}
+
+// BundleOf is Bundle with the manifest.json, schema/ and migrations/ of
+// tree (the embedded bundle files, or another checkout's top folder, for
+// a plugin built from it).
+func BundleOf(t testing.TB, tree fs.FS, version string, binary []byte, edit func(man map[string]any)) []File {
+	t.Helper()
 	var man map[string]any
-	raw, err := fs.ReadFile(r2storage.Files(), "manifest.json")
+	raw, err := fs.ReadFile(tree, "manifest.json")
 	if err != nil || json.Unmarshal(raw, &man) != nil {
-		t.Fatalf("reading the embedded manifest: %v", err)
+		t.Fatalf("reading the manifest: %v", err)
 	}
 	man["version"] = version
 	if edit != nil {
@@ -46,13 +54,15 @@ func Bundle(t testing.TB, version string, binary []byte, edit func(man map[strin
 	}
 	manData, _ := json.MarshalIndent(man, "", "  ")
 	files := []File{{Name: "manifest.json", Mode: 0o644, Data: manData}}
-	fs.WalkDir(r2storage.Files(), ".", func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && p != "manifest.json" {
-			data, _ := fs.ReadFile(r2storage.Files(), p)
-			files = append(files, File{Name: p, Mode: 0o644, Data: data})
-		}
-		return nil
-	})
+	for _, dir := range []string{"schema", "migrations"} {
+		fs.WalkDir(tree, dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				data, _ := fs.ReadFile(tree, p)
+				files = append(files, File{Name: p, Mode: 0o644, Data: data})
+			}
+			return nil
+		})
+	}
 	exe := man["executables"].(map[string]any)[Platform].(string)
 	return append(files, File{Name: exe, Mode: 0o755, Data: binary})
 }

@@ -41,6 +41,10 @@ const (
 	// benchPluginBinEnv is a prebuilt R2 plugin binary to install instead
 	// of one built from this tree.
 	benchPluginBinEnv = "MAGICADS_BENCH_PLUGIN_BIN"
+	// benchPluginTreeEnv is the checkout that binary was built from: its
+	// manifest.json, schema/ and migrations/ go into the archive, so an
+	// older host gets the settings schema it knows.
+	benchPluginTreeEnv = "MAGICADS_BENCH_PLUGIN_TREE"
 )
 
 const (
@@ -231,6 +235,9 @@ func benchCatalog(b *testing.B) (indexURL, pubKeyFile string) {
 	binary, err := os.ReadFile(bin)
 	if err != nil {
 		b.Fatalf("reading the plugin binary: %v", err)
+	}
+	if tree := os.Getenv(benchPluginTreeEnv); tree != "" {
+		return markettest.FreeR2CatalogOf(b, markettest.BundleOf(b, os.DirFS(tree), benchVersion, binary, nil), benchVersion)
 	}
 	return markettest.FreeR2Catalog(b, benchVersion, binary)
 }
