@@ -245,31 +245,7 @@ func benchCatalog(b *testing.B) (indexURL, pubKeyFile string) {
 // call sends a JSON request (body may be nil) with the bearer token (none
 // if empty) and returns the status and answer.
 func (h *benchHost) call(method, path, token string, body any) (int, []byte, error) {
-	var r io.Reader
-	if body != nil {
-		data, err := json.Marshal(body)
-		if err != nil {
-			return 0, nil, err
-		}
-		r = bytes.NewReader(data)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+h.addr+path, r)
-	if err != nil {
-		return 0, nil, err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, out, err
+	return plugintest.CallJSON(h.addr, method, path, token, body)
 }
 
 // waitFor polls cond until it holds; cond also says what it last saw,
