@@ -50,24 +50,7 @@ func TestStorageProblemBannerWalk(t *testing.T) {
 	signInAndInstall(t, ctx, sh, s)
 	logs := watchConsole(t, ctx)
 
-	bg := context.Background()
-	if fields, err := s.app.Providers.SaveSettings(bg, "cloudflare-r2", map[string]any{
-		"enabled": true, "access_key_id": s.s3.AccessKey, "secret_access_key": s.s3.SecretKey, "bucket": bucketName,
-		"endpoint": s.s3.Endpoint, "public_url": s.publicURL, "key_prefix": "magicads", "use_path_style": true,
-	}); err != nil || len(fields) > 0 {
-		t.Fatalf("saving the R2 settings: %v %v", fields, err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := s.app.Providers.SetDefault(bg, "cloudflare-r2")
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("R2 never became a Default Storage option: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	s.useR2(t, nil)
 	storageURL := base + "/app/admin/general"
 	bannerShown(t, ctx, sh, storageURL, false, 5*time.Second)
 

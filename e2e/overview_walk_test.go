@@ -1,11 +1,9 @@
 package e2e_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -37,25 +35,7 @@ func TestStorageOverviewOffloadWalk(t *testing.T) {
 		}
 	}
 
-	bg := context.Background()
-	if fields, err := s.app.Providers.SaveSettings(bg, "cloudflare-r2", map[string]any{
-		"enabled": true, "access_key_id": s.s3.AccessKey, "secret_access_key": s.s3.SecretKey, "bucket": bucketName,
-		"endpoint": s.s3.Endpoint, "public_url": s.publicURL, "key_prefix": "magicads", "use_path_style": true,
-		"delete_local": true,
-	}); err != nil || len(fields) > 0 {
-		t.Fatalf("saving the R2 settings: %v %v", fields, err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := s.app.Providers.SetDefault(bg, "cloudflare-r2")
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("R2 never became a Default Storage option: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	s.useR2(t, map[string]any{"delete_local": true})
 
 	// Default Storage links the overview; choosing R2 moved nothing.
 	must(t, ctx, sh, "default storage", chromedp.Navigate(base+"/app/admin/general"), chromedp.WaitVisible(chromedp.ID("overview-link")),

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -182,3 +183,29 @@ func buildArchive(t *testing.T, version string) []byte {
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// useR2 saves R2's settings for the stack's bucket (with extra on top)
+// through the host, and makes R2 the Default Storage once it is offered.
+func (s *stack) useR2(t *testing.T, extra map[string]any) {
+	t.Helper()
+	bg := context.Background()
+	values := map[string]any{
+		"enabled": true, "access_key_id": s.s3.AccessKey, "secret_access_key": s.s3.SecretKey, "bucket": bucketName,
+		"endpoint": s.s3.Endpoint, "public_url": s.publicURL, "key_prefix": "magicads", "use_path_style": true,
+	}
+	maps.Copy(values, extra)
+	if fields, err := s.app.Providers.SaveSettings(bg, "cloudflare-r2", values); err != nil || len(fields) > 0 {
+		t.Fatalf("saving the R2 settings: %v %v", fields, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := s.app.Providers.SetDefault(bg, "cloudflare-r2")
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("R2 never became a Default Storage option: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
