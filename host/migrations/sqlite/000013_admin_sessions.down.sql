@@ -1,0 +1,6 @@
+DROP TABLE admin_password;
+DROP INDEX login_attempts_window_idx;
+DROP TABLE login_attempts;
+DROP INDEX admin_sessions_created_idx;
+DROP INDEX admin_sessions_last_seen_idx;
+DROP TABLE admin_sessions;
