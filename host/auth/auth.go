@@ -30,6 +30,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"database/sql"
 	"encoding/json"
 	"html/template"
 	"log/slog"
@@ -40,6 +41,10 @@ import (
 	"strings"
 	"time"
 )
+
+// msgStoreDown answers a request whose session or sign-in limits could not
+// be read or written.
+const msgStoreDown = "sessions are unavailable: the host cannot reach its database; try again shortly (the host log names the cause)"
 
 // Names the pages and scripts rely on.
 const (
@@ -87,8 +92,15 @@ type Options struct {
 	LoginDelay, MaxLoginDelay time.Duration
 	// MaxSessions bounds the session store (10,000); when full, the least recently used session ends.
 	MaxSessions int
-	// MaxLimitKeys bounds the rate limiter's memory (10,000 keys).
+	// MaxLimitKeys bounds the rate limiter's keys (10,000), and the sign-in
+	// delay's user names.
 	MaxLimitKeys int
+	// DB, when set, is the migrated host database (SQLite or PostgreSQL)
+	// that keeps sessions and sign-in limits (tables admin_sessions and
+	// login_attempts), so every node on it accepts a session and counts
+	// failures together, and a restart signs no one out; nil keeps them in
+	// this process's memory.
+	DB *sql.DB
 	// TrustedProxies are the reverse proxies (--trusted-proxies) whose
 	// X-Forwarded-For names the client and whose requests get Secure cookies.
 	TrustedProxies []netip.Prefix
@@ -102,8 +114,7 @@ type Options struct {
 type Auth struct {
 	opts     Options
 	tokenSum [32]byte
-	sessions *sessions
-	limits   *limiter
+	store    store
 	backoff  *backoff
 	wait     func(context.Context, time.Duration) error // sleeps a sign-in's delay
 	slow     chan struct{}                              // bounds concurrent PBKDF2 checks
@@ -150,13 +161,16 @@ func New(opts Options) *Auth {
 	a := &Auth{
 		opts:     opts,
 		tokenSum: sha256.Sum256([]byte(opts.Token)),
-		sessions: newSessions(opts.IdleTimeout, opts.MaxAge, opts.MaxSessions),
-		limits:   newLimiter(opts.LoginWindow, opts.MaxLimitKeys),
+		store:    memStore{sessions: newSessions(opts.IdleTimeout, opts.MaxAge, opts.MaxSessions), limits: newLimiter(opts.LoginWindow, opts.MaxLimitKeys)},
 		backoff:  newBackoff(opts.LoginLimit, opts.LoginWindow, opts.LoginDelay, opts.MaxLoginDelay, opts.MaxLimitKeys),
 		wait:     sleep,
 		slow:     make(chan struct{}, max(1, runtime.NumCPU()/2)),
 		log:      opts.Logger,
 		page:     template.Must(template.New("login").Parse(loginHTML)),
+	}
+	if opts.DB != nil {
+		a.store = &dbStore{db: opts.DB, idle: opts.IdleTimeout, maxAge: opts.MaxAge, window: opts.LoginWindow,
+			maxSessions: opts.MaxSessions, maxKeys: opts.MaxLimitKeys}
 	}
 	cop := http.NewCrossOriginProtection()
 	mux := http.NewServeMux()
@@ -199,12 +213,15 @@ const (
 	badSession
 	notAdmin
 	badCSRF
+	storeDown
 )
 
 func (f refusal) status() int {
 	switch f {
 	case notAdmin, badCSRF:
 		return http.StatusForbidden
+	case storeDown:
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusUnauthorized
 }
@@ -222,6 +239,8 @@ func (a *Auth) message(f refusal) string {
 		return "admin role required"
 	case badCSRF:
 		return "missing or wrong CSRF token"
+	case storeDown:
+		return msgStoreDown
 	}
 	return "admin credentials required: sign in at /login or send Authorization: Bearer $MAGICADS_ADMIN_TOKEN"
 }
@@ -256,7 +275,11 @@ func (a *Auth) authorize(r *http.Request, formCSRF bool) (Identity, refusal) {
 	if err != nil || c.Value == "" {
 		return Identity{}, noCredentials
 	}
-	s, ok := a.sessions.get(c.Value, a.opts.Now())
+	s, ok, err := a.store.session(r.Context(), c.Value, a.opts.Now())
+	if err != nil {
+		a.log.Error("admin session lookup failed", "error", err)
+		return Identity{}, storeDown
+	}
 	if !ok {
 		return Identity{}, badSession
 	}
@@ -352,7 +375,11 @@ func (a *Auth) CSRFToken(r *http.Request) string {
 	if err != nil {
 		return ""
 	}
-	s, ok := a.sessions.get(c.Value, a.opts.Now())
+	s, ok, err := a.store.session(r.Context(), c.Value, a.opts.Now())
+	if err != nil {
+		a.log.Error("admin session lookup failed", "error", err)
+		return ""
+	}
 	if !ok {
 		return ""
 	}
@@ -361,16 +388,23 @@ func (a *Auth) CSRFToken(r *http.Request) string {
 
 // StartSession signs the request's client in as user with role: it ends
 // the session the request carried, if any, and sets the session and CSRF
-// cookies. /login calls it for the admin user.
-func (a *Auth) StartSession(w http.ResponseWriter, r *http.Request, user, role string) {
+// cookies. /login calls it for the admin user. It fails, setting nothing,
+// when the session store (the database) cannot be written.
+func (a *Auth) StartSession(w http.ResponseWriter, r *http.Request, user, role string) error {
 	if c, err := r.Cookie(SessionCookie); err == nil {
-		a.sessions.delete(c.Value)
+		if err := a.store.deleteSession(r.Context(), c.Value); err != nil {
+			return err
+		}
 	}
-	id, csrf := a.sessions.create(user, role, a.opts.Now())
+	id, csrf, err := a.store.createSession(r.Context(), user, role, a.opts.Now())
+	if err != nil {
+		return err
+	}
 	maxAge := int(a.opts.MaxAge / time.Second)
 	secure := a.secure(r)
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: id, Path: "/", MaxAge: maxAge, HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode})
 	http.SetCookie(w, &http.Cookie{Name: CSRFCookie, Value: csrf, Path: "/", MaxAge: maxAge, Secure: secure, SameSite: http.SameSiteStrictMode})
+	return nil
 }
 
 // clearCookies expires both cookies in the browser.

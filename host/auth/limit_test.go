@@ -71,30 +71,32 @@ func newLimitAuth(t *testing.T, c *plugintest.Clock, tweak ...func(*Options)) (*
 
 // Finding 8: failures from one address must not lock the admin out from another.
 func TestFailuresElsewhereDoNotLockAdminOut(t *testing.T) {
-	c := plugintest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
-	a, _ := newLimitAuth(t, c)
-	for i := range 5 {
-		if r := postLogin(t, a, "10.0.0.1:4000", AdminUser, "guess"); r.StatusCode != http.StatusSeeOther || signedIn(r) {
-			t.Fatalf("wrong password %d from 10.0.0.1: %d", i+1, r.StatusCode)
+	forEachStore(t, func(t *testing.T, st func(*Options)) {
+		c := plugintest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+		a, _ := newLimitAuth(t, c, st)
+		for i := range 5 {
+			if r := postLogin(t, a, "10.0.0.1:4000", AdminUser, "guess"); r.StatusCode != http.StatusSeeOther || signedIn(r) {
+				t.Fatalf("wrong password %d from 10.0.0.1: %d", i+1, r.StatusCode)
+			}
 		}
-	}
-	// 10.0.0.1 itself is limited, even with the right password.
-	r := postLogin(t, a, "10.0.0.1:4001", AdminUser, testPassword)
-	if r.StatusCode != http.StatusTooManyRequests || r.Header.Get("Retry-After") != "60" || cookie(r, SessionCookie) != nil {
-		t.Fatalf("6th attempt from 10.0.0.1: %d Retry-After=%q", r.StatusCode, r.Header.Get("Retry-After"))
-	}
-	// The admin, from another address, signs in.
-	if r := postLogin(t, a, "10.0.0.2:5000", AdminUser, testPassword); !signedIn(r) {
-		t.Fatalf("correct password from 10.0.0.2 after failures from 10.0.0.1: %d Location=%q", r.StatusCode, r.Header.Get("Location"))
-	}
-	// Still limited at 10.0.0.1; free after the window.
-	if r := postLogin(t, a, "10.0.0.1:4002", AdminUser, testPassword); r.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("10.0.0.1 after the admin signed in elsewhere: %d", r.StatusCode)
-	}
-	c.Advance(time.Minute)
-	if r := postLogin(t, a, "10.0.0.1:4003", AdminUser, testPassword); !signedIn(r) {
-		t.Fatalf("10.0.0.1 after the window: %d", r.StatusCode)
-	}
+		// 10.0.0.1 itself is limited, even with the right password.
+		r := postLogin(t, a, "10.0.0.1:4001", AdminUser, testPassword)
+		if r.StatusCode != http.StatusTooManyRequests || r.Header.Get("Retry-After") != "60" || cookie(r, SessionCookie) != nil {
+			t.Fatalf("6th attempt from 10.0.0.1: %d Retry-After=%q", r.StatusCode, r.Header.Get("Retry-After"))
+		}
+		// The admin, from another address, signs in.
+		if r := postLogin(t, a, "10.0.0.2:5000", AdminUser, testPassword); !signedIn(r) {
+			t.Fatalf("correct password from 10.0.0.2 after failures from 10.0.0.1: %d Location=%q", r.StatusCode, r.Header.Get("Location"))
+		}
+		// Still limited at 10.0.0.1; free after the window.
+		if r := postLogin(t, a, "10.0.0.1:4002", AdminUser, testPassword); r.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("10.0.0.1 after the admin signed in elsewhere: %d", r.StatusCode)
+		}
+		c.Advance(time.Minute)
+		if r := postLogin(t, a, "10.0.0.1:4003", AdminUser, testPassword); !signedIn(r) {
+			t.Fatalf("10.0.0.1 after the window: %d", r.StatusCode)
+		}
+	})
 }
 
 // Finding 8: failures from many addresses slow the user down (a growing,
@@ -146,36 +148,38 @@ func TestUserFailuresDelayNeverLock(t *testing.T) {
 
 // Finding 8: each address has its own limit, across every name it tries.
 func TestLimitPerAddress(t *testing.T) {
-	c := plugintest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
-	a, _ := newLimitAuth(t, c, func(o *Options) { o.AddressLimit = 7 })
-	for range 5 {
-		postLogin(t, a, "203.0.113.5:1", AdminUser, "guess")
-	}
-	if r := postLogin(t, a, "203.0.113.5:1", AdminUser, "guess"); r.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("6th admin failure from one address: %d", r.StatusCode)
-	}
-	for i := range 2 {
-		if r := postLogin(t, a, "203.0.113.5:1", "root", "guess"); r.StatusCode != http.StatusSeeOther {
-			t.Fatalf("other name %d: %d", i+1, r.StatusCode)
+	forEachStore(t, func(t *testing.T, st func(*Options)) {
+		c := plugintest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+		a, _ := newLimitAuth(t, c, st, func(o *Options) { o.AddressLimit = 7 })
+		for range 5 {
+			postLogin(t, a, "203.0.113.5:1", AdminUser, "guess")
 		}
-	}
-	r := postLogin(t, a, "203.0.113.5:1", "root", "guess")
-	if r.StatusCode != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" {
-		t.Fatalf("8th failure from one address (limit 7): %d Retry-After=%q", r.StatusCode, r.Header.Get("Retry-After"))
-	}
-	if r := postLogin(t, a, "203.0.113.6:1", AdminUser, testPassword); !signedIn(r) {
-		t.Fatalf("neighbour address: %d", r.StatusCode)
-	}
-	// An IPv6 client is one /64.
-	for i := range 5 {
-		postLogin(t, a, "[2001:db8:1:2::"+itoa(i+1)+"]:1", AdminUser, "guess")
-	}
-	if r := postLogin(t, a, "[2001:db8:1:2::ff]:1", AdminUser, testPassword); r.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("same /64: %d", r.StatusCode)
-	}
-	if r := postLogin(t, a, "[2001:db8:1:3::1]:1", AdminUser, testPassword); !signedIn(r) {
-		t.Fatalf("other /64: %d", r.StatusCode)
-	}
+		if r := postLogin(t, a, "203.0.113.5:1", AdminUser, "guess"); r.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("6th admin failure from one address: %d", r.StatusCode)
+		}
+		for i := range 2 {
+			if r := postLogin(t, a, "203.0.113.5:1", "root", "guess"); r.StatusCode != http.StatusSeeOther {
+				t.Fatalf("other name %d: %d", i+1, r.StatusCode)
+			}
+		}
+		r := postLogin(t, a, "203.0.113.5:1", "root", "guess")
+		if r.StatusCode != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" {
+			t.Fatalf("8th failure from one address (limit 7): %d Retry-After=%q", r.StatusCode, r.Header.Get("Retry-After"))
+		}
+		if r := postLogin(t, a, "203.0.113.6:1", AdminUser, testPassword); !signedIn(r) {
+			t.Fatalf("neighbour address: %d", r.StatusCode)
+		}
+		// An IPv6 client is one /64.
+		for i := range 5 {
+			postLogin(t, a, "[2001:db8:1:2::"+itoa(i+1)+"]:1", AdminUser, "guess")
+		}
+		if r := postLogin(t, a, "[2001:db8:1:2::ff]:1", AdminUser, testPassword); r.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("same /64: %d", r.StatusCode)
+		}
+		if r := postLogin(t, a, "[2001:db8:1:3::1]:1", AdminUser, testPassword); !signedIn(r) {
+			t.Fatalf("other /64: %d", r.StatusCode)
+		}
+	})
 }
 
 func TestBackoffIsBounded(t *testing.T) {
