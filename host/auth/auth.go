@@ -115,7 +115,6 @@ type Auth struct {
 	opts     Options
 	tokenSum [32]byte
 	store    store
-	backoff  *backoff
 	wait     func(context.Context, time.Duration) error // sleeps a sign-in's delay
 	slow     chan struct{}                              // bounds concurrent PBKDF2 checks
 	log      *slog.Logger
@@ -161,16 +160,18 @@ func New(opts Options) *Auth {
 	a := &Auth{
 		opts:     opts,
 		tokenSum: sha256.Sum256([]byte(opts.Token)),
-		store:    memStore{sessions: newSessions(opts.IdleTimeout, opts.MaxAge, opts.MaxSessions), limits: newLimiter(opts.LoginWindow, opts.MaxLimitKeys)},
-		backoff:  newBackoff(opts.LoginLimit, opts.LoginWindow, opts.LoginDelay, opts.MaxLoginDelay, opts.MaxLimitKeys),
-		wait:     sleep,
-		slow:     make(chan struct{}, max(1, runtime.NumCPU()/2)),
-		log:      opts.Logger,
-		page:     template.Must(template.New("login").Parse(loginHTML)),
+		store: memStore{sessions: newSessions(opts.IdleTimeout, opts.MaxAge, opts.MaxSessions),
+			limits:  newLimiter(opts.LoginWindow, opts.MaxLimitKeys),
+			backoff: newBackoff(opts.LoginLimit, opts.LoginWindow, opts.LoginDelay, opts.MaxLoginDelay, opts.MaxLimitKeys)},
+		wait: sleep,
+		slow: make(chan struct{}, max(1, runtime.NumCPU()/2)),
+		log:  opts.Logger,
+		page: template.Must(template.New("login").Parse(loginHTML)),
 	}
 	if opts.DB != nil {
 		a.store = &dbStore{db: opts.DB, idle: opts.IdleTimeout, maxAge: opts.MaxAge, window: opts.LoginWindow,
-			maxSessions: opts.MaxSessions, maxKeys: opts.MaxLimitKeys}
+			maxSessions: opts.MaxSessions, maxKeys: opts.MaxLimitKeys,
+			free: opts.LoginLimit, leak: opts.LoginWindow / time.Duration(opts.LoginLimit), base: opts.LoginDelay, maxDelay: opts.MaxLoginDelay}
 	}
 	cop := http.NewCrossOriginProtection()
 	mux := http.NewServeMux()

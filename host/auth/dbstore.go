@@ -25,7 +25,7 @@ const touchEvery = time.Minute
 const sweepBatch = 500
 
 // dbStore keeps sessions and sign-in windows in the host database
-// (migration 000013: admin_sessions, login_attempts), in SQL that SQLite
+// (migration 000013: admin_sessions, login_attempts, login_backoff), in SQL that SQLite
 // and PostgreSQL both run. Rows hold only the SHA-256 of a session id, and
 // the CSRF token is derived from the id (csrfFor), so a read of the tables
 // lets no one use a session or forge a request. Times are Unix
@@ -34,6 +34,10 @@ type dbStore struct {
 	db                   *sql.DB
 	idle, maxAge, window time.Duration
 	maxSessions, maxKeys int
+	// The sign-in delay (backoff): free points, one leaking away per
+	// leak, then base doubled per point up to maxDelay.
+	free                 int
+	leak, base, maxDelay time.Duration
 }
 
 // idHash is the key of a session id's row: its SHA-256, in hex.
@@ -188,6 +192,40 @@ func (s *dbStore) reset(ctx context.Context, keys ...string) error {
 		if _, err := s.db.ExecContext(ctx, `DELETE FROM login_attempts WHERE limit_key = $1`, k); err != nil {
 			return dbErr("clearing sign-in attempts", err)
 		}
+	}
+	return nil
+}
+
+// decayedScore is the SQL of a login_backoff row's score at $2 (Unix
+// milliseconds), one point leaking away per $3 milliseconds, as
+// backoff.decayed computes it.
+const decayedScore = `(CASE WHEN $2 > login_backoff.at_ms THEN
+	(CASE WHEN login_backoff.score - CAST($2 - login_backoff.at_ms AS DOUBLE PRECISION) / $3 > 0
+		THEN login_backoff.score - CAST($2 - login_backoff.at_ms AS DOUBLE PRECISION) / $3 ELSE 0 END)
+	ELSE login_backoff.score END)`
+
+// leakMS is how many milliseconds one point takes to leak away (at least 1).
+func (s *dbStore) leakMS() float64 { return float64(max(1, msOf(s.leak))) }
+
+// attempt adds the attempt's point in one statement (an upsert, atomic
+// on both databases) and returns the delay of the score before it. The
+// table needs no bound: login keys its user names "user:admin" or
+// "user:?".
+func (s *dbStore) attempt(ctx context.Context, now time.Time, key string) (time.Duration, error) {
+	var score float64
+	if err := s.db.QueryRowContext(ctx, `INSERT INTO login_backoff (user_key, score, at_ms) VALUES ($1, 1, $2)
+		ON CONFLICT (user_key) DO UPDATE SET score = `+decayedScore+` + 1, at_ms = $2
+		RETURNING score`, key, ms(now), s.leakMS()).Scan(&score); err != nil {
+		return 0, dbErr("scoring a sign-in attempt", err)
+	}
+	return backoffDelay(score-1, s.free, s.base, s.maxDelay), nil
+}
+
+func (s *dbStore) success(ctx context.Context, now time.Time, key string) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE login_backoff SET
+		score = CASE WHEN `+decayedScore+` - 1 > 0 THEN `+decayedScore+` - 1 ELSE 0 END, at_ms = $2
+		WHERE user_key = $1`, key, ms(now), s.leakMS()); err != nil {
+		return dbErr("scoring a sign-in", err)
 	}
 	return nil
 }

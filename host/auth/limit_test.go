@@ -102,48 +102,50 @@ func TestFailuresElsewhereDoNotLockAdminOut(t *testing.T) {
 // Finding 8: failures from many addresses slow the user down (a growing,
 // capped delay), but never refuse the right password.
 func TestUserFailuresDelayNeverLock(t *testing.T) {
-	c := plugintest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
-	a, w := newLimitAuth(t, c)
-	var prev time.Duration
-	for i := range 40 {
-		remote := "10.1." + itoa(i/200) + "." + itoa(i%200+1) + ":4000"
-		r := postLogin(t, a, remote, AdminUser, "guess")
-		if r.StatusCode != http.StatusSeeOther || signedIn(r) {
-			t.Fatalf("failure %d from %s: %d (want the usual failure, not a refusal)", i+1, remote, r.StatusCode)
+	forEachStore(t, func(t *testing.T, st func(*Options)) {
+		c := plugintest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+		a, w := newLimitAuth(t, c, st)
+		var prev time.Duration
+		for i := range 40 {
+			remote := "10.1." + itoa(i/200) + "." + itoa(i%200+1) + ":4000"
+			r := postLogin(t, a, remote, AdminUser, "guess")
+			if r.StatusCode != http.StatusSeeOther || signedIn(r) {
+				t.Fatalf("failure %d from %s: %d (want the usual failure, not a refusal)", i+1, remote, r.StatusCode)
+			}
+			d := w.take()
+			if i < 5 && d > 0 {
+				t.Fatalf("failure %d already delayed %v", i+1, d)
+			}
+			if d < prev || d > a.opts.MaxLoginDelay {
+				t.Fatalf("failure %d: delay %v after %v (cap %v)", i+1, d, prev, a.opts.MaxLoginDelay)
+			}
+			prev = d
 		}
-		d := w.take()
-		if i < 5 && d > 0 {
-			t.Fatalf("failure %d already delayed %v", i+1, d)
+		if prev != a.opts.MaxLoginDelay || a.opts.MaxLoginDelay > 5*time.Second {
+			t.Fatalf("after 40 failures the delay is %v, want the cap %v (a few seconds)", prev, a.opts.MaxLoginDelay)
 		}
-		if d < prev || d > a.opts.MaxLoginDelay {
-			t.Fatalf("failure %d: delay %v after %v (cap %v)", i+1, d, prev, a.opts.MaxLoginDelay)
+		// The right password from a clean address: delayed, then signed in.
+		if r := postLogin(t, a, "192.0.2.10:5000", AdminUser, testPassword); !signedIn(r) {
+			t.Fatalf("correct password from a clean address under attack: %d", r.StatusCode)
 		}
-		prev = d
-	}
-	if prev != a.opts.MaxLoginDelay || a.opts.MaxLoginDelay > 5*time.Second {
-		t.Fatalf("after 40 failures the delay is %v, want the cap %v (a few seconds)", prev, a.opts.MaxLoginDelay)
-	}
-	// The right password from a clean address: delayed, then signed in.
-	if r := postLogin(t, a, "192.0.2.10:5000", AdminUser, testPassword); !signedIn(r) {
-		t.Fatalf("correct password from a clean address under attack: %d", r.StatusCode)
-	}
-	if d := w.take(); d != a.opts.MaxLoginDelay {
-		t.Fatalf("the clean attempt waited %v, want %v", d, a.opts.MaxLoginDelay)
-	}
-	// Unknown names do not slow the admin down.
-	b, bw := newLimitAuth(t, c)
-	for i := range 40 {
-		postLogin(t, b, "10.2.0."+itoa(i+1)+":1", "root", "guess")
-	}
-	bw.take()
-	if r := postLogin(t, b, "192.0.2.10:5000", AdminUser, testPassword); !signedIn(r) || bw.d != 0 {
-		t.Fatalf("admin after failures for other names: %d, delay %v", r.StatusCode, bw.take())
-	}
-	// The delay fades once the failures stop.
-	c.Advance(10 * time.Minute)
-	if r := postLogin(t, a, "192.0.2.11:5000", AdminUser, testPassword); !signedIn(r) || w.d != 0 {
-		t.Fatalf("10 minutes later: %d, delay %v", r.StatusCode, w.take())
-	}
+		if d := w.take(); d != a.opts.MaxLoginDelay {
+			t.Fatalf("the clean attempt waited %v, want %v", d, a.opts.MaxLoginDelay)
+		}
+		// Unknown names do not slow the admin down.
+		b, bw := newLimitAuth(t, c, st)
+		for i := range 40 {
+			postLogin(t, b, "10.2.0."+itoa(i+1)+":1", "root", "guess")
+		}
+		bw.take()
+		if r := postLogin(t, b, "192.0.2.10:5000", AdminUser, testPassword); !signedIn(r) || bw.d != 0 {
+			t.Fatalf("admin after failures for other names: %d, delay %v", r.StatusCode, bw.take())
+		}
+		// The delay fades once the failures stop.
+		c.Advance(10 * time.Minute)
+		if r := postLogin(t, a, "192.0.2.11:5000", AdminUser, testPassword); !signedIn(r) || w.d != 0 {
+			t.Fatalf("10 minutes later: %d, delay %v", r.StatusCode, w.take())
+		}
+	})
 }
 
 // Finding 8: each address has its own limit, across every name it tries.

@@ -127,7 +127,11 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Failures for this name from anywhere slow it down; they never refuse it.
-	delay := a.backoff.attempt(a.opts.Now(), userKey)
+	delay, err := a.store.attempt(r.Context(), a.opts.Now(), userKey)
+	if err != nil {
+		a.storeDown(w, r, next, err)
+		return
+	}
 	if delay > 0 {
 		if err := a.wait(r.Context(), delay); err != nil {
 			return // the client went away
@@ -147,7 +151,10 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, loc, http.StatusSeeOther)
 		return
 	}
-	a.backoff.success(a.opts.Now(), userKey)
+	if err := a.store.success(r.Context(), a.opts.Now(), userKey); err != nil {
+		a.storeDown(w, r, next, err)
+		return
+	}
 	if err := a.store.reset(r.Context(), addrKey, pairKey); err != nil {
 		a.storeDown(w, r, next, err)
 		return

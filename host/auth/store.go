@@ -22,12 +22,18 @@ type store interface {
 	take(ctx context.Context, now time.Time, checks ...check) (retry time.Duration, ok bool, err error)
 	// reset forgets the keys' attempts (after a successful sign-in).
 	reset(ctx context.Context, keys ...string) error
+	// attempt scores one sign-in attempt for a user name key and returns
+	// how long it waits before its password is checked (see backoff).
+	attempt(ctx context.Context, now time.Time, key string) (time.Duration, error)
+	// success takes back the point of an attempt whose password was right.
+	success(ctx context.Context, now time.Time, key string) error
 }
 
 // memStore is the in-memory store: one process's sessions and limits.
 type memStore struct {
 	sessions *sessions
 	limits   *limiter
+	backoff  *backoff
 }
 
 func (m memStore) createSession(_ context.Context, user, role string, now time.Time) (string, string, error) {
@@ -52,5 +58,14 @@ func (m memStore) take(_ context.Context, now time.Time, checks ...check) (time.
 
 func (m memStore) reset(_ context.Context, keys ...string) error {
 	m.limits.reset(keys...)
+	return nil
+}
+
+func (m memStore) attempt(_ context.Context, now time.Time, key string) (time.Duration, error) {
+	return m.backoff.attempt(now, key), nil
+}
+
+func (m memStore) success(_ context.Context, now time.Time, key string) error {
+	m.backoff.success(now, key)
 	return nil
 }

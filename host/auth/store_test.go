@@ -24,13 +24,13 @@ import (
 )
 
 // forEachStore runs fn once per session store: memory (no DB), SQLite and
-// PostgreSQL; st points an Auth's Options at that store.
+// PostgreSQL; st points an Auth's Options at a fresh store of that kind,
+// as each New without a DB has one.
 func forEachStore(t *testing.T, fn func(t *testing.T, st func(*Options))) {
 	t.Run("memory", func(t *testing.T) { fn(t, func(*Options) {}) })
 	for _, d := range testdb.Dialects() {
 		t.Run(string(d), func(t *testing.T) {
-			db := testdb.Open(t, d)
-			fn(t, func(o *Options) { o.DB = db.DB })
+			fn(t, func(o *Options) { o.DB = testdb.Open(t, d).DB })
 		})
 	}
 }
@@ -417,6 +417,26 @@ func TestSharedPasswordAdoptsOldFile(t *testing.T) {
 		}
 		if strings.Contains(logs.String(), plainA) || strings.Contains(logs.String(), plainB) {
 			t.Fatalf("a password is in the log:\n%s", logs.String())
+		}
+	})
+}
+
+// TestLoginDelaySharedByNodes: failures for the admin name on one node
+// delay its sign-ins on the other; the right password still signs in.
+func TestLoginDelaySharedByNodes(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *testdb.DB) {
+		c := plugintest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+		a, _ := newLimitAuth(t, c, func(o *Options) { o.DB = db.DB })
+		b, bw := newLimitAuth(t, c, func(o *Options) { o.DB = secondPool(t, db) })
+		for i := range 7 {
+			postLogin(t, a, "10.3.0."+itoa(i+1)+":1", AdminUser, "guess")
+		}
+		if r := postLogin(t, b, "192.0.2.20:1", AdminUser, testPassword); !signedIn(r) {
+			t.Fatalf("the right password on node B: %d", r.StatusCode)
+		}
+		// 7 failures: the score was 7, two over the 5 free ones: 250ms << 2.
+		if d := bw.take(); d != time.Second {
+			t.Fatalf("node B waited %v after 7 failures on node A, want 1s", d)
 		}
 	})
 }

@@ -1,4 +1,5 @@
 DROP TABLE admin_password;
+DROP TABLE login_backoff;
 DROP INDEX login_attempts_window_idx;
 DROP TABLE login_attempts;
 DROP INDEX admin_sessions_created_idx;

@@ -27,6 +27,18 @@ CREATE TABLE login_attempts (
 );
 CREATE INDEX login_attempts_window_idx ON login_attempts (window_start_ms);
 
+-- login_backoff: the sign-in delay per user name ("user:admin", or
+-- "user:?" for every unknown name): each attempt adds one to score, a
+-- correct password takes its point back, and one point leaks away per
+-- LoginWindow/LoginLimit since at_ms (Unix milliseconds). Above LoginLimit
+-- a score delays that name's sign-ins; it never refuses them. Every node
+-- scores into the same rows.
+CREATE TABLE login_backoff (
+    user_key TEXT             NOT NULL PRIMARY KEY,
+    score    REAL             NOT NULL,
+    at_ms    BIGINT           NOT NULL
+);
+
 -- admin_password: the generated admin password's PBKDF2 hash (the form of
 -- data/admin.pw), shared by every node on a PostgreSQL database: the
 -- first node to start generates it, the others read it. One row at most.
