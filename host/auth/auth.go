@@ -15,10 +15,21 @@
 // trusted proxy (ClientIP). Cookies are Secure on a TLS connection and on
 // requests through a trusted proxy unless it sends X-Forwarded-Proto: http.
 //
-// Sessions are kept in this process's memory, keyed by random 32-byte ids,
-// and end after 12 hours unused or 7 days after sign-in. A restart signs
-// everyone out. Several host nodes behind one load balancer need sticky
-// sessions, or the store moved to the shared database.
+// Sessions have random 32-byte ids and end after 12 hours unused or 7 days
+// after sign-in; when the store is full (MaxSessions) the least recently
+// used one ends. With Options.DB (the host) sessions, sign-in windows and
+// sign-in delays are kept in the host database (migration 000013), so
+// every host node on that database accepts a session, counts failures
+// together, and a restart signs no one out. A session's row is keyed by
+// the SHA-256 of its id and its CSRF token is an HMAC under the id, so the
+// tables hold nothing that signs in or forges a request. A session's last
+// use is written at most once a minute (the idle timeout may end it up to
+// a minute early), and expired rows are swept in bounded batches as
+// sessions start and attempts are counted. A sign-in attempt is counted in
+// one transaction, so nodes counting the same client at once never both
+// pass its limit. If the database cannot be reached, session checks and
+// sign-ins answer 503. Without Options.DB all of it lives in this
+// process's memory.
 //
 // A session authorizes safe methods (GET, HEAD, OPTIONS) by its cookie alone;
 // any other method also needs the session's CSRF token in the X-CSRF-Token
