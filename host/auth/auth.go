@@ -257,6 +257,17 @@ func (a *Auth) message(f refusal) string {
 	return "admin credentials required: sign in at /login or send Authorization: Bearer $MAGICADS_ADMIN_TOKEN"
 }
 
+// refusalHeaders sets the headers of a refusal's answer: WWW-Authenticate
+// on 401, Retry-After on 503.
+func refusalHeaders(w http.ResponseWriter, f refusal) {
+	switch f.status() {
+	case http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="magicads"`)
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "5")
+	}
+}
+
 // safeMethod reports whether a method changes no state (no CSRF token needed).
 func safeMethod(m string) bool {
 	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
@@ -318,9 +329,7 @@ func (a *Auth) Require(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, f := a.authorize(r, false)
 		if f != allowed {
-			if f.status() == http.StatusUnauthorized {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="magicads"`)
-			}
+			refusalHeaders(w, f)
 			writeError(w, f.status(), a.message(f))
 			return
 		}
@@ -352,9 +361,7 @@ func (a *Auth) RequireService(next http.Handler, serviceToken string) http.Handl
 			case badToken:
 				msg = "wrong token: the results API takes MAGICADS_SERVICE_TOKEN or MAGICADS_ADMIN_TOKEN"
 			}
-			if f.status() == http.StatusUnauthorized {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="magicads"`)
-			}
+			refusalHeaders(w, f)
 			writeError(w, f.status(), msg)
 			return
 		}
@@ -375,6 +382,7 @@ func (a *Auth) RequirePage(next http.Handler) http.Handler {
 		case noCredentials, badSession:
 			http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 		default:
+			refusalHeaders(w, f)
 			http.Error(w, a.message(f), f.status())
 		}
 	})

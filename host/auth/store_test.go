@@ -440,3 +440,34 @@ func TestLoginDelaySharedByNodes(t *testing.T) {
 		}
 	})
 }
+
+// TestDatabaseDownAnswers503: while the database cannot be reached,
+// session checks and sign-ins answer 503 with Retry-After and a message
+// that names the cause, never 401 (which would send the admin to sign in
+// again) and never a secret; the cause goes to the log.
+func TestDatabaseDownAnswers503(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *testdb.DB) {
+		pool := secondPool(t, db)
+		f := newFixture(t, false, func(o *Options) { o.DB = pool })
+		c, csrf := f.signIn()
+		pool.Close()
+		for _, r := range []reply{
+			f.do(c, "GET", "/api/x", nil),
+			f.do(c, "POST", "/api/x", nil, CSRFHeader, csrf),
+			f.do(c, "GET", "/page", nil),
+			f.do(c, "POST", "/logout", nil, CSRFHeader, csrf),
+			f.login(f.client(), AdminUser, testPassword, ""),
+			f.login(f.client(), AdminUser, testPassword, "", "Accept", "application/json"),
+		} {
+			if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || !strings.Contains(r.body, "cannot reach its database") {
+				t.Errorf("%s %s: %d Retry-After=%q %s", r.resp.Request.Method, r.resp.Request.URL.Path, r.status, r.header.Get("Retry-After"), r.body)
+			}
+			if strings.Contains(r.body, csrf) || strings.Contains(r.body, "sql:") {
+				t.Errorf("%s: the answer holds a secret or the database error: %s", r.resp.Request.URL.Path, r.body)
+			}
+		}
+		if !strings.Contains(f.logs.String(), "database is closed") {
+			t.Fatalf("the cause is not logged:\n%s", f.logs.String())
+		}
+	})
+}
