@@ -20,13 +20,10 @@ import (
 )
 
 // nodeConfig is a host node on dsn ("" for SQLite in dataDir) with the
-// console password.
-func nodeConfig(dataDir, dsn string) app.Config {
-	return app.Config{DataDir: dataDir, DB: dsn, AppKey: sharedKey, AdminToken: adminToken, AdminPassword: consolePassword, AdminPasswordOut: io.Discard}
+// APP_KEY key and the console password.
+func nodeConfig(dataDir, dsn, key string) app.Config {
+	return app.Config{DataDir: dataDir, DB: dsn, AppKey: key, AdminToken: adminToken, AdminPassword: consolePassword, AdminPasswordOut: io.Discard}
 }
-
-// sharedKey is the APP_KEY of the nodes that share one database.
-var sharedKey = appKey()
 
 // useSession sends the session cookie sid to h: a GET of an admin API
 // call, then a PUT with the CSRF token; it returns both statuses.
@@ -44,9 +41,9 @@ func useSession(h *authHost, sid, csrf string) (get, put int) {
 // by another node on the same PostgreSQL database (its own data dir),
 // CSRF included, and a sign-out on that node ends it on the first.
 func TestSessionWorksOnEveryNode(t *testing.T) {
-	dsn := testdb.Open(t, dbmigrate.Postgres).DSN
-	a := startAppHost(t, nodeConfig(t.TempDir(), dsn))
-	b := startAppHost(t, nodeConfig(t.TempDir(), dsn))
+	dsn, key := testdb.Open(t, dbmigrate.Postgres).DSN, appKey()
+	a := startAppHost(t, nodeConfig(t.TempDir(), dsn, key))
+	b := startAppHost(t, nodeConfig(t.TempDir(), dsn, key))
 	_, csrf, sid := a.signIn(consolePassword)
 	if get, put := useSession(b, sid, csrf); get != http.StatusOK || put != http.StatusOK {
 		t.Fatalf("node A's session on node B: GET %d, PUT with its CSRF token %d; want 200, 200", get, put)
@@ -57,6 +54,9 @@ func TestSessionWorksOnEveryNode(t *testing.T) {
 	c := b.client()
 	u, _ := url.Parse(b.srv.URL)
 	c.Jar.SetCookies(u, []*http.Cookie{{Name: auth.SessionCookie, Value: sid}})
+	if code, _ := b.call(c, "GET", "/app/admin/general", ""); code != http.StatusOK {
+		t.Fatalf("node A's session on node B's console page: %d, want 200", code)
+	}
 	if code, _ := b.call(c, "POST", "/logout", "", auth.CSRFHeader, csrf); code != http.StatusSeeOther {
 		t.Fatalf("logout on node B: %d", code)
 	}
@@ -70,17 +70,17 @@ func TestSessionWorksOnEveryNode(t *testing.T) {
 func TestSessionSurvivesRestart(t *testing.T) {
 	for _, dialect := range testdb.Dialects() {
 		t.Run(string(dialect), func(t *testing.T) {
-			dir, dsn := t.TempDir(), ""
+			dir, dsn, key := t.TempDir(), "", appKey()
 			if dialect == dbmigrate.Postgres {
 				dsn = testdb.Open(t, dialect).DSN
 			}
-			h := startAppHost(t, nodeConfig(dir, dsn))
+			h := startAppHost(t, nodeConfig(dir, dsn, key))
 			_, csrf, sid := h.signIn(consolePassword)
 			h.srv.Close()
 			if err := h.app.Close(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			h2 := startAppHost(t, nodeConfig(dir, dsn))
+			h2 := startAppHost(t, nodeConfig(dir, dsn, key))
 			if get, put := useSession(h2, sid, csrf); get != http.StatusOK || put != http.StatusOK {
 				t.Fatalf("the session after a restart: GET %d, PUT %d; want 200, 200", get, put)
 			}
@@ -92,8 +92,8 @@ func TestSessionSurvivesRestart(t *testing.T) {
 // database: after the limit's failures spread over two nodes, the next
 // one on either gets 429.
 func TestLoginLimitAcrossNodes(t *testing.T) {
-	dsn := testdb.Open(t, dbmigrate.Postgres).DSN
-	nodes := []*authHost{startAppHost(t, nodeConfig(t.TempDir(), dsn)), startAppHost(t, nodeConfig(t.TempDir(), dsn))}
+	dsn, key := testdb.Open(t, dbmigrate.Postgres).DSN, appKey()
+	nodes := []*authHost{startAppHost(t, nodeConfig(t.TempDir(), dsn, key)), startAppHost(t, nodeConfig(t.TempDir(), dsn, key))}
 	post := func(h *authHost) int {
 		resp, err := h.client().PostForm(h.srv.URL+"/login", url.Values{"username": {"admin"}, "password": {"wrong password"}})
 		if err != nil {
@@ -118,7 +118,7 @@ func TestLoginLimitAcrossNodes(t *testing.T) {
 // database without MAGICADS_ADMIN_PASSWORD share one generated password:
 // exactly one prints it, and it signs in on every node.
 func TestSharedGeneratedPassword(t *testing.T) {
-	dsn := testdb.Open(t, dbmigrate.Postgres).DSN
+	dsn, key := testdb.Open(t, dbmigrate.Postgres).DSN, appKey()
 	const n = 3
 	outs := make([]bytes.Buffer, n)
 	apps := make([]*app.App, n)
@@ -126,7 +126,7 @@ func TestSharedGeneratedPassword(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			cfg := nodeConfig(t.TempDir(), dsn)
+			cfg := nodeConfig(t.TempDir(), dsn, key)
 			cfg.AdminPassword, cfg.AdminPasswordOut = "", &outs[i]
 			apps[i], errs[i] = app.New(context.Background(), cfg)
 		})
@@ -165,7 +165,7 @@ func TestSharedGeneratedPassword(t *testing.T) {
 	}
 	// A later node reads it too and prints nothing.
 	var out bytes.Buffer
-	cfg := nodeConfig(t.TempDir(), dsn)
+	cfg := nodeConfig(t.TempDir(), dsn, key)
 	cfg.AdminPassword, cfg.AdminPasswordOut = "", &out
 	h := startAppHost(t, cfg)
 	if out.Len() != 0 {
