@@ -24,12 +24,12 @@ const touchEvery = time.Minute
 // sweepBatch bounds the expired rows one request deletes.
 const sweepBatch = 500
 
-// dbStore keeps sessions and sign-in windows in the host database
-// (migration 000013: admin_sessions, login_attempts, login_backoff), in SQL that SQLite
-// and PostgreSQL both run. Rows hold only the SHA-256 of a session id, and
-// the CSRF token is derived from the id (csrfFor), so a read of the tables
-// lets no one use a session or forge a request. Times are Unix
-// milliseconds.
+// dbStore keeps sessions, sign-in windows and sign-in delays in the host
+// database (migration 000013: admin_sessions, login_attempts,
+// login_backoff), in SQL that SQLite and PostgreSQL both run. Rows hold
+// only the SHA-256 of a session id, and the CSRF token is derived from the
+// id (csrfFor), so a read of the tables lets no one use a session or forge
+// a request. Times are Unix milliseconds.
 type dbStore struct {
 	db                   *sql.DB
 	idle, maxAge, window time.Duration
@@ -55,9 +55,12 @@ func csrfFor(id string) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
+// ms, fromMS and msOf convert to and from the tables' Unix milliseconds.
 func ms(t time.Time) int64       { return t.UnixMilli() }
 func fromMS(v int64) time.Time   { return time.UnixMilli(v) }
 func msOf(d time.Duration) int64 { return d.Milliseconds() }
+
+// dbErr wraps a failed statement: what it did, the cause and the fix.
 func dbErr(what string, err error) error {
 	return fmt.Errorf("%s in the host database: %w (check that the database is reachable; signing in needs it)", what, err)
 }
@@ -70,7 +73,8 @@ func (s *dbStore) createSession(ctx context.Context, user, role string, now time
 		n-msOf(s.idle), n-msOf(s.maxAge), sweepBatch); err != nil {
 		return "", "", dbErr("sweeping expired admin sessions", err)
 	}
-	// Full of live sessions: the least recently used ones end. Nodes
+	// Full of live sessions: the least recently used ones end (by
+	// last_seen_ms, which may lag a use by up to touchEvery). Nodes
 	// signing in at the same moment may each pass this check, so the
 	// table can briefly hold a few more than maxSessions.
 	var count int
