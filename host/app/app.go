@@ -56,8 +56,10 @@ type Config struct {
 	ServiceToken string
 	// HTTP bounds uploads and connections; zero values take the defaults.
 	HTTP httpapi.Limits
-	// AdminPassword is MAGICADS_ADMIN_PASSWORD; "" uses the hash in
-	// DataDir/admin.pw, generated on first run (see auth.LoadPassword).
+	// AdminPassword is MAGICADS_ADMIN_PASSWORD; "" uses the generated
+	// password's hash: in DataDir/admin.pw on SQLite (auth.LoadPassword),
+	// in the database on PostgreSQL, shared by every node
+	// (auth.LoadSharedPassword); the first start generates it.
 	AdminPassword string
 	// AdminPasswordOut receives a generated admin password, once; nil means os.Stderr.
 	AdminPasswordOut io.Writer
@@ -253,12 +255,21 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	if pwOut == nil {
 		pwOut = os.Stderr
 	}
-	pw, err := auth.LoadPassword(cfg.AdminPassword, cfg.DataDir, pwOut, a.log)
+	// On PostgreSQL several nodes may share the database: they share the
+	// generated admin password's hash there too. On SQLite it stays in the
+	// data dir (admin.pw), beside the database file.
+	var pw *auth.Password
+	if a.Dialect == dbmigrate.Postgres {
+		pw, err = auth.LoadSharedPassword(ctx, a.DB, cfg.AdminPassword, cfg.DataDir, pwOut, a.log)
+	} else {
+		pw, err = auth.LoadPassword(cfg.AdminPassword, cfg.DataDir, pwOut, a.log)
+	}
 	if err != nil {
 		return fmt.Errorf("admin password: %w", err)
 	}
-	// Sessions are in this process's memory: several nodes need sticky sessions.
-	a.Auth = auth.New(auth.Options{Password: pw, Token: cfg.AdminToken, Logger: a.log, TrustedProxies: cfg.TrustedProxies})
+	// Sessions and sign-in limits are in the database: every node accepts
+	// a session and counts failures together, and a restart keeps them.
+	a.Auth = auth.New(auth.Options{Password: pw, Token: cfg.AdminToken, Logger: a.log, TrustedProxies: cfg.TrustedProxies, DB: a.DB})
 	// The pages call the API in-process and the API falls through to the
 	// pages for every other path, so each needs the other: a closure breaks
 	// the cycle.
