@@ -46,6 +46,10 @@ type Config struct {
 	DataDir string
 	// DB is a postgres:// URL, or "" for SQLite in DataDir.
 	DB string
+	// SettingsPoll is how often a node on PostgreSQL looks for provider
+	// settings saved through other nodes without a notification; 0 is
+	// providers.DefaultSettingsPoll.
+	SettingsPoll time.Duration
 	// AppKey is APP_KEY; "" generates one into DataDir.
 	AppKey string
 	// PreviousAppKeys are older APP_KEYs still accepted (APP_KEY_PREVIOUS).
@@ -299,9 +303,16 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	a.stopWorker, a.workerDone = stop, make(chan struct{})
 	go func() {
 		defer close(a.workerDone)
+		var wg sync.WaitGroup
+		if a.Dialect == dbmigrate.Postgres {
+			// Several nodes: settings saved through another node reach
+			// this node's running plugins (SQLite runs one node only).
+			wg.Go(func() { mgr.WatchSettings(workerCtx, cfg.SettingsPoll) })
+		}
 		if err := a.Results.RunWorker(workerCtx); err != nil && !errors.Is(err, context.Canceled) {
 			a.log.Error("retry worker stopped", "error", err)
 		}
+		wg.Wait()
 	}()
 	if recoverErr != nil {
 		a.log.Warn("startup recovery skipped: the results disk cannot be written; leftovers of an earlier process stay until a start where it can", "error", recoverErr)
