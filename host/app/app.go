@@ -46,9 +46,9 @@ type Config struct {
 	DataDir string
 	// DB is a postgres:// URL, or "" for SQLite in DataDir.
 	DB string
-	// SettingsPoll is how often a node on PostgreSQL looks for provider
-	// settings saved through other nodes without a notification; 0 is
-	// providers.DefaultSettingsPoll.
+	// SettingsPoll is how often a node on PostgreSQL looks for plugins
+	// and provider settings changed through other nodes without a
+	// notification; 0 is providers.DefaultSettingsPoll.
 	SettingsPoll time.Duration
 	// AppKey is APP_KEY; "" generates one into DataDir.
 	AppKey string
@@ -305,9 +305,10 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 		defer close(a.workerDone)
 		var wg sync.WaitGroup
 		if a.Dialect == dbmigrate.Postgres {
-			// Several nodes: settings saved through another node reach
-			// this node's running plugins (SQLite runs one node only).
-			wg.Go(func() { mgr.WatchSettings(workerCtx, cfg.SettingsPoll) })
+			// Several nodes: plugins installed and settings saved
+			// through another node reach this node (SQLite runs one
+			// node only).
+			wg.Go(func() { mgr.Watch(workerCtx, cfg.SettingsPoll) })
 		}
 		if err := a.Results.RunWorker(workerCtx); err != nil && !errors.Is(err, context.Canceled) {
 			a.log.Error("retry worker stopped", "error", err)

@@ -113,6 +113,10 @@ type Manager struct {
 	changed    func(ctx context.Context, id string)
 	configured func(ctx context.Context, id string, p results.Placement)
 
+	// syncMu runs one change of the installed plugins at a time on this
+	// node: Activate, Remove, or applying another node's (syncPlugins).
+	syncMu sync.Mutex
+
 	mu      sync.Mutex
 	plugins map[string]*plugin
 	// lastDefault is the Default Storage last read ("" before the first read).
@@ -153,6 +157,10 @@ type plugin struct {
 	appliedAt time.Time
 	// tried is the stamp a configure last ran for, even one that failed.
 	tried string
+	// record is the MAC (hex) of the install record this plugin was
+	// loaded from: a different one in the plugins table means it was
+	// installed again through another node (syncPlugins).
+	record string
 }
 
 // New returns a manager. Call Load to read installed plugins and start them.
@@ -232,7 +240,29 @@ func (m *Manager) Activate(ctx context.Context, inst Installed) error {
 	if err != nil {
 		return fmt.Errorf("recording plugin %s: %w", inst.ID, err)
 	}
-	_, err = m.db.ExecContext(ctx, `INSERT INTO plugins (id, version, dir, binary_path, sha256, mac) VALUES ($1, $2, $3, $4, $5, $6)
+	p.record = hex.EncodeToString(mac)
+	if err := m.recordInstall(ctx, p, mac); err != nil {
+		return err
+	}
+	// Started outside syncMu: a start waits for the plugin's first
+	// configure, which must never hold up a Remove.
+	return m.start(ctx, p)
+}
+
+// recordInstall writes p's install record (MAC mac), its settings entry
+// and, on a shared database, its bundle for the other nodes, and makes p
+// this node's installed version of its id, under syncMu.
+func (m *Manager) recordInstall(ctx context.Context, p *plugin, mac []byte) error {
+	m.syncMu.Lock()
+	defer m.syncMu.Unlock()
+	inst := p.inst
+	if m.shared() {
+		// Before the record: a node that sees the record finds the bundle.
+		if err := m.shareBundle(ctx, p); err != nil {
+			return err
+		}
+	}
+	_, err := m.db.ExecContext(ctx, `INSERT INTO plugins (id, version, dir, binary_path, sha256, mac) VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (id) DO UPDATE SET version = excluded.version, dir = excluded.dir, binary_path = excluded.binary_path, sha256 = excluded.sha256, mac = excluded.mac`,
 		p.inst.ID, p.inst.Version, p.inst.Dir, p.inst.BinaryPath, hex.EncodeToString(p.inst.SHA256), hex.EncodeToString(mac))
 	if err != nil {
@@ -249,7 +279,11 @@ func (m *Manager) Activate(ctx context.Context, inst Installed) error {
 	}
 	m.plugins[inst.ID] = p
 	m.mu.Unlock()
-	return m.start(ctx, p)
+	if m.shared() {
+		m.dropBundles(ctx, inst.ID, inst.Version)
+		m.announcePlugins(ctx, inst.ID)
+	}
+	return nil
 }
 
 // Verified reports whether plugin id is installed with an authenticated
@@ -279,6 +313,8 @@ func (m *Manager) Installed(id string) (Installed, bool) {
 // (Options.Drain), so nothing it stored is left without a record. Files,
 // migrations and settings are the caller's (the marketplace's) business.
 func (m *Manager) Remove(ctx context.Context, id string) error {
+	m.syncMu.Lock()
+	defer m.syncMu.Unlock()
 	def, err := m.Default(ctx)
 	if err != nil {
 		// Resetting it blindly could drop the queued jobs of another
@@ -304,6 +340,10 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	if _, err := m.db.ExecContext(ctx, `DELETE FROM plugins WHERE id = $1`, id); err != nil {
 		return fmt.Errorf("removing the record of plugin %s: %w", id, err)
 	}
+	if m.shared() {
+		m.dropBundles(ctx, id, "")
+		m.announcePlugins(ctx, id)
+	}
 	m.mu.Lock()
 	delete(m.plugins, id)
 	m.mu.Unlock()
@@ -322,25 +362,19 @@ func (m *Manager) Load(ctx context.Context) error {
 	if _, err := m.Default(ctx); err != nil {
 		m.log.Warn("Default Storage cannot be read yet", "error", err)
 	}
-	rows, err := m.db.QueryContext(ctx, `SELECT id, version, sha256, mac FROM plugins ORDER BY id`)
+	// Load runs before Watch, so no sync runs meanwhile.
+	list, err := m.records(ctx)
 	if err != nil {
-		return fmt.Errorf("reading installed plugins: %w", err)
-	}
-	var list []record
-	for rows.Next() {
-		var r record
-		if err := rows.Scan(&r.id, &r.version, &r.sha256, &r.mac); err != nil {
-			rows.Close()
-			return fmt.Errorf("reading installed plugins: %w", err)
-		}
-		list = append(list, r)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("reading installed plugins: %w", err)
+		return err
 	}
 	for _, r := range list {
+		// Installed through another node while this one was down: its
+		// bundle is unpacked from the database.
+		if err := m.ensureLocal(ctx, r); err != nil {
+			m.log.Error("an installed plugin cannot run on this node", "plugin", r.id, "version", r.version, "error", err)
+		}
 		p := m.verify(ctx, r)
+		p.record = r.mac
 		if err := ownSettings(p); err != nil && p.refused == "" {
 			p.refused = fmt.Sprintf("%v; %s", err, reinstall)
 		}

@@ -16,8 +16,8 @@ import (
 // provider id.
 const SettingsChannel = "magicads_settings"
 
-// DefaultSettingsPoll is how often WatchSettings looks for settings saved
-// by another node when no notification arrives.
+// DefaultSettingsPoll is how often Watch looks for plugins and settings
+// changed through another node when no notification arrives.
 const DefaultSettingsPoll = time.Second
 
 // Applied is what this node's running plugin was last given.
@@ -33,13 +33,15 @@ type Applied struct {
 // InSync reports whether the running plugin has the settings stored now.
 func (a Applied) InSync() bool { return a.Stamp == a.Current }
 
-// WatchSettings applies, until ctx ends, the provider settings other nodes
-// save to this node's running plugins: every poll, and at once on
-// PostgreSQL when a node announces a save on SettingsChannel (polling
-// stays the fallback while the notification connection is down). A
-// provider whose stored settings differ from those its running plugin
-// was given is configured again, as after a save on this node.
-func (m *Manager) WatchSettings(ctx context.Context, poll time.Duration) {
+// Watch applies, until ctx ends, what other nodes change to this node:
+// plugins installed, updated or uninstalled (syncPlugins), and provider
+// settings saved (syncSettings). It checks every poll, and at once on
+// PostgreSQL when a node announces a change on PluginsChannel or
+// SettingsChannel (polling stays the fallback while the notification
+// connection is down). A provider whose stored settings differ from those
+// its running plugin was given is configured again, as after a save on
+// this node.
+func (m *Manager) Watch(ctx context.Context, poll time.Duration) {
 	if poll <= 0 {
 		poll = DefaultSettingsPoll
 	}
@@ -50,6 +52,7 @@ func (m *Manager) WatchSettings(ctx context.Context, poll time.Duration) {
 	t := time.NewTicker(poll)
 	defer t.Stop()
 	for {
+		m.syncPlugins(ctx)
 		m.syncSettings(ctx)
 		select {
 		case <-ctx.Done():
@@ -88,8 +91,8 @@ func (m *Manager) syncSettings(ctx context.Context) {
 	}
 }
 
-// listenSettings wakes WatchSettings on every notification on
-// SettingsChannel, on a connection of its own, reconnecting after a
+// listenSettings wakes Watch on every notification on SettingsChannel
+// or PluginsChannel, on a connection of its own, reconnecting after a
 // failure.
 func (m *Manager) listenSettings(ctx context.Context, wake chan<- struct{}) {
 	for ctx.Err() == nil {
@@ -118,10 +121,10 @@ func (m *Manager) listenOnce(ctx context.Context, wake chan<- struct{}) error {
 			return errors.New("the PostgreSQL connection is not pgx's")
 		}
 		pc := c.Conn()
-		if _, err := pc.Exec(ctx, "LISTEN "+SettingsChannel); err != nil {
+		if _, err := pc.Exec(ctx, "LISTEN "+SettingsChannel+"; LISTEN "+PluginsChannel); err != nil {
 			return err
 		}
-		defer pc.Exec(context.WithoutCancel(ctx), "UNLISTEN "+SettingsChannel) //nolint:errcheck // the connection may be gone
+		defer pc.Exec(context.WithoutCancel(ctx), "UNLISTEN *") //nolint:errcheck // the connection may be gone
 		for {
 			if _, err := pc.WaitForNotification(ctx); err != nil {
 				return err
