@@ -386,3 +386,20 @@ func (n *nullTime) Scan(v any) error {
 	n.valid = true
 	return n.t.Scan(v)
 }
+
+// MaxNodeIDLen is the longest node id.
+const MaxNodeIDLen = 64
+
+// CheckNodeID returns an error unless id is 1 to 64 letters, digits, dots,
+// underscores and hyphens (a job lease's owner is "<node id>/…").
+func CheckNodeID(id string) error {
+	if id == "" || len(id) > MaxNodeIDLen {
+		return fmt.Errorf("a node id is 1 to %d characters, got %d", MaxNodeIDLen, len(id))
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("a node id holds only letters, digits, '.', '_' and '-', got %q", id)
+		}
+	}
+	return nil
+}
