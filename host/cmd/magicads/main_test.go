@@ -35,6 +35,11 @@ func TestRunRefusesBadInput(t *testing.T) {
 		{"bad max result env", []string{"serve"}, map[string]string{"MAGICADS_MAX_RESULT_BYTES": "0"}, 2, "--max-result-bytes"},
 		{"bad upload workers", []string{"serve", "--upload-workers", "0"}, nil, 2, "--upload-workers must be a number from 1 to 64, got \"0\""},
 		{"too many upload workers env", []string{"serve"}, map[string]string{"MAGICADS_UPLOAD_WORKERS": "65"}, 2, "--upload-workers must be a number from 1 to 64"},
+		{"bad node id", []string{"serve", "--node-id", "node/1"}, nil, 2, "--node-id must be 1 to 64 letters, digits, '.', '_' or '-', got \"node/1\""},
+		{"long node id env", []string{"serve"}, map[string]string{"MAGICADS_NODE_ID": strings.Repeat("n", 65)}, 2, "--node-id must be 1 to 64"},
+		{"relative advertise url", []string{"serve", "--advertise-url", "10.0.0.1:8080"}, nil, 2, "--advertise-url must be an absolute http:// or https:// URL, got \"10.0.0.1:8080\""},
+		{"ftp advertise url env", []string{"serve"}, map[string]string{"MAGICADS_ADVERTISE_URL": "ftp://10.0.0.1/"}, 2, "--advertise-url must be an absolute http:// or https:// URL"},
+		{"advertise url without host", []string{"serve", "--advertise-url", "http:///x"}, nil, 2, "--advertise-url must be an absolute http:// or https:// URL"},
 		{"bad APP_KEY", []string{"serve", "--data-dir", dir}, map[string]string{"APP_KEY": "base64:c2hvcnQ="}, 1, "APP_KEY"},
 		{"unreachable db", []string{"serve", "--data-dir", dir, "--db", "postgres://postgres@127.0.0.1:1/none?connect_timeout=2"}, nil, 1, "database unreachable"},
 	}
@@ -105,6 +110,36 @@ func TestUploadWorkersFlag(t *testing.T) {
 		f, err := parse(c.args, getenvFrom(c.env), io.Discard)
 		if err != nil || f.uploadWorkers != c.want {
 			t.Fatalf("parse(%v, %v) = %d workers, %v; want %d", c.args, c.env, f.uploadWorkers, err, c.want)
+		}
+	}
+}
+
+// TestNodeFlags: --node-id (MAGICADS_NODE_ID) names the node, "" keeping
+// the id of data/node.id; --advertise-url (MAGICADS_ADVERTISE_URL)
+// defaults to http://<--addr>.
+func TestNodeFlags(t *testing.T) {
+	for _, c := range []struct {
+		args        []string
+		env         map[string]string
+		id, adverts string
+	}{
+		{nil, nil, "", "http://127.0.0.1:8080"},
+		{[]string{"--addr", "10.0.0.5:9000"}, nil, "", "http://10.0.0.5:9000"},
+		{[]string{"--node-id", "web-1.eu_A"}, nil, "web-1.eu_A", "http://127.0.0.1:8080"},
+		{nil, map[string]string{"MAGICADS_NODE_ID": "web-2", "MAGICADS_ADVERTISE_URL": "https://web-2.internal:8443"}, "web-2", "https://web-2.internal:8443"},
+		{[]string{"--node-id", "web-3", "--advertise-url", "http://10.0.0.3:8080"}, map[string]string{"MAGICADS_NODE_ID": "web-2"}, "web-3", "http://10.0.0.3:8080"},
+		{[]string{"--addr", "[::1]:8080"}, nil, "", "http://[::1]:8080"},
+		{[]string{"--addr", "0.0.0.0:8080"}, nil, "", "http://0.0.0.0:8080"},
+		{[]string{"--addr", ":8080"}, nil, "", "http://:8080"},
+		{[]string{"--addr", "[::]:8080", "--advertise-url", "http://10.0.0.5:8080"}, nil, "", "http://10.0.0.5:8080"},
+	} {
+		f, err := parse(c.args, getenvFrom(c.env), io.Discard)
+		if err != nil || f.nodeID != c.id || f.advertiseURL != c.adverts {
+			t.Fatalf("parse(%v, %v) = node %q at %q, %v; want %q at %q", c.args, c.env, f.nodeID, f.advertiseURL, err, c.id, c.adverts)
+		}
+		// A default no other node can reach is warned about at start.
+		if want := strings.Contains(c.adverts, "0.0.0.0") || c.adverts == "http://:8080"; f.advertiseUnreachable != want {
+			t.Fatalf("parse(%v): advertiseUnreachable %v, want %v", c.args, f.advertiseUnreachable, want)
 		}
 	}
 }
