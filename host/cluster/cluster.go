@@ -9,7 +9,9 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -112,6 +114,10 @@ type Heartbeat struct {
 	dialect dbmigrate.Dialect
 	opts    Options
 
+	// instance is random per process: a row with another instance was
+	// written by another process using the same node id.
+	instance string
+
 	mu      sync.Mutex
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -132,8 +138,14 @@ func New(db *sql.DB, dialect dbmigrate.Dialect, opts Options) *Heartbeat {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Heartbeat{db: db, dialect: dialect, opts: opts}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return &Heartbeat{db: db, dialect: dialect, opts: opts, instance: hex.EncodeToString(b[:])}
 }
+
+// ErrSharedNodeID is wrapped by the heartbeat's error when another host
+// process runs with this node's id.
+var ErrSharedNodeID = errors.New("node id shared by two host processes")
 
 // now is the database's current time, in a form its timestamp columns
 // compare with: SQLite keeps text with milliseconds.
@@ -206,6 +218,9 @@ func (h *Heartbeat) report(err error) {
 	case err == nil && h.lastErr != "":
 		h.opts.Logger.Info("the node heartbeat writes its row again", "node", h.opts.NodeID)
 		h.lastErr = ""
+	case err != nil && err.Error() != h.lastErr && errors.Is(err, ErrSharedNodeID):
+		h.opts.Logger.Error("two host processes use one node id: their job leases and cluster rows mix up", "node", h.opts.NodeID, "error", err)
+		h.lastErr = err.Error()
 	case err != nil && err.Error() != h.lastErr:
 		h.opts.Logger.Warn("the node heartbeat failed; other nodes may show this one as down until it succeeds again", "node", h.opts.NodeID, "error", err)
 		h.lastErr = err.Error()
@@ -241,11 +256,12 @@ func (h *Heartbeat) register(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
 	defer cancel()
 	now := h.now()
-	_, err := h.db.ExecContext(ctx, `INSERT INTO nodes (id, advertise_url, version, started_at, last_seen, stopped_at, plugins)
-		VALUES ($1, $2, $3, `+now+`, `+now+`, NULL, $4)
+	_, err := h.db.ExecContext(ctx, `INSERT INTO nodes (id, advertise_url, version, started_at, last_seen, stopped_at, plugins, instance)
+		VALUES ($1, $2, $3, `+now+`, `+now+`, NULL, $4, $5)
 		ON CONFLICT (id) DO UPDATE SET advertise_url = excluded.advertise_url, version = excluded.version,
-			started_at = excluded.started_at, last_seen = excluded.last_seen, stopped_at = NULL, plugins = excluded.plugins`,
-		h.opts.NodeID, h.opts.AdvertiseURL, h.opts.Version, h.pluginsJSON())
+			started_at = excluded.started_at, last_seen = excluded.last_seen, stopped_at = NULL, plugins = excluded.plugins,
+			instance = excluded.instance`,
+		h.opts.NodeID, h.opts.AdvertiseURL, h.opts.Version, h.pluginsJSON(), h.instance)
 	if err != nil {
 		return fmt.Errorf("recording node %s in the nodes table: %w", h.opts.NodeID, err)
 	}
@@ -253,19 +269,29 @@ func (h *Heartbeat) register(ctx context.Context) error {
 }
 
 // beat updates last_seen and the plugins; a row another node pruned (or
-// that the start could not write) is recorded again.
+// that the start could not write) is recorded again. A row another process
+// with the same node id wrote is taken back, and ErrSharedNodeID returned.
 func (h *Heartbeat) beat(ctx context.Context) error {
 	bctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
 	defer cancel()
-	res, err := h.db.ExecContext(bctx, `UPDATE nodes SET last_seen = `+h.now()+`, plugins = $1, stopped_at = NULL WHERE id = $2`,
-		h.pluginsJSON(), h.opts.NodeID)
+	res, err := h.db.ExecContext(bctx, `UPDATE nodes SET last_seen = `+h.now()+`, plugins = $1, stopped_at = NULL WHERE id = $2 AND instance = $3`,
+		h.pluginsJSON(), h.opts.NodeID, h.instance)
 	if err != nil {
 		return fmt.Errorf("heartbeat of node %s: %w", h.opts.NodeID, err)
 	}
-	if n, err := res.RowsAffected(); err == nil && n == 0 {
-		return h.register(ctx)
+	if n, err := res.RowsAffected(); err != nil || n > 0 {
+		return nil
 	}
-	return nil
+	var other string
+	err = h.db.QueryRowContext(bctx, `SELECT advertise_url FROM nodes WHERE id = $1`, h.opts.NodeID).Scan(&other)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("heartbeat of node %s: %w", h.opts.NodeID, err)
+	}
+	if rerr := h.register(ctx); rerr != nil || errors.Is(err, sql.ErrNoRows) {
+		return rerr
+	}
+	return fmt.Errorf("%w: another host process uses node id %s too (it advertises %s, this one %s): give each node its own --node-id (MAGICADS_NODE_ID), or its own data dir when the id comes from data/node.id",
+		ErrSharedNodeID, h.opts.NodeID, other, h.opts.AdvertiseURL)
 }
 
 // prune removes the rows of nodes gone longer than PruneAfter; on SQLite,
@@ -305,7 +331,8 @@ func (h *Heartbeat) Stop(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
 	defer cancel()
 	now := h.now()
-	if _, err := h.db.ExecContext(ctx, `UPDATE nodes SET stopped_at = `+now+`, last_seen = `+now+` WHERE id = $1`, h.opts.NodeID); err != nil {
+	// Only this process's row: another process with the same id runs on.
+	if _, err := h.db.ExecContext(ctx, `UPDATE nodes SET stopped_at = `+now+`, last_seen = `+now+` WHERE id = $1 AND instance = $2`, h.opts.NodeID, h.instance); err != nil {
 		return fmt.Errorf("marking node %s stopped in the nodes table (other nodes show it down after %v anyway): %w", h.opts.NodeID, h.opts.LiveWindow, err)
 	}
 	return nil

@@ -2,7 +2,9 @@ package cluster_test
 
 import (
 	"context"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -205,6 +207,53 @@ func TestPruneAndSQLite(t *testing.T) {
 			}
 			if !slices.Equal(ids, want) {
 				t.Fatalf("nodes %v, want %v", ids, want)
+			}
+		})
+	}
+}
+
+// lockedBuffer is a log destination safe for concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestSameNodeIDTwice: a host process started with the node id of one
+// that still runs makes the first one log that two processes share the id.
+func TestSameNodeIDTwice(t *testing.T) {
+	for _, d := range testdb.Dialects() {
+		t.Run(string(d), func(t *testing.T) {
+			db := testdb.Open(t, d)
+			var logs lockedBuffer
+			first := fast("web-1", "http://10.0.0.1:8080", nil)
+			first.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			a := cluster.New(db.DB, d, first)
+			if err := a.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer a.Stop(context.Background())
+			b := cluster.New(db.DB, d, fast("web-1", "http://10.0.0.2:8080", nil))
+			if err := b.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer b.Stop(context.Background())
+			waitFor(t, "the first process to report the shared node id", func() bool {
+				return strings.Contains(logs.String(), "another host process uses node id web-1 too")
+			})
+			if !strings.Contains(logs.String(), "http://10.0.0.2:8080") {
+				t.Fatalf("the log does not name the other process's URL:\n%s", logs.String())
 			}
 		})
 	}
