@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"github.com/magicads/r2storage/internal/plugintest"
 	"io"
 	"net"
@@ -141,5 +142,52 @@ func TestNodeFlags(t *testing.T) {
 		if want := strings.Contains(c.adverts, "0.0.0.0") || c.adverts == "http://:8080"; f.advertiseUnreachable != want {
 			t.Fatalf("parse(%v): advertiseUnreachable %v, want %v", c.args, f.advertiseUnreachable, want)
 		}
+	}
+}
+
+// TestServeWithNodeFlags: the node id and advertised URL given as flags
+// are what the cluster view shows for this node.
+func TestServeWithNodeFlags(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr plugintest.Logs
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"serve", "--addr", addr, "--data-dir", t.TempDir(), "--node-id", "web-7", "--advertise-url", "https://web-7.internal:8443"},
+			getenvFrom(map[string]string{"MAGICADS_ADMIN_TOKEN": "node-flags-token"}), &stderr)
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("exit %d after a clean shutdown:\n%s", code, stderr.String())
+		}
+	}()
+	var body struct {
+		Nodes []struct {
+			ID           string `json:"id"`
+			AdvertiseURL string `json:"advertise_url"`
+			Self         bool   `json:"self"`
+		} `json:"nodes"`
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/api/v1/admin/cluster", nil)
+		req.Header.Set("Authorization", "Bearer node-flags-token")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && err == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the host did not answer GET /api/v1/admin/cluster:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(body.Nodes) != 1 || body.Nodes[0].ID != "web-7" || body.Nodes[0].AdvertiseURL != "https://web-7.internal:8443" || !body.Nodes[0].Self {
+		t.Fatalf("cluster view %+v, want node web-7 at https://web-7.internal:8443, self", body.Nodes)
 	}
 }
