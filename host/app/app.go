@@ -47,6 +47,10 @@ type Config struct {
 	DataDir string
 	// DB is a postgres:// URL, or "" for SQLite in DataDir.
 	DB string
+	// SettingsPoll is how often a node on PostgreSQL looks for provider
+	// settings saved through other nodes without a notification; 0 is
+	// providers.DefaultSettingsPoll.
+	SettingsPoll time.Duration
 	// AppKey is APP_KEY; "" generates one into DataDir.
 	AppKey string
 	// PreviousAppKeys are older APP_KEYs still accepted (APP_KEY_PREVIOUS).
@@ -57,8 +61,10 @@ type Config struct {
 	ServiceToken string
 	// HTTP bounds uploads and connections; zero values take the defaults.
 	HTTP httpapi.Limits
-	// AdminPassword is MAGICADS_ADMIN_PASSWORD; "" uses the hash in
-	// DataDir/admin.pw, generated on first run (see auth.LoadPassword).
+	// AdminPassword is MAGICADS_ADMIN_PASSWORD; "" uses the generated
+	// password's hash: in DataDir/admin.pw on SQLite (auth.LoadPassword),
+	// in the database on PostgreSQL, shared by every node
+	// (auth.LoadSharedPassword); the first start generates it.
 	AdminPassword string
 	// AdminPasswordOut receives a generated admin password, once; nil means os.Stderr.
 	AdminPasswordOut io.Writer
@@ -272,12 +278,21 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	if pwOut == nil {
 		pwOut = os.Stderr
 	}
-	pw, err := auth.LoadPassword(cfg.AdminPassword, cfg.DataDir, pwOut, a.log)
+	// On PostgreSQL several nodes may share the database: they share the
+	// generated admin password's hash there too. On SQLite it stays in the
+	// data dir (admin.pw), beside the database file.
+	var pw *auth.Password
+	if a.Dialect == dbmigrate.Postgres {
+		pw, err = auth.LoadSharedPassword(ctx, a.DB, cfg.AdminPassword, cfg.DataDir, pwOut, a.log)
+	} else {
+		pw, err = auth.LoadPassword(cfg.AdminPassword, cfg.DataDir, pwOut, a.log)
+	}
 	if err != nil {
 		return fmt.Errorf("admin password: %w", err)
 	}
-	// Sessions are in this process's memory: several nodes need sticky sessions.
-	a.Auth = auth.New(auth.Options{Password: pw, Token: cfg.AdminToken, Logger: a.log, TrustedProxies: cfg.TrustedProxies})
+	// Sessions and sign-in limits are in the database: every node accepts
+	// a session and counts failures together, and a restart keeps them.
+	a.Auth = auth.New(auth.Options{Password: pw, Token: cfg.AdminToken, Logger: a.log, TrustedProxies: cfg.TrustedProxies, DB: a.DB})
 	// The pages call the API in-process and the API falls through to the
 	// pages for every other path, so each needs the other: a closure breaks
 	// the cycle.
@@ -312,9 +327,16 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	a.stopWorker, a.workerDone = stop, make(chan struct{})
 	go func() {
 		defer close(a.workerDone)
+		var wg sync.WaitGroup
+		if a.Dialect == dbmigrate.Postgres {
+			// Several nodes: settings saved through another node reach
+			// this node's running plugins (SQLite runs one node only).
+			wg.Go(func() { mgr.WatchSettings(workerCtx, cfg.SettingsPoll) })
+		}
 		if err := a.Results.RunWorker(workerCtx); err != nil && !errors.Is(err, context.Canceled) {
 			a.log.Error("retry worker stopped", "error", err)
 		}
+		wg.Wait()
 	}()
 	// The cluster view is not worth failing a start for: the heartbeat
 	// retries every interval.

@@ -15,10 +15,21 @@
 // trusted proxy (ClientIP). Cookies are Secure on a TLS connection and on
 // requests through a trusted proxy unless it sends X-Forwarded-Proto: http.
 //
-// Sessions are kept in this process's memory, keyed by random 32-byte ids,
-// and end after 12 hours unused or 7 days after sign-in. A restart signs
-// everyone out. Several host nodes behind one load balancer need sticky
-// sessions, or the store moved to the shared database.
+// Sessions have random 32-byte ids and end after 12 hours unused or 7 days
+// after sign-in; when the store is full (MaxSessions) the least recently
+// used one ends. With Options.DB (the host) sessions, sign-in windows and
+// sign-in delays are kept in the host database (migration 000013), so
+// every host node on that database accepts a session, counts failures
+// together, and a restart signs no one out. A session's row is keyed by
+// the SHA-256 of its id and its CSRF token is an HMAC under the id, so the
+// tables hold nothing that signs in or forges a request. A session's last
+// use is written at most once a minute (the idle timeout may end it up to
+// a minute early), and expired rows are swept in bounded batches as
+// sessions start and attempts are counted. A sign-in attempt is counted in
+// one transaction, so nodes counting the same client at once never both
+// pass its limit. If the database cannot be reached, session checks and
+// sign-ins answer 503. Without Options.DB all of it lives in this
+// process's memory.
 //
 // A session authorizes safe methods (GET, HEAD, OPTIONS) by its cookie alone;
 // any other method also needs the session's CSRF token in the X-CSRF-Token
@@ -30,6 +41,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"database/sql"
 	"encoding/json"
 	"html/template"
 	"log/slog"
@@ -40,6 +52,10 @@ import (
 	"strings"
 	"time"
 )
+
+// msgStoreDown answers a request whose session or sign-in limits could not
+// be read or written.
+const msgStoreDown = "sessions are unavailable: the host cannot reach its database; try again shortly (the host log names the cause)"
 
 // Names the pages and scripts rely on.
 const (
@@ -87,8 +103,15 @@ type Options struct {
 	LoginDelay, MaxLoginDelay time.Duration
 	// MaxSessions bounds the session store (10,000); when full, the least recently used session ends.
 	MaxSessions int
-	// MaxLimitKeys bounds the rate limiter's memory (10,000 keys).
+	// MaxLimitKeys bounds the rate limiter's keys (10,000), and the sign-in
+	// delay's user names.
 	MaxLimitKeys int
+	// DB, when set, is the migrated host database (SQLite or PostgreSQL)
+	// that keeps sessions and sign-in limits (tables admin_sessions and
+	// login_attempts), so every node on it accepts a session and counts
+	// failures together, and a restart signs no one out; nil keeps them in
+	// this process's memory.
+	DB *sql.DB
 	// TrustedProxies are the reverse proxies (--trusted-proxies) whose
 	// X-Forwarded-For names the client and whose requests get Secure cookies.
 	TrustedProxies []netip.Prefix
@@ -102,9 +125,7 @@ type Options struct {
 type Auth struct {
 	opts     Options
 	tokenSum [32]byte
-	sessions *sessions
-	limits   *limiter
-	backoff  *backoff
+	store    store
 	wait     func(context.Context, time.Duration) error // sleeps a sign-in's delay
 	slow     chan struct{}                              // bounds concurrent PBKDF2 checks
 	log      *slog.Logger
@@ -150,13 +171,18 @@ func New(opts Options) *Auth {
 	a := &Auth{
 		opts:     opts,
 		tokenSum: sha256.Sum256([]byte(opts.Token)),
-		sessions: newSessions(opts.IdleTimeout, opts.MaxAge, opts.MaxSessions),
-		limits:   newLimiter(opts.LoginWindow, opts.MaxLimitKeys),
-		backoff:  newBackoff(opts.LoginLimit, opts.LoginWindow, opts.LoginDelay, opts.MaxLoginDelay, opts.MaxLimitKeys),
-		wait:     sleep,
-		slow:     make(chan struct{}, max(1, runtime.NumCPU()/2)),
-		log:      opts.Logger,
-		page:     template.Must(template.New("login").Parse(loginHTML)),
+		store: memStore{sessions: newSessions(opts.IdleTimeout, opts.MaxAge, opts.MaxSessions),
+			limits:  newLimiter(opts.LoginWindow, opts.MaxLimitKeys),
+			backoff: newBackoff(opts.LoginLimit, opts.LoginWindow, opts.LoginDelay, opts.MaxLoginDelay, opts.MaxLimitKeys)},
+		wait: sleep,
+		slow: make(chan struct{}, max(1, runtime.NumCPU()/2)),
+		log:  opts.Logger,
+		page: template.Must(template.New("login").Parse(loginHTML)),
+	}
+	if opts.DB != nil {
+		a.store = &dbStore{db: opts.DB, idle: opts.IdleTimeout, maxAge: opts.MaxAge, window: opts.LoginWindow,
+			maxSessions: opts.MaxSessions, maxKeys: opts.MaxLimitKeys,
+			free: opts.LoginLimit, leak: opts.LoginWindow / time.Duration(opts.LoginLimit), base: opts.LoginDelay, maxDelay: opts.MaxLoginDelay}
 	}
 	cop := http.NewCrossOriginProtection()
 	mux := http.NewServeMux()
@@ -199,12 +225,15 @@ const (
 	badSession
 	notAdmin
 	badCSRF
+	storeDown
 )
 
 func (f refusal) status() int {
 	switch f {
 	case notAdmin, badCSRF:
 		return http.StatusForbidden
+	case storeDown:
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusUnauthorized
 }
@@ -222,8 +251,21 @@ func (a *Auth) message(f refusal) string {
 		return "admin role required"
 	case badCSRF:
 		return "missing or wrong CSRF token"
+	case storeDown:
+		return msgStoreDown
 	}
 	return "admin credentials required: sign in at /login or send Authorization: Bearer $MAGICADS_ADMIN_TOKEN"
+}
+
+// refusalHeaders sets the headers of a refusal's answer: WWW-Authenticate
+// on 401, Retry-After on 503.
+func refusalHeaders(w http.ResponseWriter, f refusal) {
+	switch f.status() {
+	case http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="magicads"`)
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "5")
+	}
 }
 
 // safeMethod reports whether a method changes no state (no CSRF token needed).
@@ -256,7 +298,11 @@ func (a *Auth) authorize(r *http.Request, formCSRF bool) (Identity, refusal) {
 	if err != nil || c.Value == "" {
 		return Identity{}, noCredentials
 	}
-	s, ok := a.sessions.get(c.Value, a.opts.Now())
+	s, ok, err := a.store.session(r.Context(), c.Value, a.opts.Now())
+	if err != nil {
+		a.log.Error("admin session lookup failed", "error", err)
+		return Identity{}, storeDown
+	}
 	if !ok {
 		return Identity{}, badSession
 	}
@@ -283,9 +329,7 @@ func (a *Auth) Require(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, f := a.authorize(r, false)
 		if f != allowed {
-			if f.status() == http.StatusUnauthorized {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="magicads"`)
-			}
+			refusalHeaders(w, f)
 			writeError(w, f.status(), a.message(f))
 			return
 		}
@@ -317,9 +361,7 @@ func (a *Auth) RequireService(next http.Handler, serviceToken string) http.Handl
 			case badToken:
 				msg = "wrong token: the results API takes MAGICADS_SERVICE_TOKEN or MAGICADS_ADMIN_TOKEN"
 			}
-			if f.status() == http.StatusUnauthorized {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="magicads"`)
-			}
+			refusalHeaders(w, f)
 			writeError(w, f.status(), msg)
 			return
 		}
@@ -340,6 +382,7 @@ func (a *Auth) RequirePage(next http.Handler) http.Handler {
 		case noCredentials, badSession:
 			http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 		default:
+			refusalHeaders(w, f)
 			http.Error(w, a.message(f), f.status())
 		}
 	})
@@ -352,7 +395,11 @@ func (a *Auth) CSRFToken(r *http.Request) string {
 	if err != nil {
 		return ""
 	}
-	s, ok := a.sessions.get(c.Value, a.opts.Now())
+	s, ok, err := a.store.session(r.Context(), c.Value, a.opts.Now())
+	if err != nil {
+		a.log.Error("admin session lookup failed", "error", err)
+		return ""
+	}
 	if !ok {
 		return ""
 	}
@@ -361,16 +408,23 @@ func (a *Auth) CSRFToken(r *http.Request) string {
 
 // StartSession signs the request's client in as user with role: it ends
 // the session the request carried, if any, and sets the session and CSRF
-// cookies. /login calls it for the admin user.
-func (a *Auth) StartSession(w http.ResponseWriter, r *http.Request, user, role string) {
+// cookies. /login calls it for the admin user. It fails, setting nothing,
+// when the session store (the database) cannot be written.
+func (a *Auth) StartSession(w http.ResponseWriter, r *http.Request, user, role string) error {
 	if c, err := r.Cookie(SessionCookie); err == nil {
-		a.sessions.delete(c.Value)
+		if err := a.store.deleteSession(r.Context(), c.Value); err != nil {
+			return err
+		}
 	}
-	id, csrf := a.sessions.create(user, role, a.opts.Now())
+	id, csrf, err := a.store.createSession(r.Context(), user, role, a.opts.Now())
+	if err != nil {
+		return err
+	}
 	maxAge := int(a.opts.MaxAge / time.Second)
 	secure := a.secure(r)
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: id, Path: "/", MaxAge: maxAge, HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode})
 	http.SetCookie(w, &http.Cookie{Name: CSRFCookie, Value: csrf, Path: "/", MaxAge: maxAge, Secure: secure, SameSite: http.SameSiteStrictMode})
+	return nil
 }
 
 // clearCookies expires both cookies in the browser.

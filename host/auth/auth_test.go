@@ -144,56 +144,60 @@ func (f *fixture) signIn() (*http.Client, string) {
 }
 
 func TestLoginSetsCookies(t *testing.T) {
-	for _, tls := range []bool{false, true} {
-		f := newFixture(t, tls)
-		r := f.login(f.client(), AdminUser, testPassword, "/app/results?tab=2")
-		if r.status != http.StatusSeeOther || r.header.Get("Location") != "/app/results?tab=2" {
-			t.Fatalf("tls=%v: %d Location=%q", tls, r.status, r.header.Get("Location"))
+	forEachStore(t, func(t *testing.T, st func(*Options)) {
+		for _, tls := range []bool{false, true} {
+			f := newFixture(t, tls, st)
+			r := f.login(f.client(), AdminUser, testPassword, "/app/results?tab=2")
+			if r.status != http.StatusSeeOther || r.header.Get("Location") != "/app/results?tab=2" {
+				t.Fatalf("tls=%v: %d Location=%q", tls, r.status, r.header.Get("Location"))
+			}
+			s, c := cookie(r.resp, SessionCookie), cookie(r.resp, CSRFCookie)
+			if s == nil || c == nil {
+				t.Fatalf("tls=%v: cookies %v", tls, r.resp.Cookies())
+			}
+			if !s.HttpOnly || s.SameSite != http.SameSiteLaxMode || s.Path != "/" || s.Secure != tls || len(s.Value) < 43 {
+				t.Errorf("tls=%v: session cookie %+v", tls, s)
+			}
+			if c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" || c.Secure != tls || len(c.Value) < 43 {
+				t.Errorf("tls=%v: CSRF cookie %+v", tls, c)
+			}
+			if c.Value == s.Value {
+				t.Error("the CSRF token is the session id")
+			}
+			// The CSRF token is bound to the session.
+			req := httptest.NewRequest("GET", "/", nil)
+			req.AddCookie(s)
+			if got := f.auth.CSRFToken(req); got != c.Value {
+				t.Errorf("CSRFToken = %q, cookie has %q", got, c.Value)
+			}
+			if f.auth.CSRFToken(httptest.NewRequest("GET", "/", nil)) != "" {
+				t.Error("CSRFToken without a session is not empty")
+			}
 		}
-		s, c := cookie(r.resp, SessionCookie), cookie(r.resp, CSRFCookie)
-		if s == nil || c == nil {
-			t.Fatalf("tls=%v: cookies %v", tls, r.resp.Cookies())
+		// Without next: the plugins page.
+		f := newFixture(t, false, st)
+		if r := f.login(f.client(), AdminUser, testPassword, ""); r.header.Get("Location") != DefaultNext {
+			t.Fatalf("default next: %q", r.header.Get("Location"))
 		}
-		if !s.HttpOnly || s.SameSite != http.SameSiteLaxMode || s.Path != "/" || s.Secure != tls || len(s.Value) < 43 {
-			t.Errorf("tls=%v: session cookie %+v", tls, s)
-		}
-		if c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" || c.Secure != tls || len(c.Value) < 43 {
-			t.Errorf("tls=%v: CSRF cookie %+v", tls, c)
-		}
-		if c.Value == s.Value {
-			t.Error("the CSRF token is the session id")
-		}
-		// The CSRF token is bound to the session.
-		req := httptest.NewRequest("GET", "/", nil)
-		req.AddCookie(s)
-		if got := f.auth.CSRFToken(req); got != c.Value {
-			t.Errorf("CSRFToken = %q, cookie has %q", got, c.Value)
-		}
-		if f.auth.CSRFToken(httptest.NewRequest("GET", "/", nil)) != "" {
-			t.Error("CSRFToken without a session is not empty")
-		}
-	}
-	// Without next: the plugins page.
-	f := newFixture(t, false)
-	if r := f.login(f.client(), AdminUser, testPassword, ""); r.header.Get("Location") != DefaultNext {
-		t.Fatalf("default next: %q", r.header.Get("Location"))
-	}
+	})
 }
 
 func TestLoginRotatesSession(t *testing.T) {
-	f := newFixture(t, false)
-	c, _ := f.signIn()
-	u, _ := url.Parse(f.srv.URL)
-	old := c.Jar.Cookies(u)
-	f.login(c, AdminUser, testPassword, "")
-	if f.auth.sessions.len() != 1 {
-		t.Fatalf("%d sessions after signing in again; the old one must end", f.auth.sessions.len())
-	}
-	stale := f.client()
-	stale.Jar.SetCookies(u, old)
-	if r := f.do(stale, "GET", "/api/x", nil); r.status != http.StatusUnauthorized {
-		t.Fatalf("the replaced session still works: %d", r.status)
-	}
+	forEachStore(t, func(t *testing.T, st func(*Options)) {
+		f := newFixture(t, false, st)
+		c, _ := f.signIn()
+		u, _ := url.Parse(f.srv.URL)
+		old := c.Jar.Cookies(u)
+		f.login(c, AdminUser, testPassword, "")
+		if f.sessionCount() != 1 {
+			t.Fatalf("%d sessions after signing in again; the old one must end", f.sessionCount())
+		}
+		stale := f.client()
+		stale.Jar.SetCookies(u, old)
+		if r := f.do(stale, "GET", "/api/x", nil); r.status != http.StatusUnauthorized {
+			t.Fatalf("the replaced session still works: %d", r.status)
+		}
+	})
 }
 
 func TestLoginWrongCredentials(t *testing.T) {
@@ -226,57 +230,59 @@ func TestLoginWrongCredentials(t *testing.T) {
 }
 
 func TestLoginRateLimit(t *testing.T) {
-	f := newFixture(t, false)
-	ip := []string{"X-Test-IP", "192.0.2.7"}
-	for i := range 5 {
-		if r := f.login(f.client(), AdminUser, "guess", "", ip...); r.status != http.StatusSeeOther {
-			t.Fatalf("failure %d: %d", i+1, r.status)
+	forEachStore(t, func(t *testing.T, st func(*Options)) {
+		f := newFixture(t, false, st)
+		ip := []string{"X-Test-IP", "192.0.2.7"}
+		for i := range 5 {
+			if r := f.login(f.client(), AdminUser, "guess", "", ip...); r.status != http.StatusSeeOther {
+				t.Fatalf("failure %d: %d", i+1, r.status)
+			}
 		}
-	}
-	r := f.login(f.client(), AdminUser, testPassword, "", ip...) // even the right password
-	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") != "60" || cookie(r.resp, SessionCookie) != nil {
-		t.Fatalf("6th attempt from one IP: %d Retry-After=%q", r.status, r.header.Get("Retry-After"))
-	}
-	if !strings.Contains(r.body, "Too many failed sign-ins") {
-		t.Fatalf("429 page: %s", r.body)
-	}
-	r = f.login(f.client(), AdminUser, "guess", "", append(ip, "Accept", "application/json")...)
-	if r.status != http.StatusTooManyRequests || !strings.HasPrefix(r.body, `{"error":`) {
-		t.Fatalf("JSON 429: %d %s", r.status, r.body)
-	}
-	// Another IP is not limited by this one.
-	if r := f.login(f.client(), AdminUser, testPassword, "", "X-Test-IP", "192.0.2.8"); r.status != http.StatusSeeOther || cookie(r.resp, SessionCookie) == nil {
-		t.Fatalf("other IP: %d", r.status)
-	}
-	f.clock.Advance(30 * time.Second)
-	if r := f.login(f.client(), AdminUser, testPassword, "", ip...); r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") != "30" {
-		t.Fatalf("half a window later: %d %q", r.status, r.header.Get("Retry-After"))
-	}
-	f.clock.Advance(30 * time.Second)
-	if r := f.login(f.client(), AdminUser, testPassword, "", ip...); r.status != http.StatusSeeOther || cookie(r.resp, SessionCookie) == nil {
-		t.Fatalf("after the window: %d", r.status)
-	}
+		r := f.login(f.client(), AdminUser, testPassword, "", ip...) // even the right password
+		if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") != "60" || cookie(r.resp, SessionCookie) != nil {
+			t.Fatalf("6th attempt from one IP: %d Retry-After=%q", r.status, r.header.Get("Retry-After"))
+		}
+		if !strings.Contains(r.body, "Too many failed sign-ins") {
+			t.Fatalf("429 page: %s", r.body)
+		}
+		r = f.login(f.client(), AdminUser, "guess", "", append(ip, "Accept", "application/json")...)
+		if r.status != http.StatusTooManyRequests || !strings.HasPrefix(r.body, `{"error":`) {
+			t.Fatalf("JSON 429: %d %s", r.status, r.body)
+		}
+		// Another IP is not limited by this one.
+		if r := f.login(f.client(), AdminUser, testPassword, "", "X-Test-IP", "192.0.2.8"); r.status != http.StatusSeeOther || cookie(r.resp, SessionCookie) == nil {
+			t.Fatalf("other IP: %d", r.status)
+		}
+		f.clock.Advance(30 * time.Second)
+		if r := f.login(f.client(), AdminUser, testPassword, "", ip...); r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") != "30" {
+			t.Fatalf("half a window later: %d %q", r.status, r.header.Get("Retry-After"))
+		}
+		f.clock.Advance(30 * time.Second)
+		if r := f.login(f.client(), AdminUser, testPassword, "", ip...); r.status != http.StatusSeeOther || cookie(r.resp, SessionCookie) == nil {
+			t.Fatalf("after the window: %d", r.status)
+		}
 
-	// Per username: failures for admin from many IPs delay it, never refuse it
-	// (TestUserFailuresDelayNeverLock checks the delays).
-	f = newFixture(t, false)
-	for i := range 5 {
-		f.login(f.client(), AdminUser, "guess", "", "X-Test-IP", "198.51.100."+string(rune('1'+i)))
-	}
-	if r := f.login(f.client(), AdminUser, testPassword, "", "X-Test-IP", "203.0.113.9"); r.status != http.StatusSeeOther || cookie(r.resp, SessionCookie) == nil {
-		t.Fatalf("admin from a new IP after 5 failures from others: %d", r.status)
-	}
-	// A success resets the counters.
-	f = newFixture(t, false)
-	for range 4 {
-		f.login(f.client(), AdminUser, "guess", "", ip...)
-	}
-	f.login(f.client(), AdminUser, testPassword, "", ip...)
-	for i := range 5 {
-		if r := f.login(f.client(), AdminUser, "guess", "", ip...); r.status != http.StatusSeeOther {
-			t.Fatalf("failure %d after a success: %d", i+1, r.status)
+		// Per username: failures for admin from many IPs delay it, never refuse it
+		// (TestUserFailuresDelayNeverLock checks the delays).
+		f = newFixture(t, false, st)
+		for i := range 5 {
+			f.login(f.client(), AdminUser, "guess", "", "X-Test-IP", "198.51.100."+string(rune('1'+i)))
 		}
-	}
+		if r := f.login(f.client(), AdminUser, testPassword, "", "X-Test-IP", "203.0.113.9"); r.status != http.StatusSeeOther || cookie(r.resp, SessionCookie) == nil {
+			t.Fatalf("admin from a new IP after 5 failures from others: %d", r.status)
+		}
+		// A success resets the counters.
+		f = newFixture(t, false, st)
+		for range 4 {
+			f.login(f.client(), AdminUser, "guess", "", ip...)
+		}
+		f.login(f.client(), AdminUser, testPassword, "", ip...)
+		for i := range 5 {
+			if r := f.login(f.client(), AdminUser, "guess", "", ip...); r.status != http.StatusSeeOther {
+				t.Fatalf("failure %d after a success: %d", i+1, r.status)
+			}
+		}
+	})
 }
 
 func TestLimiterIsBounded(t *testing.T) {
@@ -374,57 +380,59 @@ func TestLoginPage(t *testing.T) {
 }
 
 func TestRequire(t *testing.T) {
-	f := newFixture(t, false)
-	anon := f.client()
-	for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
-		r := f.do(anon, m, "/api/x", nil)
-		var e struct{ Error string }
-		if r.status != http.StatusUnauthorized || json.Unmarshal([]byte(r.body), &e) != nil || e.Error == "" || r.header.Get("Content-Type") != "application/json" {
-			t.Errorf("%s without credentials: %d %s", m, r.status, r.body)
-		}
-	}
-	// Bearer token: no CSRF token needed; a wrong or non-bearer one is refused.
-	for _, m := range []string{"GET", "POST", "DELETE"} {
-		if r := f.do(anon, m, "/api/x", nil, "Authorization", "Bearer "+testToken); r.status != 200 || !strings.Contains(r.body, `"bearer":true`) {
-			t.Errorf("%s with the token: %d %s", m, r.status, r.body)
-		}
-	}
-	for _, h := range []string{"Bearer wrong", "Bearer " + testToken + "x", "Basic " + testToken, testToken, "Bearer "} {
-		if r := f.do(anon, "GET", "/api/x", nil, "Authorization", h); r.status != http.StatusUnauthorized {
-			t.Errorf("Authorization %q: %d", h, r.status)
-		}
-	}
-	// Session: reads need only the cookie; writes need the CSRF header.
-	c, csrf := f.signIn()
-	if r := f.do(c, "GET", "/api/x", nil); r.status != 200 || !strings.Contains(r.body, `"user":"admin"`) {
-		t.Fatalf("session GET: %d %s", r.status, r.body)
-	}
-	other, otherCSRF := f.signIn()
-	_ = other
-	for _, m := range []string{"POST", "PUT", "PATCH", "DELETE"} {
-		for _, tok := range []string{"", "wrong", otherCSRF, csrf + "x"} {
-			hdr := []string{}
-			if tok != "" {
-				hdr = []string{CSRFHeader, tok}
-			}
-			r := f.do(c, m, "/api/x", nil, hdr...)
-			if r.status != http.StatusForbidden || r.body != `{"error":"missing or wrong CSRF token"}`+"\n" {
-				t.Errorf("%s with CSRF %q: %d %s", m, tok, r.status, r.body)
+	forEachStore(t, func(t *testing.T, st func(*Options)) {
+		f := newFixture(t, false, st)
+		anon := f.client()
+		for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
+			r := f.do(anon, m, "/api/x", nil)
+			var e struct{ Error string }
+			if r.status != http.StatusUnauthorized || json.Unmarshal([]byte(r.body), &e) != nil || e.Error == "" || r.header.Get("Content-Type") != "application/json" {
+				t.Errorf("%s without credentials: %d %s", m, r.status, r.body)
 			}
 		}
-		if r := f.do(c, m, "/api/x", nil, CSRFHeader, csrf); r.status != 200 {
-			t.Errorf("%s with the CSRF token: %d %s", m, r.status, r.body)
+		// Bearer token: no CSRF token needed; a wrong or non-bearer one is refused.
+		for _, m := range []string{"GET", "POST", "DELETE"} {
+			if r := f.do(anon, m, "/api/x", nil, "Authorization", "Bearer "+testToken); r.status != 200 || !strings.Contains(r.body, `"bearer":true`) {
+				t.Errorf("%s with the token: %d %s", m, r.status, r.body)
+			}
 		}
-	}
-	// A wrong bearer token is refused even alongside a valid session.
-	if r := f.do(c, "GET", "/api/x", nil, "Authorization", "Bearer wrong"); r.status != http.StatusUnauthorized {
-		t.Errorf("session + wrong token: %d", r.status)
-	}
-	// Without a configured token, no bearer is accepted.
-	g := newFixture(t, false, func(o *Options) { o.Token = "" })
-	if r := g.do(g.client(), "GET", "/api/x", nil, "Authorization", "Bearer "); r.status != http.StatusUnauthorized {
-		t.Errorf("empty token accepted: %d", r.status)
-	}
+		for _, h := range []string{"Bearer wrong", "Bearer " + testToken + "x", "Basic " + testToken, testToken, "Bearer "} {
+			if r := f.do(anon, "GET", "/api/x", nil, "Authorization", h); r.status != http.StatusUnauthorized {
+				t.Errorf("Authorization %q: %d", h, r.status)
+			}
+		}
+		// Session: reads need only the cookie; writes need the CSRF header.
+		c, csrf := f.signIn()
+		if r := f.do(c, "GET", "/api/x", nil); r.status != 200 || !strings.Contains(r.body, `"user":"admin"`) {
+			t.Fatalf("session GET: %d %s", r.status, r.body)
+		}
+		other, otherCSRF := f.signIn()
+		_ = other
+		for _, m := range []string{"POST", "PUT", "PATCH", "DELETE"} {
+			for _, tok := range []string{"", "wrong", otherCSRF, csrf + "x"} {
+				hdr := []string{}
+				if tok != "" {
+					hdr = []string{CSRFHeader, tok}
+				}
+				r := f.do(c, m, "/api/x", nil, hdr...)
+				if r.status != http.StatusForbidden || r.body != `{"error":"missing or wrong CSRF token"}`+"\n" {
+					t.Errorf("%s with CSRF %q: %d %s", m, tok, r.status, r.body)
+				}
+			}
+			if r := f.do(c, m, "/api/x", nil, CSRFHeader, csrf); r.status != 200 {
+				t.Errorf("%s with the CSRF token: %d %s", m, r.status, r.body)
+			}
+		}
+		// A wrong bearer token is refused even alongside a valid session.
+		if r := f.do(c, "GET", "/api/x", nil, "Authorization", "Bearer wrong"); r.status != http.StatusUnauthorized {
+			t.Errorf("session + wrong token: %d", r.status)
+		}
+		// Without a configured token, no bearer is accepted.
+		g := newFixture(t, false, st, func(o *Options) { o.Token = "" })
+		if r := g.do(g.client(), "GET", "/api/x", nil, "Authorization", "Bearer "); r.status != http.StatusUnauthorized {
+			t.Errorf("empty token accepted: %d", r.status)
+		}
+	})
 }
 
 // viewer returns a client holding a session of a non-admin role.
@@ -438,133 +446,143 @@ func (f *fixture) viewer() (*http.Client, string) {
 }
 
 func TestNonAdminRoleRefused(t *testing.T) {
-	f := newFixture(t, false)
-	c, csrf := f.viewer()
-	for _, m := range []string{"GET", "POST"} {
-		if r := f.do(c, m, "/api/x", nil, CSRFHeader, csrf); r.status != http.StatusForbidden || !strings.Contains(r.body, "admin role required") {
-			t.Errorf("viewer %s: %d %s", m, r.status, r.body)
+	forEachStore(t, func(t *testing.T, st func(*Options)) {
+		f := newFixture(t, false, st)
+		c, csrf := f.viewer()
+		for _, m := range []string{"GET", "POST"} {
+			if r := f.do(c, m, "/api/x", nil, CSRFHeader, csrf); r.status != http.StatusForbidden || !strings.Contains(r.body, "admin role required") {
+				t.Errorf("viewer %s: %d %s", m, r.status, r.body)
+			}
+			if r := f.do(c, m, "/page", nil, CSRFHeader, csrf); r.status != http.StatusForbidden {
+				t.Errorf("viewer page %s: %d", m, r.status)
+			}
 		}
-		if r := f.do(c, m, "/page", nil, CSRFHeader, csrf); r.status != http.StatusForbidden {
-			t.Errorf("viewer page %s: %d", m, r.status)
-		}
-	}
+	})
 }
 
 func TestSessionExpiry(t *testing.T) {
-	f := newFixture(t, false)
-	c, _ := f.signIn()
-	for range 15 { // used every 11h: the idle limit never ends it, the absolute one does
-		f.clock.Advance(11 * time.Hour)
-		if r := f.do(c, "GET", "/api/x", nil); r.status != 200 {
-			t.Fatalf("used every 11h, refused at %v: %d", f.clock.Now(), r.status)
+	forEachStore(t, func(t *testing.T, st func(*Options)) {
+		f := newFixture(t, false, st)
+		c, _ := f.signIn()
+		for range 15 { // used every 11h: the idle limit never ends it, the absolute one does
+			f.clock.Advance(11 * time.Hour)
+			if r := f.do(c, "GET", "/api/x", nil); r.status != 200 {
+				t.Fatalf("used every 11h, refused at %v: %d", f.clock.Now(), r.status)
+			}
 		}
-	}
-	f.clock.Advance(11 * time.Hour) // 7d+1h after sign-in
-	if r := f.do(c, "GET", "/api/x", nil); r.status != http.StatusUnauthorized {
-		t.Fatalf("after 7 days: %d", r.status)
-	}
-	c, _ = f.signIn()
-	f.clock.Advance(12*time.Hour + time.Second)
-	if r := f.do(c, "GET", "/api/x", nil); r.status != http.StatusUnauthorized || !strings.Contains(r.body, "sign in again") {
-		t.Fatalf("after 12h idle: %d %s", r.status, r.body)
-	}
-	if r := f.do(c, "GET", "/page", nil); r.status != http.StatusSeeOther {
-		t.Fatalf("page after expiry: %d", r.status)
-	}
+		f.clock.Advance(11 * time.Hour) // 7d+1h after sign-in
+		if r := f.do(c, "GET", "/api/x", nil); r.status != http.StatusUnauthorized {
+			t.Fatalf("after 7 days: %d", r.status)
+		}
+		c, _ = f.signIn()
+		f.clock.Advance(12*time.Hour + time.Second)
+		if r := f.do(c, "GET", "/api/x", nil); r.status != http.StatusUnauthorized || !strings.Contains(r.body, "sign in again") {
+			t.Fatalf("after 12h idle: %d %s", r.status, r.body)
+		}
+		if r := f.do(c, "GET", "/page", nil); r.status != http.StatusSeeOther {
+			t.Fatalf("page after expiry: %d", r.status)
+		}
+	})
 }
 
 func TestRequirePage(t *testing.T) {
-	f := newFixture(t, false)
-	r := f.do(f.client(), "GET", "/page?tab=r2", nil)
-	if r.status != http.StatusSeeOther || r.header.Get("Location") != "/login?next=%2Fpage%3Ftab%3Dr2" {
-		t.Fatalf("page without session: %d %q", r.status, r.header.Get("Location"))
-	}
-	c, csrf := f.signIn()
-	if r := f.do(c, "GET", "/page", nil); r.status != 200 {
-		t.Fatalf("page with session: %d", r.status)
-	}
-	if r := f.do(c, "POST", "/page", strings.NewReader("a=b"), "Content-Type", "application/x-www-form-urlencoded"); r.status != http.StatusForbidden {
-		t.Fatalf("page POST without CSRF: %d", r.status)
-	}
-	form := url.Values{CSRFField: {csrf}}.Encode()
-	if r := f.do(c, "POST", "/page", strings.NewReader(form), "Content-Type", "application/x-www-form-urlencoded"); r.status != 200 {
-		t.Fatalf("page POST with the CSRF field: %d", r.status)
-	}
-	if r := f.do(f.client(), "GET", "/page", nil, "Authorization", "Bearer "+testToken); r.status != 200 {
-		t.Fatalf("page with the token: %d", r.status)
-	}
+	forEachStore(t, func(t *testing.T, st func(*Options)) {
+		f := newFixture(t, false, st)
+		r := f.do(f.client(), "GET", "/page?tab=r2", nil)
+		if r.status != http.StatusSeeOther || r.header.Get("Location") != "/login?next=%2Fpage%3Ftab%3Dr2" {
+			t.Fatalf("page without session: %d %q", r.status, r.header.Get("Location"))
+		}
+		c, csrf := f.signIn()
+		if r := f.do(c, "GET", "/page", nil); r.status != 200 {
+			t.Fatalf("page with session: %d", r.status)
+		}
+		if r := f.do(c, "POST", "/page", strings.NewReader("a=b"), "Content-Type", "application/x-www-form-urlencoded"); r.status != http.StatusForbidden {
+			t.Fatalf("page POST without CSRF: %d", r.status)
+		}
+		form := url.Values{CSRFField: {csrf}}.Encode()
+		if r := f.do(c, "POST", "/page", strings.NewReader(form), "Content-Type", "application/x-www-form-urlencoded"); r.status != 200 {
+			t.Fatalf("page POST with the CSRF field: %d", r.status)
+		}
+		if r := f.do(f.client(), "GET", "/page", nil, "Authorization", "Bearer "+testToken); r.status != 200 {
+			t.Fatalf("page with the token: %d", r.status)
+		}
+	})
 }
 
 func TestLogout(t *testing.T) {
-	f := newFixture(t, false)
-	c, csrf := f.signIn()
-	if r := f.do(c, "POST", "/logout", nil); r.status != http.StatusForbidden {
-		t.Fatalf("logout without CSRF: %d", r.status)
-	}
-	if r := f.do(c, "POST", "/logout", nil, CSRFHeader, "wrong"); r.status != http.StatusForbidden {
-		t.Fatalf("logout with a wrong CSRF token: %d", r.status)
-	}
-	if r := f.do(c, "GET", "/api/x", nil); r.status != 200 {
-		t.Fatalf("a refused logout ended the session: %d", r.status)
-	}
-	u, _ := url.Parse(f.srv.URL)
-	saved := c.Jar.Cookies(u)
-	r := f.do(c, "POST", "/logout", nil, CSRFHeader, csrf)
-	if r.status != http.StatusSeeOther || r.header.Get("Location") != "/login" {
-		t.Fatalf("logout: %d %q", r.status, r.header.Get("Location"))
-	}
-	if s := cookie(r.resp, SessionCookie); s == nil || s.MaxAge >= 0 || s.Value != "" {
-		t.Fatalf("logout did not clear the session cookie: %+v", s)
-	}
-	// The old cookie, replayed, no longer works.
-	replay := f.client()
-	replay.Jar.SetCookies(u, saved)
-	if r := f.do(replay, "GET", "/api/x", nil); r.status != http.StatusUnauthorized {
-		t.Fatalf("session after logout: %d", r.status)
-	}
-	if f.auth.sessions.len() != 0 {
-		t.Fatalf("%d sessions left", f.auth.sessions.len())
-	}
-	// Form logout with the csrf_token field; JSON logout answers 204.
-	c, csrf = f.signIn()
-	r = f.do(c, "POST", "/logout", strings.NewReader(url.Values{CSRFField: {csrf}}.Encode()), "Content-Type", "application/x-www-form-urlencoded", "Accept", "application/json")
-	if r.status != http.StatusNoContent || f.auth.sessions.len() != 0 {
-		t.Fatalf("form logout: %d, %d sessions", r.status, f.auth.sessions.len())
-	}
+	forEachStore(t, func(t *testing.T, st func(*Options)) {
+		f := newFixture(t, false, st)
+		c, csrf := f.signIn()
+		if r := f.do(c, "POST", "/logout", nil); r.status != http.StatusForbidden {
+			t.Fatalf("logout without CSRF: %d", r.status)
+		}
+		if r := f.do(c, "POST", "/logout", nil, CSRFHeader, "wrong"); r.status != http.StatusForbidden {
+			t.Fatalf("logout with a wrong CSRF token: %d", r.status)
+		}
+		if r := f.do(c, "GET", "/api/x", nil); r.status != 200 {
+			t.Fatalf("a refused logout ended the session: %d", r.status)
+		}
+		u, _ := url.Parse(f.srv.URL)
+		saved := c.Jar.Cookies(u)
+		r := f.do(c, "POST", "/logout", nil, CSRFHeader, csrf)
+		if r.status != http.StatusSeeOther || r.header.Get("Location") != "/login" {
+			t.Fatalf("logout: %d %q", r.status, r.header.Get("Location"))
+		}
+		if s := cookie(r.resp, SessionCookie); s == nil || s.MaxAge >= 0 || s.Value != "" {
+			t.Fatalf("logout did not clear the session cookie: %+v", s)
+		}
+		// The old cookie, replayed, no longer works.
+		replay := f.client()
+		replay.Jar.SetCookies(u, saved)
+		if r := f.do(replay, "GET", "/api/x", nil); r.status != http.StatusUnauthorized {
+			t.Fatalf("session after logout: %d", r.status)
+		}
+		if f.sessionCount() != 0 {
+			t.Fatalf("%d sessions left", f.sessionCount())
+		}
+		// Form logout with the csrf_token field; JSON logout answers 204.
+		c, csrf = f.signIn()
+		r = f.do(c, "POST", "/logout", strings.NewReader(url.Values{CSRFField: {csrf}}.Encode()), "Content-Type", "application/x-www-form-urlencoded", "Accept", "application/json")
+		if r.status != http.StatusNoContent || f.sessionCount() != 0 {
+			t.Fatalf("form logout: %d, %d sessions", r.status, f.sessionCount())
+		}
+	})
 }
 
 func TestNoSecretInBodiesOrLogs(t *testing.T) {
-	f := newFixture(t, false)
-	var ids []string
-	c, csrf := f.signIn()
-	u, _ := url.Parse(f.srv.URL)
-	for _, ck := range c.Jar.Cookies(u) {
-		if ck.Name == SessionCookie {
-			ids = append(ids, ck.Value)
+	forEachStore(t, func(t *testing.T, st func(*Options)) {
+		f := newFixture(t, false, st)
+		var ids []string
+		c, csrf := f.signIn()
+		u, _ := url.Parse(f.srv.URL)
+		for _, ck := range c.Jar.Cookies(u) {
+			if ck.Name == SessionCookie {
+				ids = append(ids, ck.Value)
+			}
 		}
-	}
-	f.do(c, "GET", "/api/x", nil)
-	f.do(c, "POST", "/api/x", nil)
-	f.do(c, "GET", "/page", nil)
-	f.do(c, "GET", "/login", nil)
-	f.do(f.client(), "GET", "/api/x", nil, "Authorization", "Bearer "+testToken+"x")
-	f.do(f.client(), "GET", "/api/x", nil, "Authorization", "Bearer "+testToken)
-	for range 7 {
-		f.login(f.client(), AdminUser, testPassword+"x", "")
-		f.login(f.client(), testPassword, testPassword, "", "Accept", "application/json") // password typed as the name
-	}
-	f.do(c, "POST", "/logout", nil, CSRFHeader, csrf)
-	if !strings.Contains(f.logs.String(), "admin sign-in failed") || !strings.Contains(f.logs.String(), "rate limited") {
-		t.Fatalf("expected sign-in events in the log:\n%s", f.logs.String())
-	}
-	for _, secret := range append(ids, testPassword, testToken) {
-		if strings.Contains(f.logs.String(), secret) {
-			t.Errorf("a log line holds a secret:\n%s", f.logs.String())
+		f.do(c, "GET", "/api/x", nil)
+		f.do(c, "POST", "/api/x", nil)
+		f.do(c, "GET", "/page", nil)
+		f.do(c, "GET", "/login", nil)
+		f.do(f.client(), "GET", "/api/x", nil, "Authorization", "Bearer "+testToken+"x")
+		f.do(f.client(), "GET", "/api/x", nil, "Authorization", "Bearer "+testToken)
+		for range 7 {
+			f.login(f.client(), AdminUser, testPassword+"x", "")
+			f.login(f.client(), testPassword, testPassword, "", "Accept", "application/json") // password typed as the name
 		}
-		if strings.Contains(f.bodies.String(), secret) {
-			t.Errorf("a response body holds a secret")
+		f.do(c, "POST", "/logout", nil, CSRFHeader, csrf)
+		if !strings.Contains(f.logs.String(), "admin sign-in failed") || !strings.Contains(f.logs.String(), "rate limited") {
+			t.Fatalf("expected sign-in events in the log:\n%s", f.logs.String())
 		}
-	}
+		for _, secret := range append(ids, testPassword, testToken) {
+			if strings.Contains(f.logs.String(), secret) {
+				t.Errorf("a log line holds a secret:\n%s", f.logs.String())
+			}
+			if strings.Contains(f.bodies.String(), secret) {
+				t.Errorf("a response body holds a secret")
+			}
+		}
+	})
 }
 
 func TestLoadPassword(t *testing.T) {

@@ -141,14 +141,21 @@ func (b *backoff) attempt(now time.Time, key string) time.Duration {
 	}
 	n := b.decayed(s, now)
 	s.n, s.at = n+1, now
-	over := int(n) - b.free
+	return backoffDelay(n, b.free, b.base, b.maxDelay)
+}
+
+// backoffDelay is how long an attempt waits when its name's score was n:
+// nothing below free, then base doubled per point over free, at most
+// maxDelay.
+func backoffDelay(n float64, free int, base, maxDelay time.Duration) time.Duration {
+	over := int(n) - free
 	if over < 0 {
 		return 0
 	}
 	if over >= 30 {
-		return b.maxDelay
+		return maxDelay
 	}
-	return min(b.base<<over, b.maxDelay)
+	return min(base<<over, maxDelay)
 }
 
 // success takes back the point of an attempt whose password was right; the

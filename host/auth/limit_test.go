@@ -71,111 +71,117 @@ func newLimitAuth(t *testing.T, c *plugintest.Clock, tweak ...func(*Options)) (*
 
 // Finding 8: failures from one address must not lock the admin out from another.
 func TestFailuresElsewhereDoNotLockAdminOut(t *testing.T) {
-	c := plugintest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
-	a, _ := newLimitAuth(t, c)
-	for i := range 5 {
-		if r := postLogin(t, a, "10.0.0.1:4000", AdminUser, "guess"); r.StatusCode != http.StatusSeeOther || signedIn(r) {
-			t.Fatalf("wrong password %d from 10.0.0.1: %d", i+1, r.StatusCode)
+	forEachStore(t, func(t *testing.T, st func(*Options)) {
+		c := plugintest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+		a, _ := newLimitAuth(t, c, st)
+		for i := range 5 {
+			if r := postLogin(t, a, "10.0.0.1:4000", AdminUser, "guess"); r.StatusCode != http.StatusSeeOther || signedIn(r) {
+				t.Fatalf("wrong password %d from 10.0.0.1: %d", i+1, r.StatusCode)
+			}
 		}
-	}
-	// 10.0.0.1 itself is limited, even with the right password.
-	r := postLogin(t, a, "10.0.0.1:4001", AdminUser, testPassword)
-	if r.StatusCode != http.StatusTooManyRequests || r.Header.Get("Retry-After") != "60" || cookie(r, SessionCookie) != nil {
-		t.Fatalf("6th attempt from 10.0.0.1: %d Retry-After=%q", r.StatusCode, r.Header.Get("Retry-After"))
-	}
-	// The admin, from another address, signs in.
-	if r := postLogin(t, a, "10.0.0.2:5000", AdminUser, testPassword); !signedIn(r) {
-		t.Fatalf("correct password from 10.0.0.2 after failures from 10.0.0.1: %d Location=%q", r.StatusCode, r.Header.Get("Location"))
-	}
-	// Still limited at 10.0.0.1; free after the window.
-	if r := postLogin(t, a, "10.0.0.1:4002", AdminUser, testPassword); r.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("10.0.0.1 after the admin signed in elsewhere: %d", r.StatusCode)
-	}
-	c.Advance(time.Minute)
-	if r := postLogin(t, a, "10.0.0.1:4003", AdminUser, testPassword); !signedIn(r) {
-		t.Fatalf("10.0.0.1 after the window: %d", r.StatusCode)
-	}
+		// 10.0.0.1 itself is limited, even with the right password.
+		r := postLogin(t, a, "10.0.0.1:4001", AdminUser, testPassword)
+		if r.StatusCode != http.StatusTooManyRequests || r.Header.Get("Retry-After") != "60" || cookie(r, SessionCookie) != nil {
+			t.Fatalf("6th attempt from 10.0.0.1: %d Retry-After=%q", r.StatusCode, r.Header.Get("Retry-After"))
+		}
+		// The admin, from another address, signs in.
+		if r := postLogin(t, a, "10.0.0.2:5000", AdminUser, testPassword); !signedIn(r) {
+			t.Fatalf("correct password from 10.0.0.2 after failures from 10.0.0.1: %d Location=%q", r.StatusCode, r.Header.Get("Location"))
+		}
+		// Still limited at 10.0.0.1; free after the window.
+		if r := postLogin(t, a, "10.0.0.1:4002", AdminUser, testPassword); r.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("10.0.0.1 after the admin signed in elsewhere: %d", r.StatusCode)
+		}
+		c.Advance(time.Minute)
+		if r := postLogin(t, a, "10.0.0.1:4003", AdminUser, testPassword); !signedIn(r) {
+			t.Fatalf("10.0.0.1 after the window: %d", r.StatusCode)
+		}
+	})
 }
 
 // Finding 8: failures from many addresses slow the user down (a growing,
 // capped delay), but never refuse the right password.
 func TestUserFailuresDelayNeverLock(t *testing.T) {
-	c := plugintest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
-	a, w := newLimitAuth(t, c)
-	var prev time.Duration
-	for i := range 40 {
-		remote := "10.1." + itoa(i/200) + "." + itoa(i%200+1) + ":4000"
-		r := postLogin(t, a, remote, AdminUser, "guess")
-		if r.StatusCode != http.StatusSeeOther || signedIn(r) {
-			t.Fatalf("failure %d from %s: %d (want the usual failure, not a refusal)", i+1, remote, r.StatusCode)
+	forEachStore(t, func(t *testing.T, st func(*Options)) {
+		c := plugintest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+		a, w := newLimitAuth(t, c, st)
+		var prev time.Duration
+		for i := range 40 {
+			remote := "10.1." + itoa(i/200) + "." + itoa(i%200+1) + ":4000"
+			r := postLogin(t, a, remote, AdminUser, "guess")
+			if r.StatusCode != http.StatusSeeOther || signedIn(r) {
+				t.Fatalf("failure %d from %s: %d (want the usual failure, not a refusal)", i+1, remote, r.StatusCode)
+			}
+			d := w.take()
+			if i < 5 && d > 0 {
+				t.Fatalf("failure %d already delayed %v", i+1, d)
+			}
+			if d < prev || d > a.opts.MaxLoginDelay {
+				t.Fatalf("failure %d: delay %v after %v (cap %v)", i+1, d, prev, a.opts.MaxLoginDelay)
+			}
+			prev = d
 		}
-		d := w.take()
-		if i < 5 && d > 0 {
-			t.Fatalf("failure %d already delayed %v", i+1, d)
+		if prev != a.opts.MaxLoginDelay || a.opts.MaxLoginDelay > 5*time.Second {
+			t.Fatalf("after 40 failures the delay is %v, want the cap %v (a few seconds)", prev, a.opts.MaxLoginDelay)
 		}
-		if d < prev || d > a.opts.MaxLoginDelay {
-			t.Fatalf("failure %d: delay %v after %v (cap %v)", i+1, d, prev, a.opts.MaxLoginDelay)
+		// The right password from a clean address: delayed, then signed in.
+		if r := postLogin(t, a, "192.0.2.10:5000", AdminUser, testPassword); !signedIn(r) {
+			t.Fatalf("correct password from a clean address under attack: %d", r.StatusCode)
 		}
-		prev = d
-	}
-	if prev != a.opts.MaxLoginDelay || a.opts.MaxLoginDelay > 5*time.Second {
-		t.Fatalf("after 40 failures the delay is %v, want the cap %v (a few seconds)", prev, a.opts.MaxLoginDelay)
-	}
-	// The right password from a clean address: delayed, then signed in.
-	if r := postLogin(t, a, "192.0.2.10:5000", AdminUser, testPassword); !signedIn(r) {
-		t.Fatalf("correct password from a clean address under attack: %d", r.StatusCode)
-	}
-	if d := w.take(); d != a.opts.MaxLoginDelay {
-		t.Fatalf("the clean attempt waited %v, want %v", d, a.opts.MaxLoginDelay)
-	}
-	// Unknown names do not slow the admin down.
-	b, bw := newLimitAuth(t, c)
-	for i := range 40 {
-		postLogin(t, b, "10.2.0."+itoa(i+1)+":1", "root", "guess")
-	}
-	bw.take()
-	if r := postLogin(t, b, "192.0.2.10:5000", AdminUser, testPassword); !signedIn(r) || bw.d != 0 {
-		t.Fatalf("admin after failures for other names: %d, delay %v", r.StatusCode, bw.take())
-	}
-	// The delay fades once the failures stop.
-	c.Advance(10 * time.Minute)
-	if r := postLogin(t, a, "192.0.2.11:5000", AdminUser, testPassword); !signedIn(r) || w.d != 0 {
-		t.Fatalf("10 minutes later: %d, delay %v", r.StatusCode, w.take())
-	}
+		if d := w.take(); d != a.opts.MaxLoginDelay {
+			t.Fatalf("the clean attempt waited %v, want %v", d, a.opts.MaxLoginDelay)
+		}
+		// Unknown names do not slow the admin down.
+		b, bw := newLimitAuth(t, c, st)
+		for i := range 40 {
+			postLogin(t, b, "10.2.0."+itoa(i+1)+":1", "root", "guess")
+		}
+		bw.take()
+		if r := postLogin(t, b, "192.0.2.10:5000", AdminUser, testPassword); !signedIn(r) || bw.d != 0 {
+			t.Fatalf("admin after failures for other names: %d, delay %v", r.StatusCode, bw.take())
+		}
+		// The delay fades once the failures stop.
+		c.Advance(10 * time.Minute)
+		if r := postLogin(t, a, "192.0.2.11:5000", AdminUser, testPassword); !signedIn(r) || w.d != 0 {
+			t.Fatalf("10 minutes later: %d, delay %v", r.StatusCode, w.take())
+		}
+	})
 }
 
 // Finding 8: each address has its own limit, across every name it tries.
 func TestLimitPerAddress(t *testing.T) {
-	c := plugintest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
-	a, _ := newLimitAuth(t, c, func(o *Options) { o.AddressLimit = 7 })
-	for range 5 {
-		postLogin(t, a, "203.0.113.5:1", AdminUser, "guess")
-	}
-	if r := postLogin(t, a, "203.0.113.5:1", AdminUser, "guess"); r.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("6th admin failure from one address: %d", r.StatusCode)
-	}
-	for i := range 2 {
-		if r := postLogin(t, a, "203.0.113.5:1", "root", "guess"); r.StatusCode != http.StatusSeeOther {
-			t.Fatalf("other name %d: %d", i+1, r.StatusCode)
+	forEachStore(t, func(t *testing.T, st func(*Options)) {
+		c := plugintest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+		a, _ := newLimitAuth(t, c, st, func(o *Options) { o.AddressLimit = 7 })
+		for range 5 {
+			postLogin(t, a, "203.0.113.5:1", AdminUser, "guess")
 		}
-	}
-	r := postLogin(t, a, "203.0.113.5:1", "root", "guess")
-	if r.StatusCode != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" {
-		t.Fatalf("8th failure from one address (limit 7): %d Retry-After=%q", r.StatusCode, r.Header.Get("Retry-After"))
-	}
-	if r := postLogin(t, a, "203.0.113.6:1", AdminUser, testPassword); !signedIn(r) {
-		t.Fatalf("neighbour address: %d", r.StatusCode)
-	}
-	// An IPv6 client is one /64.
-	for i := range 5 {
-		postLogin(t, a, "[2001:db8:1:2::"+itoa(i+1)+"]:1", AdminUser, "guess")
-	}
-	if r := postLogin(t, a, "[2001:db8:1:2::ff]:1", AdminUser, testPassword); r.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("same /64: %d", r.StatusCode)
-	}
-	if r := postLogin(t, a, "[2001:db8:1:3::1]:1", AdminUser, testPassword); !signedIn(r) {
-		t.Fatalf("other /64: %d", r.StatusCode)
-	}
+		if r := postLogin(t, a, "203.0.113.5:1", AdminUser, "guess"); r.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("6th admin failure from one address: %d", r.StatusCode)
+		}
+		for i := range 2 {
+			if r := postLogin(t, a, "203.0.113.5:1", "root", "guess"); r.StatusCode != http.StatusSeeOther {
+				t.Fatalf("other name %d: %d", i+1, r.StatusCode)
+			}
+		}
+		r := postLogin(t, a, "203.0.113.5:1", "root", "guess")
+		if r.StatusCode != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" {
+			t.Fatalf("8th failure from one address (limit 7): %d Retry-After=%q", r.StatusCode, r.Header.Get("Retry-After"))
+		}
+		if r := postLogin(t, a, "203.0.113.6:1", AdminUser, testPassword); !signedIn(r) {
+			t.Fatalf("neighbour address: %d", r.StatusCode)
+		}
+		// An IPv6 client is one /64.
+		for i := range 5 {
+			postLogin(t, a, "[2001:db8:1:2::"+itoa(i+1)+"]:1", AdminUser, "guess")
+		}
+		if r := postLogin(t, a, "[2001:db8:1:2::ff]:1", AdminUser, testPassword); r.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("same /64: %d", r.StatusCode)
+		}
+		if r := postLogin(t, a, "[2001:db8:1:3::1]:1", AdminUser, testPassword); !signedIn(r) {
+			t.Fatalf("other /64: %d", r.StatusCode)
+		}
+	})
 }
 
 func TestBackoffIsBounded(t *testing.T) {

@@ -62,7 +62,7 @@ func (a *Auth) loginPage(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	next := safeNext(q.Get("next"))
 	if c, err := r.Cookie(SessionCookie); err == nil {
-		if s, ok := a.sessions.get(c.Value, a.opts.Now()); ok && s.role == RoleAdmin {
+		if s, ok, _ := a.store.session(r.Context(), c.Value, a.opts.Now()); ok && s.role == RoleAdmin {
 			http.Redirect(w, r, next, http.StatusSeeOther)
 			return
 		}
@@ -109,7 +109,12 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 	}
 	addrKey := "ip:" + limitKey(ip)
 	pairKey := addrKey + "|" + userKey
-	if retry, ok := a.limits.take(a.opts.Now(), check{addrKey, a.opts.AddressLimit}, check{pairKey, a.opts.LoginLimit}); !ok {
+	retry, ok, err := a.store.take(r.Context(), a.opts.Now(), check{addrKey, a.opts.AddressLimit}, check{pairKey, a.opts.LoginLimit})
+	if err != nil {
+		a.storeDown(w, r, next, err)
+		return
+	}
+	if !ok {
 		secs := int((retry + time.Second - 1) / time.Second)
 		a.log.Warn("admin sign-in rate limited", "ip", ip, "known_user", knownUser, "retry_after_s", secs)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
@@ -122,13 +127,17 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Failures for this name from anywhere slow it down; they never refuse it.
-	delay := a.backoff.attempt(a.opts.Now(), userKey)
+	delay, err := a.store.attempt(r.Context(), a.opts.Now(), userKey)
+	if err != nil {
+		a.storeDown(w, r, next, err)
+		return
+	}
 	if delay > 0 {
 		if err := a.wait(r.Context(), delay); err != nil {
 			return // the client went away
 		}
 	}
-	ok := a.verify(r.Context(), password) // always run, so timing does not tell whether the name was right
+	ok = a.verify(r.Context(), password) // always run, so timing does not tell whether the name was right
 	if !ok || !knownUser {
 		a.log.Warn("admin sign-in failed", "ip", ip, "known_user", knownUser, "delay_ms", delay.Milliseconds())
 		if wantsJSON(r) {
@@ -142,11 +151,32 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, loc, http.StatusSeeOther)
 		return
 	}
-	a.limits.reset(addrKey, pairKey)
-	a.backoff.success(a.opts.Now(), userKey)
-	a.StartSession(w, r, AdminUser, RoleAdmin)
+	if err := a.store.success(r.Context(), a.opts.Now(), userKey); err != nil {
+		a.storeDown(w, r, next, err)
+		return
+	}
+	if err := a.store.reset(r.Context(), addrKey, pairKey); err != nil {
+		a.storeDown(w, r, next, err)
+		return
+	}
+	if err := a.StartSession(w, r, AdminUser, RoleAdmin); err != nil {
+		a.storeDown(w, r, next, err)
+		return
+	}
 	a.log.Info("admin signed in", "ip", ip)
 	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// storeDown answers 503 when the session store failed; the cause goes
+// to the log only.
+func (a *Auth) storeDown(w http.ResponseWriter, r *http.Request, next string, err error) {
+	a.log.Error("admin sign-in: the session store failed", "error", err)
+	w.Header().Set("Retry-After", "5")
+	if wantsJSON(r) || r.URL.Path != "/login" {
+		writeError(w, http.StatusServiceUnavailable, msgStoreDown)
+		return
+	}
+	a.renderLogin(w, http.StatusServiceUnavailable, loginView{Error: msgStoreDown, Next: next})
 }
 
 // logout is POST /logout: it ends the session (CSRF token required), clears
@@ -154,7 +184,12 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 func (a *Auth) logout(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" {
-		if s, ok := a.sessions.get(c.Value, a.opts.Now()); ok {
+		s, ok, err := a.store.session(r.Context(), c.Value, a.opts.Now())
+		if err != nil {
+			a.storeDown(w, r, "", err)
+			return
+		}
+		if ok {
 			got := r.Header.Get(CSRFHeader)
 			if got == "" {
 				got = r.PostFormValue(CSRFField)
@@ -167,7 +202,10 @@ func (a *Auth) logout(w http.ResponseWriter, r *http.Request) {
 				}
 				return
 			}
-			a.sessions.delete(c.Value)
+			if err := a.store.deleteSession(r.Context(), c.Value); err != nil {
+				a.storeDown(w, r, "", err)
+				return
+			}
 			a.log.Info("admin signed out", "ip", a.ClientIP(r))
 		}
 	}

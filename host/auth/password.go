@@ -2,11 +2,13 @@ package auth
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"database/sql"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -17,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // PasswordFile is the file in the data dir that holds the generated admin
@@ -119,10 +122,7 @@ func LoadPassword(plain, dataDir string, out io.Writer, log *slog.Logger) (*Pass
 		log = slog.New(slog.DiscardHandler)
 	}
 	if plain != "" {
-		if len(plain) < 12 {
-			log.Warn("MAGICADS_ADMIN_PASSWORD is shorter than 12 characters; choose a longer one")
-		}
-		return NewPassword(plain), nil
+		return envPassword(plain, log), nil
 	}
 	file := filepath.Join(dataDir, PasswordFile)
 	p, err := readHash(file)
@@ -150,6 +150,123 @@ func LoadPassword(plain, dataDir string, out io.Writer, log *slog.Logger) (*Pass
 		fmt.Fprintf(out, "  (user admin; shown only this once; stored hashed in %s; set MAGICADS_ADMIN_PASSWORD to choose your own)\n", file)
 	}
 	return parseHash([]byte(stored))
+}
+
+// envPassword is the verifier of MAGICADS_ADMIN_PASSWORD.
+func envPassword(plain string, log *slog.Logger) *Password {
+	if len(plain) < 12 {
+		log.Warn("MAGICADS_ADMIN_PASSWORD is shorter than 12 characters; choose a longer one")
+	}
+	return NewPassword(plain)
+}
+
+// LoadSharedPassword is LoadPassword for host nodes sharing one database
+// (PostgreSQL): the generated password's hash is kept in the database's
+// admin_password table (migration 000013), so every node accepts the
+// same password. A non-empty plain (MAGICADS_ADMIN_PASSWORD) wins and the
+// table is left alone. Otherwise the stored hash is used; without one, the
+// hash of dataDir/admin.pw (an older version's) is moved into the table,
+// or else a random password is generated and its hash stored. Nodes that
+// start together each insert theirs only if the table has none (INSERT …
+// ON CONFLICT DO NOTHING) and then read back the one that won: exactly one
+// hash is kept, and only the node whose hash it is writes the password to
+// out. An admin.pw the table supersedes is removed. No log line holds a
+// password.
+func LoadSharedPassword(ctx context.Context, db *sql.DB, plain, dataDir string, out io.Writer, log *slog.Logger) (*Password, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if plain != "" {
+		return envPassword(plain, log), nil
+	}
+	file := filepath.Join(dataDir, PasswordFile)
+	stored, found, err := readSharedHash(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	if found {
+		p, err := parseHash([]byte(stored))
+		if err != nil {
+			return nil, fmt.Errorf("the admin password hash in the database (table admin_password) is unreadable (%v): delete its row to generate a new password at the next start, or set MAGICADS_ADMIN_PASSWORD", err)
+		}
+		if err := removeSuperseded(file, log); err != nil {
+			return nil, err
+		}
+		log.Info("admin password: using the hash stored in the database, shared by every node; set MAGICADS_ADMIN_PASSWORD to use another password, or delete the row of table admin_password and restart to generate a new one")
+		return p, nil
+	}
+	mine, generated := "", ""
+	switch data, err := os.ReadFile(file); {
+	case err == nil: // an older version's file: its password moves into the database
+		if _, err := parseHash(data); err != nil {
+			return nil, fmt.Errorf("admin password file %s is unreadable (%v): delete it to generate a new password, or set MAGICADS_ADMIN_PASSWORD", file, err)
+		}
+		mine = strings.TrimSpace(string(data)) + "\n"
+	case errors.Is(err, fs.ErrNotExist):
+		generated = rand.Text()
+		if mine, err = hashPassword(generated, PBKDF2Iterations); err != nil {
+			return nil, fmt.Errorf("hashing the admin password: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("admin password file %s: %w", file, err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO admin_password (id, hash, created_ms) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING`,
+		mine, time.Now().UnixMilli()); err != nil {
+		return nil, fmt.Errorf("storing the admin password hash in the database: %w (check that the database is reachable and migrated)", err)
+	}
+	stored, found, err = readSharedHash(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, errors.New("the admin password hash stored in the database is gone again: another process deleted the row of table admin_password; restart the host")
+	}
+	p, err := parseHash([]byte(stored))
+	if err != nil {
+		return nil, fmt.Errorf("the admin password hash in the database (table admin_password) is unreadable (%v): delete its row to generate a new password at the next start, or set MAGICADS_ADMIN_PASSWORD", err)
+	}
+	won := stored == mine
+	switch {
+	case won && generated != "":
+		if out != nil {
+			fmt.Fprintf(out, "admin password: %s\n", generated)
+			fmt.Fprintf(out, "  (user admin; shown only this once; stored hashed in the database, shared by every node; set MAGICADS_ADMIN_PASSWORD to choose your own)\n")
+		}
+	case won:
+		log.Info("admin password: moved the hash of the data dir's admin.pw into the database, where every node shares it", "file", file)
+	case generated == "":
+		log.Warn("admin password: another node stored its admin password in the database first; that one is now every node's, and this data dir's admin.pw is no longer used", "file", file)
+	}
+	if err := removeSuperseded(file, log); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// readSharedHash reads the admin_password row.
+func readSharedHash(ctx context.Context, db *sql.DB) (hash string, found bool, err error) {
+	err = db.QueryRowContext(ctx, `SELECT hash FROM admin_password WHERE id = 1`).Scan(&hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("reading the admin password hash from the database: %w (check that the database is reachable and migrated)", err)
+	}
+	return hash, true, nil
+}
+
+// removeSuperseded removes a data dir's admin.pw once the database holds
+// the shared hash: it no longer signs anyone in, and a secret kept for
+// nothing is one more to leak.
+func removeSuperseded(file string, log *slog.Logger) error {
+	err := os.Remove(file)
+	switch {
+	case err == nil:
+		log.Info("admin password: removed the data dir's admin.pw; the hash in the database replaces it", "file", file)
+	case !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("removing %s, which the admin password hash in the database replaces: %w (remove it by hand)", file, err)
+	}
+	return nil
 }
 
 func readHash(file string) (*Password, error) {

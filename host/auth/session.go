@@ -18,8 +18,8 @@ type session struct {
 	lastSeen   time.Time
 }
 
-// sessions is the in-memory session store. It lives in one process: several
-// host nodes behind a load balancer need sticky sessions or a shared store.
+// sessions is the in-memory session store of an Auth without Options.DB;
+// it lives in one process (dbStore is the host's, shared by its nodes).
 type sessions struct {
 	mu      sync.Mutex
 	m       map[[32]byte]*session

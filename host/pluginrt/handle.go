@@ -24,6 +24,10 @@ var (
 	_ storage.Lister        = (*handle)(nil)
 )
 
+// ReturnsOnCancel reports that every call returns once its context ends:
+// each is an RPC bound to that context.
+func (h *handle) ReturnsOnCancel() bool { return true }
+
 // unavailable is the error of a call that cannot reach the plugin.
 func unavailable(id string, state State, lastErr string, cause error) *storage.Error {
 	msg := fmt.Sprintf("plugin %s is %s", id, state)

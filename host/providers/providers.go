@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/magicads/r2storage/host/dbmigrate"
 	"github.com/magicads/r2storage/host/pluginrt"
@@ -146,6 +147,12 @@ type plugin struct {
 	// refused says why the install record was not launched ("" when it was
 	// authenticated); the plugin shows as failed with this message.
 	refused string
+	// applied is the stamp (settingsstore.Stamps) of the settings the
+	// running plugin was last given, and appliedAt when; "" before any.
+	applied   string
+	appliedAt time.Time
+	// tried is the stamp a configure last ran for, even one that failed.
+	tried string
 }
 
 // New returns a manager. Call Load to read installed plugins and start them.
@@ -428,6 +435,9 @@ func (m *Manager) configureTurn(ctx context.Context, id string, prov storage.Pro
 	if p == nil || p.schema == nil {
 		return
 	}
+	// The stamp is read first: settings saved between the two reads are
+	// applied again at the next check (WatchSettings), never missed.
+	stamp, stampErr := m.settings.Stamp(ctx, EntryName(id))
 	values, err := m.settings.Load(ctx, EntryName(id))
 	configured, problem := false, ""
 	var secrets []string
@@ -463,6 +473,12 @@ func (m *Manager) configureTurn(ctx context.Context, id string, prov storage.Pro
 	p.configured, p.problem, p.secrets = configured, problem, secrets
 	if configured {
 		p.placement, p.placed = placement, true
+	}
+	if stampErr == nil {
+		p.tried = stamp
+		if configured || problem == "not configured yet" {
+			p.applied, p.appliedAt = stamp, time.Now()
+		}
 	}
 	m.mu.Unlock()
 	if configured && placement.Bucket != "" && m.configured != nil {

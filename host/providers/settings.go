@@ -175,6 +175,7 @@ func (m *Manager) Save(ctx context.Context, id string, incoming map[string]any) 
 		} else {
 			res = SaveResult{Message: m.restart(ctx, p, down, p.schema.SecretValuesOf(checked))}
 		}
+		m.announceSettings(ctx, id)
 		m.settingsChanged(ctx, id)
 		return res, nil, nil
 	}

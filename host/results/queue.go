@@ -147,67 +147,107 @@ func (s *Service) ReleaseLeases(ctx context.Context) (int64, error) {
 func (s *Service) runLeased(ctx context.Context, j *job, fn func(ctx context.Context) outcome) outcome {
 	jctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stop := make(chan struct{})
-	hbDone := make(chan struct{})
-	go func() {
-		defer close(hbDone)
-		s.heartbeat(jctx, j, stop, cancel)
-	}()
+	k := s.keepLease(jctx, j, cancel)
 	out := fn(jctx)
-	close(stop)
-	<-hbDone
+	k.stop()
 	s.finish(ctx, j, out)
 	return out
 }
 
-// heartbeat renews j's lease every third of the lease duration until stop
-// is closed; it cancels the job when the lease is lost.
-func (s *Service) heartbeat(ctx context.Context, j *job, stop <-chan struct{}, cancel context.CancelFunc) {
-	every := max(s.opts.LeaseDuration/3, time.Millisecond)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		until := s.now().Add(s.opts.LeaseDuration)
-		rctx, rcancel := context.WithTimeout(ctx, every)
-		res, err := s.db.ExecContext(rctx, "UPDATE jobs SET locked_until = $1 WHERE id = $2 AND locked_by = $3", dbTime(until), j.id, j.claim)
-		rcancel()
-		var n int64
-		if err == nil {
-			n, err = res.RowsAffected()
-		}
-		if err == nil && n == 1 {
-			j.until = until
-		}
-		select {
-		case <-stop:
-			// The job finished meanwhile (it may have removed its row).
-			return
-		default:
-		}
-		switch {
-		case err != nil:
-			// A renewal that failed on our side may still have applied;
-			// either way the row keeps our claim until another node takes
-			// the job after the last expiry written for certain.
-			s.log.Warn("results: renewing a job lease", "job", j.id, "err", err)
-			if !s.now().Before(j.until) {
-				s.log.Warn("results: job lease expired; stopping the job", "job", j.id, "kind", j.kind, "result", j.resultID)
-				cancel()
-				return
-			}
-		case n == 0:
-			s.log.Warn("results: job lease lost; stopping the job", "job", j.id, "kind", j.kind, "result", j.resultID)
-			cancel()
-			return
-		}
+// leaseKeeper renews a job's lease every third of the lease duration while
+// the job runs. It is a timer, not a goroutine: most jobs end long before
+// their first renewal, and then keeping their lease cost nothing.
+type leaseKeeper struct {
+	s      *Service
+	j      *job
+	ctx    context.Context
+	cancel context.CancelFunc
+	every  time.Duration
+
+	mu      sync.Mutex
+	stopped bool
+	t       *time.Timer
+	busy    sync.WaitGroup // a renewal in flight
+}
+
+// keepLease starts renewing j's lease; cancel is called if it is lost.
+// The caller must call stop.
+func (s *Service) keepLease(ctx context.Context, j *job, cancel context.CancelFunc) *leaseKeeper {
+	k := &leaseKeeper{s: s, j: j, ctx: ctx, cancel: cancel, every: max(s.opts.LeaseDuration/3, time.Millisecond)}
+	k.mu.Lock()
+	k.t = time.AfterFunc(k.every, k.fire)
+	k.mu.Unlock()
+	return k
+}
+
+// stop ends the renewals and waits for one in flight.
+func (k *leaseKeeper) stop() {
+	k.mu.Lock()
+	k.stopped = true
+	k.t.Stop()
+	k.mu.Unlock()
+	k.busy.Wait()
+}
+
+// fire renews the lease once and schedules the next renewal; it cancels
+// the job when the lease is lost.
+func (k *leaseKeeper) fire() {
+	k.mu.Lock()
+	if k.stopped || k.ctx.Err() != nil {
+		k.mu.Unlock()
+		return
 	}
+	k.busy.Add(1)
+	k.mu.Unlock()
+	defer k.busy.Done()
+	if !k.renew() {
+		return
+	}
+	k.mu.Lock()
+	if !k.stopped {
+		k.t.Reset(k.every)
+	}
+	k.mu.Unlock()
+}
+
+// renew extends the lease once; it reports whether to go on renewing.
+func (k *leaseKeeper) renew() bool {
+	s, j := k.s, k.j
+	until := s.now().Add(s.opts.LeaseDuration)
+	rctx, rcancel := context.WithTimeout(k.ctx, k.every)
+	res, err := s.db.ExecContext(rctx, "UPDATE jobs SET locked_until = $1 WHERE id = $2 AND locked_by = $3", dbTime(until), j.id, j.claim)
+	rcancel()
+	var n int64
+	if err == nil {
+		n, err = res.RowsAffected()
+	}
+	k.mu.Lock()
+	if err == nil && n == 1 {
+		j.until = until
+	}
+	stopped := k.stopped
+	k.mu.Unlock()
+	if stopped || k.ctx.Err() != nil {
+		// The job finished meanwhile (it may have removed its row).
+		return false
+	}
+	switch {
+	case err != nil:
+		// A renewal that failed on our side may still have applied;
+		// either way the row keeps our claim until another node takes
+		// the job after the last expiry written for certain.
+		s.log.Warn("results: renewing a job lease", "job", j.id, "err", err)
+		if !s.now().Before(j.until) {
+			s.log.Warn("results: job lease expired; stopping the job", "job", j.id, "kind", j.kind, "result", j.resultID)
+			k.cancel()
+			return false
+		}
+	case n == 0:
+		s.log.Warn("results: job lease lost; stopping the job", "job", j.id, "kind", j.kind, "result", j.resultID)
+		k.cancel()
+		return false
+	}
+	return true
 }
 
 // finish records the outcome of a job attempt, if this node still holds
@@ -595,32 +635,53 @@ const (
 // recordOffload marks a local, live result as living in provider, where
 // Put's answer info says (see location), removes its offload job and, for
 // a job of bulk run bulkRun (0 for none), marks its bulk item done; it
-// returns how many results rows changed.
+// returns how many results rows changed. Offloads that finish while
+// another one is being recorded are recorded together, in one transaction
+// (see recorder).
 func (s *Service) recordOffload(ctx context.Context, rw row, provider string, info storage.ObjectInfo, locs, localPresent bool, bulkRun int64) (int64, error) {
 	bucket, key := location(rw, info, locs)
+	rec := &offloadRecord{id: rw.id, provider: provider, bucket: bucket, key: key, url: info.URL, localPresent: localPresent, bulkRun: bulkRun}
+	return s.recorder.record(ctx, rec, func(ctx context.Context, batch []*offloadRecord) error {
+		return s.writeOffloads(ctx, batch)
+	})
+}
+
+// offloadRecord is one finished upload waiting to be recorded.
+type offloadRecord struct {
+	id, provider, bucket, key, url string
+	localPresent                   bool
+	bulkRun                        int64
+	// n is how many results rows the record changed (0 or 1).
+	n int64
+}
+
+// writeOffloads records batch in one transaction (recordOffload).
+func (s *Service) writeOffloads(ctx context.Context, batch []*offloadRecord) error {
 	s.db.warm(ctx, sqlRecordOffload, sqlDeleteJobOf, sqlSettleBulkItem)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer rollback(tx)
-	res, err := s.db.txExec(ctx, tx, sqlRecordOffload, provider, key, bucket, info.URL, localPresent, dbTime(s.now()), rw.id, Local, false)
-	if err != nil {
-		return 0, err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, err
-	}
-	if _, err := s.db.txExec(ctx, tx, sqlDeleteJobOf, kindOffload, rw.id); err != nil {
-		return 0, err
-	}
-	if n == 1 {
-		if err := s.settleBulkItem(ctx, tx, bulkRun, rw.id); err != nil {
-			return 0, err
+	now := dbTime(s.now())
+	for _, r := range batch {
+		res, err := s.db.txExec(ctx, tx, sqlRecordOffload, r.provider, r.key, r.bucket, r.url, r.localPresent, now, r.id, Local, false)
+		if err != nil {
+			return err
+		}
+		if r.n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		if _, err := s.db.txExec(ctx, tx, sqlDeleteJobOf, kindOffload, r.id); err != nil {
+			return err
+		}
+		if r.n == 1 {
+			if err := s.settleBulkItem(ctx, tx, r.bulkRun, r.id); err != nil {
+				return err
+			}
 		}
 	}
-	return n, tx.Commit()
+	return tx.Commit()
 }
 
 // reconcileOffload handles an upload whose result changed meanwhile
@@ -684,7 +745,7 @@ func (s *Service) putFile(ctx context.Context, p storage.Provider, rw row, f *os
 		sum = nil
 	}
 	opts := storage.PutOptions{ContentType: rw.contentType, Size: rw.size, SHA256: sum}
-	return call(ctx, "put", func(ctx context.Context) (storage.ObjectInfo, error) {
+	return callOn(ctx, p, "put", func(ctx context.Context) (storage.ObjectInfo, error) {
 		defer f.Close()
 		return p.Put(ctx, rw.path, f, opts)
 	})
@@ -788,6 +849,28 @@ func (s *Service) deleted(j *job) outcome {
 		return done()
 	}
 	return doneWith(j.provider)
+}
+
+// contextBound is a provider whose calls return when their context ends,
+// as a plugin's RPCs do.
+type contextBound interface {
+	ReturnsOnCancel() bool
+}
+
+// callOn is call for an operation of provider p: when p's calls return on
+// their own once ctx ends, it runs f on this goroutine (still turning a
+// panic into an error) instead of handing it to another one.
+func callOn[T any](ctx context.Context, p storage.Provider, op string, f func(ctx context.Context) (T, error)) (v T, err error) {
+	if cb, ok := p.(contextBound); !ok || !cb.ReturnsOnCancel() {
+		return call(ctx, op, f)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			var zero T
+			v, err = zero, fmt.Errorf("%s: the provider panicked: %v", op, r)
+		}
+	}()
+	return f(ctx)
 }
 
 // call runs a provider operation, turning a panic into an error and

@@ -379,6 +379,8 @@ type Service struct {
 	// per provider, the placement of its last complete pass.
 	passMu sync.Mutex
 	passed map[string]Placement
+	// recorder records finished uploads in groups.
+	recorder recorder
 }
 
 // stage marks id as staged (on=true) or no longer (on=false).

@@ -17,7 +17,9 @@ package settingsstore
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -482,4 +484,59 @@ func writeOnly(schema *settingsschema.Schema) []string {
 		return nil
 	}
 	return schema.WriteOnly()
+}
+
+// Stamps returns, for every entry whose name starts with prefix, a short
+// stamp of its stored value: it changes with every save (each encryption
+// uses a fresh nonce), so a node that remembers the stamp of the settings
+// it applied can tell when another node saved newer ones. An entry without
+// a value has the stamp "".
+func (s *Store) Stamps(ctx context.Context, prefix string) (map[string]string, error) {
+	if err := s.ready(); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT name, value FROM settings WHERE substr(name, 1, length($1)) = $1`, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("settingsstore: reading the stamps of %s*: %w", prefix, err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var name string
+		var value []byte
+		if err := rows.Scan(&name, &value); err != nil {
+			return nil, fmt.Errorf("settingsstore: reading the stamps of %s*: %w", prefix, err)
+		}
+		out[name] = stampOf(value)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("settingsstore: reading the stamps of %s*: %w", prefix, err)
+	}
+	return out, nil
+}
+
+// Stamp returns the stamp (see Stamps) of one entry's stored value, "" when
+// it has none or does not exist.
+func (s *Store) Stamp(ctx context.Context, name string) (string, error) {
+	if err := s.ready(); err != nil {
+		return "", err
+	}
+	var value []byte
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM settings WHERE name = $1`, name).Scan(&value)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("settingsstore: reading the stamp of %s: %w", name, err)
+	}
+	return stampOf(value), nil
+}
+
+// stampOf is the stamp of a stored (encrypted) value.
+func stampOf(value []byte) string {
+	if value == nil {
+		return ""
+	}
+	sum := sha256.Sum256(value)
+	return hex.EncodeToString(sum[:8])
 }
