@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/magicads/r2storage/host/auth"
+	"github.com/magicads/r2storage/host/cluster"
 	"github.com/magicads/r2storage/host/dbmigrate"
 	"github.com/magicads/r2storage/host/httpapi"
 	"github.com/magicads/r2storage/host/localstore"
@@ -83,6 +84,15 @@ type Config struct {
 	Runtime pluginrt.Options
 	// Results tunes the results service; zero values take its defaults.
 	Results results.Options
+	// NodeID names this node in job leases and the cluster view
+	// (--node-id); "" uses the id in DataDir/node.id, created on first start.
+	NodeID string
+	// AdvertiseURL is where other nodes reach this one (--advertise-url),
+	// shown in the cluster view.
+	AdvertiseURL string
+	// Cluster tunes the node heartbeat (tests shorten its Interval and
+	// LiveWindow); the app sets its node, version, plugins and logger.
+	Cluster cluster.Options
 }
 
 // App is a running host.
@@ -101,6 +111,9 @@ type App struct {
 	// Auth guards the admin API and serves /login and /logout; the admin
 	// pages wrap themselves with Auth.RequirePage (httpapi.Options.Fallback).
 	Auth *auth.Auth
+	// Cluster heartbeats this node's row in the nodes table and reads the
+	// cluster view.
+	Cluster *cluster.Heartbeat
 
 	log        *slog.Logger
 	stopWorker context.CancelFunc
@@ -236,10 +249,16 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 		resOpts.Logger = a.log
 	}
 	resOpts.Metrics = a.Metrics
-	if resOpts.NodeID == "" {
-		if resOpts.NodeID, err = loadNodeID(cfg.DataDir); err != nil {
+	nodeID := cfg.NodeID
+	if nodeID == "" {
+		if nodeID, err = loadNodeID(cfg.DataDir); err != nil {
 			return err
 		}
+	} else if err := cluster.CheckNodeID(nodeID); err != nil {
+		return fmt.Errorf("--node-id: %w", err)
+	}
+	if resOpts.NodeID == "" {
+		resOpts.NodeID = nodeID
 	}
 	a.Results = results.New(a.DB, a.Local, mgr, resOpts)
 	mcfg := cfg.Marketplace
@@ -293,8 +312,13 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	a.httpLimits = cfg.HTTP.WithDefaults()
 	api = httpapi.New(a.Results, mgr, a.Market, httpapi.Options{Auth: a.Auth, Fallback: root, Logger: a.log,
 		ServiceToken: cfg.ServiceToken, SpoolDir: spool, Limits: a.httpLimits,
-		Health: a.health, Orphans: orphans.New(a.DB, mgr, orphans.Options{Logger: a.log}), Metrics: a.Metrics.Handler()})
+		Health: a.health, Orphans: orphans.New(a.DB, mgr, orphans.Options{Logger: a.log}), Metrics: a.Metrics.Handler(),
+		Cluster: func(ctx context.Context) (cluster.View, error) { return a.Cluster.View(ctx) }})
 	a.API = api
+	copts := cfg.Cluster
+	copts.NodeID, copts.AdvertiseURL, copts.Version, copts.Logger = nodeID, cfg.AdvertiseURL, HostVersion, a.log
+	copts.Plugins = a.pluginStates
+	a.Cluster = cluster.New(a.DB, a.Dialect, copts)
 
 	if err := mgr.Load(ctx); err != nil {
 		return err
@@ -315,6 +339,11 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 		}
 		wg.Wait()
 	}()
+	// The cluster view is not worth failing a start for: the heartbeat
+	// retries every interval.
+	if err := a.Cluster.Start(ctx); err != nil {
+		a.log.Warn("this node is not in the cluster view yet; the heartbeat tries again", "node", nodeID, "error", err)
+	}
 	if recoverErr != nil {
 		a.log.Warn("startup recovery skipped: the results disk cannot be written; leftovers of an earlier process stay until a start where it can", "error", recoverErr)
 	} else {
@@ -395,6 +424,11 @@ func (a *App) Close(ctx context.Context) error {
 		if a.stopWorker != nil {
 			a.stopWorker()
 			<-a.workerDone
+		}
+		if a.Cluster != nil {
+			if cerr := a.Cluster.Stop(ctx); cerr != nil {
+				a.log.Warn("this node was not marked stopped in the cluster view; the other nodes show it down once its heartbeat is older than the live window", "error", cerr)
+			}
 		}
 		if a.Runtime != nil {
 			err = a.Runtime.Close(ctx)

@@ -97,7 +97,7 @@ func (h *host) start(key string) {
 	rt, res := fastOptions()
 	a, err := app.New(context.Background(), app.Config{
 		DataDir: h.dataDir, DB: h.dsn, AppKey: key, AdminToken: adminToken,
-		Logger: slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Runtime: rt, Results: res,
+		Logger: slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Runtime: rt, Results: res, Cluster: testCluster(),
 	})
 	if err != nil {
 		h.t.Fatalf("starting the host: %v", err)

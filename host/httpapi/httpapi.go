@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/magicads/r2storage/host/auth"
+	"github.com/magicads/r2storage/host/cluster"
 	"github.com/magicads/r2storage/host/marketplace"
 	"github.com/magicads/r2storage/host/orphans"
 	"github.com/magicads/r2storage/host/providers"
@@ -53,6 +54,9 @@ type Options struct {
 	// Metrics serves the Prometheus metrics at GET /metrics, an admin
 	// call; nil answers 404 there.
 	Metrics http.Handler
+	// Cluster reads the cluster view (GET /api/v1/admin/cluster); nil
+	// answers it 503.
+	Cluster func(ctx context.Context) (cluster.View, error)
 }
 
 // API is the HTTP handler.
@@ -120,6 +124,7 @@ func New(res *results.Service, prov *providers.Manager, market *marketplace.Mark
 	a.handleAdmin("POST /api/v1/admin/storage/bulk/{run}/resume", a.bulkAction("resuming", (*results.Service).ResumeBulk))
 	a.handleAdmin("POST /api/v1/admin/storage/bulk/{run}/cancel", a.bulkAction("cancelling", (*results.Service).CancelBulk))
 	a.handleAdmin("GET /metrics", a.metrics)
+	a.handleAdmin("GET /api/v1/admin/cluster", a.getCluster)
 	return a
 }
 

@@ -7,6 +7,7 @@
 //
 //	/app/admin/general                  Default Storage
 //	/app/admin/general/storage          Storage overview: where results are, failed jobs, bulk offload and bring back
+//	/app/admin/general/cluster          the host nodes sharing the database: live or down, versions, plugins
 //	/app/admin/general/plugins          marketplace cards
 //	/app/admin/general/plugins/{id}     a plugin's config screen, rendered from its settings schema
 //	/app/results                        generate, upload, list and delete results
@@ -82,6 +83,8 @@ type Options struct {
 	API http.Handler
 	// Logger receives page failures; nil discards them.
 	Logger *slog.Logger
+	// Now is the clock the pages say "3 s ago" by; nil means time.Now.
+	Now func() time.Time
 }
 
 // handler serves the pages.
@@ -99,6 +102,9 @@ func New(opts Options) http.Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	h := &handler{opts: opts, mux: http.NewServeMux(), pages: map[string]*template.Template{}}
 	css, err := files.ReadFile("assets/app.css")
 	if err != nil {
@@ -115,7 +121,7 @@ func New(opts Options) http.Handler {
 	// Both are this package's own embedded files, never user data.
 	h.css, h.js, h.icon = template.CSS(css), template.JS(js), icon
 	layout := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html"))
-	for _, name := range []string{"storage", "overview", "plugins", "config", "results", "error"} {
+	for _, name := range []string{"storage", "overview", "cluster", "plugins", "config", "results", "error"} {
 		h.pages[name] = template.Must(template.Must(layout.Clone()).ParseFS(files, "templates/"+name+".html"))
 	}
 
@@ -126,6 +132,7 @@ func New(opts Options) http.Handler {
 	h.mux.HandleFunc("GET /app/results/{$}", redirect(ResultsPath))
 	h.mux.HandleFunc("GET "+StoragePath, h.storagePage)
 	h.mux.HandleFunc("GET "+OverviewPath, h.overviewPage)
+	h.mux.HandleFunc("GET "+ClusterPath, h.clusterPage)
 	h.mux.HandleFunc("GET "+PluginsPath, h.pluginsPage)
 	h.mux.HandleFunc("GET "+PluginsPath+"/{id}", h.configPage)
 	h.mux.HandleFunc("GET "+ResultsPath, h.resultsPage)

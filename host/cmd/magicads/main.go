@@ -1,6 +1,6 @@
 // Command magicads is the MagicAds host.
 //
-//	magicads serve [--addr 127.0.0.1:8080] [--data-dir ./data] [--db postgres://…] [--trusted-proxies CIDR,…] [--max-result-bytes N] [--metrics-addr 127.0.0.1:9090] [--upload-workers 4]
+//	magicads serve [--addr 127.0.0.1:8080] [--data-dir ./data] [--db postgres://…] [--trusted-proxies CIDR,…] [--max-result-bytes N] [--metrics-addr 127.0.0.1:9090] [--upload-workers 4] [--node-id web-1] [--advertise-url http://10.0.0.5:8080]
 //
 // Every flag has an environment variable (../shared/api.md). SIGINT and
 // SIGTERM shut it down cleanly and stop every plugin process.
@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/magicads/r2storage/host/app"
 	"github.com/magicads/r2storage/host/auth"
+	"github.com/magicads/r2storage/host/cluster"
 	"github.com/magicads/r2storage/host/httpapi"
 	"github.com/magicads/r2storage/host/results"
 )
@@ -45,6 +47,13 @@ type flags struct {
 	trustedProxies []netip.Prefix
 	// uploadWorkers is how many queued jobs this node runs at once.
 	uploadWorkers int
+	// nodeID names this node ("" keeps the id in data/node.id).
+	nodeID string
+	// advertiseURL is where the other nodes reach this one.
+	advertiseURL string
+	// advertiseUnreachable is true when advertiseURL defaulted to an --addr
+	// that binds every interface (0.0.0.0, ::): no other node reaches that.
+	advertiseUnreachable bool
 }
 
 func env(getenv func(string) string, key, def string) string {
@@ -69,6 +78,8 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (flags, 
 	fs.StringVar(&f.metricsAddr, "metrics-addr", env(getenv, "MAGICADS_METRICS_ADDR", ""), "listen address of a separate HTTP listener serving /metrics without credentials; default off (the API's /metrics needs admin credentials) (MAGICADS_METRICS_ADDR)")
 	workers := env(getenv, "MAGICADS_UPLOAD_WORKERS", strconv.Itoa(results.DefaultWorkers))
 	fs.StringVar(&workers, "upload-workers", workers, "queued uploads, deletes and bring-backs this node runs at once; raise it when the storage provider is far away (MAGICADS_UPLOAD_WORKERS)")
+	fs.StringVar(&f.nodeID, "node-id", env(getenv, "MAGICADS_NODE_ID", ""), "this node's id in job leases and the cluster view, 1 to 64 of A-Z a-z 0-9 . _ -; default the id in the data dir's node.id (MAGICADS_NODE_ID)")
+	fs.StringVar(&f.advertiseURL, "advertise-url", env(getenv, "MAGICADS_ADVERTISE_URL", ""), "the URL other nodes reach this one at, shown in the cluster view; default http://<--addr>: set it when --addr binds 0.0.0.0 or :: (MAGICADS_ADVERTISE_URL)")
 	proxies := fs.String("trusted-proxies", env(getenv, "MAGICADS_TRUSTED_PROXIES", ""), "CIDRs or addresses of TLS-terminating reverse proxies, comma-separated: their X-Forwarded-For names the client, and cookies are Secure (MAGICADS_TRUSTED_PROXIES)")
 	if err := fs.Parse(args); err != nil {
 		return f, err
@@ -92,6 +103,19 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (flags, 
 	}
 	if _, _, err := net.SplitHostPort(f.addr); err != nil {
 		return f, fmt.Errorf("--addr %q: %w", f.addr, err)
+	}
+	if f.nodeID != "" {
+		if err := cluster.CheckNodeID(f.nodeID); err != nil {
+			return f, fmt.Errorf("--node-id must be 1 to %d letters, digits, '.', '_' or '-', got %q", cluster.MaxNodeIDLen, f.nodeID)
+		}
+	}
+	if f.advertiseURL == "" {
+		f.advertiseURL = "http://" + f.addr
+		host, _, _ := net.SplitHostPort(f.addr)
+		ip, err := netip.ParseAddr(host)
+		f.advertiseUnreachable = host == "" || err == nil && ip.IsUnspecified()
+	} else if u, err := url.Parse(f.advertiseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return f, fmt.Errorf("--advertise-url must be an absolute http:// or https:// URL, got %q (the URL the other nodes reach this one at, e.g. http://10.0.0.5:8080)", f.advertiseURL)
 	}
 	if f.metricsAddr != "" {
 		if _, _, err := net.SplitHostPort(f.metricsAddr); err != nil {
@@ -123,7 +147,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		AdminToken: getenv("MAGICADS_ADMIN_TOKEN"), ServiceToken: getenv("MAGICADS_SERVICE_TOKEN"), HTTP: httpapi.Limits{MaxResultBytes: f.maxResultBytes},
 		AdminPassword: getenv("MAGICADS_ADMIN_PASSWORD"), AdminPasswordOut: stderr, Logger: log,
 		CatalogURL: f.catalog, TrustedKeyFiles: splitList(f.trustedKey), License: f.license, TrustedProxies: f.trustedProxies,
-		Results: results.Options{Workers: f.uploadWorkers},
+		Results: results.Options{Workers: f.uploadWorkers}, NodeID: f.nodeID, AdvertiseURL: f.advertiseURL,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "magicads:", err)
@@ -142,6 +166,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return 1
 	}
 	srv := a.Server()
+	if f.advertiseUnreachable {
+		log.Warn("--advertise-url is not set and --addr binds every interface: the cluster view shows this node at " + f.advertiseURL + ", which other nodes cannot reach; set --advertise-url (MAGICADS_ADVERTISE_URL) to this node's own address")
+	}
 	log.Info("MagicAds host listening", "url", "http://"+ln.Addr().String(), "data_dir", f.dataDir, "db", string(a.Dialect))
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()

@@ -1,0 +1,42 @@
+package app
+
+import (
+	"strings"
+
+	"github.com/magicads/r2storage/host/cluster"
+	"github.com/magicads/r2storage/host/pluginrt"
+)
+
+// pluginStates is this node's plugins for its heartbeat: each installed
+// plugin's version, its runtime state (running, restarting, failed, …;
+// failed too when its install was refused) and its last error, with the
+// current secrets scrubbed.
+func (a *App) pluginStates() []cluster.Plugin {
+	list := a.Providers.Plugins()
+	out := make([]cluster.Plugin, 0, len(list))
+	for _, p := range list {
+		st := cluster.Plugin{ID: p.ID, Version: p.Version, State: p.State}
+		if p.State == "failed" {
+			st.Error = p.Message
+		}
+		if rs, ok := a.Runtime.Status(p.ID); ok && p.State != "failed" {
+			st.State = string(rs.State)
+			if rs.State != pluginrt.StateRunning {
+				st.Error = rs.LastError
+			}
+		}
+		st.Error = scrub(st.Error, a.Providers.Secrets())
+		out = append(out, st)
+	}
+	return out
+}
+
+// scrub replaces each secret in msg.
+func scrub(msg string, secrets []string) string {
+	for _, s := range secrets {
+		if s != "" {
+			msg = strings.ReplaceAll(msg, s, "[redacted]")
+		}
+	}
+	return msg
+}
