@@ -318,6 +318,7 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	copts := cfg.Cluster
 	copts.NodeID, copts.AdvertiseURL, copts.Version, copts.Logger = nodeID, cfg.AdvertiseURL, HostVersion, a.log
 	copts.Plugins = a.pluginStates
+	copts.Settings = mgr.StoredStamps
 	a.Cluster = cluster.New(a.DB, a.Dialect, copts)
 
 	if err := mgr.Load(ctx); err != nil {

@@ -13,9 +13,10 @@ import (
 // current secrets scrubbed.
 func (a *App) pluginStates() []cluster.Plugin {
 	list := a.Providers.Plugins()
+	applied := a.Providers.AppliedStamps()
 	out := make([]cluster.Plugin, 0, len(list))
 	for _, p := range list {
-		st := cluster.Plugin{ID: p.ID, Version: p.Version, State: p.State}
+		st := cluster.Plugin{ID: p.ID, Version: p.Version, State: p.State, Settings: applied[p.ID]}
 		if p.State == "failed" {
 			st.Error = p.Message
 		}

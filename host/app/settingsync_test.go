@@ -53,6 +53,19 @@ func TestSettingsReachEveryNode(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Logf("node B applied the settings %v after node A saved them", time.Since(saved).Round(time.Millisecond))
+	// The cluster view says so for both nodes, from either.
+	waitFor(t, 10*time.Second, "the cluster view to show the settings applied on both nodes", func() bool {
+		var v clusterJSON
+		if code := b.do("GET", "/api/v1/admin/cluster", nil, &v); code != 200 || len(v.Nodes) != 2 {
+			return false
+		}
+		for _, n := range v.Nodes {
+			if len(n.Plugins) != 1 || n.Plugins[0].SettingsApplied == nil || !*n.Plugins[0].SettingsApplied {
+				return false
+			}
+		}
+		return true
+	})
 
 	// Without a notification (settings written straight into the
 	// database), polling still brings them to both nodes within 2 s.

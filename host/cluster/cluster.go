@@ -53,6 +53,12 @@ type Plugin struct {
 	State string `json:"state"`
 	// Error is the start of its last error, "" for none.
 	Error string `json:"error"`
+	// Settings stamps the provider settings its running plugin was last
+	// given ("" before any; see settingsstore.Stamps).
+	Settings string `json:"settings,omitempty"`
+	// SettingsApplied, in a View, says whether those are the settings
+	// stored now; nil when the node reports none or they are not known.
+	SettingsApplied *bool `json:"settings_applied,omitempty"`
 }
 
 // Node is one host node's row.
@@ -97,6 +103,9 @@ type Options struct {
 	// Plugins returns the plugins' current versions and states; nil
 	// reports none.
 	Plugins func() []Plugin
+	// Settings returns the stamp of the settings stored now, by plugin
+	// id, for View's SettingsApplied; nil leaves it unset.
+	Settings func(ctx context.Context) (map[string]string, error)
 	// Interval is how often the row is updated; zero means DefaultInterval.
 	Interval time.Duration
 	// LiveWindow is how recent a heartbeat keeps a node live; zero means
@@ -346,6 +355,12 @@ func (h *Heartbeat) View(ctx context.Context) (View, error) {
 	}
 	defer rows.Close()
 	v := View{Nodes: []Node{}, Dialect: string(h.dialect)}
+	var current map[string]string
+	if h.opts.Settings != nil {
+		if current, err = h.opts.Settings(ctx); err != nil {
+			current = nil // the view still shows the rest
+		}
+	}
 	for rows.Next() {
 		var n Node
 		var started, seen, now timeValue
@@ -363,6 +378,13 @@ func (h *Heartbeat) View(ctx context.Context) (View, error) {
 		n.Self = n.ID == h.opts.NodeID
 		if json.Unmarshal([]byte(plugins), &n.Plugins) != nil || n.Plugins == nil {
 			n.Plugins = []Plugin{}
+		}
+		for i, p := range n.Plugins {
+			n.Plugins[i].SettingsApplied = nil
+			if cur, ok := current[p.ID]; ok && p.Settings != "" {
+				applied := p.Settings == cur
+				n.Plugins[i].SettingsApplied = &applied
+			}
 		}
 		v.Nodes = append(v.Nodes, n)
 	}

@@ -3,6 +3,7 @@ package providers
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/stdlib"
@@ -146,6 +147,32 @@ func (m *Manager) announceSettings(ctx context.Context, id string) {
 	if _, err := m.db.ExecContext(ctx, "SELECT pg_notify($1, $2)", SettingsChannel, id); err != nil {
 		m.log.Warn("announcing saved settings to other nodes; they apply them at their next poll", "plugin", id, "error", err)
 	}
+}
+
+// AppliedStamps returns, per installed provider, the stamp of the settings
+// its running plugin on this node was last given ("" before any).
+func (m *Manager) AppliedStamps() map[string]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]string, len(m.plugins))
+	for id, p := range m.plugins {
+		out[id] = p.applied
+	}
+	return out
+}
+
+// StoredStamps returns, per provider id, the stamp of its settings stored
+// now.
+func (m *Manager) StoredStamps(ctx context.Context) (map[string]string, error) {
+	stamps, err := m.settings.Stamps(ctx, EntryName(""))
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(stamps))
+	for name, st := range stamps {
+		out[strings.TrimPrefix(name, EntryName(""))] = st
+	}
+	return out, nil
 }
 
 // AppliedSettings returns, per installed provider, the settings its

@@ -31,6 +31,8 @@ type clusterJSON struct {
 			Version string `json:"version"`
 			State   string `json:"state"`
 			Error   string `json:"error"`
+			// SettingsApplied is nil when not known.
+			SettingsApplied *bool `json:"settings_applied"`
 		} `json:"plugins"`
 	} `json:"nodes"`
 	Dialect string `json:"dialect"`
@@ -47,6 +49,9 @@ type pluginCell struct {
 	Error     string
 	// Differs is true when live nodes run different versions of it.
 	Differs bool
+	// Settings says whether the node's plugin runs the provider settings
+	// stored now: "applied", "pending", or "" when not known.
+	Settings string
 }
 
 // StatusClass is the badge colour of the plugin's state.
@@ -177,6 +182,9 @@ func newClusterView(c clusterJSON, now time.Time) clusterView {
 			for _, p := range n.Plugins {
 				if p.ID == id {
 					cell = pluginCell{ID: id, Installed: true, Version: p.Version, State: p.State, Error: p.Error, Differs: n.Live && differs[id]}
+					if p.SettingsApplied != nil {
+						cell.Settings = map[bool]string{true: "applied", false: "pending"}[*p.SettingsApplied]
+					}
 				}
 			}
 			row.Plugins = append(row.Plugins, cell)

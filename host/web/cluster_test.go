@@ -8,17 +8,18 @@ import (
 
 // clusterAnswer is a GET /api/v1/admin/cluster answer of three PostgreSQL
 // nodes: node-a (this one) and node-b live, running cloudflare-r2 1.0.0
-// and 1.1.0, and node-c down since a crash.
+// and 1.1.0 (node-b not yet with the settings stored now), and node-c
+// down since a crash.
 func clusterAnswer(now time.Time) map[string]any {
-	plugin := func(version, state, err string) []any {
-		return []any{map[string]any{"id": "cloudflare-r2", "version": version, "state": state, "error": err}}
+	plugin := func(version, state, err string, applied bool) []any {
+		return []any{map[string]any{"id": "cloudflare-r2", "version": version, "state": state, "error": err, "settings": "0123abcd", "settings_applied": applied}}
 	}
 	at := func(d time.Duration) string { return now.Add(-d).Format(time.RFC3339Nano) }
 	return map[string]any{"dialect": "postgres", "nodes": []any{
 		map[string]any{"id": "node-a", "advertise_url": "http://10.0.0.1:8080", "version": "1.0.0", "started_at": at(time.Hour), "last_seen": at(3 * time.Second),
-			"stopped_at": nil, "live": true, "self": true, "plugins": plugin("1.0.0", "running", "")},
+			"stopped_at": nil, "live": true, "self": true, "plugins": plugin("1.0.0", "running", "", true)},
 		map[string]any{"id": "node-b", "advertise_url": "http://10.0.0.2:8080", "version": "1.0.0", "started_at": at(time.Hour), "last_seen": at(time.Second),
-			"stopped_at": nil, "live": true, "self": false, "plugins": plugin("1.1.0", "restarting", "plugin exited: signal: killed")},
+			"stopped_at": nil, "live": true, "self": false, "plugins": plugin("1.1.0", "restarting", "plugin exited: signal: killed", false)},
 		map[string]any{"id": "node-c", "advertise_url": "http://10.0.0.3:8080", "version": "0.9.0", "started_at": at(3 * time.Hour), "last_seen": at(2 * time.Hour),
 			"stopped_at": nil, "live": false, "self": false, "plugins": []any{}},
 	}}
@@ -37,17 +38,18 @@ func TestClusterPage(t *testing.T) {
 	res, body, doc := get(t, h, ClusterPath)
 	checkLayout(t, res, doc, "cluster")
 	for id, want := range map[string]string{
-		"node-node-a-status":        "Live",
-		"node-node-b-status":        "Live",
-		"node-node-c-status":        "Down",
-		"node-node-a-seen":          "3 s ago",
-		"node-node-c-seen":          "2 h ago",
-		"node-node-a-version":       "1.0.0",
-		"node-node-c-version":       "0.9.0",
-		"node-node-a-cloudflare-r2": "1.0.0 · running versions differ",
-		"node-node-b-cloudflare-r2": "1.1.0 · restarting versions differ Plugin exited: signal: killed",
-		"node-node-c-cloudflare-r2": "not installed",
-		"nodes-count":               "2 of 3 nodes live",
+		"node-node-a-status":                 "Live",
+		"node-node-b-status":                 "Live",
+		"node-node-c-status":                 "Down",
+		"node-node-a-seen":                   "3 s ago",
+		"node-node-c-seen":                   "2 h ago",
+		"node-node-a-version":                "1.0.0",
+		"node-node-c-version":                "0.9.0",
+		"node-node-a-cloudflare-r2":          "1.0.0 · running versions differ settings applied",
+		"node-node-b-cloudflare-r2":          "1.1.0 · restarting versions differ settings not applied yet Plugin exited: signal: killed",
+		"node-node-b-cloudflare-r2-settings": "settings not applied yet",
+		"node-node-c-cloudflare-r2":          "not installed",
+		"nodes-count":                        "2 of 3 nodes live",
 	} {
 		if got := strings.Join(strings.Fields(textOf(mustID(t, doc, id))), " "); got != want {
 			t.Errorf("#%s %q, want %q", id, got, want)
