@@ -60,14 +60,20 @@ type market struct {
 	srv   *httptest.Server
 	// serial is the highest serial published so far.
 	serial int64
+	// served counts the requests for each file other than the index.
+	served map[string]int
 }
 
 func newMarket(t testing.TB) *market {
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	m := &market{t: t, priv: priv, pub: pub, files: map[string][]byte{}}
+	m := &market{t: t, priv: priv, pub: pub, files: map[string][]byte{}, served: map[string]int{}}
 	m.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, "/")
 		m.mu.Lock()
-		data, ok := m.files[strings.TrimPrefix(r.URL.Path, "/")]
+		data, ok := m.files[name]
+		if ok && !strings.HasPrefix(name, "index.json") {
+			m.served[name]++
+		}
 		m.mu.Unlock()
 		if !ok {
 			http.NotFound(w, r)
@@ -80,6 +86,17 @@ func newMarket(t testing.TB) *market {
 }
 
 func (m *market) indexURL() string { return m.srv.URL + "/index.json" }
+
+// downloads is how many archives the market served so far.
+func (m *market) downloads() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, c := range m.served {
+		n += c
+	}
+	return n
+}
 
 // file, bundle and tarGz are the shared archive builders.
 type file = markettest.File
@@ -204,6 +221,10 @@ type host struct {
 	license  string
 	key      string
 	prevKeys string
+	// nodeID is the node's --node-id ("" for the one in its data dir);
+	// cfg, when set, adjusts the app's configuration before it starts.
+	nodeID string
+	cfg    func(*app.Config)
 }
 
 func newHost(t testing.TB, d dbmigrate.Dialect, m *market, license string) *host {
@@ -229,15 +250,19 @@ func startHost(t testing.TB, db *testdb.DB, dataDir string, m *market, license s
 // open starts the host on its data dir and database.
 func (h *host) open() {
 	h.t.Helper()
-	a, err := app.New(context.Background(), app.Config{
-		DataDir: h.dataDir, DB: h.db.DSN, AppKey: h.key, PreviousAppKeys: h.prevKeys,
+	cfg := app.Config{
+		DataDir: h.dataDir, NodeID: h.nodeID, DB: h.db.DSN, AppKey: h.key, PreviousAppKeys: h.prevKeys,
 		Logger: slog.New(slog.DiscardHandler), CatalogURL: h.m.indexURL(), License: h.license, AdminToken: adminToken,
 		// Not stdout: a generated password printed there broke the
 		// benchmark lines scripts/bench parses.
 		AdminPasswordOut: io.Discard,
 		Marketplace:      marketplace.Config{TrustedKeys: []ed25519.PublicKey{h.m.pub}, CanaryTimeout: 3 * time.Second},
 		Runtime:          pluginrt.Options{HealthInterval: 500 * time.Millisecond},
-	})
+	}
+	if h.cfg != nil {
+		h.cfg(&cfg)
+	}
+	a, err := app.New(context.Background(), cfg)
 	if err != nil {
 		h.t.Fatal(err)
 	}

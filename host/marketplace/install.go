@@ -107,7 +107,10 @@ func (m *Marketplace) paymentRequired(p catalog.Plugin) error {
 func (m *Marketplace) Install(ctx context.Context, id string) (_ string, err error) {
 	op, unchanged := "install", false
 	defer func() { m.count(&op, &unchanged, err) }()
-	unlock := m.lock(id)
+	unlock, err := m.lockAll(ctx, id)
+	if err != nil {
+		return "", err
+	}
 	defer unlock()
 	idx, err := m.fetch(ctx)
 	if err != nil {

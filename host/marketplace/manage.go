@@ -22,7 +22,10 @@ import (
 func (m *Marketplace) Uninstall(ctx context.Context, id string) (err error) {
 	op, unchanged := "uninstall", false
 	defer func() { m.count(&op, &unchanged, err) }()
-	unlock := m.lock(id)
+	unlock, err := m.lockAll(ctx, id)
+	if err != nil {
+		return err
+	}
 	defer unlock()
 	inst, ok := m.prov.Installed(id)
 	if !ok {

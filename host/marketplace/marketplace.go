@@ -10,6 +10,7 @@
 package marketplace
 
 import (
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"database/sql"
+	"database/sql/driver"
 
 	"github.com/magicads/r2storage/host/dbmigrate"
 	"github.com/magicads/r2storage/host/providers"
@@ -177,4 +179,83 @@ func (m *Marketplace) lock(id string) func() {
 	m.mu.Unlock()
 	l.Lock()
 	return l.Unlock
+}
+
+// lockPoll is how often clusterLock tries again for a lock another node
+// holds.
+const lockPoll = 200 * time.Millisecond
+
+// ErrBusyElsewhere is wrapped by the error of an install or uninstall whose
+// ctx ended while another node's install or uninstall of the same plugin
+// ran.
+var ErrBusyElsewhere = errors.New("an install or uninstall through another node is still running; try again when it finishes")
+
+// clusterLock takes, on PostgreSQL, the cluster-wide lock of plugin id's
+// installs, updates and uninstalls: a session-level advisory lock on a
+// connection of its own, keyed by the schema and the id (so hosts on other
+// schemas of the database do not wait for each other). It waits while
+// another node holds it, until ctx ends. The lock is tried again every
+// lockPoll rather than waited for in one statement, so the sessions'
+// statement_timeout never cuts a long wait. The returned release unlocks
+// and discards the connection (closing it releases the lock whatever
+// happens). On SQLite one host runs per database: nothing is taken.
+func (m *Marketplace) clusterLock(ctx context.Context, id string) (func(), error) {
+	if m.dialect != dbmigrate.Postgres {
+		return func() {}, nil
+	}
+	conn, err := m.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("taking the cluster-wide install lock of %s: %w", id, err)
+	}
+	// discard closes the connection instead of pooling it: a session that
+	// may still hold the lock must not serve other statements.
+	discard := func() {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		_ = conn.Close()
+	}
+	const key = `hashtextextended(current_schema() || '/magicads plugin install/' || $1, 0)`
+	for {
+		var got bool
+		if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock(`+key+`)`, id).Scan(&got); err != nil {
+			discard()
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("installing or uninstalling %s: %w (%w)", id, ErrBusyElsewhere, ctx.Err())
+			}
+			return nil, fmt.Errorf("taking the cluster-wide install lock of %s: %w", id, err)
+		}
+		if got {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			discard()
+			return nil, fmt.Errorf("installing or uninstalling %s: %w (%w)", id, ErrBusyElsewhere, ctx.Err())
+		case <-time.After(lockPoll):
+		}
+	}
+	return func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, err := conn.ExecContext(uctx, `SELECT pg_advisory_unlock(`+key+`)`, id); err != nil {
+			m.log.Warn("releasing the cluster-wide install lock; closing its connection releases it", "plugin", id, "error", err)
+		}
+		discard()
+	}, nil
+}
+
+// lockAll takes plugin id's lock on this node, then its cluster-wide lock,
+// and brings this node's plugins in line with the database: an install or
+// uninstall through another node that finished just before is seen.
+func (m *Marketplace) lockAll(ctx context.Context, id string) (func(), error) {
+	unlock := m.lock(id)
+	release, err := m.clusterLock(ctx, id)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	m.prov.Sync(ctx)
+	return func() {
+		release()
+		unlock()
+	}, nil
 }
