@@ -93,6 +93,10 @@ type Config struct {
 	// Cluster tunes the node heartbeat (tests shorten its Interval and
 	// LiveWindow); the app sets its node, version, plugins and logger.
 	Cluster cluster.Options
+	// Providers tunes the providers manager (tests set RolloutStaged);
+	// the app sets its plugins dir, keys, node id and callbacks, and its
+	// CanaryTimeout from Marketplace's unless set.
+	Providers providers.Options
 }
 
 // App is a running host.
@@ -231,10 +235,22 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 		rtOpts.PidDir = filepath.Join(cfg.DataDir, "run")
 	}
 	a.Runtime = pluginrt.New(rtOpts)
-	mgr = providers.New(a.DB, a.Dialect, a.Settings, a.Runtime, a.log, providers.Options{PluginsDir: filepath.Join(cfg.DataDir, "plugins"), Keys: keys,
-		Drain:           func(ctx context.Context, id string) func() { return a.Results.Drain(ctx, id, results.DrainGrace) },
-		SettingsChanged: a.retryFailed,
-		Configured:      a.custodyPass})
+	nodeID := cfg.NodeID
+	if nodeID == "" {
+		if nodeID, err = loadNodeID(cfg.DataDir); err != nil {
+			return err
+		}
+	} else if err := cluster.CheckNodeID(nodeID); err != nil {
+		return fmt.Errorf("--node-id: %w", err)
+	}
+	popts := cfg.Providers
+	popts.PluginsDir, popts.Keys, popts.NodeID = filepath.Join(cfg.DataDir, "plugins"), keys, nodeID
+	popts.Drain = func(ctx context.Context, id string) func() { return a.Results.Drain(ctx, id, results.DrainGrace) }
+	popts.SettingsChanged, popts.Configured = a.retryFailed, a.custodyPass
+	if popts.CanaryTimeout <= 0 {
+		popts.CanaryTimeout = cfg.Marketplace.CanaryTimeout
+	}
+	mgr = providers.New(a.DB, a.Dialect, a.Settings, a.Runtime, a.log, popts)
 	a.Providers = mgr
 
 	a.Local, err = localstore.New(filepath.Join(cfg.DataDir, "results"))
@@ -249,14 +265,6 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 		resOpts.Logger = a.log
 	}
 	resOpts.Metrics = a.Metrics
-	nodeID := cfg.NodeID
-	if nodeID == "" {
-		if nodeID, err = loadNodeID(cfg.DataDir); err != nil {
-			return err
-		}
-	} else if err := cluster.CheckNodeID(nodeID); err != nil {
-		return fmt.Errorf("--node-id: %w", err)
-	}
 	if resOpts.NodeID == "" {
 		resOpts.NodeID = nodeID
 	}
@@ -265,6 +273,10 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	mcfg.CatalogURL, mcfg.License, mcfg.HostVersion, mcfg.Logger = cfg.CatalogURL, cfg.License, HostVersion, a.log
 	mcfg.PluginsDir = filepath.Join(cfg.DataDir, "plugins")
 	mcfg.Metrics = a.Metrics
+	if a.Dialect == dbmigrate.Postgres {
+		// An update waits for every other live node's canary.
+		mcfg.LiveNodes = a.otherLiveNodes
+	}
 	if len(cfg.TrustedKeyFiles) > 0 {
 		if mcfg.TrustedKeys, err = catalog.LoadPublicKeys(cfg.TrustedKeyFiles...); err != nil {
 			return fmt.Errorf("--trusted-key: %w", err)
@@ -351,6 +363,21 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 		a.startRecovery(recoverBefore, spoolLeft)
 	}
 	return nil
+}
+
+// otherLiveNodes lists the ids of the other nodes live in the cluster view.
+func (a *App) otherLiveNodes(ctx context.Context) ([]string, error) {
+	v, err := a.Cluster.View(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range v.Nodes {
+		if n.Live && !n.Self {
+			out = append(out, n.ID)
+		}
+	}
+	return out, nil
 }
 
 // retryFailed queues again the jobs of provider id that a permanent error

@@ -2,10 +2,20 @@ package marketplace_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/magicads/r2storage/host/app"
+	"github.com/magicads/r2storage/host/cluster"
 	"github.com/magicads/r2storage/host/dbmigrate"
 	"github.com/magicads/r2storage/host/marketplace"
 	"github.com/magicads/r2storage/host/pluginrt"
@@ -129,5 +139,270 @@ func TestInstallsSerialisedAcrossNodes(t *testing.T) {
 	ib, _ := b.app.Providers.Installed(pluginID)
 	if string(ia.SHA256) != string(ib.SHA256) {
 		t.Errorf("the nodes run different binaries: %x and %x", ia.SHA256, ib.SHA256)
+	}
+}
+
+// startNode starts a host node named id on db (PostgreSQL), with adjust
+// applied to its configuration.
+func startNode(t testing.TB, db *testdb.DB, m *market, id string, adjust func(*app.Config)) *host {
+	t.Helper()
+	h := &host{t: t, dataDir: t.TempDir(), db: db, m: m, license: marketplace.LicenseRegular, key: testAppKey, nodeID: id, cfg: adjust}
+	h.open()
+	return h
+}
+
+// liveNodes waits until h's cluster view shows every node of ids live.
+func liveNodes(t testing.TB, h *host, ids ...string) {
+	t.Helper()
+	waitUntil(t, 20*time.Second, "the nodes to show live", func() bool {
+		v, err := h.app.Cluster.View(context.Background())
+		if err != nil {
+			return false
+		}
+		live := 0
+		for _, n := range v.Nodes {
+			if n.Live && slices.Contains(ids, n.ID) {
+				live++
+			}
+		}
+		return live == len(ids)
+	})
+}
+
+// clusterVersions is, per node id, the plugin's version as GET
+// /api/v1/admin/cluster through h shows it ("" when it shows none).
+func clusterVersions(t testing.TB, h *host) map[string]string {
+	t.Helper()
+	srv := httptest.NewServer(h.app.Handler())
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", srv.URL+"/api/v1/admin/cluster", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v cluster.View
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&v) != nil {
+		t.Fatalf("GET /api/v1/admin/cluster: %d", resp.StatusCode)
+	}
+	out := map[string]string{}
+	for _, n := range v.Nodes {
+		out[n.ID] = ""
+		for _, p := range n.Plugins {
+			if p.ID == pluginID {
+				out[n.ID] = p.Version
+			}
+		}
+	}
+	return out
+}
+
+// installOn installs the catalog's newest version through h and waits
+// until every node of all runs it.
+func installOn(t testing.TB, h *host, want string, all ...*host) {
+	t.Helper()
+	if v, err := h.app.Market.Install(context.Background(), pluginID); err != nil || v != want {
+		t.Fatalf("install through node %s: %q %v, want %s", h.nodeID, v, err, want)
+	}
+	waitUntil(t, 30*time.Second, "every node to run "+want, func() bool {
+		for _, n := range all {
+			if !runs(n, want) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestUpdateWaitsForEveryLiveNode (PostgreSQL): an update through node A
+// with node B live switches the record only once B checked the new
+// version (B's check is held here: meanwhile the record stays 1.0.0 and
+// the install waits), then both nodes run 1.1.0 and the rollout is gone.
+func TestUpdateWaitsForEveryLiveNode(t *testing.T) {
+	ctx := context.Background()
+	m := newMarket(t)
+	v100 := version("1.0.0", goodArchive(t, m, "1.0.0", &bin100))
+	m.publish(free, v100)
+	db := testdb.Open(t, dbmigrate.Postgres)
+	staged, proceed := make(chan string, 1), make(chan struct{})
+	a := startNode(t, db, m, "node-a", nil)
+	b := startNode(t, db, m, "node-b", func(c *app.Config) {
+		c.Providers.RolloutStaged = func(ctx context.Context, id, v, dir string) {
+			if v != "1.1.0" {
+				return
+			}
+			staged <- dir
+			select {
+			case <-proceed:
+			case <-ctx.Done():
+			}
+		}
+	})
+	liveNodes(t, a, "node-a", "node-b")
+	installOn(t, a, "1.0.0", a, b)
+
+	m.publish(free, v100, version("1.1.0", goodArchive(t, m, "1.1.0", &bin110)))
+	done := make(chan error, 1)
+	go func() {
+		v, err := a.app.Market.Install(ctx, pluginID)
+		if err == nil && v != "1.1.0" {
+			err = errors.New("installed " + v)
+		}
+		done <- err
+	}()
+	var dir string
+	select {
+	case dir = <-staged:
+	case err := <-done:
+		t.Fatalf("the update through node A returned before node B checked the new version: %v", err)
+	case <-time.After(90 * time.Second):
+		t.Fatal("node B never staged the new version for its check")
+	}
+	if !strings.HasPrefix(dir, filepath.Join(b.dataDir, "plugins", ".staging")+string(filepath.Separator)) {
+		t.Errorf("node B staged the new version at %s, want under its plugins dir's .staging", dir)
+	}
+	if rows := a.queryRows(`SELECT version FROM plugins`); len(rows) != 1 || rows[0] != "1.0.0" {
+		t.Errorf("the record while node B checks the new version: %v, want still 1.0.0", rows)
+	}
+	if rows := a.queryRows(`SELECT plugin_id, version, node_id FROM plugin_rollouts`); len(rows) != 1 || rows[0] != pluginID+"|1.1.0|node-a" {
+		t.Errorf("rollouts while node B checks: %v, want the one of 1.1.0 by node-a", rows)
+	}
+	if rows := a.queryRows(`SELECT version FROM plugin_bundles ORDER BY version`); !slices.Equal(rows, []string{"1.0.0", "1.1.0"}) {
+		t.Errorf("stored bundles while node B checks: %v, want 1.0.0 and the new 1.1.0", rows)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the update through node A returned while node B was still checking: %v", err)
+	default:
+	}
+	if !runs(a, "1.0.0") || !runs(b, "1.0.0") {
+		t.Errorf("a node left 1.0.0 before every node checked 1.1.0")
+	}
+	close(proceed)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the update through node A after node B's check: %v", err)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("the update through node A did not finish after node B's check")
+	}
+	waitUntil(t, 30*time.Second, "both nodes to run 1.1.0", func() bool { return runs(a, "1.1.0") && runs(b, "1.1.0") })
+	if rows := a.queryRows(`SELECT token FROM plugin_rollouts UNION ALL SELECT token FROM plugin_rollout_nodes`); len(rows) != 0 {
+		t.Errorf("rollout rows left after the update: %v", rows)
+	}
+	if rows := a.queryRows(`SELECT version FROM plugin_bundles`); !slices.Equal(rows, []string{"1.1.0"}) {
+		t.Errorf("stored bundles after the update: %v, want 1.1.0's", rows)
+	}
+}
+
+// TestUpdateRefusedByOneNode (PostgreSQL): node B's copy of 1.1.0 is
+// damaged, so its check fails: the update through node A fails naming
+// node B and why, and both nodes keep running 1.0.0, as the cluster view
+// shows; nothing of 1.1.0 is left.
+func TestUpdateRefusedByOneNode(t *testing.T) {
+	ctx := context.Background()
+	m := newMarket(t)
+	v100 := version("1.0.0", goodArchive(t, m, "1.0.0", &bin100))
+	m.publish(free, v100)
+	db := testdb.Open(t, dbmigrate.Postgres)
+	a := startNode(t, db, m, "node-a", nil)
+	b := startNode(t, db, m, "node-b", func(c *app.Config) {
+		c.Providers.RolloutStaged = func(_ context.Context, _, v, dir string) {
+			if v != "1.1.0" {
+				return
+			}
+			// Damage every executable of the staged copy.
+			filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+				if fi, ierr := d.Info(); err == nil && ierr == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+					f, _ := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+					f.Write([]byte("damaged"))
+					f.Close()
+				}
+				return nil
+			})
+		}
+	})
+	liveNodes(t, a, "node-a", "node-b")
+	installOn(t, a, "1.0.0", a, b)
+
+	m.publish(free, v100, version("1.1.0", goodArchive(t, m, "1.1.0", &bin110)))
+	_, err := a.app.Market.Install(ctx, pluginID)
+	var ie *marketplace.InstallError
+	if !errors.As(err, &ie) || ie.Step != "canary on node node-b" || !strings.Contains(err.Error(), "node node-b: the executable unpacked on this node has sha256") {
+		t.Fatalf("update with node B's copy damaged: %v; want an install error at step \"canary on node node-b\" naming the sha256 mismatch", err)
+	}
+	for name, h := range map[string]*host{"A": a, "B": b} {
+		if !runs(h, "1.0.0") {
+			inst, _ := h.app.Providers.Installed(pluginID)
+			t.Errorf("node %s after the refused update: %+v, want it running 1.0.0", name, inst)
+		}
+	}
+	waitUntil(t, 20*time.Second, "the cluster view to show 1.0.0 on both nodes", func() bool {
+		v := clusterVersions(t, a)
+		return v["node-a"] == "1.0.0" && v["node-b"] == "1.0.0"
+	})
+	if rows := a.queryRows(`SELECT version FROM plugins`); !slices.Equal(rows, []string{"1.0.0"}) {
+		t.Errorf("the record after the refused update: %v, want 1.0.0", rows)
+	}
+	if rows := a.queryRows(`SELECT version FROM plugin_bundles`); !slices.Equal(rows, []string{"1.0.0"}) {
+		t.Errorf("stored bundles after the refused update: %v, want only 1.0.0's", rows)
+	}
+	if rows := a.queryRows(`SELECT token FROM plugin_rollouts UNION ALL SELECT token FROM plugin_rollout_nodes`); len(rows) != 0 {
+		t.Errorf("rollout rows left after the refused update: %v", rows)
+	}
+	for name, h := range map[string]*host{"A": a, "B": b} {
+		if e := h.pluginsDirEntries(); slices.ContainsFunc(e, func(s string) bool { return strings.Contains(s, "1.1.0") }) {
+			t.Errorf("node %s kept files of the refused 1.1.0: %v", name, e)
+		}
+	}
+	// Both nodes' copies are fine again: the update goes through.
+	b.app.Close(ctx)
+	waitUntil(t, 20*time.Second, "node B to show stopped", func() bool {
+		v, err := a.app.Cluster.View(ctx)
+		return err == nil && !slices.ContainsFunc(v.Nodes, func(n cluster.Node) bool { return n.ID == "node-b" && n.Live })
+	})
+	installOn(t, a, "1.1.0", a)
+}
+
+// TestUpdateWaitsForSilentNode (PostgreSQL): a node that heartbeats but
+// never answers (a row kept live, no host behind it) fails the update
+// after the configured deadline, naming it; node A keeps 1.0.0.
+func TestUpdateWaitsForSilentNode(t *testing.T) {
+	ctx := context.Background()
+	m := newMarket(t)
+	v100 := version("1.0.0", goodArchive(t, m, "1.0.0", &bin100))
+	m.publish(free, v100)
+	db := testdb.Open(t, dbmigrate.Postgres)
+	a := startNode(t, db, m, "node-a", func(c *app.Config) { c.Marketplace.RolloutTimeout = 3 * time.Second })
+	installOn(t, a, "1.0.0", a)
+
+	beat, stop := context.WithCancel(ctx)
+	defer stop()
+	if _, err := db.ExecContext(ctx, `INSERT INTO nodes (id, started_at, last_seen) VALUES ('node-ghost', now(), now())`); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for beat.Err() == nil {
+			db.ExecContext(beat, `UPDATE nodes SET last_seen = now() WHERE id = 'node-ghost'`)
+			select {
+			case <-beat.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	liveNodes(t, a, "node-a", "node-ghost")
+	m.publish(free, v100, version("1.1.0", goodArchive(t, m, "1.1.0", &bin110)))
+	_, err := a.app.Market.Install(ctx, pluginID)
+	var ie *marketplace.InstallError
+	if !errors.As(err, &ie) || ie.Step != "canary on node node-ghost" || !strings.Contains(err.Error(), "node node-ghost did not answer within 3s") {
+		t.Fatalf("update with a silent live node: %v; want an install error at step \"canary on node node-ghost\" saying it did not answer within 3s", err)
+	}
+	if !runs(a, "1.0.0") {
+		t.Errorf("node A left 1.0.0 after the refused update")
+	}
+	if rows := a.queryRows(`SELECT version FROM plugin_bundles`); !slices.Equal(rows, []string{"1.0.0"}) {
+		t.Errorf("stored bundles after the refused update: %v, want only 1.0.0's", rows)
 	}
 }

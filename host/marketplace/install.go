@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/magicads/r2storage/host/archive"
+	"github.com/magicads/r2storage/host/dbmigrate"
 	"github.com/magicads/r2storage/host/providers"
 	"github.com/magicads/r2storage/host/settingsstore"
 	"github.com/magicads/r2storage/shared/catalog"
@@ -249,6 +250,14 @@ func (m *Marketplace) install(ctx context.Context, p catalog.Plugin, ver catalog
 		return fail("settings", err)
 	}
 	inst := providers.Installed{ID: p.ID, Version: ver.Version, Dir: final, BinaryPath: filepath.Join(final, filepath.FromSlash(exe)), SHA256: sum}
+	// Every other live node checks the new version before the record
+	// switches; until then they all keep running the old one.
+	if err := m.rollout(ctx, inst); err != nil {
+		os.RemoveAll(final)
+		dropEntry()
+		undoMigrations()
+		return err
+	}
 	if err := m.prov.Activate(ctx, inst); err != nil {
 		if restorable {
 			if rerr := m.prov.Activate(context.WithoutCancel(ctx), old); rerr != nil {
@@ -343,19 +352,50 @@ func (m *Marketplace) validate(root, id, version string) (string, []byte, error)
 // canary starts the staged binary and checks it describes itself as its
 // manifest says; it is always stopped again.
 func (m *Marketplace) canary(ctx context.Context, bin string, sum []byte, id, version string) error {
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.CanaryTimeout+5e9)
-	defer cancel()
-	c, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: bin, SHA256: sum, StartTimeout: m.cfg.CanaryTimeout})
-	if err != nil {
-		return err
+	return providers.Canary(ctx, bin, sum, id, version, m.cfg.CanaryTimeout)
+}
+
+// rollout, on PostgreSQL with other live nodes, publishes inst's bundle and
+// waits until every one of those nodes ran it as a canary (see
+// providers.Manager.StartRollout); a node that failed or did not answer in
+// time fails the install, naming it, and what rollout did is undone.
+func (m *Marketplace) rollout(ctx context.Context, inst providers.Installed) error {
+	fail := func(step string, e error) error { return &InstallError{PluginID: inst.ID, Step: step, Err: e} }
+	if m.dialect != dbmigrate.Postgres || m.cfg.LiveNodes == nil {
+		return nil
 	}
-	defer c.Close()
-	info, err := c.Describe(ctx)
+	nodes, err := m.cfg.LiveNodes(ctx)
 	if err != nil {
-		return fmt.Errorf("the plugin started but does not describe itself: %w", err)
+		return fail("rollout", fmt.Errorf("the other live nodes cannot be listed, so it is not known which must check the new version first; try again once the database answers: %w", err))
 	}
-	if info.ID != id || info.Version != version {
-		return fmt.Errorf("the plugin describes itself as %s %s, the manifest says %s %s", info.ID, info.Version, id, version)
+	if len(nodes) == 0 {
+		return nil
+	}
+	uctx := context.WithoutCancel(ctx)
+	if err := m.prov.PublishBundle(ctx, inst); err != nil {
+		m.prov.DropBundle(uctx, inst.ID, inst.Version)
+		return fail("rollout", err)
+	}
+	token, err := m.prov.StartRollout(ctx, inst)
+	if err != nil {
+		m.prov.DropBundle(uctx, inst.ID, inst.Version)
+		return fail("rollout", err)
+	}
+	m.log.Info("waiting for the other live nodes to check the new version", "plugin", inst.ID, "version", inst.Version, "nodes", nodes)
+	err = m.prov.AwaitRollout(ctx, token, nodes, m.cfg.RolloutTimeout)
+	m.prov.EndRollout(uctx, token)
+	if err != nil {
+		m.prov.DropBundle(uctx, inst.ID, inst.Version)
+		var re *providers.RolloutError
+		if errors.As(err, &re) {
+			which := re.Nodes()
+			step := "canary on node " + which[0]
+			if len(which) > 1 {
+				step = "canary on nodes " + strings.Join(which, ", ")
+			}
+			return fail(step, err)
+		}
+		return fail("rollout", err)
 	}
 	return nil
 }

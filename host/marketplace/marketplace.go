@@ -58,7 +58,14 @@ type Config struct {
 	MaxArchiveBytes int64
 	// CanaryTimeout bounds the canary's handshake and describe; 0 is 15 s.
 	CanaryTimeout time.Duration
-	Logger        *slog.Logger
+	// LiveNodes, when set, lists the other nodes on this database that are
+	// live now (their ids; on PostgreSQL). An install or update then
+	// waits, before its record switches, until each of them ran the new
+	// version as a canary, and fails naming those that could not.
+	LiveNodes func(ctx context.Context) ([]string, error)
+	// RolloutTimeout bounds that wait; 0 is 60 s.
+	RolloutTimeout time.Duration
+	Logger         *slog.Logger
 	// Metrics counts installs, updates and uninstalls by outcome; nil
 	// counts nothing.
 	Metrics Metrics
@@ -159,7 +166,10 @@ func New(cfg Config, db *sql.DB, dialect dbmigrate.Dialect, prov *providers.Mana
 		cfg.MaxArchiveBytes = 512 << 20
 	}
 	if cfg.CanaryTimeout <= 0 {
-		cfg.CanaryTimeout = 15 * time.Second
+		cfg.CanaryTimeout = providers.DefaultCanaryTimeout
+	}
+	if cfg.RolloutTimeout <= 0 {
+		cfg.RolloutTimeout = 60 * time.Second
 	}
 	log := cfg.Logger
 	if log == nil {

@@ -91,6 +91,17 @@ type Options struct {
 	// results stored before the provider reported locations, each only
 	// once found where the placement says, and records a moved public URL).
 	Configured func(ctx context.Context, id string, p results.Placement)
+	// NodeID names this node in the rollouts it answers (on PostgreSQL,
+	// an update through another node waits for every live node's check);
+	// "" answers none.
+	NodeID string
+	// CanaryTimeout bounds the handshake and describe of the canary a
+	// node runs for a rollout; 0 is DefaultCanaryTimeout.
+	CanaryTimeout time.Duration
+	// RolloutStaged, when set, is called with the folder a rollout's bundle
+	// was unpacked into on this node, before it is checked (tests damage
+	// it there, or hold the check).
+	RolloutStaged func(ctx context.Context, id, version, dir string)
 }
 
 // Option is one choice of Default Storage.
@@ -112,6 +123,10 @@ type Manager struct {
 	drain      func(ctx context.Context, id string) (reopen func())
 	changed    func(ctx context.Context, id string)
 	configured func(ctx context.Context, id string, p results.Placement)
+	// nodeID, canaryTimeout and rolloutStaged are Options'.
+	nodeID        string
+	canaryTimeout time.Duration
+	rolloutStaged func(ctx context.Context, id, version, dir string)
 
 	// syncMu runs one change of the installed plugins at a time on this
 	// node: Activate, Remove, or applying another node's (syncPlugins).
@@ -171,7 +186,8 @@ func New(db *sql.DB, dialect dbmigrate.Dialect, settings *settingsstore.Store, r
 	return &Manager{db: db, dialect: dialect, settings: settings, rt: rt, log: logger,
 		pluginsDir: opts.PluginsDir, keys: opts.Keys, ns: dbmigrate.NewNamespaces(db, dialect, opts.PluginsDir),
 		drain: opts.Drain, changed: opts.SettingsChanged, configured: opts.Configured, plugins: map[string]*plugin{},
-		cfgLocks: map[string]chan struct{}{}, cfgAgain: map[string]storage.Provider{}}
+		cfgLocks: map[string]chan struct{}{}, cfgAgain: map[string]storage.Provider{},
+		nodeID: opts.NodeID, canaryTimeout: opts.CanaryTimeout, rolloutStaged: opts.RolloutStaged}
 }
 
 // Namespaces runs the plugins' migrations, each in a namespace of its own.

@@ -51,6 +51,30 @@ func (m *Manager) dropBundles(ctx context.Context, id, version string) {
 	}
 }
 
+// unpackBundle unpacks the stored bundle of plugin id's version into
+// root (created), after checking it against its stored sha256.
+func (m *Manager) unpackBundle(ctx context.Context, id, version, root string) error {
+	var sum string
+	var data []byte
+	err := m.db.QueryRowContext(ctx, `SELECT sha256, bundle FROM plugin_bundles WHERE id = $1 AND version = $2`, id, version).Scan(&sum, &data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("plugin %s %s is installed but its bundle is not in the database (installed by a host from before bundles were shared): reinstall it from the marketplace", id, version)
+	}
+	if err != nil {
+		return fmt.Errorf("reading the bundle of plugin %s %s: %w", id, version, err)
+	}
+	if got := sha256.Sum256(data); hex.EncodeToString(got[:]) != sum {
+		return fmt.Errorf("the stored bundle of plugin %s %s does not match its sha256: reinstall the plugin from the marketplace", id, version)
+	}
+	if err := os.Mkdir(root, 0o755); err != nil {
+		return err
+	}
+	if _, err := archive.Unpack(ctx, bytes.NewReader(data), root, archive.Limits{}); err != nil {
+		return fmt.Errorf("unpacking the bundle of plugin %s %s: %w", id, version, err)
+	}
+	return nil
+}
+
 // announcePlugins tells the other nodes that plugin id's record changed;
 // they also find out by polling.
 func (m *Manager) announcePlugins(ctx context.Context, id string) {
@@ -75,18 +99,6 @@ func (m *Manager) ensureLocal(ctx context.Context, r record) error {
 	if err != nil {
 		return err
 	}
-	var sum string
-	var data []byte
-	err = m.db.QueryRowContext(ctx, `SELECT sha256, bundle FROM plugin_bundles WHERE id = $1 AND version = $2`, r.id, r.version).Scan(&sum, &data)
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("plugin %s %s is installed but its bundle is not in the database (installed by a host from before bundles were shared): reinstall it from the marketplace", r.id, r.version)
-	}
-	if err != nil {
-		return fmt.Errorf("reading the bundle of plugin %s %s: %w", r.id, r.version, err)
-	}
-	if got := sha256.Sum256(data); hex.EncodeToString(got[:]) != sum {
-		return fmt.Errorf("the stored bundle of plugin %s %s does not match its sha256: reinstall the plugin from the marketplace", r.id, r.version)
-	}
 	stagingRoot := filepath.Join(m.pluginsDir, ".staging")
 	if err := os.MkdirAll(stagingRoot, 0o755); err != nil {
 		return err
@@ -97,11 +109,8 @@ func (m *Manager) ensureLocal(ctx context.Context, r record) error {
 	}
 	defer os.RemoveAll(staging)
 	root := filepath.Join(staging, "plugin")
-	if err := os.Mkdir(root, 0o755); err != nil {
+	if err := m.unpackBundle(ctx, r.id, r.version, root); err != nil {
 		return err
-	}
-	if _, err := archive.Unpack(ctx, bytes.NewReader(data), root, archive.Limits{}); err != nil {
-		return fmt.Errorf("unpacking the bundle of plugin %s %s: %w", r.id, r.version, err)
 	}
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return err

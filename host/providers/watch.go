@@ -36,7 +36,8 @@ func (a Applied) InSync() bool { return a.Stamp == a.Current }
 
 // Watch applies, until ctx ends, what other nodes change to this node:
 // plugins installed, updated or uninstalled (syncPlugins), and provider
-// settings saved (syncSettings). It checks every poll, and at once on
+// settings saved (syncSettings); and it answers the rollouts other nodes
+// wait on before they switch a plugin's record (syncRollouts). It checks every poll, and at once on
 // PostgreSQL when a node announces a change on PluginsChannel or
 // SettingsChannel (polling stays the fallback while the notification
 // connection is down). A provider whose stored settings differ from those
@@ -54,6 +55,7 @@ func (m *Manager) Watch(ctx context.Context, poll time.Duration) {
 	defer t.Stop()
 	for {
 		m.syncPlugins(ctx)
+		m.syncRollouts(ctx)
 		m.syncSettings(ctx)
 		select {
 		case <-ctx.Done():

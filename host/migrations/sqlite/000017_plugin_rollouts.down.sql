@@ -1,0 +1,2 @@
+DROP TABLE plugin_rollout_nodes;
+DROP TABLE plugin_rollouts;
