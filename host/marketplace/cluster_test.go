@@ -2,6 +2,7 @@ package marketplace_test
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io/fs"
@@ -19,6 +20,7 @@ import (
 	"github.com/magicads/r2storage/host/dbmigrate"
 	"github.com/magicads/r2storage/host/marketplace"
 	"github.com/magicads/r2storage/host/pluginrt"
+	"github.com/magicads/r2storage/host/providers"
 	"github.com/magicads/r2storage/internal/testdb"
 )
 
@@ -295,6 +297,33 @@ func TestUpdateWaitsForEveryLiveNode(t *testing.T) {
 	if rows := a.queryRows(`SELECT version FROM plugin_bundles`); !slices.Equal(rows, []string{"1.1.0"}) {
 		t.Errorf("stored bundles after the update: %v, want 1.1.0's", rows)
 	}
+
+	// A rollout written outside the host (its MAC is not APP_KEY's) is
+	// refused by every node without running anything.
+	sum := hex.EncodeToString(mustInstalled(t, a).SHA256)
+	if _, err := db.ExecContext(ctx, `INSERT INTO plugin_rollouts (token, plugin_id, version, sha256, mac, node_id, created_ms) VALUES ('forged', $1, '1.1.0', $2, $3, 'node-x', 0)`,
+		pluginID, sum, hex.EncodeToString(randBytes(32))); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"node-a|failed|true", "node-b|failed|true"}
+	var rows []string
+	waitUntil(t, 30*time.Second, "both nodes to refuse the forged rollout", func() bool {
+		rows = a.queryRows(`SELECT node_id, state, error LIKE '%does not verify against this node''s APP_KEY%' FROM plugin_rollout_nodes WHERE token = 'forged' ORDER BY node_id`)
+		return len(rows) == 2
+	})
+	if !slices.Equal(rows, want) {
+		t.Errorf("answers to a forged rollout: %v, want %v", rows, want)
+	}
+}
+
+// mustInstalled returns h's install of the plugin.
+func mustInstalled(t testing.TB, h *host) providers.Installed {
+	t.Helper()
+	inst, ok := h.app.Providers.Installed(pluginID)
+	if !ok {
+		t.Fatal("the plugin is not installed")
+	}
+	return inst
 }
 
 // TestUpdateRefusedByOneNode (PostgreSQL): node B's copy of 1.1.0 is
