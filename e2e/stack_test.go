@@ -133,24 +133,11 @@ func publishCatalog(t *testing.T, dir, checkoutBase string) string {
 // and the host (in-process, SQLite, extended license unless told).
 func newStack(t *testing.T, license string) *stack {
 	t.Helper()
-	s := &stack{s3: s3test.StartVersity(t), dataDir: t.TempDir(), logs: &plugintest.Logs{}}
-	s.s3.CreateBucket(t, bucketName)
-
-	publicAddr := freePort(t)
-	s.publicURL = "http://" + publicAddr
-	startProcess(t, s.publicURL+"/healthz", publicBin.Build(t, "./scripts/publicbucket"),
-		"--addr", publicAddr, "--endpoint", s.s3.Endpoint, "--bucket", bucketName, "--access", s.s3.AccessKey, "--secret", s.s3.SecretKey)
-
-	marketAddr := freePort(t)
-	catDir := t.TempDir()
-	keys := publishCatalog(t, catDir, "http://"+marketAddr)
-	startProcess(t, "http://"+marketAddr+"/healthz", marketBin.Build(t, "./scripts/devmarket"), "--dir", catDir, "--addr", marketAddr, "--keys", keys)
-
-	s.password = "pw-" + hex.EncodeToString(randBytes(12))
+	s, catalogURL, keyFile := newSupport(t)
 	a, err := app.New(context.Background(), app.Config{
 		DataDir: s.dataDir, AppKey: "base64:" + b64(randBytes(32)), AdminPassword: s.password,
 		Logger:     slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		CatalogURL: "http://" + marketAddr + "/index.json", TrustedKeyFiles: []string{filepath.Join(catDir, catalog.PublicKeyFile)}, License: license,
+		CatalogURL: catalogURL, TrustedKeyFiles: []string{keyFile}, License: license,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -164,6 +151,29 @@ func newStack(t *testing.T, license string) *stack {
 		a.Close(ctx)
 	})
 	return s
+}
+
+// newSupport starts what a host needs around it (versitygw, the
+// public-URL stand-in, the dev marketplace) and picks an admin password;
+// it returns the stack without a host, the catalog's URL and the public
+// key file to trust.
+func newSupport(t *testing.T) (s *stack, catalogURL, keyFile string) {
+	t.Helper()
+	s = &stack{s3: s3test.StartVersity(t), dataDir: t.TempDir(), logs: &plugintest.Logs{}}
+	s.s3.CreateBucket(t, bucketName)
+
+	publicAddr := freePort(t)
+	s.publicURL = "http://" + publicAddr
+	startProcess(t, s.publicURL+"/healthz", publicBin.Build(t, "./scripts/publicbucket"),
+		"--addr", publicAddr, "--endpoint", s.s3.Endpoint, "--bucket", bucketName, "--access", s.s3.AccessKey, "--secret", s.s3.SecretKey)
+
+	marketAddr := freePort(t)
+	catDir := t.TempDir()
+	keys := publishCatalog(t, catDir, "http://"+marketAddr)
+	startProcess(t, "http://"+marketAddr+"/healthz", marketBin.Build(t, "./scripts/devmarket"), "--dir", catDir, "--addr", marketAddr, "--keys", keys)
+
+	s.password = "pw-" + hex.EncodeToString(randBytes(12))
+	return s, "http://" + marketAddr + "/index.json", filepath.Join(catDir, catalog.PublicKeyFile)
 }
 
 func randBytes(n int) []byte {

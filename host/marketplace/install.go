@@ -132,6 +132,7 @@ func (m *Marketplace) Install(ctx context.Context, id string) (_ string, err err
 	if err != nil {
 		return "", &InstallError{PluginID: id, Step: "choose version", Err: err}
 	}
+	m.prov.Sync(ctx) // an install through another node a moment ago
 	old, hadOld := m.prov.Installed(id)
 	if hadOld {
 		op = "update"

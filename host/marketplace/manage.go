@@ -27,6 +27,7 @@ func (m *Marketplace) Uninstall(ctx context.Context, id string) (err error) {
 		return err
 	}
 	defer unlock()
+	m.prov.Sync(ctx) // an install or uninstall through another node a moment ago
 	inst, ok := m.prov.Installed(id)
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrNotInstalled, id)
@@ -141,6 +142,8 @@ func (m *Marketplace) InstalledCards(ctx context.Context) ([]Card, error) {
 // cards builds the cards of idx's plugins (none when nil) and of every
 // installed plugin.
 func (m *Marketplace) cards(ctx context.Context, idx *catalog.Index) ([]Card, error) {
+	// What other nodes installed or removed a moment ago counts here too.
+	m.prov.Sync(ctx)
 	installed := map[string]providers.PluginStatus{}
 	for _, st := range m.prov.Plugins() {
 		installed[st.ID] = st

@@ -44,6 +44,7 @@ func (m *Manager) plugin(id string) (*plugin, error) {
 
 // Settings returns a provider's stored settings without its secrets.
 func (m *Manager) Settings(ctx context.Context, id string) (SettingsView, error) {
+	m.Sync(ctx)
 	p, err := m.plugin(id)
 	if err != nil {
 		return SettingsView{}, err
@@ -136,6 +137,7 @@ func (m *Manager) SaveSettings(ctx context.Context, id string, incoming map[stri
 // saveAttempts times, then ErrSaveConflict). After a save,
 // Options.SettingsChanged is told.
 func (m *Manager) Save(ctx context.Context, id string, incoming map[string]any) (SaveResult, []storage.FieldError, error) {
+	m.Sync(ctx)
 	p, err := m.plugin(id)
 	if err != nil {
 		return SaveResult{}, nil, err

@@ -148,17 +148,42 @@ func (m *Manager) records(ctx context.Context) ([]record, error) {
 // whose record changed is unpacked from its stored bundle (ensureLocal),
 // checked and started in place of the running version; one whose record
 // is gone is drained and stopped, and its files removed.
-func (m *Manager) syncPlugins(ctx context.Context) {
-	// The table is read under syncMu: a list read before this node's own
-	// Activate or Remove finished would undo it.
+func (m *Manager) syncPlugins(ctx context.Context) { m.syncPluginsThen(ctx, false) }
+
+// Sync applies at once what other nodes changed in the installed plugins,
+// as Watch does at its next check, and starts what it adopts in the
+// background: a request that lands on this node right after an install
+// or uninstall through another node sees it. Nothing on SQLite.
+func (m *Manager) Sync(ctx context.Context) {
+	if m.shared() {
+		m.syncPluginsThen(ctx, true)
+	}
+}
+
+// syncPluginsThen is syncPlugins; with background set, what it adopts is
+// started in the background instead of before it returns.
+func (m *Manager) syncPluginsThen(ctx context.Context, background bool) {
 	var starts []adopted
 	defer func() {
 		// Started outside syncMu: a start waits for the plugin's first
 		// configure, which must never hold up a Remove.
+		if len(starts) == 0 {
+			return
+		}
+		if background {
+			go func() {
+				for _, a := range starts {
+					a.start(context.WithoutCancel(ctx))
+				}
+			}()
+			return
+		}
 		for _, a := range starts {
 			a.start(ctx)
 		}
 	}()
+	// The table is read under syncMu: a list read before this node's own
+	// Activate or Remove finished would undo it.
 	m.syncMu.Lock()
 	defer m.syncMu.Unlock()
 	list, err := m.records(ctx)

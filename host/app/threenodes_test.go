@@ -1,0 +1,405 @@
+package app_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/magicads/r2storage/host/dbmigrate"
+	"github.com/magicads/r2storage/internal/markettest"
+	"github.com/magicads/r2storage/internal/plugintest"
+	"github.com/magicads/r2storage/internal/rrproxy"
+	"github.com/magicads/r2storage/internal/s3test"
+	"github.com/magicads/r2storage/internal/testdb"
+)
+
+// nodeRig is several `magicads serve` processes on one PostgreSQL
+// database, each with its own data dir and node id, behind a round-robin
+// proxy, with a signed file:// catalog offering the R2 plugin and a
+// versitygw bucket.
+type nodeRig struct {
+	t        *testing.T
+	s3       *s3test.Server
+	dsn, key string
+	catalog  string // index URL
+	pubKey   string
+	nodes    []*rigNode
+	proxy    *httptest.Server
+}
+
+// rigNode is one node of a nodeRig.
+type rigNode struct {
+	id, dataDir, addr string
+	proc              *hostProc
+}
+
+func (n *rigNode) url() string { return "http://" + n.addr }
+
+// newNodeRig starts n nodes and the proxy in front of them.
+func newNodeRig(t *testing.T, n int) *nodeRig {
+	t.Helper()
+	r := &nodeRig{t: t, s3: s3test.StartVersity(t), dsn: testdb.Open(t, dbmigrate.Postgres).DSN, key: appKey()}
+	r.s3.CreateBucket(t, bucket)
+	bin, err := os.ReadFile(pluginBin.Build(t, "./plugin/cmd/cloudflare-r2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.catalog, r.pubKey = markettest.FreeR2Catalog(t, "1.0.0", bin)
+	var urls []string
+	for i := range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		node := &rigNode{id: fmt.Sprintf("node-%d", i+1), dataDir: t.TempDir(), addr: l.Addr().String()}
+		l.Close()
+		r.nodes = append(r.nodes, node)
+		r.start(node)
+		urls = append(urls, node.url())
+	}
+	p, err := rrproxy.New(urls...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.proxy = httptest.NewServer(p)
+	t.Cleanup(r.proxy.Close)
+	return r
+}
+
+// start starts node's host process and waits until it answers /healthz.
+func (r *nodeRig) start(node *rigNode) {
+	t := r.t
+	t.Helper()
+	exe := hostBin.Build(t, "./host/cmd/magicads")
+	cmd := exec.Command(exe, "serve", "--addr", node.addr, "--data-dir", node.dataDir, "--db", r.dsn,
+		"--node-id", node.id, "--advertise-url", node.url(), "--trusted-proxies", "127.0.0.1",
+		"--catalog", r.catalog, "--trusted-key", r.pubKey)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "MAGICADS_") && !strings.HasPrefix(kv, "APP_KEY") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "APP_KEY="+r.key, "MAGICADS_ADMIN_TOKEN="+adminToken,
+		"MAGICADS_SERVICE_TOKEN="+serviceToken, "MAGICADS_ADMIN_PASSWORD="+consolePassword)
+	p := &hostProc{cmd: cmd, url: node.url(), logs: &plugintest.Logs{}, exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.logs, p.logs
+	p.started = time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", node.id, err)
+	}
+	go func() { cmd.Wait(); close(p.exited) }()
+	node.proc = p
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-p.exited:
+			case <-time.After(25 * time.Second):
+				cmd.Process.Kill()
+				<-p.exited
+			}
+		}
+		if t.Failed() {
+			t.Logf("log of %s (pid %d), last lines:\n%s", node.id, p.pid(), tailLines(p.logs.String(), 60))
+		}
+	})
+	waitFor(t, 30*time.Second, node.id+" to answer /healthz", func() bool {
+		select {
+		case <-p.exited:
+			t.Fatalf("%s exited: %v\n%s", node.id, cmd.ProcessState, p.logs)
+		default:
+		}
+		resp, err := http.Get(node.url() + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// call sends an admin API call to base (the proxy or one node) and
+// decodes a JSON answer into out; it returns the status and the node
+// that answered (through the proxy).
+func (r *nodeRig) call(base, method, path string, body, out any) (int, string) {
+	r.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		data, _ := json.Marshal(body)
+		rd = bytes.NewReader(data)
+	}
+	req, _ := http.NewRequest(method, base+path, rd)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		r.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(data, out); err != nil {
+			r.t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, data, err)
+		}
+	}
+	if resp.StatusCode >= 300 && out != nil {
+		r.t.Logf("%s %s: %d %s", method, path, resp.StatusCode, data)
+	}
+	return resp.StatusCode, resp.Header.Get(rrproxy.BackendHeader)
+}
+
+// cluster is GET /api/v1/admin/cluster through the proxy.
+func (r *nodeRig) cluster() clusterJSON {
+	var v clusterJSON
+	if code, _ := r.call(r.proxy.URL, "GET", "/api/v1/admin/cluster", nil, &v); code != 200 {
+		r.t.Fatalf("GET /api/v1/admin/cluster: %d", code)
+	}
+	return v
+}
+
+// offers reports whether node offers R2 as Default Storage: enabled,
+// fully configured and running there with the settings it was given.
+func (r *nodeRig) offers(node *rigNode) bool {
+	var st struct{ Options []struct{ ID string } }
+	if code, _ := r.call(node.url(), "GET", "/api/v1/admin/storage", nil, &st); code != 200 {
+		return false
+	}
+	for _, o := range st.Options {
+		if o.ID == pluginID {
+			return true
+		}
+	}
+	return false
+}
+
+// r2Settings are complete R2 settings for the rig's versitygw.
+func (r *nodeRig) r2Settings(extra ...any) map[string]any {
+	s := map[string]any{
+		"enabled": true, "delete_local": true,
+		"access_key_id": r.s3.AccessKey, "secret_access_key": r.s3.SecretKey,
+		"bucket": bucket, "endpoint": r.s3.Endpoint, "public_url": publicURL,
+		"key_prefix": "magicads", "use_path_style": true,
+	}
+	for i := 0; i < len(extra); i += 2 {
+		s[extra[i].(string)] = extra[i+1]
+	}
+	return s
+}
+
+// postResult finalizes a result through base with the studios' token.
+func postResult(base string, data []byte) (resultBody, int, error) {
+	form, contentType := resultForm(data, "r.png")
+	req, _ := http.NewRequest("POST", base+"/api/v1/results", form)
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("Authorization", "Bearer "+serviceToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return resultBody{}, 0, err
+	}
+	defer resp.Body.Close()
+	var rb resultBody
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusCreated {
+		err = json.Unmarshal(body, &rb)
+	}
+	return rb, resp.StatusCode, err
+}
+
+// TestThreeNodesGoLiveThroughAProxy: three host processes on one
+// PostgreSQL database, each with its own data dir, behind a round-robin
+// proxy: the whole go-live flow through the proxy (install, settings,
+// test, Default Storage, results with Delete local copy, uninstall);
+// every node runs the plugin; a settings change is live on all three
+// within 2 s; a session made on one node works on the others.
+func TestThreeNodesGoLiveThroughAProxy(t *testing.T) {
+	r := newNodeRig(t, 3)
+	px := r.proxy.URL
+
+	// Install through the proxy: every node runs it.
+	var inst struct {
+		InstalledVersion string `json:"installed_version"`
+	}
+	if code, node := r.call(px, "POST", "/api/v1/admin/plugins/"+pluginID+"/install", nil, &inst); code != 200 || inst.InstalledVersion != "1.0.0" {
+		t.Fatalf("install through the proxy (node %s): %d %+v", node, code, inst)
+	}
+	waitFor(t, 30*time.Second, "every node to run the plugin", func() bool {
+		v := r.cluster()
+		if len(v.Nodes) != 3 {
+			return false
+		}
+		for _, n := range v.Nodes {
+			if !n.Live || len(n.Plugins) != 1 || n.Plugins[0].Version != "1.0.0" || n.Plugins[0].State != "running" {
+				return false
+			}
+		}
+		return true
+	})
+
+	// Settings and the connection test through the proxy: live on every
+	// node within 2 s (each node offers R2 only once its own plugin
+	// accepted the settings).
+	saved := time.Now()
+	var tr struct {
+		OK      bool
+		Message string
+	}
+	if code, node := r.call(px, "POST", "/api/v1/admin/plugins/"+pluginID+"/test", map[string]any{"values": r.r2Settings()}, &tr); code != 200 || !tr.OK {
+		t.Fatalf("test connection through the proxy (node %s): %d %+v", node, code, tr)
+	}
+	for !(r.offers(r.nodes[0]) && r.offers(r.nodes[1]) && r.offers(r.nodes[2])) {
+		if time.Since(saved) > 2*time.Second {
+			t.Fatalf("the settings saved through the proxy are not live on every node 2 s later: %v %v %v", r.offers(r.nodes[0]), r.offers(r.nodes[1]), r.offers(r.nodes[2]))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("settings live on all three nodes %v after the save", time.Since(saved).Round(time.Millisecond))
+	if code, node := r.call(px, "PUT", "/api/v1/admin/storage", map[string]string{"default": pluginID}, nil); code != 200 {
+		t.Fatalf("Default Storage through the proxy (node %s): %d", node, code)
+	}
+
+	// Results through the proxy, on every node: offloaded, local copy
+	// removed, served from the public URL, the object's bytes right.
+	type posted struct {
+		rb   resultBody
+		data []byte
+	}
+	var all []posted
+	for i := range 12 {
+		data := pngBytes(4096 + i)
+		rb, code, err := postResult(px, data)
+		if err != nil || code != http.StatusCreated {
+			t.Fatalf("result %d through the proxy: %d %v", i, code, err)
+		}
+		all = append(all, posted{rb, data})
+	}
+	h := &host{t: t, srv: &httptest.Server{URL: px}, s3: r.s3}
+	for _, p := range all {
+		waitFor(t, 30*time.Second, "result "+p.rb.ID+" offloaded", func() bool {
+			var got struct {
+				Storage      string
+				LocalPresent bool `json:"local_present"`
+			}
+			code, _ := r.call(px, "GET", "/api/v1/results/"+p.rb.ID, nil, &got)
+			return code == 200 && got.Storage == pluginID && !got.LocalPresent
+		})
+		code, _, loc := h.content(p.rb.ID)
+		if code != http.StatusFound || !strings.HasPrefix(loc, publicURL+"/magicads/") {
+			t.Fatalf("content of %s through the proxy: %d %q", p.rb.ID, code, loc)
+		}
+		obj := r.s3.GetObject(t, bucket, strings.TrimPrefix(loc, publicURL+"/"))
+		want := sha256.Sum256(p.data)
+		if got := sha256.Sum256(obj); hex.EncodeToString(got[:]) != hex.EncodeToString(want[:]) {
+			t.Fatalf("the object of %s does not hold the result's bytes", p.rb.ID)
+		}
+	}
+	for _, n := range r.nodes {
+		if left := countFiles(t, filepath.Join(n.dataDir, "results")); left != 0 {
+			t.Errorf("%s still holds %d result files after Delete local copy", n.id, left)
+		}
+	}
+
+	// A settings change through the proxy reaches every node.
+	if code, _ := r.call(px, "PUT", "/api/v1/admin/plugins/"+pluginID+"/settings", map[string]any{"values": r.r2Settings("key_prefix", "moved")}, nil); code != 200 {
+		t.Fatalf("saving settings through the proxy: %d", code)
+	}
+	waitFor(t, 10*time.Second, "every node to report the new settings applied", func() bool {
+		for _, n := range r.cluster().Nodes {
+			if len(n.Plugins) != 1 || n.Plugins[0].SettingsApplied == nil || !*n.Plugins[0].SettingsApplied {
+				return false
+			}
+		}
+		return true
+	})
+	for _, n := range r.nodes { // straight to each node
+		rb, code, err := postResult(n.url(), pngBytes(5000))
+		if err != nil || code != http.StatusCreated {
+			t.Fatalf("result on %s: %d %v", n.id, code, err)
+		}
+		waitFor(t, 30*time.Second, "the result on "+n.id+" offloaded under the new prefix", func() bool {
+			var got struct{ Storage, URL string }
+			code, _ := r.call(n.url(), "GET", "/api/v1/results/"+rb.ID, nil, &got)
+			return code == 200 && got.Storage == pluginID && strings.HasPrefix(got.URL, publicURL+"/moved/")
+		})
+	}
+
+	// A console session made through the proxy works on every node.
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.PostForm(px+"/login", url.Values{"username": {"admin"}, "password": {consolePassword}, "next": {"/app/admin/general"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in through the proxy: %d", resp.StatusCode)
+	}
+	served := map[string]bool{}
+	for i := range 9 {
+		resp, err := c.Get(px + "/app/admin/general")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("console page %d with the session, on %s: %d", i, resp.Header.Get(rrproxy.BackendHeader), resp.StatusCode)
+		}
+		served[resp.Header.Get(rrproxy.BackendHeader)] = true
+	}
+	if len(served) != 3 {
+		t.Fatalf("the session's pages were served by %v, want all three nodes", served)
+	}
+
+	// Uninstall through the proxy: gone from every node; the results
+	// keep serving from the public URL.
+	if code, node := r.call(px, "POST", "/api/v1/admin/plugins/"+pluginID+"/uninstall", nil, nil); code != 200 && code != 204 {
+		t.Fatalf("uninstall through the proxy (node %s): %d", node, code)
+	}
+	waitFor(t, 30*time.Second, "every node to drop the plugin", func() bool {
+		for _, n := range r.cluster().Nodes {
+			if len(n.Plugins) != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, p := range all {
+		if code, _, loc := h.content(p.rb.ID); code != http.StatusFound || !strings.HasPrefix(loc, publicURL+"/") {
+			t.Fatalf("content of %s after the uninstall: %d %q", p.rb.ID, code, loc)
+		}
+	}
+}
+
+// countFiles counts the regular files under dir.
+func countFiles(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			n++
+		}
+		return err
+	})
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return n
+}
