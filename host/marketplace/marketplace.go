@@ -253,9 +253,9 @@ func (m *Marketplace) clusterLock(ctx context.Context, id string) (func(), error
 	}, nil
 }
 
-// lockAll takes plugin id's lock on this node, then its cluster-wide lock,
-// and brings this node's plugins in line with the database: an install or
-// uninstall through another node that finished just before is seen.
+// lockAll takes plugin id's lock on this node, then its cluster-wide lock.
+// The caller then syncs this node's plugins (providers.Manager.Sync), so an
+// install or uninstall through another node that held the lock is seen.
 func (m *Marketplace) lockAll(ctx context.Context, id string) (func(), error) {
 	unlock := m.lock(id)
 	release, err := m.clusterLock(ctx, id)
@@ -263,7 +263,6 @@ func (m *Marketplace) lockAll(ctx context.Context, id string) (func(), error) {
 		unlock()
 		return nil, err
 	}
-	m.prov.Sync(ctx)
 	return func() {
 		release()
 		unlock()

@@ -309,13 +309,3 @@ func (m *Manager) forget(ctx context.Context, id string) {
 	}
 	m.log.Info("plugin uninstalled through another node: stopped on this node and its files removed", "plugin", id)
 }
-
-// Sync brings this node's plugins in line with the plugins table now (on
-// PostgreSQL; Watch does it on its own every poll): the marketplace calls
-// it once it holds the cluster-wide install lock, so an install or
-// uninstall through another node that just finished is seen.
-func (m *Manager) Sync(ctx context.Context) {
-	if m.shared() {
-		m.syncPlugins(ctx)
-	}
-}
