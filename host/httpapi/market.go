@@ -22,7 +22,7 @@ func marketStatus(err error) int {
 		return http.StatusUnprocessableEntity
 	case errors.Is(err, marketplace.ErrCatalogStale), errors.Is(err, marketplace.ErrCatalogExpired), errors.Is(err, marketplace.ErrCatalogUnavailable):
 		return http.StatusBadGateway // the marketplace serves an index this host must refuse
-	case errors.Is(err, marketplace.ErrDowngrade):
+	case errors.Is(err, marketplace.ErrDowngrade), errors.Is(err, marketplace.ErrBusyElsewhere):
 		return http.StatusConflict
 	case errors.As(err, &inst):
 		return http.StatusUnprocessableEntity

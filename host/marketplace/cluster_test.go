@@ -74,7 +74,7 @@ func TestInstallsSerialisedAcrossNodes(t *testing.T) {
 	short, cancel := context.WithTimeout(ctx, 2*time.Second)
 	_, err = b.app.Market.Install(short, pluginID)
 	cancel()
-	if err == nil || !strings.Contains(err.Error(), "through another node is still running; try again when it finishes") {
+	if !errors.Is(err, marketplace.ErrBusyElsewhere) || !strings.Contains(err.Error(), "through another node is still running; try again when it finishes") {
 		t.Fatalf("install through node B while node A holds the lock, bounded by 2 s: %v; want an error naming the install through another node and the fix", err)
 	}
 	done := make(chan error, 1)
