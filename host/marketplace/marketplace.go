@@ -5,8 +5,11 @@
 // An install is one transaction: download (streamed, size-capped, sha256
 // while streaming) → verify the signature → unpack into staging (refusing
 // unsafe archives) → validate the manifest → run the plugin's migrations →
-// start the plugin as a canary → move into place atomically → record and
-// activate. Any failure undoes what ran; a previous version keeps serving.
+// start the plugin as a canary → move into place atomically → (on
+// PostgreSQL with other live nodes) have every other node run it as a
+// canary too → record and activate. Any failure undoes what ran; a previous
+// version keeps serving, on every node. On PostgreSQL, installs and
+// uninstalls of a plugin run one at a time across all nodes.
 package marketplace
 
 import (
