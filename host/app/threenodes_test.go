@@ -17,6 +17,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -176,6 +178,24 @@ func (r *nodeRig) cluster() clusterJSON {
 	return v
 }
 
+// waitPluginEverywhere waits until the cluster view shows every node
+// live and running the plugin's 1.0.0.
+func (r *nodeRig) waitPluginEverywhere() {
+	r.t.Helper()
+	waitFor(r.t, 30*time.Second, "every node to run the plugin", func() bool {
+		v := r.cluster()
+		if len(v.Nodes) != len(r.nodes) {
+			return false
+		}
+		for _, n := range v.Nodes {
+			if !n.Live || len(n.Plugins) != 1 || n.Plugins[0].Version != "1.0.0" || n.Plugins[0].State != "running" {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // offers reports whether node offers R2 as Default Storage: enabled,
 // fully configured and running there with the settings it was given.
 func (r *nodeRig) offers(node *rigNode) bool {
@@ -241,18 +261,7 @@ func TestThreeNodesGoLiveThroughAProxy(t *testing.T) {
 	if code, node := r.call(px, "POST", "/api/v1/admin/plugins/"+pluginID+"/install", nil, &inst); code != 200 || inst.InstalledVersion != "1.0.0" {
 		t.Fatalf("install through the proxy (node %s): %d %+v", node, code, inst)
 	}
-	waitFor(t, 30*time.Second, "every node to run the plugin", func() bool {
-		v := r.cluster()
-		if len(v.Nodes) != 3 {
-			return false
-		}
-		for _, n := range v.Nodes {
-			if !n.Live || len(n.Plugins) != 1 || n.Plugins[0].Version != "1.0.0" || n.Plugins[0].State != "running" {
-				return false
-			}
-		}
-		return true
-	})
+	r.waitPluginEverywhere()
 
 	// Settings and the connection test through the proxy: live on every
 	// node within 2 s (each node offers R2 only once its own plugin
@@ -402,4 +411,197 @@ func countFiles(t *testing.T, dir string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// burstResult is a result the burst got a 201 for, with its bytes' sha256.
+type burstResult struct {
+	id, sum string
+}
+
+// TestThreeNodesBurstWithANodeKilled: 500 results through the proxy, the
+// first ones while Default Storage is local (they stay on the node that
+// made them), the rest offloaded to R2; one node is SIGKILLed halfway.
+// Every result that got a 201 ends in exactly one recorded place with the
+// right sha256; while the killed node is down its local results answer
+// 503 with Retry-After (never 404, never wrong bytes) from any node, and
+// they are served again once it is back; no object recorded before the
+// kill is uploaded again.
+func TestThreeNodesBurstWithANodeKilled(t *testing.T) {
+	const total, clients, localFirst, killAt = 500, 12, 90, 250
+	r := newNodeRig(t, 3)
+	px := r.proxy.URL
+	if code, _ := r.call(px, "POST", "/api/v1/admin/plugins/"+pluginID+"/install", nil, nil); code != 200 {
+		t.Fatalf("install: %d", code)
+	}
+	r.waitPluginEverywhere()
+	if code, _ := r.call(px, "PUT", "/api/v1/admin/plugins/"+pluginID+"/settings", map[string]any{"values": r.r2Settings("delete_local", false)}, nil); code != 200 {
+		t.Fatalf("settings: %d", code)
+	}
+	waitFor(t, 30*time.Second, "every node to offer R2", func() bool {
+		return r.offers(r.nodes[0]) && r.offers(r.nodes[1]) && r.offers(r.nodes[2])
+	})
+	db, _, err := dbmigrate.Open(t.Context(), r.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+
+	victim := r.nodes[1]
+	var mu sync.Mutex
+	var got []burstResult
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var switchOnce, killOnce sync.Once
+	var recordedAtKill map[string]bool
+	var objectsAtKill map[string]time.Time
+	for range clients {
+		wg.Go(func() {
+			for {
+				i := next.Add(1)
+				if i > total {
+					return
+				}
+				data := pngBytes(8192 + int(i))
+				rb, code, err := postResult(px, data)
+				if err != nil || code != http.StatusCreated {
+					continue // a request the killed node had: no 201
+				}
+				sum := sha256.Sum256(data)
+				mu.Lock()
+				got = append(got, burstResult{id: rb.ID, sum: hex.EncodeToString(sum[:])})
+				n := len(got)
+				mu.Unlock()
+				switch n {
+				case localFirst:
+					switchOnce.Do(func() {
+						if code, _ := r.call(px, "PUT", "/api/v1/admin/storage", map[string]string{"default": pluginID}, nil); code != 200 {
+							t.Errorf("Default Storage during the burst: %d", code)
+						}
+					})
+				case killAt:
+					killOnce.Do(func() {
+						victim.proc.cmd.Process.Signal(syscall.SIGKILL)
+						<-victim.proc.exited
+						// What was recorded in the bucket at the kill.
+						recordedAtKill = map[string]bool{}
+						rows, err := db.Query(`SELECT object_key FROM results WHERE storage = $1`, pluginID)
+						if err != nil {
+							t.Errorf("reading the recorded offloads: %v", err)
+							return
+						}
+						for rows.Next() {
+							var k string
+							rows.Scan(&k)
+							recordedAtKill[k] = true
+						}
+						rows.Close()
+						objectsAtKill = objectTimes(t, r.s3)
+					})
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if recordedAtKill == nil {
+		t.Fatalf("the burst never reached the kill (%d results got a 201)", len(got))
+	}
+	t.Logf("burst: %d of %d results got a 201; %s killed with %d offloads recorded", len(got), total, victim.id, len(recordedAtKill))
+	if len(got) < total*9/10 {
+		t.Fatalf("only %d of %d results got a 201", len(got), total)
+	}
+
+	// While the victim is down: never 404, never wrong bytes; its local
+	// results answer 503 with Retry-After.
+	content := func(g burstResult) (int, string) {
+		resp, err := noRedirect.Get(px + "/api/v1/results/" + g.id + "/content")
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			if s := sha256.Sum256(data); hex.EncodeToString(s[:]) != g.sum {
+				t.Fatalf("result %s served with the wrong bytes", g.id)
+			}
+		}
+		if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("result %s: 503 without Retry-After", g.id)
+		}
+		return resp.StatusCode, resp.Header.Get("Location")
+	}
+	waiting := map[string]bool{}
+	for _, g := range got {
+		switch code, _ := content(g); code {
+		case http.StatusOK, http.StatusFound:
+		case http.StatusServiceUnavailable:
+			waiting[g.id] = true
+		default:
+			t.Fatalf("result %s while %s is down: %d", g.id, victim.id, code)
+		}
+	}
+	t.Logf("%d results answered 503 with Retry-After while %s was down", len(waiting), victim.id)
+	if len(waiting) == 0 {
+		t.Fatalf("no result waited for %s: the burst left no local result on it", victim.id)
+	}
+
+	// The victim comes back: its local results serve again, and every
+	// result ends in exactly one recorded place with the right bytes.
+	r.start(victim)
+	waitFor(t, 2*time.Minute, "the killed node's results to serve again", func() bool {
+		for id := range waiting {
+			for _, g := range got {
+				if g.id == id {
+					if code, _ := content(g); code != http.StatusOK && code != http.StatusFound {
+						return false
+					}
+				}
+			}
+		}
+		return true
+	})
+	waitFor(t, 2*time.Minute, "the queue to settle", func() bool {
+		var n int
+		db.QueryRow(`SELECT COUNT(*) FROM jobs WHERE kind = 'offload'`).Scan(&n)
+		return n == 0
+	})
+	keys := map[string]string{}
+	local, remote := 0, 0
+	for _, g := range got {
+		var res struct {
+			Storage, URL, Path string
+		}
+		if code, _ := r.call(px, "GET", "/api/v1/results/"+g.id, nil, &res); code != 200 {
+			t.Fatalf("GET result %s: %d", g.id, code)
+		}
+		code, loc := content(g)
+		switch res.Storage {
+		case "local":
+			local++
+			if code != http.StatusOK {
+				t.Fatalf("local result %s: content %d", g.id, code)
+			}
+		case pluginID:
+			remote++
+			key := strings.TrimPrefix(res.URL, publicURL+"/")
+			if prev, ok := keys[key]; ok {
+				t.Fatalf("results %s and %s share the object %s", prev, g.id, key)
+			}
+			keys[key] = g.id
+			if s := sha256.Sum256(r.s3.GetObject(t, bucket, key)); hex.EncodeToString(s[:]) != g.sum {
+				t.Fatalf("the object of %s does not hold its bytes", g.id)
+			}
+			if code != http.StatusFound || loc != res.URL {
+				t.Fatalf("content of %s: %d %q, want a redirect to %s", g.id, code, loc, res.URL)
+			}
+		default:
+			t.Fatalf("result %s is recorded in %q", g.id, res.Storage)
+		}
+	}
+	t.Logf("%d results local, %d in R2", local, remote)
+	final := objectTimes(t, r.s3)
+	for key := range recordedAtKill {
+		if at, ok := objectsAtKill[key]; ok && !final[key].Equal(at) {
+			t.Errorf("object %s, recorded before the kill, was uploaded again (%v, then %v)", key, at, final[key])
+		}
+	}
 }
