@@ -611,7 +611,7 @@ func TestOpenPostgresBadDSN(t *testing.T) {
 }
 
 // hostLatest is the newest host migration version.
-const hostLatest = 13
+const hostLatest = 15
 
 func TestDownToStopsAtAVersion(t *testing.T) {
 	ctx := context.Background()
