@@ -83,7 +83,17 @@ type Config struct {
 	Runtime pluginrt.Options
 	// Results tunes the results service; zero values take its defaults.
 	Results results.Options
+	// NodeURL finds another host node's base URL and whether it is live,
+	// to serve through it the local results kept in its results folder
+	// (httpapi.Options.NodeURL). nil: such reads answer 503 naming the
+	// node; a single node, or nodes on a shared results folder
+	// (Results.SharedVolume), never have any.
+	NodeURL NodeURLFunc
 }
+
+// NodeURLFunc returns the base URL host node node serves the API on and
+// whether it is live.
+type NodeURLFunc = func(ctx context.Context, node string) (baseURL string, live bool, err error)
 
 // App is a running host.
 type App struct {
@@ -293,7 +303,8 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 	a.httpLimits = cfg.HTTP.WithDefaults()
 	api = httpapi.New(a.Results, mgr, a.Market, httpapi.Options{Auth: a.Auth, Fallback: root, Logger: a.log,
 		ServiceToken: cfg.ServiceToken, SpoolDir: spool, Limits: a.httpLimits,
-		Health: a.health, Orphans: orphans.New(a.DB, mgr, orphans.Options{Logger: a.log}), Metrics: a.Metrics.Handler()})
+		Health: a.health, Orphans: orphans.New(a.DB, mgr, orphans.Options{Logger: a.log}), Metrics: a.Metrics.Handler(),
+		NodeURL: cfg.NodeURL})
 	a.API = api
 
 	if err := mgr.Load(ctx); err != nil {

@@ -264,3 +264,57 @@ func TestNodesSharedVolume(t *testing.T) {
 		}
 	})
 }
+
+// TestNodesBringBackOnAnyNode: bringing back a result without a local
+// copy runs on any node, and the node that downloads it holds it.
+func TestNodesBringBackOnAnyNode(t *testing.T) {
+	forDialects(t, func(t *testing.T, d dbmigrate.Dialect) {
+		e := newEnv(t, d, true, true, nodeOptions("node-a"))
+		b, localB := otherNode(t, e, nodeOptions("node-b"), false)
+		res := e.finalize(t, payload(7))
+		if res.Storage != remoteID || res.LocalPresent || e.localExists(res.Path) {
+			t.Fatalf("setup: %+v", res)
+		}
+		worker(t, b)
+		run, err := b.StartBulk(context.Background(), BulkRequest{Direction: BulkLocal, Provider: remoteID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the bring-back done", func() bool { return e.bulkRun(t, run.ID).State == BulkDone })
+		if got := e.get(t, res.ID); got.Storage != Local || !got.LocalPresent {
+			t.Fatalf("after the bring-back: %+v", got)
+		}
+		if got := e.localNodeOf(t, res.ID); got != "node-b" || !inStore(localB, res.Path) || e.localExists(res.Path) {
+			t.Fatalf("local_node %q, on node-b %v, on node-a %v; want the copy on node-b only", got, inStore(localB, res.Path), e.localExists(res.Path))
+		}
+		c, err := e.svc.Content(context.Background(), res.ID)
+		if err != nil || c.OwnerNode != "node-b" {
+			t.Fatalf("Content on node-a = %+v, %v; want OwnerNode node-b", c, err)
+		}
+	})
+}
+
+// TestNodesDeleteOffloadedWithACopyThroughAnotherNode: deleting, through
+// another node, an offloaded result whose local copy was kept removes the
+// object and, on the node holding it, the copy.
+func TestNodesDeleteOffloadedWithACopyThroughAnotherNode(t *testing.T) {
+	forDialects(t, func(t *testing.T, d dbmigrate.Dialect) {
+		e := newEnv(t, d, true, false, nodeOptions("node-a"))
+		b, _ := otherNode(t, e, nodeOptions("node-b"), false)
+		res := e.finalize(t, payload(2))
+		if res.Storage != remoteID || !res.LocalPresent || !e.localExists(res.Path) || !e.remote.has(res.Path) {
+			t.Fatalf("setup: %+v", res)
+		}
+		if err := b.Delete(context.Background(), res.ID); err != nil {
+			t.Fatalf("Delete through node-b: %v", err)
+		}
+		worker(t, b)
+		worker(t, e.svc)
+		waitFor(t, "the object, the copy on node-a and the row gone", func() bool {
+			return !e.remote.has(res.Path) && !e.localExists(res.Path) && e.rowCount(t) == 0
+		})
+		if p := e.pending(t); p != 0 {
+			t.Fatalf("%d jobs left", p)
+		}
+	})
+}

@@ -1,6 +1,6 @@
 // Command magicads is the MagicAds host.
 //
-//	magicads serve [--addr 127.0.0.1:8080] [--data-dir ./data] [--db postgres://…] [--trusted-proxies CIDR,…] [--max-result-bytes N] [--metrics-addr 127.0.0.1:9090] [--upload-workers 4]
+//	magicads serve [--addr 127.0.0.1:8080] [--data-dir ./data] [--db postgres://…] [--trusted-proxies CIDR,…] [--max-result-bytes N] [--metrics-addr 127.0.0.1:9090] [--upload-workers 4] [--shared-results]
 //
 // Every flag has an environment variable (../shared/api.md). SIGINT and
 // SIGTERM shut it down cleanly and stop every plugin process.
@@ -45,6 +45,8 @@ type flags struct {
 	trustedProxies []netip.Prefix
 	// uploadWorkers is how many queued jobs this node runs at once.
 	uploadWorkers int
+	// sharedResults says every node mounts the same results folder.
+	sharedResults bool
 }
 
 func env(getenv func(string) string, key, def string) string {
@@ -69,6 +71,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (flags, 
 	fs.StringVar(&f.metricsAddr, "metrics-addr", env(getenv, "MAGICADS_METRICS_ADDR", ""), "listen address of a separate HTTP listener serving /metrics without credentials; default off (the API's /metrics needs admin credentials) (MAGICADS_METRICS_ADDR)")
 	workers := env(getenv, "MAGICADS_UPLOAD_WORKERS", strconv.Itoa(results.DefaultWorkers))
 	fs.StringVar(&workers, "upload-workers", workers, "queued uploads, deletes and bring-backs this node runs at once; raise it when the storage provider is far away (MAGICADS_UPLOAD_WORKERS)")
+	shared := env(getenv, "MAGICADS_SHARED_RESULTS", "false")
+	sharedDefault, sharedErr := strconv.ParseBool(shared)
+	fs.BoolVar(&f.sharedResults, "shared-results", sharedDefault, "every node mounts the same results folder (e.g. NFS at <data-dir>/results): any node offloads, deletes and serves any local result; default off, each node's results folder is its own (MAGICADS_SHARED_RESULTS)")
 	proxies := fs.String("trusted-proxies", env(getenv, "MAGICADS_TRUSTED_PROXIES", ""), "CIDRs or addresses of TLS-terminating reverse proxies, comma-separated: their X-Forwarded-For names the client, and cookies are Secure (MAGICADS_TRUSTED_PROXIES)")
 	if err := fs.Parse(args); err != nil {
 		return f, err
@@ -83,6 +88,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (flags, 
 	f.maxResultBytes = n
 	if f.uploadWorkers, err = strconv.Atoi(workers); err != nil || f.uploadWorkers < 1 || f.uploadWorkers > results.MaxWorkers {
 		return f, fmt.Errorf("--upload-workers must be a number from 1 to %d, got %q", results.MaxWorkers, workers)
+	}
+	if sharedErr != nil {
+		return f, fmt.Errorf("--shared-results must be true or false, got %q", shared)
 	}
 	if f.license != "regular" && f.license != "extended" {
 		return f, fmt.Errorf("--license must be regular or extended, got %q", f.license)
@@ -123,7 +131,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		AdminToken: getenv("MAGICADS_ADMIN_TOKEN"), ServiceToken: getenv("MAGICADS_SERVICE_TOKEN"), HTTP: httpapi.Limits{MaxResultBytes: f.maxResultBytes},
 		AdminPassword: getenv("MAGICADS_ADMIN_PASSWORD"), AdminPasswordOut: stderr, Logger: log,
 		CatalogURL: f.catalog, TrustedKeyFiles: splitList(f.trustedKey), License: f.license, TrustedProxies: f.trustedProxies,
-		Results: results.Options{Workers: f.uploadWorkers},
+		Results: results.Options{Workers: f.uploadWorkers, SharedVolume: f.sharedResults},
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "magicads:", err)

@@ -35,6 +35,7 @@ func TestRunRefusesBadInput(t *testing.T) {
 		{"bad max result env", []string{"serve"}, map[string]string{"MAGICADS_MAX_RESULT_BYTES": "0"}, 2, "--max-result-bytes"},
 		{"bad upload workers", []string{"serve", "--upload-workers", "0"}, nil, 2, "--upload-workers must be a number from 1 to 64, got \"0\""},
 		{"too many upload workers env", []string{"serve"}, map[string]string{"MAGICADS_UPLOAD_WORKERS": "65"}, 2, "--upload-workers must be a number from 1 to 64"},
+		{"bad shared results env", []string{"serve"}, map[string]string{"MAGICADS_SHARED_RESULTS": "maybe"}, 2, "--shared-results must be true or false, got \"maybe\""},
 		{"bad APP_KEY", []string{"serve", "--data-dir", dir}, map[string]string{"APP_KEY": "base64:c2hvcnQ="}, 1, "APP_KEY"},
 		{"unreachable db", []string{"serve", "--data-dir", dir, "--db", "postgres://postgres@127.0.0.1:1/none?connect_timeout=2"}, nil, 1, "database unreachable"},
 	}
@@ -105,6 +106,27 @@ func TestUploadWorkersFlag(t *testing.T) {
 		f, err := parse(c.args, getenvFrom(c.env), io.Discard)
 		if err != nil || f.uploadWorkers != c.want {
 			t.Fatalf("parse(%v, %v) = %d workers, %v; want %d", c.args, c.env, f.uploadWorkers, err, c.want)
+		}
+	}
+}
+
+// TestSharedResultsFlag: --shared-results (or MAGICADS_SHARED_RESULTS)
+// says every node mounts the same results folder; off by default.
+func TestSharedResultsFlag(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want bool
+	}{
+		{nil, nil, false},
+		{[]string{"--shared-results"}, nil, true},
+		{[]string{"--shared-results=false"}, map[string]string{"MAGICADS_SHARED_RESULTS": "true"}, false},
+		{nil, map[string]string{"MAGICADS_SHARED_RESULTS": "1"}, true},
+		{nil, map[string]string{"MAGICADS_SHARED_RESULTS": "false"}, false},
+	} {
+		f, err := parse(c.args, getenvFrom(c.env), io.Discard)
+		if err != nil || f.sharedResults != c.want {
+			t.Fatalf("parse(%v, %v) = shared %v, %v; want %v", c.args, c.env, f.sharedResults, err, c.want)
 		}
 	}
 }
