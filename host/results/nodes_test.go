@@ -318,3 +318,23 @@ func TestNodesDeleteOffloadedWithACopyThroughAnotherNode(t *testing.T) {
 		}
 	})
 }
+
+// TestNodesRecoveryAdoptsForItsNode: a local result's file that startup
+// recovery adopts (its row said it had none) is recorded on the node
+// whose results folder holds it.
+func TestNodesRecoveryAdoptsForItsNode(t *testing.T) {
+	forDialects(t, func(t *testing.T, d dbmigrate.Dialect) {
+		e := newEnv(t, d, false, false, nodeOptions("node-a"))
+		res := e.finalize(t, payload(4))
+		if _, err := e.db.Exec("UPDATE results SET local_present = $1, local_node = '' WHERE id = $2", false, res.ID); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := e.svc.Recover(context.Background(), time.Now().Add(time.Hour))
+		if err != nil || rep.Adopted.Files != 1 {
+			t.Fatalf("Recover = %+v, %v; want one file adopted", rep, err)
+		}
+		if got := e.localNodeOf(t, res.ID); got != "node-a" {
+			t.Fatalf("adopted file recorded on node %q, want node-a", got)
+		}
+	})
+}
