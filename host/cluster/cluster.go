@@ -452,3 +452,19 @@ func CheckNodeID(id string) error {
 	}
 	return nil
 }
+
+// NodeURL returns node's advertised base URL and whether it is live (see
+// View); an unknown node is not live.
+func (h *Heartbeat) NodeURL(ctx context.Context, node string) (baseURL string, live bool, err error) {
+	var seen, now timeValue
+	var stopped nullTime
+	err = h.db.QueryRowContext(ctx, `SELECT advertise_url, last_seen, stopped_at, `+h.now()+` FROM nodes WHERE id = $1`, node).
+		Scan(&baseURL, &seen, &stopped, &now)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("reading node %s's row: %w", node, err)
+	}
+	return baseURL, !stopped.valid && time.Time(now).Sub(time.Time(seen)) <= h.opts.LiveWindow, nil
+}

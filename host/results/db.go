@@ -78,7 +78,10 @@ func (t *dbTimeValue) Scan(v any) error {
 type row struct {
 	id, path, contentType, sha256, storage, objectKey, url, owner, localReason string
 	// bucket is where the object is ('' for local and legacy rows).
-	bucket                string
+	bucket string
+	// localNode is the node whose results folder holds the local copy
+	// ("" for any node: a shared folder, or a row from before nodes).
+	localNode             string
 	size                  int64
 	localPresent, deleted bool
 	createdAt             time.Time
@@ -87,7 +90,7 @@ type row struct {
 }
 
 // rowColumns are the columns scanRow reads, in order, from rowFrom.
-const rowColumns = "r.id, r.path, r.content_type, r.size, r.sha256, r.storage, r.object_key, r.url, r.local_present, r.deleted, r.created_at, r.owner, r.local_reason, r.bucket, " +
+const rowColumns = "r.id, r.path, r.content_type, r.size, r.sha256, r.storage, r.object_key, r.url, r.local_present, r.deleted, r.created_at, r.owner, r.local_reason, r.bucket, r.local_node, " +
 	"j.id, j.state, j.provider, j.last_error, j.attempts, j.next_attempt_at"
 
 // rowFrom is the results table with each result's offload job.
@@ -104,7 +107,7 @@ func scanRow(sc scanner) (row, error) {
 	var jobID, attempts sql.NullInt64
 	var state, provider, lastErr sql.NullString
 	var next any
-	if err := sc.Scan(&r.id, &r.path, &r.contentType, &r.size, &r.sha256, &r.storage, &r.objectKey, &r.url, &lp, &del, &created, &r.owner, &r.localReason, &r.bucket,
+	if err := sc.Scan(&r.id, &r.path, &r.contentType, &r.size, &r.sha256, &r.storage, &r.objectKey, &r.url, &lp, &del, &created, &r.owner, &r.localReason, &r.bucket, &r.localNode,
 		&jobID, &state, &provider, &lastErr, &attempts, &next); err != nil {
 		return row{}, err
 	}
