@@ -39,8 +39,7 @@ type nodeRig struct {
 	t        *testing.T
 	s3       *s3test.Server
 	dsn, key string
-	catalog  string // index URL
-	pubKey   string
+	cat      *markettest.Catalog
 	nodes    []*rigNode
 	proxy    *httptest.Server
 }
@@ -62,7 +61,8 @@ func newNodeRig(t *testing.T, n int) *nodeRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.catalog, r.pubKey = markettest.FreeR2Catalog(t, "1.0.0", bin)
+	r.cat = markettest.NewCatalog(t)
+	r.cat.Publish(t, map[string][]markettest.File{"1.0.0": markettest.Bundle(t, "1.0.0", bin, nil)})
 	var urls []string
 	for i := range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -91,7 +91,7 @@ func (r *nodeRig) start(node *rigNode) {
 	exe := hostBin.Build(t, "./host/cmd/magicads")
 	cmd := exec.Command(exe, "serve", "--addr", node.addr, "--data-dir", node.dataDir, "--db", r.dsn,
 		"--node-id", node.id, "--advertise-url", node.url(), "--trusted-proxies", "127.0.0.1",
-		"--catalog", r.catalog, "--trusted-key", r.pubKey)
+		"--catalog", r.cat.IndexURL(), "--trusted-key", r.cat.PublicKeyFile())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "MAGICADS_") && !strings.HasPrefix(kv, "APP_KEY") {
@@ -180,15 +180,19 @@ func (r *nodeRig) cluster() clusterJSON {
 
 // waitPluginEverywhere waits until the cluster view shows every node
 // live and running the plugin's 1.0.0.
-func (r *nodeRig) waitPluginEverywhere() {
+func (r *nodeRig) waitPluginEverywhere() { r.waitVersionEverywhere("1.0.0") }
+
+// waitVersionEverywhere waits until the cluster view shows every node
+// live and running the plugin's version.
+func (r *nodeRig) waitVersionEverywhere(version string) {
 	r.t.Helper()
-	waitFor(r.t, 30*time.Second, "every node to run the plugin", func() bool {
+	waitFor(r.t, 60*time.Second, "every node to run the plugin's "+version, func() bool {
 		v := r.cluster()
 		if len(v.Nodes) != len(r.nodes) {
 			return false
 		}
 		for _, n := range v.Nodes {
-			if !n.Live || len(n.Plugins) != 1 || n.Plugins[0].Version != "1.0.0" || n.Plugins[0].State != "running" {
+			if !n.Live || len(n.Plugins) != 1 || n.Plugins[0].Version != version || n.Plugins[0].State != "running" {
 				return false
 			}
 		}
@@ -602,6 +606,128 @@ func TestThreeNodesBurstWithANodeKilled(t *testing.T) {
 	for key := range recordedAtKill {
 		if at, ok := objectsAtKill[key]; ok && !final[key].Equal(at) {
 			t.Errorf("object %s, recorded before the kill, was uploaded again (%v, then %v)", key, at, final[key])
+		}
+	}
+}
+
+// TestThreeNodesUpdateWhileFinalizing: an update from 1.0.0 to 1.1.0
+// through the proxy while results are being finalized through it: every
+// result gets its 201 and ends in R2 with the right bytes (none fails or
+// stays local because of the update), and the cluster view shows each
+// node's plugin version at every moment, ending with 1.1.0 everywhere.
+func TestThreeNodesUpdateWhileFinalizing(t *testing.T) {
+	r := newNodeRig(t, 3)
+	px := r.proxy.URL
+	if code, _ := r.call(px, "POST", "/api/v1/admin/plugins/"+pluginID+"/install", nil, nil); code != 200 {
+		t.Fatalf("install: %d", code)
+	}
+	r.waitPluginEverywhere()
+	if code, _ := r.call(px, "PUT", "/api/v1/admin/plugins/"+pluginID+"/settings", map[string]any{"values": r.r2Settings("delete_local", false)}, nil); code != 200 {
+		t.Fatalf("settings: %d", code)
+	}
+	waitFor(t, 30*time.Second, "every node to offer R2", func() bool {
+		return r.offers(r.nodes[0]) && r.offers(r.nodes[1]) && r.offers(r.nodes[2])
+	})
+	if code, _ := r.call(px, "PUT", "/api/v1/admin/storage", map[string]string{"default": pluginID}, nil); code != 200 {
+		t.Fatalf("Default Storage: %d", code)
+	}
+	bin100, err := os.ReadFile(pluginBin.Build(t, "./plugin/cmd/cloudflare-r2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin110, err := os.ReadFile(pluginBin110.Build(t, "./plugin/cmd/cloudflare-r2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.cat.Publish(t, map[string][]markettest.File{
+		"1.0.0": markettest.Bundle(t, "1.0.0", bin100, nil),
+		"1.1.0": markettest.Bundle(t, "1.1.0", bin110, nil),
+	})
+
+	stop := make(chan struct{})
+	var mu sync.Mutex
+	var got []burstResult
+	var failures []string
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				data := pngBytes(6000 + i)
+				rb, code, err := postResult(px, data)
+				mu.Lock()
+				if err != nil || code != http.StatusCreated {
+					failures = append(failures, fmt.Sprintf("%d %v", code, err))
+				} else {
+					sum := sha256.Sum256(data)
+					got = append(got, burstResult{id: rb.ID, sum: hex.EncodeToString(sum[:])})
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	// The cluster view, throughout: every node, each with its version.
+	views := 0
+	var viewErr string
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			var v clusterJSON
+			if code, _ := r.call(px, "GET", "/api/v1/admin/cluster", nil, &v); code != 200 {
+				viewErr = fmt.Sprintf("GET /api/v1/admin/cluster during the update: %d", code)
+				return
+			}
+			views++
+			for _, n := range v.Nodes {
+				if !n.Live || len(n.Plugins) != 1 || (n.Plugins[0].Version != "1.0.0" && n.Plugins[0].Version != "1.1.0") {
+					viewErr = fmt.Sprintf("during the update the cluster view showed %s as %+v", n.ID, n)
+					return
+				}
+			}
+		}
+	})
+	time.Sleep(time.Second) // results on their way before the update
+	var inst struct {
+		InstalledVersion string `json:"installed_version"`
+	}
+	if code, node := r.call(px, "POST", "/api/v1/admin/plugins/"+pluginID+"/install", nil, &inst); code != 200 || inst.InstalledVersion != "1.1.0" {
+		close(stop)
+		wg.Wait()
+		t.Fatalf("update through the proxy (node %s): %d %+v", node, code, inst)
+	}
+	r.waitVersionEverywhere("1.1.0")
+	time.Sleep(time.Second) // and some after
+	close(stop)
+	wg.Wait()
+	if viewErr != "" {
+		t.Fatal(viewErr)
+	}
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d results failed during the update: %v", len(failures), len(failures)+len(got), failures[:min(5, len(failures))])
+	}
+	t.Logf("%d results finalized during the update; %d cluster views read", len(got), views)
+	waitFor(t, 2*time.Minute, "every result of the update to reach R2", func() bool {
+		for _, g := range got {
+			var res struct{ Storage string }
+			if code, _ := r.call(px, "GET", "/api/v1/results/"+g.id, nil, &res); code != 200 || res.Storage != pluginID {
+				return false
+			}
+		}
+		return true
+	})
+	for _, g := range got {
+		var res struct{ URL string }
+		r.call(px, "GET", "/api/v1/results/"+g.id, nil, &res)
+		if s := sha256.Sum256(r.s3.GetObject(t, bucket, strings.TrimPrefix(res.URL, publicURL+"/"))); hex.EncodeToString(s[:]) != g.sum {
+			t.Fatalf("the object of %s does not hold its bytes", g.id)
 		}
 	}
 }
