@@ -14,7 +14,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -25,7 +24,6 @@ import (
 
 	"github.com/magicads/r2storage/host/dbmigrate"
 	"github.com/magicads/r2storage/internal/markettest"
-	"github.com/magicads/r2storage/internal/plugintest"
 	"github.com/magicads/r2storage/internal/rrproxy"
 	"github.com/magicads/r2storage/internal/s3test"
 	"github.com/magicads/r2storage/internal/testdb"
@@ -88,42 +86,11 @@ func newNodeRig(t *testing.T, n int) *nodeRig {
 func (r *nodeRig) start(node *rigNode) {
 	t := r.t
 	t.Helper()
-	exe := hostBin.Build(t, "./host/cmd/magicads")
-	cmd := exec.Command(exe, "serve", "--addr", node.addr, "--data-dir", node.dataDir, "--db", r.dsn,
+	p := runHost(t, node.id, node.url(), []string{"serve", "--addr", node.addr, "--data-dir", node.dataDir, "--db", r.dsn,
 		"--node-id", node.id, "--advertise-url", node.url(), "--trusted-proxies", "127.0.0.1",
-		"--catalog", r.cat.IndexURL(), "--trusted-key", r.cat.PublicKeyFile())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "MAGICADS_") && !strings.HasPrefix(kv, "APP_KEY") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "APP_KEY="+r.key, "MAGICADS_ADMIN_TOKEN="+adminToken,
-		"MAGICADS_SERVICE_TOKEN="+serviceToken, "MAGICADS_ADMIN_PASSWORD="+consolePassword)
-	p := &hostProc{cmd: cmd, url: node.url(), logs: &plugintest.Logs{}, exited: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.logs, p.logs
-	p.started = time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", node.id, err)
-	}
-	go func() { cmd.Wait(); close(p.exited) }()
+		"--catalog", r.cat.IndexURL(), "--trusted-key", r.cat.PublicKeyFile()}, "APP_KEY="+r.key)
 	node.proc = p
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.exited:
-			case <-time.After(25 * time.Second):
-				cmd.Process.Kill()
-				<-p.exited
-			}
-		}
-		if t.Failed() {
-			t.Logf("log of %s (pid %d), last lines:\n%s", node.id, p.pid(), tailLines(p.logs.String(), 60))
-		}
-	})
+	cmd := p.cmd
 	waitFor(t, 30*time.Second, node.id+" to answer /healthz", func() bool {
 		select {
 		case <-p.exited:
@@ -198,6 +165,36 @@ func (r *nodeRig) waitVersionEverywhere(version string) {
 		}
 		return true
 	})
+}
+
+// installR2 installs the plugin through the proxy and saves settings
+// keeping local copies, and waits until every node offers R2.
+func (r *nodeRig) installR2() {
+	t := r.t
+	t.Helper()
+	if code, _ := r.call(r.proxy.URL, "POST", "/api/v1/admin/plugins/"+pluginID+"/install", nil, nil); code != 200 {
+		t.Fatalf("install: %d", code)
+	}
+	r.waitPluginEverywhere()
+	if code, _ := r.call(r.proxy.URL, "PUT", "/api/v1/admin/plugins/"+pluginID+"/settings", map[string]any{"values": r.r2Settings("delete_local", false)}, nil); code != 200 {
+		t.Fatalf("settings: %d", code)
+	}
+	waitFor(t, 30*time.Second, "every node to offer R2", func() bool {
+		for _, n := range r.nodes {
+			if !r.offers(n) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// useR2 makes R2 the Default Storage through the proxy.
+func (r *nodeRig) useR2() {
+	r.t.Helper()
+	if code, _ := r.call(r.proxy.URL, "PUT", "/api/v1/admin/storage", map[string]string{"default": pluginID}, nil); code != 200 {
+		r.t.Errorf("Default Storage: %d", code)
+	}
 }
 
 // offers reports whether node offers R2 as Default Storage: enabled,
@@ -434,16 +431,7 @@ func TestThreeNodesBurstWithANodeKilled(t *testing.T) {
 	const total, clients, localFirst, killAt = 500, 12, 90, 250
 	r := newNodeRig(t, 3)
 	px := r.proxy.URL
-	if code, _ := r.call(px, "POST", "/api/v1/admin/plugins/"+pluginID+"/install", nil, nil); code != 200 {
-		t.Fatalf("install: %d", code)
-	}
-	r.waitPluginEverywhere()
-	if code, _ := r.call(px, "PUT", "/api/v1/admin/plugins/"+pluginID+"/settings", map[string]any{"values": r.r2Settings("delete_local", false)}, nil); code != 200 {
-		t.Fatalf("settings: %d", code)
-	}
-	waitFor(t, 30*time.Second, "every node to offer R2", func() bool {
-		return r.offers(r.nodes[0]) && r.offers(r.nodes[1]) && r.offers(r.nodes[2])
-	})
+	r.installR2()
 	db, _, err := dbmigrate.Open(t.Context(), r.dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -477,11 +465,7 @@ func TestThreeNodesBurstWithANodeKilled(t *testing.T) {
 				mu.Unlock()
 				switch n {
 				case localFirst:
-					switchOnce.Do(func() {
-						if code, _ := r.call(px, "PUT", "/api/v1/admin/storage", map[string]string{"default": pluginID}, nil); code != 200 {
-							t.Errorf("Default Storage during the burst: %d", code)
-						}
-					})
+					switchOnce.Do(r.useR2)
 				case killAt:
 					killOnce.Do(func() {
 						victim.proc.cmd.Process.Signal(syscall.SIGKILL)
@@ -618,19 +602,8 @@ func TestThreeNodesBurstWithANodeKilled(t *testing.T) {
 func TestThreeNodesUpdateWhileFinalizing(t *testing.T) {
 	r := newNodeRig(t, 3)
 	px := r.proxy.URL
-	if code, _ := r.call(px, "POST", "/api/v1/admin/plugins/"+pluginID+"/install", nil, nil); code != 200 {
-		t.Fatalf("install: %d", code)
-	}
-	r.waitPluginEverywhere()
-	if code, _ := r.call(px, "PUT", "/api/v1/admin/plugins/"+pluginID+"/settings", map[string]any{"values": r.r2Settings("delete_local", false)}, nil); code != 200 {
-		t.Fatalf("settings: %d", code)
-	}
-	waitFor(t, 30*time.Second, "every node to offer R2", func() bool {
-		return r.offers(r.nodes[0]) && r.offers(r.nodes[1]) && r.offers(r.nodes[2])
-	})
-	if code, _ := r.call(px, "PUT", "/api/v1/admin/storage", map[string]string{"default": pluginID}, nil); code != 200 {
-		t.Fatalf("Default Storage: %d", code)
-	}
+	r.installR2()
+	r.useR2()
 	bin100, err := os.ReadFile(pluginBin.Build(t, "./plugin/cmd/cloudflare-r2"))
 	if err != nil {
 		t.Fatal(err)

@@ -394,31 +394,8 @@ func (h *Heartbeat) View(ctx context.Context) (View, error) {
 	return v, nil
 }
 
-// timeValue scans a timestamp: time.Time from PostgreSQL, text from SQLite.
-type timeValue time.Time
-
-// timeLayouts are the text forms SQLite gives back.
-var timeLayouts = []string{"2006-01-02 15:04:05.999999999", time.RFC3339Nano, "2006-01-02 15:04:05.999999999-07:00", "2006-01-02T15:04:05.999999999"}
-
-// Scan accepts time.Time and the text layouts of timeLayouts, as UTC.
-func (t *timeValue) Scan(v any) error {
-	switch x := v.(type) {
-	case time.Time:
-		*t = timeValue(x.UTC())
-		return nil
-	case []byte:
-		return t.Scan(string(x))
-	case string:
-		for _, layout := range timeLayouts {
-			if p, err := time.Parse(layout, x); err == nil {
-				*t = timeValue(p.UTC())
-				return nil
-			}
-		}
-		return fmt.Errorf("cluster: %q is not a timestamp", x)
-	}
-	return fmt.Errorf("cluster: cannot scan %T as a timestamp", v)
-}
+// timeValue scans a timestamp of either dialect.
+type timeValue = dbmigrate.TimeValue
 
 // nullTime scans a timestamp that may be NULL.
 type nullTime struct {

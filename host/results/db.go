@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/magicads/r2storage/host/dbmigrate"
 )
 
 // timeLayout is how every timestamp is sent to the database: UTC, fixed
@@ -50,29 +52,8 @@ func (b *dbBool) Scan(v any) error {
 	return nil
 }
 
-// dbTimeValue scans a timestamp column, as time.Time or as text.
-type dbTimeValue time.Time
-
-// Scan accepts time.Time and the text layouts the drivers return.
-func (t *dbTimeValue) Scan(v any) error {
-	switch x := v.(type) {
-	case time.Time:
-		*t = dbTimeValue(x.UTC())
-		return nil
-	case []byte:
-		return t.Scan(string(x))
-	case string:
-		for _, layout := range []string{timeLayout, "2006-01-02 15:04:05.999999999-07:00", time.RFC3339Nano, "2006-01-02 15:04:05.999999999", "2006-01-02 15:04:05"} {
-			if p, err := time.Parse(layout, x); err == nil {
-				*t = dbTimeValue(p.UTC())
-				return nil
-			}
-		}
-		return fmt.Errorf("results: %q is not a timestamp", x)
-	default:
-		return fmt.Errorf("results: cannot scan %T as a timestamp", v)
-	}
-}
+// dbTimeValue scans a timestamp column of either dialect.
+type dbTimeValue = dbmigrate.TimeValue
 
 // row is one results row, with its offload job if it has one.
 type row struct {
