@@ -97,7 +97,17 @@ type Config struct {
 	// the app sets its plugins dir, keys, node id and callbacks, and its
 	// CanaryTimeout from Marketplace's unless set.
 	Providers providers.Options
+	// NodeURL finds another host node's base URL and whether it is live,
+	// to serve through it the local results kept in its results folder
+	// (httpapi.Options.NodeURL). nil: such reads answer 503 naming the
+	// node; a single node, or nodes on a shared results folder
+	// (Results.SharedVolume), never have any.
+	NodeURL NodeURLFunc
 }
+
+// NodeURLFunc returns the base URL host node node serves the API on and
+// whether it is live.
+type NodeURLFunc = func(ctx context.Context, node string) (baseURL string, live bool, err error)
 
 // App is a running host.
 type App struct {
@@ -322,10 +332,17 @@ func (a *App) init(ctx context.Context, cfg Config) error {
 		return err
 	}
 	a.httpLimits = cfg.HTTP.WithDefaults()
+	nodeURL := cfg.NodeURL
+	if nodeURL == nil {
+		// A local result kept on another node is served through it, at
+		// the URL its heartbeat advertises.
+		nodeURL = func(ctx context.Context, node string) (string, bool, error) { return a.Cluster.NodeURL(ctx, node) }
+	}
 	api = httpapi.New(a.Results, mgr, a.Market, httpapi.Options{Auth: a.Auth, Fallback: root, Logger: a.log,
 		ServiceToken: cfg.ServiceToken, SpoolDir: spool, Limits: a.httpLimits,
 		Health: a.health, Orphans: orphans.New(a.DB, mgr, orphans.Options{Logger: a.log}), Metrics: a.Metrics.Handler(),
-		Cluster: func(ctx context.Context) (cluster.View, error) { return a.Cluster.View(ctx) }})
+		Cluster: func(ctx context.Context) (cluster.View, error) { return a.Cluster.View(ctx) },
+		NodeURL: nodeURL})
 	a.API = api
 	copts := cfg.Cluster
 	copts.NodeID, copts.AdvertiseURL, copts.Version, copts.Logger = nodeID, cfg.AdvertiseURL, HostVersion, a.log

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/magicads/r2storage/internal/s3test"
 	"github.com/magicads/r2storage/internal/testdb"
 )
 
@@ -86,14 +87,17 @@ func (r *crashRig) bulkDone(run int64) (n, bytes int64) {
 }
 
 // objectTimes lists the bucket's objects with their modification times.
-func (r *crashRig) objectTimes() map[string]time.Time {
-	r.t.Helper()
+func (r *crashRig) objectTimes() map[string]time.Time { return objectTimes(r.t, r.s3) }
+
+// objectTimes lists the bucket's objects with their LastModified.
+func objectTimes(t *testing.T, srv *s3test.Server) map[string]time.Time {
+	t.Helper()
 	out := map[string]time.Time{}
-	p := s3.NewListObjectsV2Paginator(r.s3.Client(), &s3.ListObjectsV2Input{Bucket: aws.String(bucket)})
+	p := s3.NewListObjectsV2Paginator(srv.Client(), &s3.ListObjectsV2Input{Bucket: aws.String(bucket)})
 	for p.HasMorePages() {
-		page, err := p.NextPage(r.t.Context())
+		page, err := p.NextPage(t.Context())
 		if err != nil {
-			r.t.Fatalf("listing the bucket: %v", err)
+			t.Fatalf("listing the bucket: %v", err)
 		}
 		for _, o := range page.Contents {
 			out[aws.ToString(o.Key)] = aws.ToTime(o.LastModified)

@@ -256,6 +256,53 @@ type hostProc struct {
 
 func (p *hostProc) pid() int { return p.cmd.Process.Pid }
 
+// runHost starts `magicads serve` with args and the tests' tokens and
+// console password (the caller's MAGICADS_* and APP_KEY variables left
+// out, env added), killed with the test if it dies, and stopped (SIGTERM,
+// then SIGKILL after 25 s) when the test ends, whose log it then prints
+// if the test failed.
+func runHost(t *testing.T, name, url string, args []string, env ...string) *hostProc {
+	t.Helper()
+	exe := hostBin.Build(t, "./host/cmd/magicads")
+	cmd := exec.Command(exe, args...)
+	// A test that dies takes the host with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "MAGICADS_") && !strings.HasPrefix(kv, "APP_KEY") && !strings.HasPrefix(kv, "TMPDIR=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "TMPDIR=") }) {
+		cmd.Env = append(cmd.Env, "TMPDIR="+os.TempDir())
+	}
+	cmd.Env = append(cmd.Env, "MAGICADS_ADMIN_TOKEN="+adminToken, "MAGICADS_SERVICE_TOKEN="+serviceToken, "MAGICADS_ADMIN_PASSWORD="+consolePassword)
+	cmd.Env = append(cmd.Env, env...)
+	p := &hostProc{cmd: cmd, url: url, logs: &plugintest.Logs{}, exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.logs, p.logs
+	p.started = time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting magicads serve (%s): %v", name, err)
+	}
+	go func() { cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-p.exited:
+			case <-time.After(25 * time.Second):
+				cmd.Process.Kill()
+				<-p.exited
+			}
+		}
+		if t.Failed() {
+			t.Logf("log of %s (pid %d), last lines but \"offloaded\" ones:\n%s", name, p.pid(), tailLines(dropLines(p.logs.String(), "results: offloaded"), 80))
+		}
+	})
+	return p
+}
+
 // newCrashRig installs and configures the plugin with an in-process host,
 // closes it, and starts the host process on the same data dir, database
 // and APP_KEY.
@@ -305,7 +352,6 @@ func newCrashRig(t *testing.T, d dbmigrate.Dialect) *crashRig {
 func (r *crashRig) start() {
 	t := r.t
 	t.Helper()
-	exe := hostBin.Build(t, "./host/cmd/magicads")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -316,42 +362,11 @@ func (r *crashRig) start() {
 	if r.dsn != "" {
 		args = append(args, "--db", r.dsn)
 	}
-	cmd := exec.Command(exe, args...)
-	// A test that dies takes the host with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "MAGICADS_") && !strings.HasPrefix(kv, "APP_KEY") && !strings.HasPrefix(kv, "TMPDIR=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "APP_KEY="+r.key, "MAGICADS_ADMIN_TOKEN="+adminToken,
-		"MAGICADS_SERVICE_TOKEN="+serviceToken, "MAGICADS_ADMIN_PASSWORD="+consolePassword, "TMPDIR="+r.sysTmp)
-	p := &hostProc{cmd: cmd, url: "http://" + addr, logs: &plugintest.Logs{}, exited: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.logs, p.logs
-	p.started = time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting magicads serve: %v", err)
-	}
-	go func() { cmd.Wait(); close(p.exited) }()
+	n := len(r.procs) + 1
+	p := runHost(t, fmt.Sprintf("host process %d", n), "http://"+addr, args, "APP_KEY="+r.key, "TMPDIR="+r.sysTmp)
 	r.proc = p
 	r.procs = append(r.procs, p)
-	n := len(r.procs)
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.exited:
-			case <-time.After(25 * time.Second):
-				cmd.Process.Kill()
-				<-p.exited
-			}
-		}
-		if t.Failed() {
-			t.Logf("log of host process %d (pid %d), last lines but \"offloaded\" ones:\n%s", n, p.pid(), tailLines(dropLines(p.logs.String(), "results: offloaded"), 80))
-		}
-	})
+	cmd := p.cmd
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {

@@ -29,6 +29,9 @@ import (
 
 var pluginBin plugintest.Builder
 
+// pluginBin110 is the R2 plugin reporting version 1.1.0, for updates.
+var pluginBin110 = plugintest.Builder{Flags: []string{"-ldflags", "-X main.version=1.1.0"}}
+
 // hostBin is the magicads command, for tests that run the host as a
 // process of its own.
 var hostBin plugintest.Builder
@@ -36,6 +39,7 @@ var hostBin plugintest.Builder
 func TestMain(m *testing.M) {
 	code := m.Run()
 	pluginBin.Cleanup()
+	pluginBin110.Cleanup()
 	hostBin.Cleanup()
 	os.Exit(code)
 }

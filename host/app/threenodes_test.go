@@ -14,16 +14,16 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/magicads/r2storage/host/dbmigrate"
 	"github.com/magicads/r2storage/internal/markettest"
-	"github.com/magicads/r2storage/internal/plugintest"
 	"github.com/magicads/r2storage/internal/rrproxy"
 	"github.com/magicads/r2storage/internal/s3test"
 	"github.com/magicads/r2storage/internal/testdb"
@@ -37,8 +37,7 @@ type nodeRig struct {
 	t        *testing.T
 	s3       *s3test.Server
 	dsn, key string
-	catalog  string // index URL
-	pubKey   string
+	cat      *markettest.Catalog
 	nodes    []*rigNode
 	proxy    *httptest.Server
 }
@@ -60,7 +59,8 @@ func newNodeRig(t *testing.T, n int) *nodeRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.catalog, r.pubKey = markettest.FreeR2Catalog(t, "1.0.0", bin)
+	r.cat = markettest.NewCatalog(t)
+	r.cat.Publish(t, map[string][]markettest.File{"1.0.0": markettest.Bundle(t, "1.0.0", bin, nil)})
 	var urls []string
 	for i := range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -86,42 +86,11 @@ func newNodeRig(t *testing.T, n int) *nodeRig {
 func (r *nodeRig) start(node *rigNode) {
 	t := r.t
 	t.Helper()
-	exe := hostBin.Build(t, "./host/cmd/magicads")
-	cmd := exec.Command(exe, "serve", "--addr", node.addr, "--data-dir", node.dataDir, "--db", r.dsn,
+	p := runHost(t, node.id, node.url(), []string{"serve", "--addr", node.addr, "--data-dir", node.dataDir, "--db", r.dsn,
 		"--node-id", node.id, "--advertise-url", node.url(), "--trusted-proxies", "127.0.0.1",
-		"--catalog", r.catalog, "--trusted-key", r.pubKey)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "MAGICADS_") && !strings.HasPrefix(kv, "APP_KEY") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "APP_KEY="+r.key, "MAGICADS_ADMIN_TOKEN="+adminToken,
-		"MAGICADS_SERVICE_TOKEN="+serviceToken, "MAGICADS_ADMIN_PASSWORD="+consolePassword)
-	p := &hostProc{cmd: cmd, url: node.url(), logs: &plugintest.Logs{}, exited: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.logs, p.logs
-	p.started = time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", node.id, err)
-	}
-	go func() { cmd.Wait(); close(p.exited) }()
+		"--catalog", r.cat.IndexURL(), "--trusted-key", r.cat.PublicKeyFile()}, "APP_KEY="+r.key)
 	node.proc = p
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.exited:
-			case <-time.After(25 * time.Second):
-				cmd.Process.Kill()
-				<-p.exited
-			}
-		}
-		if t.Failed() {
-			t.Logf("log of %s (pid %d), last lines:\n%s", node.id, p.pid(), tailLines(p.logs.String(), 60))
-		}
-	})
+	cmd := p.cmd
 	waitFor(t, 30*time.Second, node.id+" to answer /healthz", func() bool {
 		select {
 		case <-p.exited:
@@ -174,6 +143,58 @@ func (r *nodeRig) cluster() clusterJSON {
 		r.t.Fatalf("GET /api/v1/admin/cluster: %d", code)
 	}
 	return v
+}
+
+// waitPluginEverywhere waits until the cluster view shows every node
+// live and running the plugin's 1.0.0.
+func (r *nodeRig) waitPluginEverywhere() { r.waitVersionEverywhere("1.0.0") }
+
+// waitVersionEverywhere waits until the cluster view shows every node
+// live and running the plugin's version.
+func (r *nodeRig) waitVersionEverywhere(version string) {
+	r.t.Helper()
+	waitFor(r.t, 60*time.Second, "every node to run the plugin's "+version, func() bool {
+		v := r.cluster()
+		if len(v.Nodes) != len(r.nodes) {
+			return false
+		}
+		for _, n := range v.Nodes {
+			if !n.Live || len(n.Plugins) != 1 || n.Plugins[0].Version != version || n.Plugins[0].State != "running" {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// installR2 installs the plugin through the proxy and saves settings
+// keeping local copies, and waits until every node offers R2.
+func (r *nodeRig) installR2() {
+	t := r.t
+	t.Helper()
+	if code, _ := r.call(r.proxy.URL, "POST", "/api/v1/admin/plugins/"+pluginID+"/install", nil, nil); code != 200 {
+		t.Fatalf("install: %d", code)
+	}
+	r.waitPluginEverywhere()
+	if code, _ := r.call(r.proxy.URL, "PUT", "/api/v1/admin/plugins/"+pluginID+"/settings", map[string]any{"values": r.r2Settings("delete_local", false)}, nil); code != 200 {
+		t.Fatalf("settings: %d", code)
+	}
+	waitFor(t, 30*time.Second, "every node to offer R2", func() bool {
+		for _, n := range r.nodes {
+			if !r.offers(n) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// useR2 makes R2 the Default Storage through the proxy.
+func (r *nodeRig) useR2() {
+	r.t.Helper()
+	if code, _ := r.call(r.proxy.URL, "PUT", "/api/v1/admin/storage", map[string]string{"default": pluginID}, nil); code != 200 {
+		r.t.Errorf("Default Storage: %d", code)
+	}
 }
 
 // offers reports whether node offers R2 as Default Storage: enabled,
@@ -241,18 +262,7 @@ func TestThreeNodesGoLiveThroughAProxy(t *testing.T) {
 	if code, node := r.call(px, "POST", "/api/v1/admin/plugins/"+pluginID+"/install", nil, &inst); code != 200 || inst.InstalledVersion != "1.0.0" {
 		t.Fatalf("install through the proxy (node %s): %d %+v", node, code, inst)
 	}
-	waitFor(t, 30*time.Second, "every node to run the plugin", func() bool {
-		v := r.cluster()
-		if len(v.Nodes) != 3 {
-			return false
-		}
-		for _, n := range v.Nodes {
-			if !n.Live || len(n.Plugins) != 1 || n.Plugins[0].Version != "1.0.0" || n.Plugins[0].State != "running" {
-				return false
-			}
-		}
-		return true
-	})
+	r.waitPluginEverywhere()
 
 	// Settings and the connection test through the proxy: live on every
 	// node within 2 s (each node offers R2 only once its own plugin
@@ -402,4 +412,295 @@ func countFiles(t *testing.T, dir string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// burstResult is a result the burst got a 201 for, with its bytes' sha256.
+type burstResult struct {
+	id, sum string
+}
+
+// TestThreeNodesBurstWithANodeKilled: 500 results through the proxy, the
+// first ones while Default Storage is local (they stay on the node that
+// made them), the rest offloaded to R2; one node is SIGKILLed halfway.
+// Every result that got a 201 ends in exactly one recorded place with the
+// right sha256; while the killed node is down its local results answer
+// 503 with Retry-After (never 404, never wrong bytes) from any node, and
+// they are served again once it is back; no object recorded before the
+// kill is uploaded again.
+func TestThreeNodesBurstWithANodeKilled(t *testing.T) {
+	const total, clients, localFirst, killAt = 500, 12, 90, 250
+	r := newNodeRig(t, 3)
+	px := r.proxy.URL
+	r.installR2()
+	db, _, err := dbmigrate.Open(t.Context(), r.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+
+	victim := r.nodes[1]
+	var mu sync.Mutex
+	var got []burstResult
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var switchOnce, killOnce sync.Once
+	var recordedAtKill map[string]bool
+	var objectsAtKill map[string]time.Time
+	for range clients {
+		wg.Go(func() {
+			for {
+				i := next.Add(1)
+				if i > total {
+					return
+				}
+				data := pngBytes(8192 + int(i))
+				rb, code, err := postResult(px, data)
+				if err != nil || code != http.StatusCreated {
+					continue // a request the killed node had: no 201
+				}
+				sum := sha256.Sum256(data)
+				mu.Lock()
+				got = append(got, burstResult{id: rb.ID, sum: hex.EncodeToString(sum[:])})
+				n := len(got)
+				mu.Unlock()
+				switch n {
+				case localFirst:
+					switchOnce.Do(r.useR2)
+				case killAt:
+					killOnce.Do(func() {
+						victim.proc.cmd.Process.Signal(syscall.SIGKILL)
+						<-victim.proc.exited
+						// What was recorded in the bucket at the kill.
+						recordedAtKill = map[string]bool{}
+						rows, err := db.Query(`SELECT object_key FROM results WHERE storage = $1`, pluginID)
+						if err != nil {
+							t.Errorf("reading the recorded offloads: %v", err)
+							return
+						}
+						for rows.Next() {
+							var k string
+							rows.Scan(&k)
+							recordedAtKill[k] = true
+						}
+						rows.Close()
+						objectsAtKill = objectTimes(t, r.s3)
+					})
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if recordedAtKill == nil {
+		t.Fatalf("the burst never reached the kill (%d results got a 201)", len(got))
+	}
+	t.Logf("burst: %d of %d results got a 201; %s killed with %d offloads recorded", len(got), total, victim.id, len(recordedAtKill))
+	if len(got) < total*9/10 {
+		t.Fatalf("only %d of %d results got a 201", len(got), total)
+	}
+
+	// While the victim is down: never 404, never wrong bytes; its local
+	// results answer 503 with Retry-After.
+	content := func(g burstResult) (int, string) {
+		resp, err := noRedirect.Get(px + "/api/v1/results/" + g.id + "/content")
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			if s := sha256.Sum256(data); hex.EncodeToString(s[:]) != g.sum {
+				t.Fatalf("result %s served with the wrong bytes", g.id)
+			}
+		}
+		if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("result %s: 503 without Retry-After", g.id)
+		}
+		return resp.StatusCode, resp.Header.Get("Location")
+	}
+	waiting := map[string]bool{}
+	for _, g := range got {
+		switch code, _ := content(g); code {
+		case http.StatusOK, http.StatusFound:
+		case http.StatusServiceUnavailable:
+			waiting[g.id] = true
+		default:
+			t.Fatalf("result %s while %s is down: %d", g.id, victim.id, code)
+		}
+	}
+	t.Logf("%d results answered 503 with Retry-After while %s was down", len(waiting), victim.id)
+	if len(waiting) == 0 {
+		t.Fatalf("no result waited for %s: the burst left no local result on it", victim.id)
+	}
+
+	// The victim comes back: its local results serve again, and every
+	// result ends in exactly one recorded place with the right bytes.
+	r.start(victim)
+	waitFor(t, 2*time.Minute, "the killed node's results to serve again", func() bool {
+		for id := range waiting {
+			for _, g := range got {
+				if g.id == id {
+					if code, _ := content(g); code != http.StatusOK && code != http.StatusFound {
+						return false
+					}
+				}
+			}
+		}
+		return true
+	})
+	waitFor(t, 2*time.Minute, "the queue to settle", func() bool {
+		var n int
+		db.QueryRow(`SELECT COUNT(*) FROM jobs WHERE kind = 'offload'`).Scan(&n)
+		return n == 0
+	})
+	keys := map[string]string{}
+	local, remote := 0, 0
+	for _, g := range got {
+		var res struct {
+			Storage, URL, Path string
+		}
+		if code, _ := r.call(px, "GET", "/api/v1/results/"+g.id, nil, &res); code != 200 {
+			t.Fatalf("GET result %s: %d", g.id, code)
+		}
+		code, loc := content(g)
+		switch res.Storage {
+		case "local":
+			local++
+			if code != http.StatusOK {
+				t.Fatalf("local result %s: content %d", g.id, code)
+			}
+		case pluginID:
+			remote++
+			key := strings.TrimPrefix(res.URL, publicURL+"/")
+			if prev, ok := keys[key]; ok {
+				t.Fatalf("results %s and %s share the object %s", prev, g.id, key)
+			}
+			keys[key] = g.id
+			if s := sha256.Sum256(r.s3.GetObject(t, bucket, key)); hex.EncodeToString(s[:]) != g.sum {
+				t.Fatalf("the object of %s does not hold its bytes", g.id)
+			}
+			if code != http.StatusFound || loc != res.URL {
+				t.Fatalf("content of %s: %d %q, want a redirect to %s", g.id, code, loc, res.URL)
+			}
+		default:
+			t.Fatalf("result %s is recorded in %q", g.id, res.Storage)
+		}
+	}
+	t.Logf("%d results local, %d in R2", local, remote)
+	final := objectTimes(t, r.s3)
+	for key := range recordedAtKill {
+		if at, ok := objectsAtKill[key]; ok && !final[key].Equal(at) {
+			t.Errorf("object %s, recorded before the kill, was uploaded again (%v, then %v)", key, at, final[key])
+		}
+	}
+}
+
+// TestThreeNodesUpdateWhileFinalizing: an update from 1.0.0 to 1.1.0
+// through the proxy while results are being finalized through it: every
+// result gets its 201 and ends in R2 with the right bytes (none fails or
+// stays local because of the update), and the cluster view shows each
+// node's plugin version at every moment, ending with 1.1.0 everywhere.
+func TestThreeNodesUpdateWhileFinalizing(t *testing.T) {
+	r := newNodeRig(t, 3)
+	px := r.proxy.URL
+	r.installR2()
+	r.useR2()
+	bin100, err := os.ReadFile(pluginBin.Build(t, "./plugin/cmd/cloudflare-r2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin110, err := os.ReadFile(pluginBin110.Build(t, "./plugin/cmd/cloudflare-r2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.cat.Publish(t, map[string][]markettest.File{
+		"1.0.0": markettest.Bundle(t, "1.0.0", bin100, nil),
+		"1.1.0": markettest.Bundle(t, "1.1.0", bin110, nil),
+	})
+
+	stop := make(chan struct{})
+	var mu sync.Mutex
+	var got []burstResult
+	var failures []string
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				data := pngBytes(6000 + i)
+				rb, code, err := postResult(px, data)
+				mu.Lock()
+				if err != nil || code != http.StatusCreated {
+					failures = append(failures, fmt.Sprintf("%d %v", code, err))
+				} else {
+					sum := sha256.Sum256(data)
+					got = append(got, burstResult{id: rb.ID, sum: hex.EncodeToString(sum[:])})
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	// The cluster view, throughout: every node, each with its version.
+	views := 0
+	var viewErr string
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			var v clusterJSON
+			if code, _ := r.call(px, "GET", "/api/v1/admin/cluster", nil, &v); code != 200 {
+				viewErr = fmt.Sprintf("GET /api/v1/admin/cluster during the update: %d", code)
+				return
+			}
+			views++
+			for _, n := range v.Nodes {
+				if !n.Live || len(n.Plugins) != 1 || (n.Plugins[0].Version != "1.0.0" && n.Plugins[0].Version != "1.1.0") {
+					viewErr = fmt.Sprintf("during the update the cluster view showed %s as %+v", n.ID, n)
+					return
+				}
+			}
+		}
+	})
+	time.Sleep(time.Second) // results on their way before the update
+	var inst struct {
+		InstalledVersion string `json:"installed_version"`
+	}
+	if code, node := r.call(px, "POST", "/api/v1/admin/plugins/"+pluginID+"/install", nil, &inst); code != 200 || inst.InstalledVersion != "1.1.0" {
+		close(stop)
+		wg.Wait()
+		t.Fatalf("update through the proxy (node %s): %d %+v", node, code, inst)
+	}
+	r.waitVersionEverywhere("1.1.0")
+	time.Sleep(time.Second) // and some after
+	close(stop)
+	wg.Wait()
+	if viewErr != "" {
+		t.Fatal(viewErr)
+	}
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d results failed during the update: %v", len(failures), len(failures)+len(got), failures[:min(5, len(failures))])
+	}
+	t.Logf("%d results finalized during the update; %d cluster views read", len(got), views)
+	waitFor(t, 2*time.Minute, "every result of the update to reach R2", func() bool {
+		for _, g := range got {
+			var res struct{ Storage string }
+			if code, _ := r.call(px, "GET", "/api/v1/results/"+g.id, nil, &res); code != 200 || res.Storage != pluginID {
+				return false
+			}
+		}
+		return true
+	})
+	for _, g := range got {
+		var res struct{ URL string }
+		r.call(px, "GET", "/api/v1/results/"+g.id, nil, &res)
+		if s := sha256.Sum256(r.s3.GetObject(t, bucket, strings.TrimPrefix(res.URL, publicURL+"/"))); hex.EncodeToString(s[:]) != g.sum {
+			t.Fatalf("the object of %s does not hold its bytes", g.id)
+		}
+	}
 }

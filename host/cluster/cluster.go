@@ -394,31 +394,8 @@ func (h *Heartbeat) View(ctx context.Context) (View, error) {
 	return v, nil
 }
 
-// timeValue scans a timestamp: time.Time from PostgreSQL, text from SQLite.
-type timeValue time.Time
-
-// timeLayouts are the text forms SQLite gives back.
-var timeLayouts = []string{"2006-01-02 15:04:05.999999999", time.RFC3339Nano, "2006-01-02 15:04:05.999999999-07:00", "2006-01-02T15:04:05.999999999"}
-
-// Scan accepts time.Time and the text layouts of timeLayouts, as UTC.
-func (t *timeValue) Scan(v any) error {
-	switch x := v.(type) {
-	case time.Time:
-		*t = timeValue(x.UTC())
-		return nil
-	case []byte:
-		return t.Scan(string(x))
-	case string:
-		for _, layout := range timeLayouts {
-			if p, err := time.Parse(layout, x); err == nil {
-				*t = timeValue(p.UTC())
-				return nil
-			}
-		}
-		return fmt.Errorf("cluster: %q is not a timestamp", x)
-	}
-	return fmt.Errorf("cluster: cannot scan %T as a timestamp", v)
-}
+// timeValue scans a timestamp of either dialect.
+type timeValue = dbmigrate.TimeValue
 
 // nullTime scans a timestamp that may be NULL.
 type nullTime struct {
@@ -451,4 +428,20 @@ func CheckNodeID(id string) error {
 		}
 	}
 	return nil
+}
+
+// NodeURL returns node's advertised base URL and whether it is live (see
+// View); an unknown node is not live.
+func (h *Heartbeat) NodeURL(ctx context.Context, node string) (baseURL string, live bool, err error) {
+	var seen, now timeValue
+	var stopped nullTime
+	err = h.db.QueryRowContext(ctx, `SELECT advertise_url, last_seen, stopped_at, `+h.now()+` FROM nodes WHERE id = $1`, node).
+		Scan(&baseURL, &seen, &stopped, &now)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("reading node %s's row: %w", node, err)
+	}
+	return baseURL, !stopped.valid && time.Time(now).Sub(time.Time(seen)) <= h.opts.LiveWindow, nil
 }

@@ -57,6 +57,11 @@ type Options struct {
 	// Cluster reads the cluster view (GET /api/v1/admin/cluster); nil
 	// answers it 503.
 	Cluster func(ctx context.Context) (cluster.View, error)
+	// NodeURL says where host node node serves this API (its base URL)
+	// and whether it is live; nil means a single node. The content of a
+	// local result kept in another node's results folder is served
+	// through that node (see resultContent).
+	NodeURL func(ctx context.Context, node string) (baseURL string, live bool, err error)
 }
 
 // API is the HTTP handler.
@@ -76,6 +81,8 @@ type API struct {
 	// statsLog keeps the storage overview from logging the same job
 	// counts error on every request.
 	statsLog changeLog
+	// forward sends content requests to the node holding a local copy.
+	forward *http.Client
 }
 
 // New returns the API handler; market may be nil (no marketplace).
@@ -83,7 +90,7 @@ func New(res *results.Service, prov *providers.Manager, market *marketplace.Mark
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &API{results: res, providers: prov, market: market, opts: opts, mux: newRouteMux(), limits: opts.Limits.WithDefaults()}
+	a := &API{results: res, providers: prov, market: market, opts: opts, mux: newRouteMux(), limits: opts.Limits.WithDefaults(), forward: newForwardClient()}
 	a.uploads = make(chan struct{}, a.limits.MaxUploads)
 	if res != nil {
 		a.jobs = res

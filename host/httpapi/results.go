@@ -113,7 +113,9 @@ func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter 
 const contentCSP = "sandbox; default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'"
 
 // resultContent serves a local result's bytes (with Range support) or
-// redirects to an offloaded result's public URL.
+// redirects to an offloaded result's public URL. A local copy kept in
+// another node's results folder is served through that node
+// (serveThroughOwner).
 func (a *API) resultContent(w http.ResponseWriter, r *http.Request) {
 	// Every answer here, redirects and errors too, is inert in a browser.
 	w.Header().Set("Content-Security-Policy", contentCSP)
@@ -130,6 +132,10 @@ func (a *API) resultContent(w http.ResponseWriter, r *http.Request) {
 	}
 	if c.RedirectURL != "" {
 		http.Redirect(w, r, c.RedirectURL, http.StatusFound)
+		return
+	}
+	if c.OwnerNode != "" {
+		a.serveThroughOwner(w, r, c)
 		return
 	}
 	f, err := os.Open(c.LocalPath)

@@ -932,7 +932,16 @@ func (s *Service) reconcileBulk(ctx context.Context, r bulkRunRow) error {
 // pause or cancel never misses a job queued meanwhile.
 func (s *Service) feedBulk(ctx context.Context, r bulkRunRow) error {
 	var queued int
-	if err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM bulk_items WHERE run_id = $1 AND state = $2", r.id, itemQueued).Scan(&queued); err != nil {
+	var err error
+	if s.opts.SharedVolume {
+		err = s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM bulk_items WHERE run_id = $1 AND state = $2", r.id, itemQueued).Scan(&queued)
+	} else {
+		// This node's window: the queued jobs it may run. Jobs waiting
+		// for another node (down, or gone) do not hold this node's back.
+		err = s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM bulk_items i JOIN jobs j ON j.kind = $3 AND j.result_id = i.result_id
+			WHERE i.run_id = $1 AND i.state = $2 AND j.node IN ('', $4)`, r.id, itemQueued, r.jobKind(), s.opts.NodeID).Scan(&queued)
+	}
+	if err != nil {
 		return err
 	}
 	need := s.bulkWindow() - queued
@@ -942,7 +951,17 @@ func (s *Service) feedBulk(ctx context.Context, r bulkRunRow) error {
 	if r.direction == BulkOffload && s.offloadBlocked(ctx, r.provider) != "" {
 		return nil
 	}
-	rows, err := s.db.direct().QueryContext(ctx, fmt.Sprintf("SELECT result_id FROM bulk_items WHERE run_id = $1 AND state = $2 ORDER BY result_id LIMIT %d", need), r.id, itemPending)
+	var rows *sql.Rows
+	if s.opts.SharedVolume {
+		rows, err = s.db.direct().QueryContext(ctx, fmt.Sprintf("SELECT result_id FROM bulk_items WHERE run_id = $1 AND state = $2 ORDER BY result_id LIMIT %d", need), r.id, itemPending)
+	} else {
+		// The items this node may run: those whose local copy (read by
+		// an offload, or checked by a restore) is in its results folder
+		// or any node's; each node feeds its own.
+		rows, err = s.db.direct().QueryContext(ctx, fmt.Sprintf(`SELECT i.result_id FROM bulk_items i LEFT JOIN results rr ON rr.id = i.result_id
+			WHERE i.run_id = $1 AND i.state = $2 AND (rr.id IS NULL OR NOT rr.local_present OR rr.local_node IN ('', $3))
+			ORDER BY i.result_id LIMIT %d`, need), r.id, itemPending, s.opts.NodeID)
+	}
 	if err != nil {
 		return err
 	}
@@ -995,7 +1014,9 @@ func (s *Service) feedBulk(ctx context.Context, r bulkRunRow) error {
 
 // feedJobsQuery is the statement that queues the jobs of a batch of a
 // run's items (ids): $1 kind, $2 provider, $3 now, $4 run, $5 where the
-// results must still be, then the ids. "NOT deleted" rather than
+// results must still be, then the ids. A job whose result has a local
+// copy runs on the node holding it (an offload reads it, a restore checks
+// it); a restore of a result without one runs on any node. "NOT deleted" rather than
 // "deleted = false": SQLite's planner would otherwise walk its
 // (deleted, …) index over every result instead of looking the ids up
 // (TestFeedLooksResultsUpByID).
@@ -1005,8 +1026,8 @@ func feedJobsQuery(direction string, ids []string) (string, []any) {
 		keyColumns = "object_key, bucket"
 	}
 	in, args := inList(5, ids)
-	return `INSERT INTO jobs (kind, result_id, provider, object_key, bucket, attempts, next_attempt_at, locked_until, locked_by, last_error, created_at, bulk_run)
-			SELECT $1, id, $2, ` + keyColumns + `, 0, $3, NULL, '', '', $3, $4 FROM results WHERE id IN (` + in + `) AND storage = $5 AND NOT deleted
+	return `INSERT INTO jobs (kind, result_id, provider, object_key, bucket, attempts, next_attempt_at, locked_until, locked_by, last_error, created_at, bulk_run, node)
+			SELECT $1, id, $2, ` + keyColumns + `, 0, $3, NULL, '', '', $3, $4, CASE WHEN local_present THEN local_node ELSE '' END FROM results WHERE id IN (` + in + `) AND storage = $5 AND NOT deleted
 			ON CONFLICT (kind, result_id) DO NOTHING`, args
 }
 
@@ -1138,6 +1159,9 @@ func (s *Service) restoreJob(ctx context.Context, j *job) outcome {
 		return s.restoreDrop(ctx, j, errNotInstalled(j.provider).Error(), nil)
 	}
 	wrote := false
+	if rw.localPresent && !s.holds(rw.localNode) {
+		return s.rehome(ctx, j, rw.localNode)
+	}
 	if !rw.localPresent || !s.localMatches(rw, sum) {
 		key := rw.objectKey
 		if key == "" {
@@ -1185,9 +1209,9 @@ func (s *Service) restoreJob(ctx context.Context, j *job) outcome {
 	var n int64
 	s.db.warm(bctx, sqlSettleBulkItem)
 	err = s.inTx(bctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(bctx, `UPDATE results SET storage = $1, object_key = '', bucket = '', url = '', local_present = $2, local_reason = '', updated_at = $3
+		res, err := tx.ExecContext(bctx, `UPDATE results SET storage = $1, object_key = '', bucket = '', url = '', local_present = $2, local_reason = '', updated_at = $3, local_node = $9
 			WHERE id = $4 AND storage = $5 AND object_key = $6 AND bucket = $7 AND deleted = $8`,
-			Local, true, dbTime(s.now()), rw.id, j.provider, rw.objectKey, rw.bucket, false)
+			Local, true, dbTime(s.now()), rw.id, j.provider, rw.objectKey, rw.bucket, false, s.localNode())
 		if err != nil {
 			return err
 		}

@@ -449,6 +449,9 @@ func TestBulkTwoNodesShareARun(t *testing.T) {
 		const n = 150
 		optsA, optsB := testOptions(), testOptions()
 		optsA.NodeID, optsB.NodeID = "node-a", "node-b"
+		// Both nodes mount one results folder, so either may run any job
+		// (TestNodesBulkOffloadRunsOnTheOwner: each its own).
+		optsA.SharedVolume, optsB.SharedVolume = true, true
 		e, st, data := bulkEnv(t, d, optsA, n, false)
 		other := New(e.db.DB, e.local, e.router, optsB)
 		worker(t, e.svc)

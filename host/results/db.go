@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/magicads/r2storage/host/dbmigrate"
 )
 
 // timeLayout is how every timestamp is sent to the database: UTC, fixed
@@ -50,35 +52,17 @@ func (b *dbBool) Scan(v any) error {
 	return nil
 }
 
-// dbTimeValue scans a timestamp column, as time.Time or as text.
-type dbTimeValue time.Time
-
-// Scan accepts time.Time and the text layouts the drivers return.
-func (t *dbTimeValue) Scan(v any) error {
-	switch x := v.(type) {
-	case time.Time:
-		*t = dbTimeValue(x.UTC())
-		return nil
-	case []byte:
-		return t.Scan(string(x))
-	case string:
-		for _, layout := range []string{timeLayout, "2006-01-02 15:04:05.999999999-07:00", time.RFC3339Nano, "2006-01-02 15:04:05.999999999", "2006-01-02 15:04:05"} {
-			if p, err := time.Parse(layout, x); err == nil {
-				*t = dbTimeValue(p.UTC())
-				return nil
-			}
-		}
-		return fmt.Errorf("results: %q is not a timestamp", x)
-	default:
-		return fmt.Errorf("results: cannot scan %T as a timestamp", v)
-	}
-}
+// dbTimeValue scans a timestamp column of either dialect.
+type dbTimeValue = dbmigrate.TimeValue
 
 // row is one results row, with its offload job if it has one.
 type row struct {
 	id, path, contentType, sha256, storage, objectKey, url, owner, localReason string
 	// bucket is where the object is ('' for local and legacy rows).
-	bucket                string
+	bucket string
+	// localNode is the node whose results folder holds the local copy
+	// ("" for any node: a shared folder, or a row from before nodes).
+	localNode             string
 	size                  int64
 	localPresent, deleted bool
 	createdAt             time.Time
@@ -87,7 +71,7 @@ type row struct {
 }
 
 // rowColumns are the columns scanRow reads, in order, from rowFrom.
-const rowColumns = "r.id, r.path, r.content_type, r.size, r.sha256, r.storage, r.object_key, r.url, r.local_present, r.deleted, r.created_at, r.owner, r.local_reason, r.bucket, " +
+const rowColumns = "r.id, r.path, r.content_type, r.size, r.sha256, r.storage, r.object_key, r.url, r.local_present, r.deleted, r.created_at, r.owner, r.local_reason, r.bucket, r.local_node, " +
 	"j.id, j.state, j.provider, j.last_error, j.attempts, j.next_attempt_at"
 
 // rowFrom is the results table with each result's offload job.
@@ -104,7 +88,7 @@ func scanRow(sc scanner) (row, error) {
 	var jobID, attempts sql.NullInt64
 	var state, provider, lastErr sql.NullString
 	var next any
-	if err := sc.Scan(&r.id, &r.path, &r.contentType, &r.size, &r.sha256, &r.storage, &r.objectKey, &r.url, &lp, &del, &created, &r.owner, &r.localReason, &r.bucket,
+	if err := sc.Scan(&r.id, &r.path, &r.contentType, &r.size, &r.sha256, &r.storage, &r.objectKey, &r.url, &lp, &del, &created, &r.owner, &r.localReason, &r.bucket, &r.localNode,
 		&jobID, &state, &provider, &lastErr, &attempts, &next); err != nil {
 		return row{}, err
 	}

@@ -44,7 +44,11 @@ func (g *gateRouter) Route(ctx context.Context) Route {
 // goes.
 func TestDrainCoversLeasedJobs(t *testing.T) {
 	forDialects(t, func(t *testing.T, d dbmigrate.Dialect) {
-		e := newEnv(t, d, true, false, testOptions())
+		// The gated Service below is another one of the same node, on
+		// the same results folder.
+		opts := testOptions()
+		opts.NodeID = "node-a"
+		e := newEnv(t, d, true, false, opts)
 		e.remote.setMode(func(string) mode { return failAfterCommit })
 		r := e.finalize(t, payload(1))
 		if r.Storage != Local || !e.remote.has(r.Path) {
@@ -53,7 +57,7 @@ func TestDrainCoversLeasedJobs(t *testing.T) {
 		e.remote.setMode(nil)
 		g := &gateRouter{router: e.router, gate: make(chan struct{}), entered: make(chan struct{})}
 		gate, entered := g.gate, g.entered
-		svc := New(e.db.DB, e.local, g, testOptions())
+		svc := New(e.db.DB, e.local, g, opts)
 		worker(t, svc)
 		<-entered // the worker leased the job and asks where it goes
 		// Remove: Default Storage -> local, drain, stop plugin, reopen.

@@ -46,6 +46,8 @@ type job struct {
 	attempts int
 	// bulkRun is the bulk operation that queued the job (0 for none).
 	bulkRun int64
+	// node is the node that must run the job ("" for any node).
+	node string
 	// claim is the locked_by value this attempt wrote: the lease is ours as
 	// long as the row still holds it (each claim writes a fresh one).
 	claim string
@@ -98,25 +100,27 @@ func fail(provider string, err error) outcome {
 func doneWith(provider string) outcome { return outcome{state: stateDone, about: provider} }
 
 // insertLeasedJob queues a job already leased by the caller; bucket is
-// where a delete job's object is ("" otherwise).
-func (s *Service) insertLeasedJob(ctx context.Context, tx *sql.Tx, kind, resultID, provider, key, bucket string, now time.Time) (*job, error) {
-	j := &job{kind: kind, resultID: resultID, provider: provider, objectKey: key, bucket: bucket, claim: s.newClaim(), until: now.Add(s.opts.LeaseDuration)}
-	err := tx.QueryRowContext(ctx, `INSERT INTO jobs (kind, result_id, provider, object_key, bucket, attempts, next_attempt_at, locked_until, locked_by, last_error, created_at)
-		VALUES ($1, $2, $3, $4, $8, 0, $5, $6, $7, '', $5) RETURNING id`,
-		kind, resultID, provider, key, dbTime(now), dbTime(j.until), j.claim, bucket).Scan(&j.id)
+// where a delete job's object is ("" otherwise); node is the node that
+// must run the job when it is retried ("" for any).
+func (s *Service) insertLeasedJob(ctx context.Context, tx *sql.Tx, kind, resultID, provider, key, bucket, node string, now time.Time) (*job, error) {
+	j := &job{kind: kind, resultID: resultID, provider: provider, objectKey: key, bucket: bucket, node: node, claim: s.newClaim(), until: now.Add(s.opts.LeaseDuration)}
+	err := tx.QueryRowContext(ctx, `INSERT INTO jobs (kind, result_id, provider, object_key, bucket, attempts, next_attempt_at, locked_until, locked_by, last_error, created_at, node)
+		VALUES ($1, $2, $3, $4, $8, 0, $5, $6, $7, '', $5, $9) RETURNING id`,
+		kind, resultID, provider, key, dbTime(now), dbTime(j.until), j.claim, bucket, node).Scan(&j.id)
 	if err != nil {
 		return nil, err
 	}
 	return j, nil
 }
 
-// insertQueuedJob queues a job for the workers, due at due; why says why
-// it was not tried at once. provider "" means whatever Default Storage
-// names when the job runs.
-func (s *Service) insertQueuedJob(ctx context.Context, tx *sql.Tx, kind, resultID, provider, key string, now, due time.Time, why string) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO jobs (kind, result_id, provider, object_key, attempts, next_attempt_at, locked_until, locked_by, last_error, created_at)
-		VALUES ($1, $2, $3, $4, 0, $5, NULL, '', $6, $7)`,
-		kind, resultID, provider, key, dbTime(due), short(errors.New(why)), dbTime(now))
+// insertQueuedJob queues a job for the workers of node ("" for any node),
+// due at due; why says why it was not tried at once. provider "" means
+// whatever Default Storage names when the job runs; bucket is where a
+// delete job's object is ("" otherwise).
+func (s *Service) insertQueuedJob(ctx context.Context, tx *sql.Tx, kind, resultID, provider, key, bucket, node string, now, due time.Time, why string) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO jobs (kind, result_id, provider, object_key, bucket, attempts, next_attempt_at, locked_until, locked_by, last_error, created_at, node)
+		VALUES ($1, $2, $3, $4, $5, 0, $6, NULL, '', $7, $8, $9)`,
+		kind, resultID, provider, key, bucket, dbTime(due), short(errors.New(why)), dbTime(now), node)
 	return err
 }
 
@@ -433,10 +437,29 @@ func (s *Service) runJob(ctx context.Context, j *job) outcome {
 	}
 }
 
-// nextDue returns how long until the earliest unleased job is due.
+// nextDueQuery is the earliest due time of the unleased jobs this node
+// runs: $1 the queued state, $2 this node. Jobs another node must run are
+// not this node's to wait for (a worker woken by them would spin).
+const nextDueQuery = `SELECT MIN(m) FROM (
+		SELECT MIN(next_attempt_at) AS m FROM jobs WHERE node = '' AND locked_until IS NULL AND state = $1
+		UNION ALL
+		SELECT MIN(next_attempt_at) AS m FROM jobs WHERE node = $2 AND locked_until IS NULL AND state = $1) due`
+
+// nextDueAnyQuery is nextDueQuery of a node on a shared results folder,
+// which runs every job.
+const nextDueAnyQuery = "SELECT MIN(next_attempt_at) FROM jobs WHERE locked_until IS NULL AND state = $1"
+
+// nextDue returns how long until the earliest unleased job this node runs
+// is due.
 func (s *Service) nextDue(ctx context.Context) (time.Duration, bool) {
 	var v any
-	if err := s.db.QueryRowContext(ctx, "SELECT MIN(next_attempt_at) FROM jobs WHERE locked_until IS NULL AND state = $1", jobQueued).Scan(&v); err != nil || v == nil {
+	var err error
+	if s.opts.SharedVolume {
+		err = s.db.QueryRowContext(ctx, nextDueAnyQuery, jobQueued).Scan(&v)
+	} else {
+		err = s.db.QueryRowContext(ctx, nextDueQuery, jobQueued, s.opts.NodeID).Scan(&v)
+	}
+	if err != nil || v == nil {
 		return 0, false
 	}
 	var t dbTimeValue
@@ -446,16 +469,36 @@ func (s *Service) nextDue(ctx context.Context) (time.Duration, bool) {
 	return time.Time(t).Sub(s.now()), true
 }
 
-// claimQuery lists the due jobs claim picks from: the first 20.
-const claimQuery = `SELECT id FROM jobs WHERE next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1) AND state = $2
+// claimQuery lists the due jobs claim picks from: the first 20 of those
+// any node may run and those of this node ($3). Each half is one ordered
+// range of jobs_node_due_idx, so the jobs that wait for another node
+// (jobs.node: it holds the local copy they read) cost nothing to pass by,
+// however many there are.
+const claimQuery = `SELECT id FROM (
+		SELECT id, next_attempt_at FROM (SELECT id, next_attempt_at FROM jobs WHERE node = '' AND next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1) AND state = $2
+			ORDER BY next_attempt_at, id LIMIT 20) shared
+		UNION ALL
+		SELECT id, next_attempt_at FROM (SELECT id, next_attempt_at FROM jobs WHERE node = $3 AND next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1) AND state = $2
+			ORDER BY next_attempt_at, id LIMIT 20) own
+	) due ORDER BY next_attempt_at, id LIMIT 20`
+
+// claimAnyQuery is claimQuery of a node on a shared results folder, which
+// runs every job, whichever node queued it.
+const claimAnyQuery = `SELECT id FROM jobs WHERE next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1) AND state = $2
 		ORDER BY next_attempt_at, id LIMIT 20`
 
-// claim leases one due job, or returns nil when none is due. The lease is a
-// conditional update, so two nodes never hold one job at once. Failed jobs
-// are never claimed.
+// claim leases one due job this node may run, or returns nil when none is
+// due. The lease is a conditional update, so two nodes never hold one job
+// at once. Failed jobs are never claimed, nor jobs another node must run.
 func (s *Service) claim(ctx context.Context) (*job, error) {
 	now := s.now()
-	rows, err := s.db.QueryContext(ctx, claimQuery, dbTime(now), jobQueued)
+	var rows *sql.Rows
+	var err error
+	if s.opts.SharedVolume {
+		rows, err = s.db.QueryContext(ctx, claimAnyQuery, dbTime(now), jobQueued)
+	} else {
+		rows, err = s.db.QueryContext(ctx, claimQuery, dbTime(now), jobQueued, s.opts.NodeID)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -484,8 +527,8 @@ func (s *Service) claim(ctx context.Context) (*job, error) {
 		j := &job{id: id, claim: claim, until: until}
 		err := s.db.QueryRowContext(ctx, `UPDATE jobs SET locked_until = $1, locked_by = $4
 			WHERE id = $2 AND next_attempt_at <= $3 AND (locked_until IS NULL OR locked_until < $3) AND state = $5
-			RETURNING kind, result_id, provider, object_key, bucket, attempts, bulk_run`, dbTime(until), id, dbTime(now), claim, jobQueued).
-			Scan(&j.kind, &j.resultID, &j.provider, &j.objectKey, &j.bucket, &j.attempts, &j.bulkRun)
+			RETURNING kind, result_id, provider, object_key, bucket, attempts, bulk_run, node`, dbTime(until), id, dbTime(now), claim, jobQueued).
+			Scan(&j.kind, &j.resultID, &j.provider, &j.objectKey, &j.bucket, &j.attempts, &j.bulkRun, &j.node)
 		if isNoRows(err) {
 			continue // another worker took it, or it is gone
 		}
@@ -512,6 +555,9 @@ func (s *Service) offloadJob(ctx context.Context, j *job, target *Target) outcom
 	}
 	if rw.storage != Local {
 		return drop("the result already lives in " + rw.storage)
+	}
+	if !s.holds(rw.localNode) {
+		return s.rehome(ctx, j, rw.localNode)
 	}
 	if target == nil {
 		t, out := s.routeJob(ctx, j)
@@ -627,7 +673,7 @@ func (s *Service) routeJob(ctx context.Context, j *job) (*Target, outcome) {
 
 // Statements recordOffload runs in its transaction.
 const (
-	sqlRecordOffload = `UPDATE results SET storage = $1, object_key = $2, bucket = $3, url = $4, local_present = $5, updated_at = $6, local_reason = ''
+	sqlRecordOffload = `UPDATE results SET storage = $1, object_key = $2, bucket = $3, url = $4, local_present = $5, updated_at = $6, local_reason = '', local_node = $10
 		WHERE id = $7 AND storage = $8 AND deleted = $9`
 	sqlDeleteJobOf = "DELETE FROM jobs WHERE kind = $1 AND result_id = $2"
 )
@@ -641,6 +687,10 @@ const (
 func (s *Service) recordOffload(ctx context.Context, rw row, provider string, info storage.ObjectInfo, locs, localPresent bool, bulkRun int64) (int64, error) {
 	bucket, key := location(rw, info, locs)
 	rec := &offloadRecord{id: rw.id, provider: provider, bucket: bucket, key: key, url: info.URL, localPresent: localPresent, bulkRun: bulkRun}
+	if localPresent {
+		// The copy kept stays where it is.
+		rec.localNode = rw.localNode
+	}
 	return s.recorder.record(ctx, rec, func(ctx context.Context, batch []*offloadRecord) error {
 		return s.writeOffloads(ctx, batch)
 	})
@@ -650,7 +700,9 @@ func (s *Service) recordOffload(ctx context.Context, rw row, provider string, in
 type offloadRecord struct {
 	id, provider, bucket, key, url string
 	localPresent                   bool
-	bulkRun                        int64
+	// localNode is the node holding the local copy kept ("" without one).
+	localNode string
+	bulkRun   int64
 	// n is how many results rows the record changed (0 or 1).
 	n int64
 }
@@ -665,7 +717,7 @@ func (s *Service) writeOffloads(ctx context.Context, batch []*offloadRecord) err
 	defer rollback(tx)
 	now := dbTime(s.now())
 	for _, r := range batch {
-		res, err := s.db.txExec(ctx, tx, sqlRecordOffload, r.provider, r.key, r.bucket, r.url, r.localPresent, now, r.id, Local, false)
+		res, err := s.db.txExec(ctx, tx, sqlRecordOffload, r.provider, r.key, r.bucket, r.url, r.localPresent, now, r.id, Local, false, r.localNode)
 		if err != nil {
 			return err
 		}
@@ -756,6 +808,10 @@ func (s *Service) putFile(ctx context.Context, p storage.Provider, rw row, f *os
 // configured for is not touched: the job is parked failed, saying where
 // the object is and what to do.
 func (s *Service) deleteJob(ctx context.Context, j *job) outcome {
+	if !s.holds(j.node) {
+		// Leased inline by Delete, which leaves such jobs to that node.
+		return retry(fmt.Errorf("the local copy is on node %s, which deletes it", j.node))
+	}
 	if j.provider == Local {
 		if err := s.local.Delete(ctx, j.objectKey); err != nil {
 			return retry(fmt.Errorf("deleting the local file: %w", err))
@@ -820,6 +876,9 @@ func (s *Service) deleteJob(ctx context.Context, j *job) outcome {
 		return dropErr("the result is not deleted", errors.New("a delete job for a live result"))
 	}
 	if rw.localPresent && rw.storage != Local {
+		if !s.holds(rw.localNode) {
+			return s.rehome(ctx, j, rw.localNode)
+		}
 		if err := s.local.Delete(ctx, rw.path); err != nil {
 			return retry(fmt.Errorf("deleting the local copy: %w", err))
 		}
@@ -841,6 +900,19 @@ func (s *Service) deleteJob(ctx context.Context, j *job) outcome {
 		return retry(err)
 	}
 	return s.deleted(j)
+}
+
+// rehome hands job j to node, which holds the local copy the job reads:
+// the job's node is rewritten while this attempt still holds its lease,
+// and the attempt ends as a retry, which that node's workers take.
+func (s *Service) rehome(ctx context.Context, j *job, node string) outcome {
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	why := fmt.Errorf("the local copy is on node %s; the job moves to that node", node)
+	if _, err := s.db.ExecContext(bctx, "UPDATE jobs SET node = $1 WHERE id = $2 AND locked_by = $3", node, j.id, j.claim); err != nil {
+		return retry(fmt.Errorf("%v, but recording that failed: %w", why, err))
+	}
+	return retry(why)
 }
 
 // deleted is the outcome of a delete job that did its work.

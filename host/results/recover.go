@@ -416,8 +416,8 @@ func (r *recovery) adopt(ctx context.Context, f recoverFile, row recoverRow) err
 	}
 	uctx, cancel := context.WithTimeout(ctx, r.s.opts.DBTimeout)
 	defer cancel()
-	res, err := r.s.db.ExecContext(uctx, "UPDATE results SET local_present = $1, updated_at = $2 WHERE id = $3 AND storage = $4 AND deleted = $5 AND local_present = $6",
-		true, dbTime(r.s.now()), f.id, Local, false, false)
+	res, err := r.s.db.ExecContext(uctx, "UPDATE results SET local_present = $1, updated_at = $2, local_node = $7 WHERE id = $3 AND storage = $4 AND deleted = $5 AND local_present = $6",
+		true, dbTime(r.s.now()), f.id, Local, false, false, r.s.localNode())
 	var n int64
 	if err == nil {
 		n, err = res.RowsAffected()

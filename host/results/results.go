@@ -239,13 +239,18 @@ type ListOptions struct {
 	Owner string
 }
 
-// Content says how to serve a result's bytes: from LocalPath, or by
-// redirecting to RedirectURL. Exactly one of the two is set.
+// Content says how to serve a result's bytes: from LocalPath, by
+// redirecting to RedirectURL, or through the node OwnerNode. Exactly one
+// of the three is set.
 type Content struct {
 	// LocalPath is the absolute path of the local file to serve.
 	LocalPath string
 	// RedirectURL is the public URL of the offloaded object.
 	RedirectURL string
+	// OwnerNode, when set, is the host node whose results folder holds
+	// the local copy this node cannot read (LocalPath and RedirectURL are
+	// then ""): the content is served through that node.
+	OwnerNode string
 	Result
 }
 
@@ -272,6 +277,12 @@ type Options struct {
 	// be stable across restarts and unique per node (the host keeps it in
 	// its data dir). Default: a random id, so nothing is released.
 	NodeID string
+	// SharedVolume says every node mounts the same results folder (e.g. an
+	// NFS share): local copies then belong to no node (results.local_node
+	// is written ''), and this node runs any job and serves any local
+	// copy. Without it each node's results folder is its own, and the work
+	// that reads a local copy runs only on the node that holds it.
+	SharedVolume bool
 	// PollInterval is how often an idle worker looks for due jobs (default 5s).
 	PollInterval time.Duration
 	// LeaseDuration is how long a job lease lasts before it must be renewed;
@@ -419,6 +430,22 @@ func New(db *sql.DB, local *localstore.Store, router Router, opts Options) *Serv
 	}
 	return &Service{db: newStmtDB(db), local: local, router: router, opts: opts, log: opts.Logger,
 		owner: opts.NodeID + "/" + rand.Text(), wake: make(chan struct{}, 1), bulkWake: make(chan struct{}, 1), staged: map[string]struct{}{}, seen: map[string]*seenStats{}, passed: map[string]Placement{}}
+}
+
+// localNode is the node results.local_node records for a local copy this
+// node writes: this node, or "" (any node) on a shared results folder.
+func (s *Service) localNode() string {
+	if s.opts.SharedVolume {
+		return ""
+	}
+	return s.opts.NodeID
+}
+
+// holds reports whether this node reads the local copies recorded on node
+// (results.local_node): its own, those of no node, and on a shared
+// results folder every one.
+func (s *Service) holds(node string) bool {
+	return s.opts.SharedVolume || node == "" || node == s.opts.NodeID
 }
 
 // newClaim returns a fresh lease claim, written to locked_by:
@@ -719,22 +746,22 @@ func (s *Service) record(ctx context.Context, rw row, route Route, plan int, now
 		return nil, err
 	}
 	defer rollback(tx)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO results (id, path, content_type, size, sha256, storage, object_key, url, local_present, deleted, created_at, updated_at, owner, local_reason)
-		VALUES ($1, $2, $3, $4, $5, $6, '', '', $7, $8, $9, $9, $10, $11)`,
-		rw.id, rw.path, rw.contentType, rw.size, rw.sha256, Local, true, false, dbTime(now), rw.owner, rw.localReason); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO results (id, path, content_type, size, sha256, storage, object_key, url, local_present, deleted, created_at, updated_at, owner, local_reason, local_node)
+		VALUES ($1, $2, $3, $4, $5, $6, '', '', $7, $8, $9, $9, $10, $11, $12)`,
+		rw.id, rw.path, rw.contentType, rw.size, rw.sha256, Local, true, false, dbTime(now), rw.owner, rw.localReason, s.localNode()); err != nil {
 		return nil, err
 	}
 	var j *job
 	switch plan {
 	case planInline:
-		if j, err = s.insertLeasedJob(ctx, tx, kindOffload, rw.id, route.Target.ID, rw.path, "", now); err != nil {
+		if j, err = s.insertLeasedJob(ctx, tx, kindOffload, rw.id, route.Target.ID, rw.path, "", s.localNode(), now); err != nil {
 			return nil, err
 		}
 	case planQueue:
 		// The first attempt waits a backoff step: the reason is passing,
 		// and trying at once would only fail again.
 		due := now.Add(s.backoff(1))
-		if err := s.insertQueuedJob(ctx, tx, kindOffload, rw.id, route.Default, rw.path, now, due, route.Reason); err != nil {
+		if err := s.insertQueuedJob(ctx, tx, kindOffload, rw.id, route.Default, rw.path, "", s.localNode(), now, due, route.Reason); err != nil {
 			return nil, err
 		}
 	}
@@ -843,15 +870,26 @@ func decodeCursor(c string) (time.Time, string, error) {
 // current public base while the result's bucket is the one it is
 // configured for, else the URL recorded at upload), so offloaded results
 // keep serving after their provider is disabled or uninstalled.
+//
+// A local copy in another node's results folder (results.local_node) is
+// not read here: Content.OwnerNode names that node, through which the
+// caller serves it.
 func (s *Service) Content(ctx context.Context, id string) (Content, error) {
-	res, err := s.Get(ctx, id)
-	if err != nil {
-		return Content{}, err
+	rw, err := loadRow(ctx, s.db, id)
+	if isNoRows(err) || (err == nil && rw.deleted) {
+		return Content{}, fmt.Errorf("result %q: %w", id, ErrNotFound)
 	}
+	if err != nil {
+		return Content{}, fmt.Errorf("results: reading %q: %w", id, err)
+	}
+	res := s.presentOne(ctx, rw)
 	c := Content{Result: res}
 	switch {
 	case res.Storage != Local && res.URL != "":
 		c.RedirectURL = res.URL
+		return c, nil
+	case res.LocalPresent && !s.holds(rw.localNode):
+		c.OwnerNode = rw.localNode
 		return c, nil
 	case res.LocalPresent:
 		p, err := s.local.Path(res.Path)
@@ -894,7 +932,23 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 	if rw.storage == Local {
 		key, bucket = rw.path, ""
 	}
-	j, err := s.insertLeasedJob(ctx, tx, kindDelete, id, rw.storage, key, bucket, now)
+	// The delete removes the local copy too: it runs on the node that
+	// holds it.
+	node := ""
+	if rw.localPresent || rw.storage == Local {
+		node = rw.localNode
+	}
+	if !s.holds(node) {
+		if err := s.insertQueuedJob(ctx, tx, kindDelete, id, rw.storage, key, bucket, node, now, now, "the local copy is on node "+node+", which deletes it"); err != nil {
+			return fmt.Errorf("results: queueing the delete of %q: %w", id, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("results: deleting %q: %w", id, err)
+		}
+		s.log.Info("results: delete queued for the node that holds the local copy", "result", id, "node", node)
+		return nil
+	}
+	j, err := s.insertLeasedJob(ctx, tx, kindDelete, id, rw.storage, key, bucket, node, now)
 	if err != nil {
 		return fmt.Errorf("results: queueing the delete of %q: %w", id, err)
 	}

@@ -742,14 +742,17 @@ func TestConcurrentFinalizeRandomFailures(t *testing.T) {
 
 func TestTwoNodesNeverRunAJobTwice(t *testing.T) {
 	forDialects(t, func(t *testing.T, d dbmigrate.Dialect) {
-		e := newEnv(t, d, true, true, testOptions())
+		// Both nodes mount one results folder, so either may run any job.
+		opts := testOptions()
+		opts.SharedVolume = true
+		e := newEnv(t, d, true, true, opts)
 		db2, _, err := dbmigrate.Open(context.Background(), e.db.DSN)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { db2.Close() })
 		db2.SetMaxOpenConns(10)
-		node2 := New(db2, e.local, e.router, testOptions())
+		node2 := New(db2, e.local, e.router, opts)
 		e.remote.setMode(func(string) mode { return failBefore })
 		const n = 60
 		paths := map[string]bool{}
@@ -787,6 +790,8 @@ func TestLeaseRenewedDuringLongJobs(t *testing.T) {
 		opts := testOptions()
 		opts.LeaseDuration = time.Second
 		opts.PollInterval = 10 * time.Millisecond
+		// Both nodes mount one results folder, so either may run any job.
+		opts.SharedVolume = true
 		e := newEnv(t, d, true, false, opts)
 		db2, _, err := dbmigrate.Open(context.Background(), e.db.DSN)
 		if err != nil {

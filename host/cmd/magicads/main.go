@@ -1,6 +1,6 @@
 // Command magicads is the MagicAds host.
 //
-//	magicads serve [--addr 127.0.0.1:8080] [--data-dir ./data] [--db postgres://…] [--trusted-proxies CIDR,…] [--max-result-bytes N] [--metrics-addr 127.0.0.1:9090] [--upload-workers 4] [--node-id web-1] [--advertise-url http://10.0.0.5:8080]
+//	magicads serve [--addr 127.0.0.1:8080] [--data-dir ./data] [--db postgres://…] [--trusted-proxies CIDR,…] [--max-result-bytes N] [--metrics-addr 127.0.0.1:9090] [--upload-workers 4] [--node-id web-1] [--advertise-url http://10.0.0.5:8080] [--shared-results]
 //
 // Every flag has an environment variable (../shared/api.md). SIGINT and
 // SIGTERM shut it down cleanly and stop every plugin process.
@@ -54,6 +54,8 @@ type flags struct {
 	// advertiseUnreachable is true when advertiseURL defaulted to an --addr
 	// that binds every interface (0.0.0.0, ::): no other node reaches that.
 	advertiseUnreachable bool
+	// sharedResults says every node mounts the same results folder.
+	sharedResults bool
 }
 
 func env(getenv func(string) string, key, def string) string {
@@ -80,6 +82,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (flags, 
 	fs.StringVar(&workers, "upload-workers", workers, "queued uploads, deletes and bring-backs this node runs at once; raise it when the storage provider is far away (MAGICADS_UPLOAD_WORKERS)")
 	fs.StringVar(&f.nodeID, "node-id", env(getenv, "MAGICADS_NODE_ID", ""), "this node's id in job leases and the cluster view, 1 to 64 of A-Z a-z 0-9 . _ -; default the id in the data dir's node.id (MAGICADS_NODE_ID)")
 	fs.StringVar(&f.advertiseURL, "advertise-url", env(getenv, "MAGICADS_ADVERTISE_URL", ""), "the URL other nodes reach this one at, shown in the cluster view; default http://<--addr>: set it when --addr binds 0.0.0.0 or :: (MAGICADS_ADVERTISE_URL)")
+	shared := env(getenv, "MAGICADS_SHARED_RESULTS", "false")
+	sharedDefault, sharedErr := strconv.ParseBool(shared)
+	fs.BoolVar(&f.sharedResults, "shared-results", sharedDefault, "every node mounts the same results folder (e.g. NFS at <data-dir>/results): any node offloads, deletes and serves any local result; default off, each node's results folder is its own (MAGICADS_SHARED_RESULTS)")
 	proxies := fs.String("trusted-proxies", env(getenv, "MAGICADS_TRUSTED_PROXIES", ""), "CIDRs or addresses of TLS-terminating reverse proxies, comma-separated: their X-Forwarded-For names the client, and cookies are Secure (MAGICADS_TRUSTED_PROXIES)")
 	if err := fs.Parse(args); err != nil {
 		return f, err
@@ -94,6 +99,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (flags, 
 	f.maxResultBytes = n
 	if f.uploadWorkers, err = strconv.Atoi(workers); err != nil || f.uploadWorkers < 1 || f.uploadWorkers > results.MaxWorkers {
 		return f, fmt.Errorf("--upload-workers must be a number from 1 to %d, got %q", results.MaxWorkers, workers)
+	}
+	if sharedErr != nil {
+		return f, fmt.Errorf("--shared-results must be true or false, got %q", shared)
 	}
 	if f.license != "regular" && f.license != "extended" {
 		return f, fmt.Errorf("--license must be regular or extended, got %q", f.license)
@@ -147,7 +155,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		AdminToken: getenv("MAGICADS_ADMIN_TOKEN"), ServiceToken: getenv("MAGICADS_SERVICE_TOKEN"), HTTP: httpapi.Limits{MaxResultBytes: f.maxResultBytes},
 		AdminPassword: getenv("MAGICADS_ADMIN_PASSWORD"), AdminPasswordOut: stderr, Logger: log,
 		CatalogURL: f.catalog, TrustedKeyFiles: splitList(f.trustedKey), License: f.license, TrustedProxies: f.trustedProxies,
-		Results: results.Options{Workers: f.uploadWorkers}, NodeID: f.nodeID, AdvertiseURL: f.advertiseURL,
+		Results: results.Options{Workers: f.uploadWorkers, SharedVolume: f.sharedResults}, NodeID: f.nodeID, AdvertiseURL: f.advertiseURL,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "magicads:", err)

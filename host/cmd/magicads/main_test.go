@@ -41,6 +41,7 @@ func TestRunRefusesBadInput(t *testing.T) {
 		{"relative advertise url", []string{"serve", "--advertise-url", "10.0.0.1:8080"}, nil, 2, "--advertise-url must be an absolute http:// or https:// URL, got \"10.0.0.1:8080\""},
 		{"ftp advertise url env", []string{"serve"}, map[string]string{"MAGICADS_ADVERTISE_URL": "ftp://10.0.0.1/"}, 2, "--advertise-url must be an absolute http:// or https:// URL"},
 		{"advertise url without host", []string{"serve", "--advertise-url", "http:///x"}, nil, 2, "--advertise-url must be an absolute http:// or https:// URL"},
+		{"bad shared results env", []string{"serve"}, map[string]string{"MAGICADS_SHARED_RESULTS": "maybe"}, 2, "--shared-results must be true or false, got \"maybe\""},
 		{"bad APP_KEY", []string{"serve", "--data-dir", dir}, map[string]string{"APP_KEY": "base64:c2hvcnQ="}, 1, "APP_KEY"},
 		{"unreachable db", []string{"serve", "--data-dir", dir, "--db", "postgres://postgres@127.0.0.1:1/none?connect_timeout=2"}, nil, 1, "database unreachable"},
 	}
@@ -189,5 +190,26 @@ func TestServeWithNodeFlags(t *testing.T) {
 	}
 	if len(body.Nodes) != 1 || body.Nodes[0].ID != "web-7" || body.Nodes[0].AdvertiseURL != "https://web-7.internal:8443" || !body.Nodes[0].Self {
 		t.Fatalf("cluster view %+v, want node web-7 at https://web-7.internal:8443, self", body.Nodes)
+	}
+}
+
+// TestSharedResultsFlag: --shared-results (or MAGICADS_SHARED_RESULTS)
+// says every node mounts the same results folder; off by default.
+func TestSharedResultsFlag(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want bool
+	}{
+		{nil, nil, false},
+		{[]string{"--shared-results"}, nil, true},
+		{[]string{"--shared-results=false"}, map[string]string{"MAGICADS_SHARED_RESULTS": "true"}, false},
+		{nil, map[string]string{"MAGICADS_SHARED_RESULTS": "1"}, true},
+		{nil, map[string]string{"MAGICADS_SHARED_RESULTS": "false"}, false},
+	} {
+		f, err := parse(c.args, getenvFrom(c.env), io.Discard)
+		if err != nil || f.sharedResults != c.want {
+			t.Fatalf("parse(%v, %v) = shared %v, %v; want %v", c.args, c.env, f.sharedResults, err, c.want)
+		}
 	}
 }
