@@ -1,10 +1,9 @@
 package app
 
 import (
-	"strings"
-
 	"github.com/magicads/r2storage/host/cluster"
 	"github.com/magicads/r2storage/host/pluginrt"
+	"github.com/magicads/r2storage/host/providers"
 )
 
 // pluginStates is this node's plugins for its heartbeat: each installed
@@ -26,18 +25,8 @@ func (a *App) pluginStates() []cluster.Plugin {
 				st.Error = rs.LastError
 			}
 		}
-		st.Error = scrub(st.Error, a.Providers.Secrets())
+		st.Error = providers.Redact(st.Error, a.Providers.Secrets())
 		out = append(out, st)
 	}
 	return out
-}
-
-// scrub replaces each secret in msg.
-func scrub(msg string, secrets []string) string {
-	for _, s := range secrets {
-		if s != "" {
-			msg = strings.ReplaceAll(msg, s, "[redacted]")
-		}
-	}
-	return msg
 }

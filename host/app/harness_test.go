@@ -157,11 +157,15 @@ func fileSHA256(t testing.TB, path string) []byte {
 }
 
 // settings are complete R2 settings pointing at versitygw.
-func (h *host) settings(extra ...any) map[string]any {
+func (h *host) settings(extra ...any) map[string]any { return r2SettingsFor(h.s3, extra...) }
+
+// r2SettingsFor are complete R2 settings for srv (Delete local copy off),
+// with extra key, value pairs set.
+func r2SettingsFor(srv *s3test.Server, extra ...any) map[string]any {
 	s := map[string]any{
 		"enabled": true, "delete_local": false,
-		"access_key_id": h.s3.AccessKey, "secret_access_key": h.s3.SecretKey,
-		"bucket": bucket, "endpoint": h.s3.Endpoint, "public_url": publicURL,
+		"access_key_id": srv.AccessKey, "secret_access_key": srv.SecretKey,
+		"bucket": bucket, "endpoint": srv.Endpoint, "public_url": publicURL,
 		"key_prefix": "magicads", "use_path_style": true,
 	}
 	for i := 0; i < len(extra); i += 2 {

@@ -212,18 +212,10 @@ func (r *nodeRig) offers(node *rigNode) bool {
 	return false
 }
 
-// r2Settings are complete R2 settings for the rig's versitygw.
+// r2Settings are complete R2 settings for the rig's versitygw, with
+// Delete local copy on.
 func (r *nodeRig) r2Settings(extra ...any) map[string]any {
-	s := map[string]any{
-		"enabled": true, "delete_local": true,
-		"access_key_id": r.s3.AccessKey, "secret_access_key": r.s3.SecretKey,
-		"bucket": bucket, "endpoint": r.s3.Endpoint, "public_url": publicURL,
-		"key_prefix": "magicads", "use_path_style": true,
-	}
-	for i := 0; i < len(extra); i += 2 {
-		s[extra[i].(string)] = extra[i+1]
-	}
-	return s
+	return r2SettingsFor(r.s3, append([]any{"delete_local", true}, extra...)...)
 }
 
 // postResult finalizes a result through base with the studios' token.

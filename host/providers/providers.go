@@ -513,7 +513,7 @@ func (m *Manager) configureTurn(ctx context.Context, id string, prov storage.Pro
 		// plugin's: it is never given them.
 		if res, err := prov.Configure(ctx, pluginSettings(values)); err != nil {
 			// A plugin may quote what it was given.
-			problem = "the plugin refused its settings: " + redact(err.Error(), append(known, secrets...))
+			problem = "the plugin refused its settings: " + Redact(err.Error(), append(known, secrets...))
 		} else {
 			configured = true
 			placement = m.placementOf(ctx, id, prov, res)

@@ -216,21 +216,21 @@ func (m *Manager) restart(ctx context.Context, p *plugin, down string, secrets [
 	refused := p.refused != ""
 	m.mu.Unlock()
 	if refused {
-		return redact(msg+"Reinstall it from the plugins page: it starts with these settings.", secrets)
+		return Redact(msg+"Reinstall it from the plugins page: it starts with these settings.", secrets)
 	}
 	// The start outlives a request that ends meanwhile (a cut start
 	// would count as one more crash); the runtime bounds it.
 	if err := m.start(context.WithoutCancel(ctx), p); err != nil {
-		m.log.Error("the failed plugin was started again after its settings were saved, but did not start", "plugin", p.inst.ID, "error", redact(err.Error(), secrets))
-		return redact(msg+"It was started again with them but did not start: "+err.Error()+". Its card on the plugins page and the host log say more; a binary that is missing or does not match needs a reinstall.", secrets)
+		m.log.Error("the failed plugin was started again after its settings were saved, but did not start", "plugin", p.inst.ID, "error", Redact(err.Error(), secrets))
+		return Redact(msg+"It was started again with them but did not start: "+err.Error()+". Its card on the plugins page and the host log say more; a binary that is missing or does not match needs a reinstall.", secrets)
 	}
 	m.mu.Lock()
 	configured, problem := p.configured, p.problem
 	m.mu.Unlock()
 	if !configured {
-		return redact(msg+"It was started again, but did not take them: "+problem+". Correct them and save again.", secrets)
+		return Redact(msg+"It was started again, but did not take them: "+problem+". Correct them and save again.", secrets)
 	}
-	return redact(msg+"It was started again and runs with them.", secrets)
+	return Redact(msg+"It was started again and runs with them.", secrets)
 }
 
 // schemaCheck returns the problems the schema finds with merged, the
@@ -240,7 +240,7 @@ func schemaCheck(p *plugin, stored, incoming, merged map[string]any) []storage.F
 	fields = addFields(fields, p.schema.Validate(storage.Settings(merged)))
 	secrets := p.schema.SecretValuesOf(merged)
 	for i := range fields {
-		fields[i].Message = redact(fields[i].Message, secrets)
+		fields[i].Message = Redact(fields[i].Message, secrets)
 	}
 	sort.Slice(fields, func(i, j int) bool { return fields[i].Field < fields[j].Field })
 	return fields
@@ -274,11 +274,11 @@ func (m *Manager) check(ctx context.Context, p *plugin, prov storage.Provider, s
 		return nil, ctx.Err()
 	default:
 		return nil, fmt.Errorf("%w: %s; nothing was saved: save again once the plugin runs (its state is on the plugins page)",
-			ErrPluginUnavailable, redact(err.Error(), secrets))
+			ErrPluginUnavailable, Redact(err.Error(), secrets))
 	}
 	fields = addFields(fields, pluginFields)
 	for i := range fields {
-		fields[i].Message = redact(fields[i].Message, secrets)
+		fields[i].Message = Redact(fields[i].Message, secrets)
 	}
 	sort.Slice(fields, func(i, j int) bool { return fields[i].Field < fields[j].Field })
 	return fields, nil
@@ -294,8 +294,8 @@ func addFields(fields, more []storage.FieldError) []storage.FieldError {
 	return fields
 }
 
-// redact replaces every secret value in msg.
-func redact(msg string, secrets []string) string {
+// Redact replaces every secret value in msg with [redacted].
+func Redact(msg string, secrets []string) string {
 	for _, s := range secrets {
 		if s != "" {
 			msg = strings.ReplaceAll(msg, s, "[redacted]")
