@@ -3,6 +3,7 @@ package results
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"strings"
@@ -565,6 +566,27 @@ func TestBulkRunningTimeExcludesDowntime(t *testing.T) {
 	})
 }
 
+// queryPlan is SQLite's EXPLAIN QUERY PLAN of q with args: the detail of
+// each step.
+func queryPlan(t *testing.T, db *sql.DB, q string, args ...any) []string {
+	t.Helper()
+	rows, err := db.Query("EXPLAIN QUERY PLAN "+q, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	return plan
+}
+
 // TestFeedLooksResultsUpByID: SQLite queues a feeder batch by looking its
 // results up by id, not by walking an index over every result (which made
 // each step of a 10,000-result run read all 10,000).
@@ -572,20 +594,7 @@ func TestFeedLooksResultsUpByID(t *testing.T) {
 	db := testdb.Open(t, dbmigrate.SQLite)
 	for _, direction := range []string{BulkOffload, BulkLocal} {
 		q, args := feedJobsQuery(direction, []string{"a", "b", "c"})
-		rows, err := db.Query("EXPLAIN QUERY PLAN "+q, append([]any{kindOffload, "p", "2026-01-01", 1, Local}, args...)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
+		plan := queryPlan(t, db.DB, q, append([]any{kindOffload, "p", "2026-01-01", 1, Local}, args...)...)
 		found := false
 		for _, step := range plan {
 			if strings.Contains(step, "results") {

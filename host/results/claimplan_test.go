@@ -21,20 +21,7 @@ func TestClaimReadsOnlyItsNodesRange(t *testing.T) {
 		"claim":    {claimQuery, []any{"2026-01-01", jobQueued, "node-a"}},
 		"next due": {nextDueQuery, []any{jobQueued, "node-a"}},
 	} {
-		rows, err := db.Query("EXPLAIN QUERY PLAN "+q.query, q.args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
+		plan := queryPlan(t, db.DB, q.query, q.args...)
 		searches := 0
 		for _, step := range plan {
 			if strings.Contains(step, "jobs") {
