@@ -3,6 +3,7 @@ package results
 import (
 	"context"
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ func BenchmarkBulkOffloadQueue(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	b.ResetTimer()
+	cpu0 := processCPU(b)
 	go func() { done <- e.svc.RunWorker(ctx) }()
 	run, err := e.svc.StartBulk(ctx, BulkRequest{Direction: BulkOffload})
 	if err != nil {
@@ -44,6 +46,7 @@ func BenchmarkBulkOffloadQueue(b *testing.B) {
 		time.Sleep(250 * time.Millisecond)
 	}
 	b.StopTimer()
+	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(n), "cpu-µs/result")
 	cancel()
 	<-done
 	st.mu.Lock()
@@ -52,4 +55,14 @@ func BenchmarkBulkOffloadQueue(b *testing.B) {
 	if got != n {
 		b.Fatal(fmt.Sprintf("%d objects, want %d", got, n))
 	}
+}
+
+// processCPU is the CPU time this process has used so far, user and
+// system.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -609,3 +609,42 @@ func TestFeedLooksResultsUpByID(t *testing.T) {
 		}
 	}
 }
+
+// TestBulkOffloadRecordsManyPerTransaction: a bulk run's uploads are
+// recorded many to a transaction (deferred group commit), and each due
+// job is still claimed once: every result ends in one place, uploaded
+// once, with the progress matching the database.
+func TestBulkOffloadRecordsManyPerTransaction(t *testing.T) {
+	forDialects(t, func(t *testing.T, d dbmigrate.Dialect) {
+		const n = 400
+		e, st, data := bulkEnv(t, d, testOptions(), n, false)
+		var txs, recs atomic.Int64
+		write := e.svc.recorder.write
+		e.svc.recorder.write = func(ctx context.Context, batch []*offloadRecord) error {
+			txs.Add(1)
+			recs.Add(int64(len(batch)))
+			return write(ctx, batch)
+		}
+		worker(t, e.svc)
+		run, err := e.svc.StartBulk(context.Background(), BulkRequest{Direction: BulkOffload})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the run done", func() bool { return e.bulkRun(t, run.ID).State == BulkDone })
+		r := e.bulkRun(t, run.ID)
+		checkProgress(t, e, r, data)
+		checkOnePlace(t, e, st, data)
+		for id := range data {
+			if p := e.get(t, id).Path; st.putCount(p) != 1 {
+				t.Fatalf("result %s uploaded %d times", id, st.putCount(p))
+			}
+		}
+		if r.Done.Results != n || recs.Load() != n {
+			t.Fatalf("done %d, records written %d, want %d", r.Done.Results, recs.Load(), n)
+		}
+		if per := float64(recs.Load()) / float64(txs.Load()); per < 8 {
+			t.Fatalf("%d records in %d transactions (%.1f each): want at least 8 to a transaction", recs.Load(), txs.Load(), per)
+		}
+		t.Logf("%d records in %d transactions", recs.Load(), txs.Load())
+	})
+}

@@ -381,6 +381,10 @@ func (s *Service) RunWorker(ctx context.Context) error {
 	}
 	wg.Go(func() { s.runBulk(ctx) })
 	wg.Wait()
+	// Uploads done but not yet recorded are recorded before returning.
+	dctx, cancel := context.WithTimeout(context.Background(), bookkeepingTimeout)
+	defer cancel()
+	s.recorder.drain(dctx)
 	return nil
 }
 
@@ -400,6 +404,10 @@ func (s *Service) work(ctx context.Context) {
 			}
 			// More may be due: wake an idle worker to look.
 			s.nudge()
+			if j.kind == kindOffload && j.bulkRun != 0 {
+				s.offloadRecordingLater(ctx, j)
+				continue
+			}
 			jctx, cancel := context.WithTimeout(ctx, s.opts.JobTimeout)
 			out := s.runFlight(jctx, j, j.provider, func(ctx context.Context) outcome { return s.runJob(ctx, j) })
 			cancel()
@@ -469,28 +477,90 @@ func (s *Service) nextDue(ctx context.Context) (time.Duration, bool) {
 	return time.Time(t).Sub(s.now()), true
 }
 
-// claimQuery lists the due jobs claim picks from: the first 20 of those
-// any node may run and those of this node ($3). Each half is one ordered
-// range of jobs_node_due_idx, so the jobs that wait for another node
-// (jobs.node: it holds the local copy they read) cost nothing to pass by,
-// however many there are.
+// claimBatch is how many due jobs one claim query lists (see candidates).
+const claimBatch = 64
+
+// claimQuery lists the due jobs claim picks from: the first claimBatch of
+// those any node may run and those of this node ($3). Each half is one
+// ordered range of jobs_node_due_idx, so the jobs that wait for another
+// node (jobs.node: it holds the local copy they read) cost nothing to pass
+// by, however many there are.
 const claimQuery = `SELECT id FROM (
 		SELECT id, next_attempt_at FROM (SELECT id, next_attempt_at FROM jobs WHERE node = '' AND next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1) AND state = $2
-			ORDER BY next_attempt_at, id LIMIT 20) shared
+			ORDER BY next_attempt_at, id LIMIT 64) shared
 		UNION ALL
 		SELECT id, next_attempt_at FROM (SELECT id, next_attempt_at FROM jobs WHERE node = $3 AND next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1) AND state = $2
-			ORDER BY next_attempt_at, id LIMIT 20) own
-	) due ORDER BY next_attempt_at, id LIMIT 20`
+			ORDER BY next_attempt_at, id LIMIT 64) own
+	) due ORDER BY next_attempt_at, id LIMIT 64`
 
 // claimAnyQuery is claimQuery of a node on a shared results folder, which
 // runs every job, whichever node queued it.
 const claimAnyQuery = `SELECT id FROM jobs WHERE next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1) AND state = $2
-		ORDER BY next_attempt_at, id LIMIT 20`
+		ORDER BY next_attempt_at, id LIMIT 64`
+
+// candidateAge is how long the due jobs one claim query listed are
+// offered to this node's workers before the list is read again.
+const candidateAge = time.Second
+
+// candidates are the due jobs the last claim query listed, not yet tried
+// by a worker of this Service: the workers take them in turn, so that one
+// query serves up to claimBatch claims and no two workers of a node try
+// the same job.
+type candidates struct {
+	mu  sync.Mutex
+	ids []int64
+	at  time.Time
+}
+
+// next takes the next job to try, if the list is fresh.
+func (c *candidates) next(now time.Time) (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.ids) == 0 || now.Sub(c.at) > candidateAge {
+		c.ids = nil
+		return 0, false
+	}
+	id := c.ids[0]
+	c.ids = c.ids[1:]
+	return id, true
+}
+
+// set offers ids, listed at now, to the workers.
+func (c *candidates) set(ids []int64, now time.Time) {
+	c.mu.Lock()
+	c.ids, c.at = ids, now
+	c.mu.Unlock()
+}
 
 // claim leases one due job this node may run, or returns nil when none is
 // due. The lease is a conditional update, so two nodes never hold one job
 // at once. Failed jobs are never claimed, nor jobs another node must run.
 func (s *Service) claim(ctx context.Context) (*job, error) {
+	listed := false
+	for {
+		id, ok := s.cands.next(s.now())
+		if !ok {
+			if listed {
+				return nil, nil // every job listed was taken meanwhile
+			}
+			ids, err := s.dueJobs(ctx)
+			if err != nil || len(ids) == 0 {
+				return nil, err
+			}
+			listed = true
+			id = ids[0]
+			s.cands.set(ids[1:], s.now())
+		}
+		j, err := s.lease(ctx, id)
+		if err != nil || j != nil {
+			return j, err
+		}
+		// Another node took it, or it is gone: try the next one.
+	}
+}
+
+// dueJobs lists the due jobs this node may run, the first due first.
+func (s *Service) dueJobs(ctx context.Context) ([]int64, error) {
 	now := s.now()
 	var rows *sql.Rows
 	var err error
@@ -502,86 +572,160 @@ func (s *Service) claim(ctx context.Context) (*job, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer rows.Close()
 	var ids []int64
 	for rows.Next() {
 		var id int64
 		if err := rows.Scan(&id); err != nil {
-			rows.Close()
 			return nil, err
 		}
 		ids = append(ids, id)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	return ids, rows.Err()
+}
+
+// lease leases job id if it is still due and unleased; nil when it is not.
+func (s *Service) lease(ctx context.Context, id int64) (*job, error) {
+	now := s.now()
+	until, claim := now.Add(s.opts.LeaseDuration), s.newClaim()
+	j := &job{id: id, claim: claim, until: until}
+	err := s.db.QueryRowContext(ctx, `UPDATE jobs SET locked_until = $1, locked_by = $4
+		WHERE id = $2 AND next_attempt_at <= $3 AND (locked_until IS NULL OR locked_until < $3) AND state = $5
+		RETURNING kind, result_id, provider, object_key, bucket, attempts, bulk_run, node`, dbTime(until), id, dbTime(now), claim, jobQueued).
+		Scan(&j.kind, &j.resultID, &j.provider, &j.objectKey, &j.bucket, &j.attempts, &j.bulkRun, &j.node)
+	if isNoRows(err) {
+		return nil, nil
+	}
+	if err != nil {
 		return nil, err
 	}
-	// Workers read the same due jobs at once: each starts at a random one
-	// of them, so they rarely race for the same row.
-	start := 0
-	if len(ids) > 1 {
-		start = rand.IntN(len(ids))
-	}
-	for i := range ids {
-		id := ids[(start+i)%len(ids)]
-		until, claim := now.Add(s.opts.LeaseDuration), s.newClaim()
-		j := &job{id: id, claim: claim, until: until}
-		err := s.db.QueryRowContext(ctx, `UPDATE jobs SET locked_until = $1, locked_by = $4
-			WHERE id = $2 AND next_attempt_at <= $3 AND (locked_until IS NULL OR locked_until < $3) AND state = $5
-			RETURNING kind, result_id, provider, object_key, bucket, attempts, bulk_run, node`, dbTime(until), id, dbTime(now), claim, jobQueued).
-			Scan(&j.kind, &j.resultID, &j.provider, &j.objectKey, &j.bucket, &j.attempts, &j.bulkRun, &j.node)
-		if isNoRows(err) {
-			continue // another worker took it, or it is gone
-		}
-		if err != nil {
-			return nil, err
-		}
-		return j, nil
-	}
-	return nil, nil
+	return j, nil
 }
 
 // offloadJob uploads a local result to its provider and records it there.
 // target is the provider to use, or nil to ask the router (see routeJob).
 func (s *Service) offloadJob(ctx context.Context, j *job, target *Target) outcome {
 	rw, err := loadRow(ctx, s.db, j.resultID)
+	if err != nil {
+		return unreadable(err)
+	}
+	p, out := s.upload(ctx, j, rw, target, nil)
+	if p == nil {
+		return out
+	}
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	n, err := s.recorder.record(bctx, p.rec)
+	return s.recorded(bctx, j, p, n, err)
+}
+
+// offloadRecordingLater runs offload job j of a bulk run as runFlight
+// and offloadJob would, except that the upload is recorded later, with
+// others (recorder.recordLater): the worker goes on to its next job while
+// j keeps its lease and its flight until the record is written, and is
+// finished then.
+func (s *Service) offloadRecordingLater(ctx context.Context, j *job) {
+	jctx, cancel := context.WithCancel(ctx)
+	release := func() {}
+	if j.provider != "" && j.provider != Local {
+		cut, rel, ok := s.flights.enter(j.provider)
+		if !ok {
+			cancel()
+			s.finish(ctx, j, retry(fmt.Errorf("%s: %w", j.provider, ErrDraining)))
+			return
+		}
+		stop := context.AfterFunc(cut, cancel)
+		release = func() { stop(); rel() }
+	}
+	k := s.keepLease(jctx, j, cancel)
+	end := func(out outcome) {
+		k.stop()
+		s.finish(ctx, j, out)
+		cancel()
+		release()
+		if out.state == stateRetry {
+			s.log.Warn("results: job failed; retrying later", "kind", j.kind, "result", j.resultID, "provider", j.provider, "attempt", j.attempts+1, "code", out.code.String(), "err", short(out.err))
+		}
+	}
+	tctx, tcancel := context.WithTimeout(jctx, s.opts.JobTimeout)
+	var p *pendingOffload
+	var out outcome
+	if rw, err := loadRow(tctx, s.db, j.resultID); err != nil {
+		out = unreadable(err)
+	} else {
+		p, out = s.upload(tctx, j, rw, nil, nil)
+	}
+	tcancel()
+	if p == nil {
+		end(out)
+		return
+	}
+	s.recorder.recordLater(p.rec, func(ctx context.Context, err error) {
+		end(s.recorded(ctx, j, p, p.rec.n, err))
+	})
+}
+
+// unreadable is the outcome of an offload job whose result row could not
+// be read.
+func unreadable(err error) outcome {
 	if isNoRows(err) {
 		return drop("the result no longer exists")
 	}
-	if err != nil {
-		return retry(fmt.Errorf("reading the result: %w", err))
-	}
+	return retry(fmt.Errorf("reading the result: %w", err))
+}
+
+// pendingOffload is an upload that is stored and waits to be recorded.
+type pendingOffload struct {
+	rw     row
+	target *Target
+	info   storage.ObjectInfo
+	// locs is whether the object is recorded by location (locates).
+	locs        bool
+	removeLocal bool
+	rec         *offloadRecord
+}
+
+// upload runs offload job j's upload of rw, up to the point where it
+// must be recorded: it returns the upload to record, or nil and the
+// job's outcome. target is the provider to use, or nil to ask the router;
+// route is the router's answer to use then (nil: ask it now).
+func (s *Service) upload(ctx context.Context, j *job, rw row, target *Target, route *Route) (*pendingOffload, outcome) {
 	if rw.deleted {
-		return drop("the result was deleted")
+		return nil, drop("the result was deleted")
 	}
 	if rw.storage != Local {
-		return drop("the result already lives in " + rw.storage)
+		return nil, drop("the result already lives in " + rw.storage)
 	}
 	if !s.holds(rw.localNode) {
-		return s.rehome(ctx, j, rw.localNode)
+		return nil, s.rehome(ctx, j, rw.localNode)
 	}
 	if target == nil {
-		t, out := s.routeJob(ctx, j)
+		if route == nil {
+			r := s.router.Route(ctx)
+			route = &r
+		}
+		t, out := s.routeJob(j, *route)
 		if t == nil {
 			if out.state == stateDrop && j.attempts > 0 && j.provider != "" {
 				// An earlier attempt may have stored the object before
 				// failing; nothing refers to it, so remove it.
 				s.removeOrphan(ctx, j.provider, nil, "", rw.path)
 			}
-			return out
+			return nil, out
 		}
 		target = t
 	}
 	if pl, ok := s.router.Placement(ctx, target.ID); ok {
 		if why := tooBig(target.ID, pl, rw.size); why != "" {
-			return drop(why)
+			return nil, drop(why)
 		}
 	}
 	if !rw.localPresent {
-		return dropErr("the result has no local file to upload", errors.New("local_present is false for a local result"))
+		return nil, dropErr("the result has no local file to upload", errors.New("local_present is false for a local result"))
 	}
 	f, err := s.local.Open(rw.path)
 	if err != nil {
-		return retry(fmt.Errorf("opening the local file: %w", err))
+		return nil, retry(fmt.Errorf("opening the local file: %w", err))
 	}
 	start := time.Now()
 	info, err := s.putFile(ctx, target.Provider, rw, f)
@@ -595,58 +739,62 @@ func (s *Service) offloadJob(ctx context.Context, j *job, target *Target) outcom
 			s.reconcileOffload(bctx, rw, target, storage.ObjectInfo{}, false)
 			cancel()
 		}
-		return judge(ctx, target.ID, err)
+		return nil, judge(ctx, target.ID, err)
 	}
-	removeLocal := false
+	p := &pendingOffload{rw: rw, target: target, info: info, locs: s.locates(ctx, target.ID, target.Provider)}
 	if target.DeleteLocal {
 		switch {
 		case info.URL == "":
 			s.log.Warn("results: keeping the local copy: the provider gave the object no public URL", "result", rw.id, "provider", target.ID)
 		case s.remoteSizeConfirmed(ctx, target.Provider, rw, info):
-			removeLocal = true
+			p.removeLocal = true
 		default:
 			s.log.Warn("results: keeping the local copy: the remote size could not be confirmed", "result", rw.id, "provider", target.ID, "size", rw.size, "remote_size", info.Size)
 		}
 	}
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
-	defer cancel()
-	locs := s.locates(ctx, target.ID, target.Provider)
-	n, err := s.recordOffload(bctx, rw, target.ID, info, locs, !removeLocal, j.bulkRun)
+	p.rec = newOffloadRecord(rw, target.ID, info, p.locs, !p.removeLocal, j.bulkRun)
+	return p, outcome{}
+}
+
+// recorded finishes offload job j once its upload p was recorded (n
+// results rows changed) or failed to be (err).
+func (s *Service) recorded(ctx context.Context, j *job, p *pendingOffload, n int64, err error) outcome {
 	if err != nil {
 		// The object is stored but not recorded: the result stays local and
 		// the retry overwrites the same key.
 		return retry(fmt.Errorf("recording the offload: %w", err))
 	}
-	// recordOffload removed the job in its transaction.
-	recorded := doneWith(target.ID)
-	recorded.gone = true
+	rw, target := p.rw, p.target
+	// The record removed the job in its transaction.
+	out := doneWith(target.ID)
+	out.gone = true
 	if n == 0 {
-		s.reconcileOffload(bctx, rw, target, info, locs)
-		return recorded
+		s.reconcileOffload(ctx, rw, target, p.info, p.locs)
+		return out
 	}
-	if removeLocal {
-		if err := s.local.Delete(bctx, rw.path); err != nil {
+	if p.removeLocal {
+		if err := s.local.Delete(ctx, rw.path); err != nil {
 			s.log.Warn("results: removing the local copy of an offloaded result", "result", rw.id, "path", rw.path, "err", err)
 		}
 	}
-	bucket, key := location(rw, info, locs)
+	bucket, key := location(rw, p.info, p.locs)
 	level := slog.LevelInfo
 	if j.bulkRun != 0 {
 		// A bulk run's progress and outcome are its own (BulkRun); one
 		// line per result would be 10,000 lines for 10,000 results.
 		level = slog.LevelDebug
 	}
-	s.log.Log(bctx, level, "results: offloaded", "result", rw.id, "path", rw.path, "provider", target.ID, "bucket", bucket, "key", key, "local_copy", !removeLocal, "bulk_run", j.bulkRun)
-	return recorded
+	s.log.Log(ctx, level, "results: offloaded", "result", rw.id, "path", rw.path, "provider", target.ID, "bucket", bucket, "key", key, "local_copy", !p.removeLocal, "bulk_run", j.bulkRun)
+	return out
 }
 
-// routeJob asks the router where a queued offload job goes now: its
+// routeJob says, from the router's answer r, where a queued offload job
+// goes now: its
 // provider when that takes results now; a retry while Default Storage still
 // names it (or cannot be read) but it cannot take results right now; a drop
 // only when the admin changed Default Storage to something else. A job with
 // provider "" goes to whatever Default Storage names.
-func (s *Service) routeJob(ctx context.Context, j *job) (*Target, outcome) {
-	r := s.router.Route(ctx)
+func (s *Service) routeJob(j *job, r Route) (*Target, outcome) {
 	want := j.provider
 	switch {
 	case r.Guess:
@@ -678,22 +826,20 @@ const (
 	sqlDeleteJobOf = "DELETE FROM jobs WHERE kind = $1 AND result_id = $2"
 )
 
-// recordOffload marks a local, live result as living in provider, where
-// Put's answer info says (see location), removes its offload job and, for
-// a job of bulk run bulkRun (0 for none), marks its bulk item done; it
-// returns how many results rows changed. Offloads that finish while
-// another one is being recorded are recorded together, in one transaction
-// (see recorder).
-func (s *Service) recordOffload(ctx context.Context, rw row, provider string, info storage.ObjectInfo, locs, localPresent bool, bulkRun int64) (int64, error) {
+// newOffloadRecord is the record of a local, live result now stored in
+// provider, where Put's answer info says (see location): written, it marks
+// the result as living there, removes its offload job and, for a job of
+// bulk run bulkRun (0 for none), marks its bulk item done. Offloads that
+// finish while another one is being recorded are recorded together, in
+// one transaction (see recorder).
+func newOffloadRecord(rw row, provider string, info storage.ObjectInfo, locs, localPresent bool, bulkRun int64) *offloadRecord {
 	bucket, key := location(rw, info, locs)
 	rec := &offloadRecord{id: rw.id, provider: provider, bucket: bucket, key: key, url: info.URL, localPresent: localPresent, bulkRun: bulkRun}
 	if localPresent {
 		// The copy kept stays where it is.
 		rec.localNode = rw.localNode
 	}
-	return s.recorder.record(ctx, rec, func(ctx context.Context, batch []*offloadRecord) error {
-		return s.writeOffloads(ctx, batch)
-	})
+	return rec
 }
 
 // offloadRecord is one finished upload waiting to be recorded.

@@ -14,7 +14,6 @@ import (
 // and a failing batch is retried record by record so that only the bad
 // record fails.
 func TestRecorderGroupsConcurrentRecords(t *testing.T) {
-	var r recorder
 	var mu sync.Mutex
 	var batches [][]string
 	first := make(chan struct{})
@@ -43,6 +42,7 @@ func TestRecorderGroupsConcurrentRecords(t *testing.T) {
 		}
 		return nil
 	}
+	r := &recorder{write: write, timeout: time.Minute}
 	ctx := context.Background()
 	type answer struct {
 		n   int64
@@ -53,7 +53,7 @@ func TestRecorderGroupsConcurrentRecords(t *testing.T) {
 	var wg sync.WaitGroup
 	do := func(id string) {
 		defer wg.Done()
-		n, err := r.record(ctx, &offloadRecord{id: id}, write)
+		n, err := r.record(ctx, &offloadRecord{id: id})
 		amu.Lock()
 		answers[id] = answer{n, err}
 		amu.Unlock()
@@ -102,7 +102,6 @@ func TestRecorderGroupsConcurrentRecords(t *testing.T) {
 // TestRecorderBatchesAtMostMax: a queue longer than maxRecordBatch is
 // written in several transactions.
 func TestRecorderBatchesAtMostMax(t *testing.T) {
-	var r recorder
 	var mu sync.Mutex
 	largest := 0
 	write := func(ctx context.Context, batch []*offloadRecord) error {
@@ -115,10 +114,11 @@ func TestRecorderBatchesAtMostMax(t *testing.T) {
 		}
 		return nil
 	}
+	r := &recorder{write: write, timeout: time.Minute}
 	var wg sync.WaitGroup
 	for i := range 3 * maxRecordBatch {
 		wg.Go(func() {
-			if n, err := r.record(context.Background(), &offloadRecord{id: fmt.Sprint(i)}, write); n != 1 || err != nil {
+			if n, err := r.record(context.Background(), &offloadRecord{id: fmt.Sprint(i)}); n != 1 || err != nil {
 				t.Errorf("record %d: %d, %v", i, n, err)
 			}
 		})
@@ -126,5 +126,67 @@ func TestRecorderBatchesAtMostMax(t *testing.T) {
 	wg.Wait()
 	if largest > maxRecordBatch {
 		t.Errorf("a batch of %d records, want at most %d", largest, maxRecordBatch)
+	}
+}
+
+// TestRecorderWritesDeferredRecordsTogether: records queued with
+// recordLater are written many to a transaction, each answered once
+// through its callback, and drain writes the ones still waiting.
+func TestRecorderWritesDeferredRecordsTogether(t *testing.T) {
+	var mu sync.Mutex
+	var writes []int
+	write := func(ctx context.Context, batch []*offloadRecord) error {
+		mu.Lock()
+		writes = append(writes, len(batch))
+		mu.Unlock()
+		for _, rec := range batch {
+			rec.n = 1
+		}
+		return nil
+	}
+	r := &recorder{write: write, timeout: time.Minute}
+	const n = 100
+	var answered sync.Map
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		rec := &offloadRecord{id: fmt.Sprint(i)}
+		r.recordLater(rec, func(ctx context.Context, err error) {
+			defer wg.Done()
+			if _, dup := answered.LoadOrStore(rec.id, true); dup {
+				t.Errorf("record %s answered twice", rec.id)
+			}
+			if err != nil || rec.n != 1 {
+				t.Errorf("record %s: n=%d err=%v", rec.id, rec.n, err)
+			}
+		})
+	}
+	r.drain(context.Background())
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	total := 0
+	for _, w := range writes {
+		total += w
+	}
+	if total != n || len(writes) > n/deferredFlushAt+1 {
+		t.Fatalf("writes of %v records: want %d records in at most %d transactions", writes, n, n/deferredFlushAt+1)
+	}
+}
+
+// TestRecorderFlushesALoneDeferredRecord: a deferred record waits at most
+// deferredFlushAfter, with nothing else to write.
+func TestRecorderFlushesALoneDeferredRecord(t *testing.T) {
+	r := &recorder{write: func(ctx context.Context, batch []*offloadRecord) error { return nil }, timeout: time.Minute}
+	done := make(chan struct{})
+	start := time.Now()
+	r.recordLater(&offloadRecord{id: "lone"}, func(context.Context, error) { close(done) })
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a lone deferred record was never written")
+	}
+	if d := time.Since(start); d < deferredFlushAfter/2 {
+		t.Errorf("written after %v: want it to wait for others for about %v", d, deferredFlushAfter)
 	}
 }

@@ -373,6 +373,8 @@ type Service struct {
 	owner string
 	// wake nudges idle workers after a job was queued.
 	wake chan struct{}
+	// cands are the due jobs listed for this Service's workers to claim.
+	cands candidates
 	// bulkWake nudges the bulk feeder (runBulk) after a bulk job ended or
 	// a bulk operation changed.
 	bulkWake chan struct{}
@@ -428,8 +430,10 @@ func New(db *sql.DB, local *localstore.Store, router Router, opts Options) *Serv
 	if router == nil {
 		router = localOnly{}
 	}
-	return &Service{db: newStmtDB(db), local: local, router: router, opts: opts, log: opts.Logger,
+	s := &Service{db: newStmtDB(db), local: local, router: router, opts: opts, log: opts.Logger,
 		owner: opts.NodeID + "/" + rand.Text(), wake: make(chan struct{}, 1), bulkWake: make(chan struct{}, 1), staged: map[string]struct{}{}, seen: map[string]*seenStats{}, passed: map[string]Placement{}}
+	s.recorder.write, s.recorder.timeout = s.writeOffloads, bookkeepingTimeout
+	return s
 }
 
 // localNode is the node results.local_node records for a local copy this
