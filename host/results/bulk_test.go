@@ -377,16 +377,18 @@ func TestBulkPauseResumeCancel(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The results are small: each worker uploads several at once.
+		running := int64(opts.Workers * smallUploadsPerWorker)
 		waitFor(t, "both workers uploading and the window queued", func() bool {
 			r := e.bulkRun(t, run.ID)
-			return puts.Load() == int64(opts.Workers) && r.InFlight == int64(e.svc.bulkWindow())
+			return puts.Load() == running && r.InFlight == int64(e.svc.bulkWindow())
 		})
 		paused, err := e.svc.PauseBulk(ctx, run.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if paused.State != BulkPaused || paused.InFlight != int64(opts.Workers) {
-			t.Fatalf("after pause: %+v; want paused with the %d running uploads in flight", paused, opts.Workers)
+		if paused.State != BulkPaused || paused.InFlight != running {
+			t.Fatalf("after pause: %+v; want paused with the %d running uploads in flight", paused, running)
 		}
 		if _, err := e.svc.PauseBulk(ctx, run.ID); !errors.Is(err, ErrBulkConflict) {
 			t.Fatalf("pausing a paused run: %v, want ErrBulkConflict", err)
@@ -398,7 +400,7 @@ func TestBulkPauseResumeCancel(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := e.bulkRun(t, run.ID)
-		if r.State != BulkPaused || r.Done.Results != int64(opts.Workers) || e.pending(t) != 0 || puts.Load() != int64(opts.Workers) {
+		if r.State != BulkPaused || r.Done.Results != running || e.pending(t) != 0 || puts.Load() != running {
 			t.Fatalf("while paused: %+v, %d jobs, %d puts", r, e.pending(t), puts.Load())
 		}
 		checkProgress(t, e, r, data)
@@ -409,7 +411,7 @@ func TestBulkPauseResumeCancel(t *testing.T) {
 		if _, err := e.svc.ResumeBulk(ctx, run.ID); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "uploads running again", func() bool { return puts.Load() == int64(2*opts.Workers) })
+		waitFor(t, "uploads running again", func() bool { return puts.Load() == 2*running })
 		cancelled, err := e.svc.CancelBulk(ctx, run.ID)
 		if err != nil {
 			t.Fatal(err)
@@ -424,7 +426,7 @@ func TestBulkPauseResumeCancel(t *testing.T) {
 		waitFor(t, "the cancelled run finished", func() bool { return e.bulkRun(t, run.ID).FinishedAt != nil })
 		r = e.bulkRun(t, run.ID)
 		checkProgress(t, e, r, data)
-		if r.Done.Results != int64(2*opts.Workers) || r.Cancelled.Results != int64(n-2*opts.Workers) || r.Remaining.Results != 0 {
+		if r.Done.Results != 2*running || r.Cancelled.Results != int64(n)-2*running || r.Remaining.Results != 0 {
 			t.Fatalf("cancelled run %+v", r)
 		}
 		if c := e.storageCounts(t); c[remoteID] != r.Done.Results || c[Local] != r.Cancelled.Results {
@@ -502,7 +504,9 @@ func TestBulkOffloadWaitsWhenDefaultChanges(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "one upload running", func() bool { return puts.Load() == 1 })
+		// The results are small: the worker uploads several at once.
+		const running = smallUploadsPerWorker
+		waitFor(t, "the worker's uploads running", func() bool { return puts.Load() == running })
 		e.router.setActive(nil)
 		open()
 		waitFor(t, "the queued jobs ended", func() bool { return e.bulkRun(t, run.ID).InFlight == 0 })
@@ -511,7 +515,7 @@ func TestBulkOffloadWaitsWhenDefaultChanges(t *testing.T) {
 		}
 		r := e.bulkRun(t, run.ID)
 		window := int64(e.svc.bulkWindow())
-		if r.State != BulkRunning || r.Done.Results != 1 || r.Failed.Results != window-1 || e.pending(t) != 0 || r.Waiting == "" {
+		if r.State != BulkRunning || r.Done.Results != running || r.Failed.Results != window-running || e.pending(t) != 0 || r.Waiting == "" {
 			t.Fatalf("after Default Storage changed: %+v, %d jobs", r, e.pending(t))
 		}
 		t.Logf("waiting: %s; failure: %s", r.Waiting, r.Failures[0].Error)
@@ -521,7 +525,7 @@ func TestBulkOffloadWaitsWhenDefaultChanges(t *testing.T) {
 		waitFor(t, "the run done", func() bool { return e.bulkRun(t, run.ID).State == BulkDone })
 		r = e.bulkRun(t, run.ID)
 		checkProgress(t, e, r, data)
-		if r.Done.Results != n-(window-1) || r.Failed.Results != window-1 || r.Waiting != "" {
+		if r.Done.Results != n-(window-running) || r.Failed.Results != window-running || r.Waiting != "" {
 			t.Fatalf("final progress %+v", r)
 		}
 		if c := e.storageCounts(t); c[remoteID] != r.Done.Results || c[Local] != r.Failed.Results {

@@ -390,27 +390,48 @@ func (s *Service) RunWorker(ctx context.Context) error {
 
 // work is one worker: it runs due jobs one at a time until ctx ends.
 func (s *Service) work(ctx context.Context) {
+	// slots bound the uploads this worker runs at once: one, or up to
+	// smallUploadsPerWorker of a bulk run's small results (see
+	// offloadRecordingLater), which run on goroutines of their own.
+	slots := make(chan struct{}, smallUploadsPerWorker)
+	var small sync.WaitGroup
+	defer small.Wait()
 	for {
 		for ctx.Err() == nil {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			free := func() { <-slots }
 			j, err := s.claim(ctx)
 			if err != nil {
+				free()
 				if ctx.Err() == nil {
 					s.log.Warn("results: looking for due jobs", "err", err)
 				}
 				break
 			}
 			if j == nil {
+				free()
 				break
 			}
 			// More may be due: wake an idle worker to look.
 			s.nudge()
 			if j.kind == kindOffload && j.bulkRun != 0 {
-				s.offloadRecordingLater(ctx, j)
+				s.offloadRecordingLater(ctx, j, &small, free)
 				continue
+			}
+			// Any other job runs alone: wait for the small uploads.
+			for range smallUploadsPerWorker - 1 {
+				slots <- struct{}{}
 			}
 			jctx, cancel := context.WithTimeout(ctx, s.opts.JobTimeout)
 			out := s.runFlight(jctx, j, j.provider, func(ctx context.Context) outcome { return s.runJob(ctx, j) })
 			cancel()
+			for range smallUploadsPerWorker {
+				<-slots
+			}
 			if out.state == stateRetry {
 				s.log.Warn("results: job failed; retrying later", "kind", j.kind, "result", j.resultID, "provider", j.provider, "attempt", j.attempts+1, "code", out.code.String(), "err", short(out.err))
 			}
@@ -619,18 +640,30 @@ func (s *Service) offloadJob(ctx context.Context, j *job, target *Target) outcom
 	return s.recorded(bctx, j, p, n, err)
 }
 
+// smallUploadsPerWorker is how many of a bulk run's small results one
+// worker uploads at once; any other job runs alone on its worker.
+const smallUploadsPerWorker = 4
+
+// smallUpload is the largest result that counts as small: the plugin SDK
+// reads a local file of up to this size into one buffer, so the uploads a
+// node runs at once hold at most Workers × smallUploadsPerWorker of them.
+const smallUpload = 1 << 20
+
 // offloadRecordingLater runs offload job j of a bulk run as runFlight
 // and offloadJob would, except that the upload is recorded later, with
 // others (recorder.recordLater): the worker goes on to its next job while
 // j keeps its lease and its flight until the record is written, and is
-// finished then.
-func (s *Service) offloadRecordingLater(ctx context.Context, j *job) {
+// finished then. A small result is uploaded on a goroutine of its own,
+// counted in small, so that its worker claims the next job meanwhile;
+// free is called once the upload has ended.
+func (s *Service) offloadRecordingLater(ctx context.Context, j *job, small *sync.WaitGroup, free func()) {
 	jctx, cancel := context.WithCancel(ctx)
 	release := func() {}
 	if j.provider != "" && j.provider != Local {
 		cut, rel, ok := s.flights.enter(j.provider)
 		if !ok {
 			cancel()
+			free()
 			s.finish(ctx, j, retry(fmt.Errorf("%s: %w", j.provider, ErrDraining)))
 			return
 		}
@@ -648,21 +681,30 @@ func (s *Service) offloadRecordingLater(ctx context.Context, j *job) {
 		}
 	}
 	tctx, tcancel := context.WithTimeout(jctx, s.opts.JobTimeout)
-	var p *pendingOffload
-	var out outcome
-	if rw, err := loadRow(tctx, s.db, j.resultID); err != nil {
-		out = unreadable(err)
-	} else {
-		p, out = s.upload(tctx, j, rw, nil, nil)
-	}
-	tcancel()
-	if p == nil {
-		end(out)
+	rw, err := loadRow(tctx, s.db, j.resultID)
+	if err != nil {
+		tcancel()
+		free()
+		end(unreadable(err))
 		return
 	}
-	s.recorder.recordLater(p.rec, func(ctx context.Context, err error) {
-		end(s.recorded(ctx, j, p, p.rec.n, err))
-	})
+	run := func() {
+		p, out := s.upload(tctx, j, rw, nil, nil)
+		tcancel()
+		free()
+		if p == nil {
+			end(out)
+			return
+		}
+		s.recorder.recordLater(p.rec, func(ctx context.Context, err error) {
+			end(s.recorded(ctx, j, p, p.rec.n, err))
+		})
+	}
+	if rw.size > smallUpload {
+		run()
+		return
+	}
+	small.Go(run)
 }
 
 // unreadable is the outcome of an offload job whose result row could not
