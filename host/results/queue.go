@@ -861,12 +861,9 @@ func (s *Service) routeJob(j *job, r Route) (*Target, outcome) {
 	return nil, out
 }
 
-// Statements recordOffload runs in its transaction.
-const (
-	sqlRecordOffload = `UPDATE results SET storage = $1, object_key = $2, bucket = $3, url = $4, local_present = $5, updated_at = $6, local_reason = '', local_node = $10
+// sqlRecordOffload marks one result as offloaded (writeOffloads).
+const sqlRecordOffload = `UPDATE results SET storage = $1, object_key = $2, bucket = $3, url = $4, local_present = $5, updated_at = $6, local_reason = '', local_node = $10
 		WHERE id = $7 AND storage = $8 AND deleted = $9`
-	sqlDeleteJobOf = "DELETE FROM jobs WHERE kind = $1 AND result_id = $2"
-)
 
 // newOffloadRecord is the record of a local, live result now stored in
 // provider, where Put's answer info says (see location): written, it marks
@@ -895,15 +892,21 @@ type offloadRecord struct {
 	n int64
 }
 
-// writeOffloads records batch in one transaction (recordOffload).
+// writeOffloads records batch in one transaction (newOffloadRecord): a
+// results update for each record, then one statement removing all their
+// jobs and one marking their bulk items done for each bulk run.
 func (s *Service) writeOffloads(ctx context.Context, batch []*offloadRecord) error {
-	s.db.warm(ctx, sqlRecordOffload, sqlDeleteJobOf, sqlSettleBulkItem)
+	// Prepared before the transaction: preparing needs a connection of
+	// its own, which may be waiting for this transaction's lock.
+	s.db.warm(ctx, recordStatements...)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer rollback(tx)
 	now := dbTime(s.now())
+	ids := make([]string, 0, len(batch))
+	settled := map[int64][]string{}
 	for _, r := range batch {
 		res, err := s.db.txExec(ctx, tx, sqlRecordOffload, r.provider, r.key, r.bucket, r.url, r.localPresent, now, r.id, Local, false, r.localNode)
 		if err != nil {
@@ -912,16 +915,63 @@ func (s *Service) writeOffloads(ctx context.Context, batch []*offloadRecord) err
 		if r.n, err = res.RowsAffected(); err != nil {
 			return err
 		}
-		if _, err := s.db.txExec(ctx, tx, sqlDeleteJobOf, kindOffload, r.id); err != nil {
-			return err
+		ids = append(ids, r.id)
+		if r.n == 1 && r.bulkRun != 0 {
+			settled[r.bulkRun] = append(settled[r.bulkRun], r.id)
 		}
-		if r.n == 1 {
-			if err := s.settleBulkItem(ctx, tx, r.bulkRun, r.id); err != nil {
-				return err
-			}
+	}
+	in, args := paddedInList(1, ids)
+	if _, err := s.db.txExec(ctx, tx, sqlDeleteJobsOf(in), append([]any{kindOffload}, args...)...); err != nil {
+		return err
+	}
+	for run, ids := range settled {
+		in, args := paddedInList(4, ids)
+		if _, err := s.db.txExec(ctx, tx, sqlSettleBulkItems(in), append([]any{itemDone, now, run, itemQueued}, args...)...); err != nil {
+			return err
 		}
 	}
 	return tx.Commit()
+}
+
+// sqlDeleteJobsOf removes the jobs of kind $1 of the results in the list
+// in (writeOffloads).
+func sqlDeleteJobsOf(in string) string {
+	return "DELETE FROM jobs WHERE kind = $1 AND result_id IN (" + in + ")"
+}
+
+// sqlSettleBulkItems marks done ($1, at $2) the queued ($4) items of bulk
+// run $3 of the results in the list in (writeOffloads).
+func sqlSettleBulkItems(in string) string {
+	return "UPDATE bulk_items SET state = $1, updated_at = $2 WHERE run_id = $3 AND state = $4 AND result_id IN (" + in + ")"
+}
+
+// recordStatements are the statements writeOffloads runs, for each length
+// paddedInList gives a batch of up to maxRecordBatch records.
+var recordStatements = func() []string {
+	q := []string{sqlRecordOffload}
+	for n := 1; n <= maxRecordBatch; n *= 2 {
+		ids := make([]string, n)
+		in, _ := inList(1, ids)
+		q = append(q, sqlDeleteJobsOf(in))
+		in, _ = inList(4, ids)
+		q = append(q, sqlSettleBulkItems(in))
+	}
+	return q
+}()
+
+// paddedInList is inList with the list padded to a power of two by
+// repeating its last id, so that a statement built on it has one of a few
+// texts, each prepared once.
+func paddedInList(after int, ids []string) (string, []any) {
+	n := 1
+	for n < len(ids) {
+		n *= 2
+	}
+	padded := append(make([]string, 0, n), ids...)
+	for len(padded) < n {
+		padded = append(padded, ids[len(ids)-1])
+	}
+	return inList(after, padded)
 }
 
 // reconcileOffload handles an upload whose result changed meanwhile
