@@ -122,6 +122,18 @@ func loadRow(ctx context.Context, q interface {
 	return scanRow(q.QueryRowContext(ctx, "SELECT "+rowColumns+" FROM "+rowFrom+" WHERE r.id = $1", id))
 }
 
+// loadResultRow is loadRow without the result's offload job (row.upload
+// is nil): what a job that uploads the result reads.
+func loadResultRow(ctx context.Context, q interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}, id string) (row, error) {
+	return scanRow(q.QueryRowContext(ctx, "SELECT "+resultColumns+" FROM results r WHERE r.id = $1", id))
+}
+
+// resultColumns are rowColumns with the job's columns empty.
+const resultColumns = "r.id, r.path, r.content_type, r.size, r.sha256, r.storage, r.object_key, r.url, r.local_present, r.deleted, r.created_at, r.owner, r.local_reason, r.bucket, r.local_node, " +
+	"NULL, NULL, NULL, NULL, NULL, NULL"
+
 // result converts a row to the public Result, with the URL it was
 // recorded with (Service.present gives the URL it is served from).
 func (r row) result() Result {

@@ -681,7 +681,7 @@ func (s *Service) offloadRecordingLater(ctx context.Context, j *job, small *sync
 		}
 	}
 	tctx, tcancel := context.WithTimeout(jctx, s.opts.JobTimeout)
-	rw, err := loadRow(tctx, s.db, j.resultID)
+	rw, err := loadResultRow(tctx, s.db, j.resultID)
 	if err != nil {
 		tcancel()
 		free()
