@@ -40,10 +40,11 @@ const (
 	// allowance: 50 results a second, well under what a loaded 2-core
 	// machine does, so that only a stuck run times out.
 	bulkPerResult = 20 * time.Millisecond
-	// bulkHostWorkers is how many jobs the host process runs at once
-	// (results.Options.Workers, whose default `magicads serve` keeps): the
-	// throttle is computed for it.
-	bulkHostWorkers = 4
+	// bulkHostUploads is how many of these small results the host process
+	// uploads at once: its 4 workers (results.Options.Workers, whose
+	// default `magicads serve` keeps), each with up to 4 small uploads of
+	// a bulk run. The throttle is computed for it.
+	bulkHostUploads = 4 * 4
 	// bulkThrottledRun is how long the throttled offload of every result
 	// should take at least, so that the kill at half leaves seconds of work.
 	bulkThrottledRun = 8 * time.Second
@@ -75,10 +76,10 @@ func bulkTimeout(base time.Duration, n int) time.Duration {
 }
 
 // bulkThrottle is the per-connection rate that makes the offload of n
-// results of size bytes take bulkThrottledRun with bulkHostWorkers uploads
+// results of size bytes take bulkThrottledRun with bulkHostUploads uploads
 // at once, and each upload bulkMinUpload at least.
 func bulkThrottle(n int, size int64) int {
-	rate := int64(n) * size * int64(time.Second) / (bulkHostWorkers * int64(bulkThrottledRun))
+	rate := int64(n) * size * int64(time.Second) / (bulkHostUploads * int64(bulkThrottledRun))
 	return int(min(rate, size*int64(time.Second)/int64(bulkMinUpload)))
 }
 
