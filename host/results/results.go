@@ -269,8 +269,9 @@ type Options struct {
 	// DBTimeout bounds each database step of a request: Commit's records and
 	// its read-back, and (through DBTimeout()) the API's calls (default 5s).
 	DBTimeout time.Duration
-	// Workers is how many jobs a RunWorker call runs at once (default 4,
-	// at most 64).
+	// Workers is how many workers a RunWorker call runs (default 4, at
+	// most 64). A worker runs one job at a time, or up to four uploads of
+	// a bulk run's results of at most 1 MiB.
 	Workers int
 	// NodeID names this host node in job leases; RunWorker releases at once
 	// the leases an earlier process of the same node left (a crash). It must

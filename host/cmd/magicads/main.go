@@ -79,7 +79,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (flags, 
 	fs.StringVar(&maxResult, "max-result-bytes", maxResult, "largest result accepted, in bytes (MAGICADS_MAX_RESULT_BYTES)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", env(getenv, "MAGICADS_METRICS_ADDR", ""), "listen address of a separate HTTP listener serving /metrics without credentials; default off (the API's /metrics needs admin credentials) (MAGICADS_METRICS_ADDR)")
 	workers := env(getenv, "MAGICADS_UPLOAD_WORKERS", strconv.Itoa(results.DefaultWorkers))
-	fs.StringVar(&workers, "upload-workers", workers, "queued uploads, deletes and bring-backs this node runs at once; raise it when the storage provider is far away (MAGICADS_UPLOAD_WORKERS)")
+	fs.StringVar(&workers, "upload-workers", workers, "workers for queued uploads, deletes and bring-backs on this node: each runs one at a time, or up to 4 of a bulk offload's results of at most 1 MiB; raise it when the storage provider is far away (MAGICADS_UPLOAD_WORKERS)")
 	fs.StringVar(&f.nodeID, "node-id", env(getenv, "MAGICADS_NODE_ID", ""), "this node's id in job leases and the cluster view, 1 to 64 of A-Z a-z 0-9 . _ -; default the id in the data dir's node.id (MAGICADS_NODE_ID)")
 	fs.StringVar(&f.advertiseURL, "advertise-url", env(getenv, "MAGICADS_ADVERTISE_URL", ""), "the URL other nodes reach this one at, shown in the cluster view; default http://<--addr>: set it when --addr binds 0.0.0.0 or :: (MAGICADS_ADVERTISE_URL)")
 	shared := env(getenv, "MAGICADS_SHARED_RESULTS", "false")
