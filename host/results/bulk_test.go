@@ -652,3 +652,39 @@ func TestBulkOffloadRecordsManyPerTransaction(t *testing.T) {
 		t.Logf("%d records in %d transactions", recs.Load(), txs.Load())
 	})
 }
+
+// TestClaimsTakeTurnsOnOneListing: one listing of the due jobs serves the
+// claims that follow it, each of a different job, until it is used up.
+func TestClaimsTakeTurnsOnOneListing(t *testing.T) {
+	forDialects(t, func(t *testing.T, d dbmigrate.Dialect) {
+		e, _, _ := bulkEnv(t, d, testOptions(), 40, false)
+		ctx := context.Background()
+		if _, err := e.svc.StartBulk(ctx, BulkRequest{Direction: BulkOffload}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.svc.bulkStep(ctx); err != nil {
+			t.Fatal(err)
+		}
+		queued := e.pending(t)
+		if queued < 10 {
+			t.Fatalf("%d jobs queued, want at least 10", queued)
+		}
+		seen := map[int64]bool{}
+		for i := range 10 {
+			j, err := e.svc.claim(ctx)
+			if err != nil || j == nil {
+				t.Fatalf("claim %d: %v %v", i, j, err)
+			}
+			if seen[j.id] {
+				t.Fatalf("claim %d leased job %d again", i, j.id)
+			}
+			seen[j.id] = true
+			e.svc.cands.mu.Lock()
+			left := len(e.svc.cands.ids)
+			e.svc.cands.mu.Unlock()
+			if want := min(queued, claimBatch) - 1 - i; left != want {
+				t.Fatalf("after claim %d: %d listed jobs left to try, want %d (one listing for all claims)", i, left, want)
+			}
+		}
+	})
+}
