@@ -630,7 +630,7 @@ func (s *Service) offloadJob(ctx context.Context, j *job, target *Target) outcom
 	if err != nil {
 		return unreadable(err)
 	}
-	p, out := s.upload(ctx, j, rw, target, nil)
+	p, out := s.upload(ctx, j, rw, target)
 	if p == nil {
 		return out
 	}
@@ -689,7 +689,7 @@ func (s *Service) offloadRecordingLater(ctx context.Context, j *job, small *sync
 		return
 	}
 	run := func() {
-		p, out := s.upload(tctx, j, rw, nil, nil)
+		p, out := s.upload(tctx, j, rw, nil)
 		tcancel()
 		free()
 		if p == nil {
@@ -729,9 +729,8 @@ type pendingOffload struct {
 
 // upload runs offload job j's upload of rw, up to the point where it
 // must be recorded: it returns the upload to record, or nil and the
-// job's outcome. target is the provider to use, or nil to ask the router;
-// route is the router's answer to use then (nil: ask it now).
-func (s *Service) upload(ctx context.Context, j *job, rw row, target *Target, route *Route) (*pendingOffload, outcome) {
+// job's outcome. target is the provider to use, or nil to ask the router.
+func (s *Service) upload(ctx context.Context, j *job, rw row, target *Target) (*pendingOffload, outcome) {
 	if rw.deleted {
 		return nil, drop("the result was deleted")
 	}
@@ -742,11 +741,7 @@ func (s *Service) upload(ctx context.Context, j *job, rw row, target *Target, ro
 		return nil, s.rehome(ctx, j, rw.localNode)
 	}
 	if target == nil {
-		if route == nil {
-			r := s.router.Route(ctx)
-			route = &r
-		}
-		t, out := s.routeJob(j, *route)
+		t, out := s.routeJob(ctx, j)
 		if t == nil {
 			if out.state == stateDrop && j.attempts > 0 && j.provider != "" {
 				// An earlier attempt may have stored the object before
@@ -830,13 +825,13 @@ func (s *Service) recorded(ctx context.Context, j *job, p *pendingOffload, n int
 	return out
 }
 
-// routeJob says, from the router's answer r, where a queued offload job
-// goes now: its
+// routeJob asks the router where a queued offload job goes now: its
 // provider when that takes results now; a retry while Default Storage still
 // names it (or cannot be read) but it cannot take results right now; a drop
 // only when the admin changed Default Storage to something else. A job with
 // provider "" goes to whatever Default Storage names.
-func (s *Service) routeJob(j *job, r Route) (*Target, outcome) {
+func (s *Service) routeJob(ctx context.Context, j *job) (*Target, outcome) {
+	r := s.router.Route(ctx)
 	want := j.provider
 	switch {
 	case r.Guess:
